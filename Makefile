@@ -1,0 +1,46 @@
+# fathombatch — the two commands a fresh machine needs: `make demo` and `make test`.
+# Each target creates .venv itself when it is missing (or older than pyproject.toml).
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+FB     := $(BIN)/fathombatch
+DEMO   := demo
+
+.PHONY: setup demo test test-fast clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -e '.[dev]'
+	touch $@
+
+# The main job end to end on CPU: synthesise dives, train, export ONNX, score, evaluate.
+demo: setup
+	rm -rf $(DEMO)
+	$(FB) synth $(DEMO)/train-dive --images 600 --seed 1 --size 640x360 --box-scale 2.5 --quiet
+	$(FB) synth $(DEMO)/eval-dive --images 200 --seed 2 --size 640x360 --box-scale 2.5 --deep-fraction 0.2 --quiet
+	$(FB) train --images $(DEMO)/train-dive/images --labels $(DEMO)/train-dive/train.csv \
+		--arch efficientnet_lite0 --pretrained --epochs 6 --img-size 96 --batch-size 32 --out $(DEMO)/run --quiet
+	$(FB) export $(DEMO)/run --format onnx --out engines/demo-efficientnet_lite0.onnx --overwrite
+	$(FB) score $(DEMO)/eval-dive/images --engine demo-efficientnet_lite0.onnx \
+		--out $(DEMO)/scores.parquet --submission $(DEMO)/submission.csv --quiet
+	$(FB) evaluate $(DEMO)/scores.parquet --truth $(DEMO)/eval-dive/train.csv \
+		--osd-truth $(DEMO)/eval-dive/osd.csv --report $(DEMO)/report
+	@echo
+	@echo "Outputs:"
+	@echo "  synthetic dives     $(DEMO)/train-dive/, $(DEMO)/eval-dive/ (images/, train.csv, annotations.json, osd.csv)"
+	@echo "  training run        $(DEMO)/run/ (config.json, metrics.parquet, checkpoints/)"
+	@echo "  engine + manifest   engines/demo-efficientnet_lite0.onnx(.json)"
+	@echo "  scores table        $(DEMO)/scores.parquet   submission: $(DEMO)/submission.csv"
+	@echo "  evaluation report   $(DEMO)/report/report.md (metrics.json, per_class.parquet)"
+
+test: setup
+	$(BIN)/python -m pytest
+
+test-fast: setup
+	$(BIN)/python -m pytest -m "not slow"
+
+clean:
+	rm -rf $(DEMO) .pytest_cache
