@@ -1,0 +1,104 @@
+"""Engines: the runtimes that run engine files, chosen by suffix, each described by a manifest.
+
+``open_engine(path)`` resolves the path (also inside the ``engines/`` store), reads ``<path>.json``, checks it
+belongs to the file (SHA-256) and returns an :class:`~fathombatch.backends.base.Engine`:
+
+* ``.onnx`` -> ONNX Runtime;
+* ``.pt``   -> PyTorch (weights only; the architecture comes from fathombatch's registry);
+* ``.plan`` -> TensorRT (needs an NVIDIA GPU and the ``tensorrt`` extra).
+
+The package is named apart from the top-level ``engines/`` folder (the engine store) on purpose.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+from fathombatch.backends.base import Engine
+from fathombatch.backends.manifest import Manifest, file_sha256, manifest_path, read_manifest, write_manifest
+from fathombatch.errors import ManifestError, UsageError
+
+__all__ = [
+    "ENGINE_SUFFIXES",
+    "Engine",
+    "Manifest",
+    "engine_store",
+    "file_sha256",
+    "manifest_path",
+    "open_engine",
+    "read_manifest",
+    "resolve_engine_path",
+    "write_manifest",
+]
+
+
+def _onnx(path: Path, manifest: Manifest, threads: int | None) -> Engine:
+    from fathombatch.backends.onnx import OnnxEngine
+
+    return OnnxEngine(path, manifest, threads=threads)
+
+
+def _torch(path: Path, manifest: Manifest, threads: int | None) -> Engine:
+    from fathombatch.backends.torch_engine import TorchEngine
+
+    return TorchEngine(path, manifest, threads=threads)
+
+
+def _tensorrt(path: Path, manifest: Manifest, threads: int | None) -> Engine:
+    from fathombatch.backends.tensorrt import TensorRTEngine
+
+    return TensorRTEngine(path, manifest, threads=threads)
+
+
+_RUNTIMES: dict[str, tuple[str, Callable[[Path, Manifest, int | None], Engine]]] = {
+    ".onnx": ("onnxruntime", _onnx),
+    ".pt": ("torch", _torch),
+    ".plan": ("tensorrt", _tensorrt),
+}
+ENGINE_SUFFIXES = tuple(_RUNTIMES)
+
+
+def engine_store() -> Path:
+    """The engine store: ``$FATHOMBATCH_ENGINES`` if set, else ``./engines``."""
+    return Path(os.environ.get("FATHOMBATCH_ENGINES", "engines"))
+
+
+def resolve_engine_path(name: str | Path) -> Path:
+    """Find an engine file: the path as given, else the same name inside the engine store.
+
+    Raises:
+        UsageError: neither exists, or the suffix is not one of :data:`ENGINE_SUFFIXES`.
+    """
+    path = Path(name)
+    if path.suffix.lower() not in _RUNTIMES:
+        raise UsageError(f"engine {name}: unknown engine type {path.suffix or '(none)'!r}; "
+                         f"expected one of {', '.join(ENGINE_SUFFIXES)}")
+    if path.is_file():
+        return path
+    stored = engine_store() / path.name
+    if stored.is_file():
+        return stored
+    raise UsageError(f"engine {name} not found (looked at {path} and {stored})")
+
+
+def open_engine(name: str | Path, *, threads: int | None = None, verify_hash: bool = True) -> Engine:
+    """Resolve, validate against the manifest and load an engine.
+
+    Args:
+        name: an engine path, or a file name inside the engine store.
+        threads: CPU threads for the runtime (None: the runtime's default).
+        verify_hash: check the file's SHA-256 against the manifest's ``engine_sha256``.
+    """
+    path = resolve_engine_path(name)
+    manifest = read_manifest(path)
+    runtime, factory = _RUNTIMES[path.suffix.lower()]
+    if manifest.runtime != runtime:
+        raise ManifestError(f"{manifest_path(path)} says runtime {manifest.runtime!r} but {path} is a {runtime} file")
+    if verify_hash and manifest.engine_sha256 and file_sha256(path) != manifest.engine_sha256:
+        raise ManifestError(
+            f"{path} does not match its manifest (SHA-256 differs): the engine file was replaced or damaged; "
+            "re-export it"
+        )
+    return factory(path, manifest, threads)

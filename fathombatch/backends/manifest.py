@@ -1,0 +1,188 @@
+"""Engine manifests: the json file beside every engine (``NAME.onnx`` -> ``NAME.onnx.json``).
+
+A manifest says how to feed the engine (input spec), what its outputs mean (classes in column order), how it was
+made (architecture, precision, runtime versions, training provenance, held-out metrics, training class counts) and
+which exact engine file it describes (SHA-256). Decoding, scoring and evaluation all read it, so a model and its
+normalisation or class list can never drift apart. The schema is documented in docs/engines.md.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from fathombatch.errors import FathombatchError, ManifestError
+from fathombatch.fsutil import write_json_atomic
+from fathombatch.preprocess import InputSpec
+from fathombatch.taxonomy import Taxonomy
+
+FORMAT_VERSION = 1
+#: Manifests larger than this are refused before parsing.
+MAX_MANIFEST_BYTES = 64 * 1024**2
+RUNTIMES = ("onnxruntime", "torch", "tensorrt")
+PRECISIONS = ("fp32", "fp16", "bf16", "int8")
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """Everything needed to run an engine and interpret its output.
+
+    Attributes:
+        name: engine name (file stem).
+        arch: registered architecture it was built from.
+        runtime: ``onnxruntime`` | ``torch`` | ``tensorrt``.
+        precision: ``fp32`` | ``fp16`` | ``bf16`` | ``int8``.
+        input: preprocessing spec.
+        taxonomy: classes in output column order.
+        outputs: output names in order; ``logits`` first, optionally ``features``.
+        feature_dim: width D of the ``features`` output, if any.
+        osd: out-of-sample method and its parameters (``{"method": "max-prob"}`` by default).
+        class_counts: training images per class (for the frequency-prior floor), or None.
+        metrics: held-out metrics at export (``val_map20``, ``val_prior_floor``...).
+        provenance: how the engine was made (run folder, config, checkpoint, epoch, dates).
+        versions: library versions at export.
+        engine_sha256: SHA-256 of the engine file this manifest describes.
+    """
+
+    name: str
+    arch: str
+    runtime: str
+    precision: str
+    input: InputSpec
+    taxonomy: Taxonomy
+    outputs: tuple[str, ...] = ("logits",)
+    feature_dim: int | None = None
+    osd: Mapping[str, Any] = field(default_factory=lambda: {"method": "max-prob"})
+    class_counts: tuple[int, ...] | None = None
+    metrics: Mapping[str, Any] = field(default_factory=dict)
+    provenance: Mapping[str, Any] = field(default_factory=dict)
+    versions: Mapping[str, Any] = field(default_factory=dict)
+    engine_sha256: str | None = None
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.taxonomy)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "format_version": FORMAT_VERSION,
+            "name": self.name,
+            "arch": self.arch,
+            "runtime": self.runtime,
+            "precision": self.precision,
+            "input": self.input.to_json(),
+            "outputs": list(self.outputs),
+            "feature_dim": self.feature_dim,
+            "num_classes": self.num_classes,
+            "taxonomy": self.taxonomy.name,
+            "classes": self.taxonomy.to_records(),
+            "osd": dict(self.osd),
+            "class_counts": list(self.class_counts) if self.class_counts is not None else None,
+            "metrics": dict(self.metrics),
+            "provenance": dict(self.provenance),
+            "versions": dict(self.versions),
+            "engine_sha256": self.engine_sha256,
+        }
+
+    def fingerprint(self) -> str:
+        """SHA-256 of the canonical json: changes when the engine file or anything about it changes."""
+        return hashlib.sha256(json.dumps(self.to_json(), sort_keys=True).encode()).hexdigest()
+
+    @classmethod
+    def from_json(cls, data: Any, source: str = "manifest") -> Manifest:
+        """Validate and build; raises ManifestError naming ``source`` and the bad field."""
+        if not isinstance(data, dict):
+            raise ManifestError(f"{source}: expected a json object")
+        version = data.get("format_version")
+        if version != FORMAT_VERSION:
+            raise ManifestError(f"{source}: format_version {version!r} is not supported (expected {FORMAT_VERSION})")
+        for key in ("name", "arch", "runtime", "precision", "input", "classes"):
+            if key not in data:
+                raise ManifestError(f"{source}: missing field {key!r}")
+        if data["runtime"] not in RUNTIMES:
+            raise ManifestError(f"{source}: runtime {data['runtime']!r} is not one of {', '.join(RUNTIMES)}")
+        if data["precision"] not in PRECISIONS:
+            raise ManifestError(f"{source}: precision {data['precision']!r} is not one of {', '.join(PRECISIONS)}")
+        if not isinstance(data["input"], dict):
+            raise ManifestError(f"{source}: 'input' must be an object")
+        try:
+            taxonomy = Taxonomy.from_records(data["classes"], name=str(data.get("taxonomy", "custom")))
+            spec = InputSpec.from_json(data["input"])
+        except FathombatchError as exc:
+            raise ManifestError(f"{source}: {exc}") from None
+        if "num_classes" in data and data["num_classes"] != len(taxonomy):
+            raise ManifestError(
+                f"{source}: num_classes is {data['num_classes']} but 'classes' lists {len(taxonomy)} categories"
+            )
+        counts = data.get("class_counts")
+        if counts is not None and (
+            not isinstance(counts, list)
+            or len(counts) != len(taxonomy)
+            or not all(isinstance(c, int) and c >= 0 for c in counts)
+        ):
+            raise ManifestError(f"{source}: class_counts must list {len(taxonomy)} non-negative integers")
+        outputs = data.get("outputs", ["logits"])
+        if not isinstance(outputs, list) or not outputs or outputs[0] != "logits":
+            raise ManifestError(f"{source}: outputs must be a list starting with 'logits', got {outputs!r}")
+        for key in ("osd", "metrics", "provenance", "versions"):
+            if not isinstance(data.get(key, {}), dict):
+                raise ManifestError(f"{source}: {key!r} must be an object")
+        return cls(
+            name=str(data["name"]),
+            arch=str(data["arch"]),
+            runtime=data["runtime"],
+            precision=data["precision"],
+            input=spec,
+            taxonomy=taxonomy,
+            outputs=tuple(str(o) for o in outputs),
+            feature_dim=data.get("feature_dim"),
+            osd=data.get("osd") or {"method": "max-prob"},
+            class_counts=tuple(counts) if counts is not None else None,
+            metrics=data.get("metrics", {}),
+            provenance=data.get("provenance", {}),
+            versions=data.get("versions", {}),
+            engine_sha256=data.get("engine_sha256"),
+        )
+
+
+def manifest_path(engine_path: str | Path) -> Path:
+    """``engines/x.onnx`` -> ``engines/x.onnx.json``."""
+    engine_path = Path(engine_path)
+    return engine_path.with_name(engine_path.name + ".json")
+
+
+def read_manifest(engine_path: str | Path) -> Manifest:
+    """Read and validate the manifest of an engine file."""
+    path = manifest_path(engine_path)
+    if not path.is_file():
+        raise ManifestError(
+            f"engine {engine_path} has no manifest ({path} is missing); export engines with `fathombatch export`, "
+            "which writes both"
+        )
+    if path.stat().st_size > MAX_MANIFEST_BYTES:
+        raise ManifestError(f"{path}: larger than {MAX_MANIFEST_BYTES} bytes; not a manifest")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
+        raise ManifestError(f"{path}: not valid json ({exc})") from None
+    return Manifest.from_json(data, source=str(path))
+
+
+def write_manifest(engine_path: str | Path, manifest: Manifest) -> Path:
+    """Write ``<engine>.json`` atomically; returns its path."""
+    path = manifest_path(engine_path)
+    write_json_atomic(path, manifest.to_json())
+    return path
+
+
+def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
+    """SHA-256 hex digest of a file, read in 1 MiB chunks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            h.update(block)
+    return h.hexdigest()

@@ -1,0 +1,190 @@
+"""NVIDIA DALI decoder: libjpeg-turbo / nvImageCodec on CPU threads here, nvJPEG on a GPU (the GPU issue).
+
+Files are read and identified in Python (:func:`~fathombatch.decode.base.read_image_file`), then fed to a DALI
+pipeline through ``fn.external_source``: decode (EXIF orientation applied), resize to the input spec with
+antialiased bilinear interpolation, normalise, CHW float32.
+
+DALI stops a whole pipeline run on one corrupt file, and the pipeline object is not to be trusted afterwards. So
+when a batch fails, the pipeline is rebuilt (a few milliseconds) and that batch is decoded file by file; a file that
+DALI still rejects is handed to Pillow, which either decodes it (DALI lacks, for example, some CMYK and 16-bit
+variants) or gives the specific error message for its row. One bad image never costs the others their scores.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import sys
+import tempfile
+import threading
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from fathombatch.decode.base import DecodedBatch, Decoder, ImageFile, read_image_file
+from fathombatch.decode.pil import decode_resized
+from fathombatch.errors import DecodeError, MissingDependencyError, require
+from fathombatch.preprocess import InputSpec, normalize
+
+log = logging.getLogger(__name__)
+
+
+_NATIVE_NOISE = ("[libjpeg_turbo_decoder]", "[nvjpeg", "[libpng", "[libtiff", "[opencv", "nvImageCodec")
+_stderr_lock = threading.Lock()
+
+
+@contextlib.contextmanager
+def _native_stderr_to_log() -> Iterator[None]:
+    """Capture what native code writes to file descriptor 2 while DALI runs.
+
+    nvImageCodec prints an ``[ERROR]`` line for every corrupt image straight to fd 2, whatever
+    ``DALI_NVIMGCODEC_LOG_LEVEL`` says (its lowest level still shows errors). fathombatch reports each bad file in
+    its error row, so those lines go to the debug log (``--verbose``); anything else written meanwhile (a progress
+    bar refresh, a warning from another thread) is copied back to stderr afterwards, so nothing is lost.
+    """
+    with _stderr_lock, tempfile.TemporaryFile() as capture:
+        sys.stderr.flush()
+        saved = os.dup(2)
+        os.dup2(capture.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            capture.seek(0)
+            text = capture.read().decode("utf-8", "replace")
+    for line in text.splitlines(keepends=True):
+        if any(marker in line for marker in _NATIVE_NOISE):
+            log.debug("DALI: %s", line.strip())
+        else:
+            sys.stderr.write(line)
+
+
+def import_dali() -> Any:
+    """Import ``nvidia.dali`` or raise MissingDependencyError."""
+    return require("nvidia.dali", "dali", "the DALI decoder")
+
+
+def dali_available() -> bool:
+    """True when ``nvidia.dali`` imports (it is Linux-only)."""
+    try:
+        import_dali()
+    except MissingDependencyError:
+        return False
+    return True
+
+
+class DaliDecoder(Decoder):
+    """Decode with DALI CPU operators (``device_id=None``), ``threads`` worker threads."""
+
+    name = "dali"
+
+    def __init__(self, spec: InputSpec, *, batch_size: int = 32, threads: int | None = None) -> None:
+        super().__init__(spec, batch_size=batch_size, threads=threads)
+        import_dali()
+        self._pipe: Any = None
+
+    def _build(self) -> Any:
+        import nvidia.dali.fn as fn
+        import nvidia.dali.types as types
+        from nvidia.dali import pipeline_def
+
+        spec = self.spec
+
+        @pipeline_def(
+            batch_size=self.batch_size,
+            num_threads=self.threads,
+            device_id=None,
+            prefetch_queue_depth=1,
+            exec_async=False,
+            exec_pipelined=False,
+        )
+        def pipe() -> Any:
+            encoded = fn.external_source(name="encoded", dtype=types.UINT8, ndim=1)
+            images = fn.decoders.image(encoded, device="cpu", output_type=types.RGB)
+            images = fn.resize(
+                images,
+                resize_x=spec.width,
+                resize_y=spec.height,
+                interp_type=types.INTERP_LINEAR,
+                antialias=True,
+            )
+            return fn.crop_mirror_normalize(
+                images,
+                dtype=types.FLOAT,
+                output_layout="CHW",
+                mean=[m * 255.0 for m in spec.mean],
+                std=[s * 255.0 for s in spec.std],
+            )
+
+        p = pipe()
+        p.build()
+        return p
+
+    def _run(self, files: Sequence[ImageFile]) -> np.ndarray:
+        if self._pipe is None:
+            self._pipe = self._build()
+        self._pipe.feed_input("encoded", [np.frombuffer(f.data, dtype=np.uint8) for f in files])
+        with _native_stderr_to_log():
+            (out,) = self._pipe.run()
+        return np.asarray(out.as_array(), dtype=np.float32)
+
+    def _reset(self) -> None:
+        self._pipe = None  # a pipeline that raised is not reused; the next run builds a fresh one
+
+    def _decode_alone(self, image: ImageFile) -> tuple[np.ndarray, str]:
+        """Decode one file that failed inside a batch: DALI alone first, then Pillow."""
+        try:
+            return self._run([image])[0], "dali"
+        except RuntimeError:
+            self._reset()
+        pixels = decode_resized(image, self.spec.size)  # raises DecodeError with Pillow's specific message
+        return normalize(pixels[None], self.spec)[0], "pil"
+
+    def decode(self, paths: Sequence[str | Path]) -> DecodedBatch:
+        n = len(paths)
+        sizes: list[tuple[int, int] | None] = [None] * n
+        errors: list[str | None] = [None] * n
+        decoders: list[str | None] = [None] * n
+        files: list[ImageFile] = []
+        positions: list[int] = []
+        for i, path in enumerate(paths):
+            try:
+                image = read_image_file(path)
+            except DecodeError as exc:
+                errors[i] = str(exc)
+                continue
+            sizes[i] = (image.width, image.height)
+            files.append(image)
+            positions.append(i)
+
+        rows: list[np.ndarray] = []
+        ok: list[int] = []
+        if files:
+            try:
+                batch = self._run(files)
+                rows, ok = list(batch), positions
+                for i in positions:
+                    decoders[i] = "dali"
+            except RuntimeError as exc:
+                log.debug("DALI batch failed, isolating the bad file(s): %s", str(exc).splitlines()[-1:])
+                self._reset()
+                for image, i in zip(files, positions):
+                    try:
+                        pixels, used = self._decode_alone(image)
+                    except DecodeError as err:
+                        errors[i] = str(err)
+                        continue
+                    rows.append(pixels)
+                    ok.append(i)
+                    decoders[i] = used
+        images = np.stack(rows) if rows else np.empty((0, 3, *self.spec.size), dtype=np.float32)
+        return DecodedBatch(images=images, ok=ok, sizes=sizes, errors=errors, decoders=decoders)
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self._reset()

@@ -1,0 +1,58 @@
+"""Find the images of a dump: recursive, deterministic, safe against symlink loops."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+from fathombatch.errors import UsageError
+
+#: Extensions scored by default, compared case-insensitively.
+IMAGE_SUFFIXES: frozenset[str] = frozenset({".jpg", ".jpeg", ".png"})
+
+
+def discover(
+    root: str | Path,
+    suffixes: frozenset[str] = IMAGE_SUFFIXES,
+    *,
+    on_error: Callable[[str], None] | None = None,
+) -> list[str]:
+    """List image files under ``root``, as POSIX-style paths relative to it, sorted.
+
+    Directory symlinks are followed, but every directory is entered once (by device and inode), so a symlink loop
+    is walked once, not forever, and no file is listed twice through two routes. File symlinks are listed as they
+    are, broken ones included: they get an error row when decoded, rather than vanishing silently.
+    A folder that cannot be listed is reported through ``on_error`` (a one-line message) instead of being skipped
+    silently.
+
+    Raises:
+        UsageError: ``root`` does not exist or is not a directory.
+    """
+    root = Path(root)
+    if not root.exists():
+        raise UsageError(f"{root} does not exist")
+    if not root.is_dir():
+        raise UsageError(f"{root} is not a folder")
+    found: list[str] = []
+    seen_dirs: set[tuple[int, int]] = set()
+
+    def walk_error(exc: OSError) -> None:
+        if on_error is not None:
+            on_error(f"cannot list folder {exc.filename}: {exc.strerror}")
+
+    for dirpath, dirnames, filenames in os.walk(root, onerror=walk_error, followlinks=True):
+        st = os.stat(dirpath)
+        key = (st.st_dev, st.st_ino)
+        if key in seen_dirs:
+            dirnames[:] = []
+            continue
+        seen_dirs.add(key)
+        dirnames.sort()
+        rel_dir = os.path.relpath(dirpath, root)
+        for name in filenames:
+            if os.path.splitext(name)[1].lower() in suffixes:
+                rel = name if rel_dir == "." else os.path.join(rel_dir, name)
+                found.append(rel.replace(os.sep, "/"))
+    found.sort()
+    return found
