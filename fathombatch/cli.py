@@ -1,0 +1,252 @@
+"""The ``fathombatch`` command line: thin click wrappers over the library.
+
+Each command parses its options, builds a frozen config, calls one library function and prints the result.
+Library errors (:class:`~fathombatch.errors.FathombatchError`) become one ``Error: ...`` line on stderr and the
+error's exit code (1 runtime failure, 2 usage error); see docs/errors.md.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+
+from fathombatch import __version__
+from fathombatch.errors import FathombatchError
+
+
+class _Group(click.Group):
+    """Turns library errors into one ``Error:`` line and an exit code instead of a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except FathombatchError as exc:
+            click.echo(f"Error: {exc}", err=True)
+            ctx.exit(exc.exit_code)
+        except KeyboardInterrupt:
+            click.echo("Error: interrupted; finished work is saved - run the same command again to resume", err=True)
+            ctx.exit(130)
+        except OSError as exc:
+            where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
+            click.echo(f"Error: {exc.strerror or exc}{where}", err=True)
+            ctx.exit(1)
+
+
+def _progress(quiet: bool) -> Any:
+    from fathombatch.progress import Progress
+
+    return Progress(enabled=False if quiet else None)
+
+
+def quiet_option(f: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option("--quiet", "-q", is_flag=True, help="No progress bars; print only the summary.")(f)
+
+
+def _parse_size(_ctx: click.Context, _param: click.Parameter, value: str | None) -> tuple[int, int] | None:
+    if value is None:
+        return None
+    try:
+        w, h = (int(v) for v in value.lower().split("x"))
+    except ValueError:
+        raise click.BadParameter(f"expected WIDTHxHEIGHT such as 1920x1080, got {value!r}") from None
+    return w, h
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
+@click.version_option(__version__, prog_name="fathombatch")
+@click.option("--verbose", "-v", is_flag=True, help="Log what is happening (to stderr).")
+def cli(verbose: bool) -> None:
+    """Score, train and evaluate FathomNet-style multi-label classifiers on ROV dive imagery.
+
+    \b
+    Example (the whole path on synthetic data):
+      fathombatch synth dive --images 300
+      fathombatch train --images dive/images --labels dive/train.csv --arch resnet18 --out runs/r18
+      fathombatch export runs/r18 --format onnx --out engines/r18.onnx
+      fathombatch score dive/images --engine r18.onnx --out scores.parquet
+      fathombatch evaluate scores.parquet --truth dive/train.csv
+    """
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+
+
+@cli.command()
+@click.argument("out", type=click.Path(path_type=Path))
+@click.option("--images", "n_images", type=click.IntRange(min=1), default=200, show_default=True, help="Number of images.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Everything is deterministic for a seed.")
+@click.option("--format", "fmt", type=click.Choice(["jpg", "png"]), default="jpg", show_default=True)
+@click.option("--deep-fraction", type=click.FloatRange(0, 1), default=0.0, show_default=True,
+              help="Share of out-of-sample ('deep') images, with categories never seen in shallow ones.")
+@click.option("--size", callback=_parse_size, metavar="WxH", help="Force one image size, e.g. 1920x1080 (default: the real mix).")
+@click.option("--box-scale", type=float, default=1.0, show_default=True, help="Scale the real box sizes (1 = real pixels).")
+@quiet_option
+def synth(out: Path, n_images: int, seed: int, fmt: str, deep_fraction: float, size: tuple[int, int] | None,
+          box_scale: float, quiet: bool) -> None:
+    """Write a FathomNet-shaped synthetic dive to OUT.
+
+    Writes OUT/images/, OUT/train.csv (Kaggle), OUT/annotations.json (COCO) and OUT/osd.csv.
+
+    \b
+    Example:
+      fathombatch synth dive --images 500 --seed 1 --deep-fraction 0.2
+    """
+    from fathombatch.synth import SynthConfig, synthesize
+
+    cfg = SynthConfig(out=out, images=n_images, seed=seed, format=fmt, deep_fraction=deep_fraction, size=size,  # type: ignore[arg-type]
+                      box_scale=box_scale)
+    with _progress(quiet).task("Synthesising", n_images) as task:
+        summary = synthesize(cfg, progress=task.advance)
+    click.echo(f"Wrote {summary.images} images ({summary.deep} out-of-sample, {summary.annotations} boxes) to {out}")
+
+
+@cli.command()
+@click.option("--images", type=click.Path(exists=True, file_okay=False, path_type=Path), required=True,
+              help="Folder with the training images.")
+@click.option("--labels", type=click.Path(exists=True, dir_okay=False, path_type=Path), required=True,
+              help="Kaggle train.csv or COCO annotations.json.")
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="Run folder to create.")
+@click.option("--arch", default="resnet18", show_default=True, help="Architecture (see `fathombatch models`).")
+@click.option("--epochs", type=click.IntRange(min=1), default=10, show_default=True)
+@click.option("--img-size", type=click.IntRange(8, 1024), default=224, show_default=True, help="Square input size in pixels.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=1e-3, show_default=True, help="Adam learning rate.")
+@click.option("--val-fraction", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.2, show_default=True,
+              help="Held-out share (iterative multi-label stratification).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--pretrained", is_flag=True, help="Start from ImageNet weights.")
+@click.option("--weights", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="Start from a local weights file.")
+@click.option("--threads", type=click.IntRange(min=1), help="CPU threads (default: all cores).")
+@quiet_option
+def train(images: Path, labels: Path, out: Path, arch: str, epochs: int, img_size: int, batch_size: int, lr: float,
+          val_fraction: float, seed: int, pretrained: bool, weights: Path | None, threads: int | None, quiet: bool) -> None:
+    """Train a classifier; prints held-out MAP@20 per epoch next to the prior floor.
+
+    \b
+    Example:
+      fathombatch train --images dive/images --labels dive/train.csv --arch resnet18 --epochs 10 --out runs/r18
+    """
+    from fathombatch.models.train import TrainConfig
+    from fathombatch.models.train import train as run_training
+
+    cfg = TrainConfig(images=images, labels=labels, out=out, arch=arch, epochs=epochs, img_size=img_size,
+                      batch_size=batch_size, lr=lr, val_fraction=val_fraction, seed=seed, pretrained=pretrained,
+                      weights=weights, threads=threads)
+
+    def show(m: Any) -> None:
+        click.echo(f"epoch {m.epoch:3d}  train loss {m.train_loss:.4f}  val loss {m.val_loss:.4f}  "
+                   f"val MAP@20 {m.val_map20:.4f}  (prior floor {m.val_prior_floor:.4f})  {m.seconds:.1f}s")
+
+    result = run_training(cfg, progress=_progress(quiet), on_epoch=show)
+    click.echo(f"Best held-out MAP@20 {result.best_val_map20:.4f} at epoch {result.best_epoch} "
+               f"(prior floor {result.val_prior_floor:.4f}; {result.n_train} train / {result.n_val} held-out images). "
+               f"Run saved in {out}")
+
+
+@cli.command()
+@click.argument("run", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--format", "fmt", type=click.Choice(["onnx", "pt"]), default="onnx", show_default=True)
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="Engine file (.onnx or .pt); manifest goes to OUT.json.")
+@click.option("--checkpoint", type=click.Choice(["best", "last"]), default="best", show_default=True)
+@click.option("--overwrite", is_flag=True, help="Replace an existing engine file.")
+def export(run: Path, fmt: str, out: Path, checkpoint: str, overwrite: bool) -> None:
+    """Export a training run as an engine plus its manifest.
+
+    \b
+    Example:
+      fathombatch export runs/r18 --format onnx --out engines/r18.onnx
+    """
+    from fathombatch.backends.export import ExportConfig, export_run
+
+    result = export_run(ExportConfig(run=run, format=fmt, out=out, checkpoint=checkpoint, overwrite=overwrite))  # type: ignore[arg-type]
+    check = f" (max |logit difference| vs PyTorch {result.max_abs_diff:.1e})" if result.max_abs_diff is not None else ""
+    click.echo(f"Wrote {result.engine}{check} and {result.manifest}")
+
+
+@cli.command()
+@click.argument("root", type=click.Path(path_type=Path))
+@click.option("--engine", required=True, help="Engine file (.onnx, .pt, .plan); a bare name is also looked up in engines/.")
+@click.option("--out", type=click.Path(path_type=Path), default=Path("scores.parquet"), show_default=True)
+@click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
+@click.option("--decoder", type=click.Choice(["auto", "dali", "pil"]), default="auto", show_default=True,
+              help="auto = DALI where installed, else Pillow.")
+@click.option("--top-k", type=click.IntRange(min=1), default=20, show_default=True, help="Length of top_categories.")
+@click.option("--submission", type=click.Path(path_type=Path), help="Also write the competition CSV here.")
+@click.option("--osd", "osd_method", help="Out-of-sample method (default: the engine manifest's).")
+@click.option("--threads", type=click.IntRange(min=1), help="CPU threads (default: all cores).")
+@click.option("--overwrite", is_flag=True, help="Replace an existing table or discard an interrupted run.")
+@quiet_option
+def score(root: Path, engine: str, out: Path, batch_size: int, decoder: str, top_k: int, submission: Path | None,
+          osd_method: str | None, threads: int | None, overwrite: bool, quiet: bool) -> None:
+    """Score every .jpg/.jpeg/.png under ROOT into a Parquet table (resumable).
+
+    Bad files get an error row and the run goes on; an interrupted run resumes when the same command is re-run.
+
+    \b
+    Example:
+      fathombatch score ./dive_images --engine densenet121.onnx --out scores.parquet --submission submission.csv
+    """
+    from fathombatch.score import ScoreConfig, score_folder
+
+    cfg = ScoreConfig(root=root, engine=engine, out=out, batch_size=batch_size, decoder=decoder, top_k=top_k,
+                      submission=submission, osd=osd_method, threads=threads, overwrite=overwrite)
+    s = score_folder(cfg, progress=_progress(quiet))
+    resumed = f", {s.resumed} from an interrupted run" if s.resumed else ""
+    click.echo(f"Scored {s.files} files: {s.ok} ok, {s.errors} errors{resumed}. {s.scored_now} scored now in "
+               f"{s.seconds:.1f} s ({s.images_per_second:.1f} images/s; decoder {s.decoder}, engine {s.engine})")
+    for message, count in s.top_errors:
+        click.echo(f"  {count} x {message}")
+    for warning in s.warnings:
+        click.echo(f"  warning: {warning}")
+    click.echo(f"Table: {s.out}" + (f"   Submission: {s.submission}" if s.submission else ""))
+
+
+@cli.command()
+@click.argument("scores", type=click.Path(path_type=Path))
+@click.option("--truth", type=click.Path(path_type=Path), required=True, help="Kaggle CSV or COCO json with the true labels.")
+@click.option("--osd-truth", type=click.Path(path_type=Path), help="id,osd CSV (1 = out of sample) for sAUC.")
+@click.option("--report", type=click.Path(file_okay=False, path_type=Path), help="Write metrics.json, per_class.parquet, report.md here.")
+def evaluate(scores: Path, truth: Path, osd_truth: Path | None, report: Path | None) -> None:
+    """Print MAP@20 next to the frequency-prior floor, and sAUC with osd truth.
+
+    \b
+    Example:
+      fathombatch evaluate scores.parquet --truth dive/train.csv --osd-truth dive/osd.csv --report report/
+    """
+    from fathombatch.report import EvalConfig
+    from fathombatch.report import evaluate as run_evaluation
+
+    r = run_evaluation(EvalConfig(scores=scores, truth=truth, osd_truth=osd_truth, report=report))
+    click.echo(f"MAP@{r.k}: {r.map_at_k:.4f}   prior floor: {r.prior_floor:.4f}   margin: {r.map_at_k - r.prior_floor:+.4f}")
+    if r.sauc is not None:
+        click.echo(f"sAUC: {r.sauc:.4f}   competition score: {r.competition_score:.4f}")
+    click.echo(f"Images: {r.n_truth} in truth, {r.n_scored} scored, {len(r.missing)} missing (counted as 0), "
+               f"{r.n_extra} scored but not in truth")
+    for warning in r.warnings:
+        click.echo(f"  warning: {warning}")
+    if report is not None:
+        click.echo(f"Report: {report / 'report.md'}")
+
+
+@cli.command()
+def models() -> None:
+    """List the registered architectures.
+
+    \b
+    Example:
+      fathombatch models
+    """
+    from fathombatch.models import get_arch, list_models
+
+    for name in list_models():
+        spec = get_arch(name)
+        pretrained = f"  [pretrained: {spec.pretrained}]" if spec.pretrained else ""
+        click.echo(f"{name:20s} {spec.description}{pretrained}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console-script entry point."""
+    cli.main(args=argv if argv is not None else sys.argv[1:], prog_name="fathombatch")

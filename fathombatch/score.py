@@ -1,0 +1,422 @@
+"""The batch-scoring loop: discover -> decode -> engine -> probabilities -> Parquet, streaming and resumable.
+
+Three stages overlap through bounded queues, so memory stays flat however large the dump:
+
+* a decode thread turns batches of files into tensors (batch n+1 decodes while batch n runs);
+* the calling thread runs the engine and builds rows;
+* a writer thread writes rows to part files, each atomically (``OUT.parts/part-NNNNNN.parquet``).
+
+An interrupted run (Ctrl-C, ``kill -9``, a full disk) leaves complete part files behind. Running the same command
+again skips every file already in a part, scores the rest, and merges all parts into ``OUT`` (sorted by path),
+then removes the parts. The parts folder remembers the engine fingerprint and the parameters that change
+values; a resume with a different engine, decoder, top-k or osd method is refused unless ``--overwrite``.
+A lock file (``OUT.lock``) stops two runs from writing the same output.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import queue
+import shutil
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from fathombatch import __version__
+from fathombatch.backends import Engine, open_engine
+from fathombatch.decode import create_decoder, discover, resolve_decoder_name
+from fathombatch.decode.base import DecodedBatch
+from fathombatch.errors import OutputError, UsageError
+from fathombatch.fsutil import FileLock, atomic_path, display_path, write_json_atomic
+from fathombatch.metrics import ranking_from_scores
+from fathombatch.osd import get_osd_method
+from fathombatch.progress import Progress
+from fathombatch.table import build_frame, encode_metadata, schema
+
+log = logging.getLogger(__name__)
+
+PART_GLOB = "part-*.parquet"
+
+
+@dataclass(frozen=True)
+class ScoreConfig:
+    """One scoring run.
+
+    Attributes:
+        root: the dump folder (searched recursively).
+        engine: engine path, or a file name in the engine store.
+        out: the scores table to write.
+        batch_size: images per engine call.
+        decoder: ``auto`` | ``dali`` | ``pil``.
+        top_k: length of ``top_categories``.
+        submission: also write the competition's CSV here.
+        osd: out-of-sample method (None: the manifest's).
+        threads: CPU threads for decoding and for the engine (None: every core).
+        overwrite: discard an existing output or interrupted run instead of refusing/resuming.
+        part_rows: rows per part file (the most a hard kill can lose).
+    """
+
+    root: Path
+    engine: str | Path
+    out: Path = Path("scores.parquet")
+    batch_size: int = 32
+    decoder: str = "auto"
+    top_k: int = 20
+    submission: Path | None = None
+    osd: str | None = None
+    threads: int | None = None
+    overwrite: bool = False
+    part_rows: int = 2048
+
+
+@dataclass(frozen=True)
+class ScoreSummary:
+    """What a run did. ``images_per_second`` counts files scored in this run over its wall time."""
+
+    out: Path
+    submission: Path | None
+    files: int
+    ok: int
+    errors: int
+    scored_now: int
+    resumed: int
+    seconds: float
+    images_per_second: float
+    decoder: str
+    engine: str
+    id_collisions: int
+    top_errors: list[tuple[str, int]] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+
+def _batches(items: list[str], size: int) -> Iterator[list[str]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _sigmoid(logits: np.ndarray) -> np.ndarray:
+    from scipy.special import expit
+
+    return expit(logits).astype(np.float32, copy=False)
+
+
+def _run_params(cfg: ScoreConfig, engine: Engine, decoder: str, osd: str) -> dict[str, Any]:
+    """The parameters that determine the values of a row: a resume must match them exactly."""
+    return {
+        "engine_fingerprint": engine.manifest.fingerprint(),
+        "engine": str(engine.path),
+        "decoder": decoder,
+        "top_k": cfg.top_k,
+        "osd": osd,
+    }
+
+
+def _prepare_parts(parts_dir: Path, params: dict[str, Any], overwrite: bool) -> set[str]:
+    """Create or validate the parts folder; return the paths already scored there."""
+    run_file = parts_dir / "run.json"
+    if parts_dir.exists() and overwrite:
+        shutil.rmtree(parts_dir)
+    if parts_dir.exists() and run_file.is_file():
+        previous = json.loads(run_file.read_text(encoding="utf-8"))
+        changed = [k for k in params if k != "engine" and previous.get(k) != params[k]]
+        if changed:
+            what = ", ".join("engine (manifest hash)" if k == "engine_fingerprint" else k for k in changed)
+            raise OutputError(
+                f"an interrupted run in {parts_dir} used a different {what}; re-run with the same settings to "
+                "resume it, or pass --overwrite to start over"
+            )
+    parts_dir.mkdir(parents=True, exist_ok=True)
+    for stale in parts_dir.glob(".*.tmp"):
+        stale.unlink(missing_ok=True)  # half-written parts of a killed run
+    write_json_atomic(run_file, params)
+    parts = sorted(parts_dir.glob(PART_GLOB))
+    if not parts:
+        return set()
+    return set(pl.scan_parquet(parts).select("path").collect()["path"].to_list())
+
+
+class _PartWriter:
+    """Writes row batches to numbered part files on a background thread, atomically, in order."""
+
+    def __init__(self, parts_dir: Path) -> None:
+        self.parts_dir = parts_dir
+        existing = [int(p.stem.split("-")[1]) for p in parts_dir.glob(PART_GLOB)]
+        self._next = max(existing, default=-1) + 1
+        self._queue: queue.Queue[pl.DataFrame | None] = queue.Queue(maxsize=2)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._loop, name="fb-writer", daemon=True)
+        self._thread.start()
+
+    def _loop(self) -> None:
+        while (frame := self._queue.get()) is not None:
+            if self._error is not None:
+                continue
+            try:
+                dest = self.parts_dir / f"part-{self._next:06d}.parquet"
+                with atomic_path(dest) as tmp:
+                    frame.write_parquet(tmp, compression="zstd", statistics=False)
+                self._next += 1
+            except BaseException as exc:  # noqa: BLE001 - re-raised in the scoring thread
+                self._error = exc
+
+    def put(self, frame: pl.DataFrame) -> None:
+        self._raise()
+        self._queue.put(frame)
+
+    def close(self) -> None:
+        self._queue.put(None)
+        self._thread.join()
+        self._raise()
+
+    def _raise(self) -> None:
+        if self._error is not None:
+            exc = self._error
+            if isinstance(exc, OSError):
+                raise OutputError(
+                    f"cannot write part files in {self.parts_dir}: {exc.strerror or exc}; parts written so far are "
+                    "kept and the same command resumes once the problem is fixed"
+                ) from None
+            raise exc
+
+
+def _decode_stage(
+    cfg: ScoreConfig,
+    decoder_name: str,
+    engine: Engine,
+    pending: list[str],
+    out_q: queue.Queue[Any],
+    stop: threading.Event,
+) -> None:
+    """Decode thread: put (paths, DecodedBatch) on the queue, then None; an exception is forwarded."""
+    try:
+        decoder = create_decoder(decoder_name, engine.manifest.input, batch_size=cfg.batch_size, threads=cfg.threads)
+        with decoder:
+            for chunk in _batches(pending, cfg.batch_size):
+                if stop.is_set():
+                    return
+                decoded = decoder.decode([cfg.root / p for p in chunk])
+                while not stop.is_set():
+                    try:
+                        out_q.put((chunk, decoded), timeout=0.2)
+                        break
+                    except queue.Full:
+                        continue
+        out_q.put(None)
+    except BaseException as exc:  # noqa: BLE001 - forwarded to the scoring thread
+        out_q.put(exc)
+
+
+def score_folder(cfg: ScoreConfig, *, progress: Progress | None = None) -> ScoreSummary:
+    """Score every image under ``cfg.root`` and write the scores table (and optionally the submission CSV).
+
+    Raises:
+        UsageError: bad arguments, a missing folder, or a folder without images.
+        OutputError: the output exists (without ``overwrite``), is locked by another run, or cannot be written.
+        EngineError / ManifestError: the engine cannot be loaded or disagrees with its manifest.
+    """
+    started = time.perf_counter()
+    progress = progress or Progress(enabled=False)
+    if cfg.batch_size < 1:
+        raise UsageError(f"--batch-size must be at least 1, got {cfg.batch_size}")
+    warnings: list[str] = []
+    files = discover(cfg.root, on_error=warnings.append)
+    if not files:
+        raise UsageError(f"no .jpg, .jpeg or .png images under {cfg.root}")
+    engine = open_engine(cfg.engine, threads=cfg.threads)
+    taxonomy = engine.manifest.taxonomy
+    if not 1 <= cfg.top_k <= len(taxonomy):
+        raise UsageError(f"--top-k must be between 1 and {len(taxonomy)}, got {cfg.top_k}")
+    osd_name = cfg.osd or str(engine.manifest.osd.get("method", "max-prob"))
+    osd_fn = get_osd_method(osd_name)
+    decoder_name = resolve_decoder_name(cfg.decoder)
+
+    out = cfg.out
+    parts_dir = out.with_name(out.name + ".parts")
+    with FileLock(out.with_name(out.name + ".lock"), what=str(out)):
+        if out.exists() and not parts_dir.exists() and not cfg.overwrite:
+            raise OutputError(f"{out} already exists; pass --overwrite to replace it, or choose another --out")
+        params = _run_params(cfg, engine, decoder_name, osd_name)
+        done = _prepare_parts(parts_dir, params, cfg.overwrite)
+        shown = [display_path(f) for f in files]
+        pending = [f for f, s in zip(files, shown) if s not in done]
+        resumed = len(files) - len(pending)
+        if resumed:
+            log.info("resuming: %d of %d files already scored", resumed, len(files))
+
+        _score_pending(cfg, engine, decoder_name, osd_fn, pending, parts_dir, progress, resumed, len(files))
+        scored_seconds = time.perf_counter() - started
+        meta = {
+            "version": __version__,
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "taxonomy": {"name": taxonomy.name, "classes": taxonomy.to_records()},
+            "engine_manifest": engine.manifest.to_json(),
+            "run": {
+                **params,
+                "root": str(cfg.root.resolve()),
+                "batch_size": cfg.batch_size,
+                "files": len(files),
+            },
+        }
+        final = _merge(parts_dir, out, set(shown), meta, taxonomy)
+        if cfg.submission is not None:
+            write_submission(final, cfg.submission)
+        shutil.rmtree(parts_dir, ignore_errors=True)
+
+    counts = final.select(
+        ok=(pl.col("status") == "ok").sum(),
+        errors=(pl.col("status") == "error").sum(),
+        collisions=pl.len() - pl.col("image_id").n_unique(),
+    ).row(0, named=True)
+    top_errors = Counter(final.filter(pl.col("status") == "error")["error"].to_list()).most_common(5)
+    if counts["collisions"]:
+        warnings.append(
+            f"{counts['collisions']} image_id(s) are shared by files in different folders; rows are kept apart by "
+            "'path', but the submission CSV repeats those ids"
+        )
+    scored_now = len(pending)
+    return ScoreSummary(
+        out=out,
+        submission=cfg.submission,
+        files=len(files),
+        ok=counts["ok"],
+        errors=counts["errors"],
+        scored_now=scored_now,
+        resumed=resumed,
+        seconds=time.perf_counter() - started,
+        images_per_second=scored_now / scored_seconds if scored_seconds > 0 else 0.0,
+        decoder=decoder_name,
+        engine=str(engine.path),
+        id_collisions=counts["collisions"],
+        top_errors=top_errors,
+        warnings=warnings,
+    )
+
+
+def _score_pending(
+    cfg: ScoreConfig,
+    engine: Engine,
+    decoder_name: str,
+    osd_fn: Any,
+    pending: list[str],
+    parts_dir: Path,
+    progress: Progress,
+    resumed: int,
+    total: int,
+) -> int:
+    """Run decode -> engine -> rows -> parts for the files not yet scored; return the number of error rows."""
+    if not pending:
+        return 0
+    taxonomy = engine.manifest.taxonomy
+    decoded_q: queue.Queue[Any] = queue.Queue(maxsize=2)
+    stop = threading.Event()
+    decoder_thread = threading.Thread(
+        target=_decode_stage, args=(cfg, decoder_name, engine, pending, decoded_q, stop), name="fb-decode", daemon=True
+    )
+    writer = _PartWriter(parts_dir)
+    buffer: list[pl.DataFrame] = []
+    buffered = 0
+    errors = 0
+    decoder_thread.start()
+    try:
+        with progress.task("Scoring", total, show_errors=True) as task:
+            task.advance(resumed)
+            while (item := decoded_q.get()) is not None:
+                if isinstance(item, BaseException):
+                    raise item
+                chunk, decoded = item
+                frame = _score_batch(engine, taxonomy, chunk, decoded, cfg.top_k, osd_fn)
+                errors += len(chunk) - len(decoded.ok)
+                buffer.append(frame)
+                buffered += frame.height
+                if buffered >= cfg.part_rows:
+                    writer.put(pl.concat(buffer))
+                    buffer, buffered = [], 0
+                task.advance(len(chunk))
+                task.update(errors=errors)
+    finally:
+        stop.set()
+        # Whatever happened (Ctrl-C, an engine error), rows already computed are written, not lost.
+        if buffer:
+            writer.put(pl.concat(buffer))
+        writer.close()
+        decoder_thread.join(timeout=30)
+    return errors
+
+
+def _score_batch(
+    engine: Engine,
+    taxonomy: Any,
+    chunk: list[str],
+    decoded: DecodedBatch,
+    top_k: int,
+    osd_fn: Any,
+) -> pl.DataFrame:
+    if decoded.ok:
+        outputs = engine.run(decoded.images)
+        probs = _sigmoid(outputs["logits"])
+        top = ranking_from_scores(probs, top_k)
+        osd = osd_fn(probs, outputs.get("features"))
+    else:
+        probs = np.empty((0, len(taxonomy)), dtype=np.float32)
+        top = np.empty((0, top_k), dtype=np.int64)
+        osd = np.empty(0, dtype=np.float32)
+    return build_frame(
+        taxonomy,
+        paths=[display_path(p) for p in chunk],
+        sizes=decoded.sizes,
+        errors=decoded.errors,
+        ok=decoded.ok,
+        probs=probs,
+        top_columns=top,
+        osd=osd,
+    )
+
+
+def _merge(parts_dir: Path, out: Path, keep: set[str], meta: dict[str, Any], taxonomy: Any) -> pl.DataFrame:
+    """Merge part files into ``out`` atomically: rows of files still present, unique by path, sorted by path.
+
+    Returns the small columns of the final table (image_id, path, status, error, top_categories, osd).
+    """
+    parts = sorted(parts_dir.glob(PART_GLOB))
+    lazy = (
+        pl.scan_parquet(parts, schema=schema(taxonomy))
+        .filter(pl.col("path").is_in(list(keep)))
+        .unique(subset="path", keep="first", maintain_order=True)
+        .sort("path")
+    )
+    try:
+        with atomic_path(out) as tmp:
+            lazy.sink_parquet(tmp, metadata=encode_metadata(meta), compression="zstd")
+    except OSError as exc:
+        raise OutputError(
+            f"cannot write {out}: {exc.strerror or exc}; the part files in {parts_dir} are kept and the same command "
+            "finishes the merge once the problem is fixed"
+        ) from None
+    return pl.read_parquet(out, columns=["image_id", "path", "status", "error", "top_categories", "osd"])
+
+
+def write_submission(table: pl.DataFrame, dest: Path) -> int:
+    """Write the competition CSV (``id,categories,osd``; categories space-separated, best first).
+
+    Rows with status ``error`` are left out (they have no prediction); returns the number of rows written.
+    """
+    ok = table.filter(pl.col("status") == "ok").select(
+        pl.col("image_id").alias("id"),
+        pl.col("top_categories").cast(pl.List(pl.String)).list.join(" ").alias("categories"),
+        pl.col("osd").round(6),
+    )
+    try:
+        with atomic_path(dest) as tmp:
+            ok.write_csv(tmp)
+    except OSError as exc:
+        raise OutputError(f"cannot write {dest}: {exc.strerror or exc}") from None
+    return ok.height
