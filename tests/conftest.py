@@ -1,0 +1,58 @@
+"""Shared fixtures: a tiny synthetic dive, a tiny trained run, and its ONNX and torch engines.
+
+Everything is built once per session in a temporary folder; tests copy what they modify.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from fathombatch.synth import SynthConfig, synthesize
+
+
+
+def data_file(name: str) -> Path:
+    """A real FathomNet 2023 label file shipped as package data (identical to ../shared/fathomnet2023/)."""
+    return Path(__file__).resolve().parents[1] / "fathombatch" / "data" / "fathomnet2023" / name
+
+
+@pytest.fixture(scope="session")
+def dive(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """24 small JPEGs with Kaggle, COCO and osd labels; a quarter are out-of-sample."""
+    out = tmp_path_factory.mktemp("dive") / "dive"
+    synthesize(SynthConfig(out=out, images=24, seed=3, size=(160, 120), deep_fraction=0.25, box_scale=0.5))
+    return out
+
+
+@pytest.fixture(scope="session")
+def run_dir(tmp_path_factory: pytest.TempPathFactory, dive: Path) -> Path:
+    """A one-epoch resnet18 at 32 px trained on the tiny dive."""
+    from fathombatch.models.train import TrainConfig, train
+
+    out = tmp_path_factory.mktemp("runs") / "r18"
+    train(TrainConfig(images=dive / "images", labels=dive / "train.csv", out=out, arch="resnet18", epochs=1,
+                      img_size=32, batch_size=8, seed=0))
+    return out
+
+
+@pytest.fixture(scope="session")
+def engines(tmp_path_factory: pytest.TempPathFactory, run_dir: Path) -> dict[str, Path]:
+    """The tiny run exported as ONNX and as a torch engine."""
+    from fathombatch.backends.export import ExportConfig, export_run
+
+    store = tmp_path_factory.mktemp("engines")
+    onnx = export_run(ExportConfig(run=run_dir, format="onnx", out=store / "tiny.onnx")).engine
+    pt = export_run(ExportConfig(run=run_dir, format="pt", out=store / "tiny.pt")).engine
+    return {"onnx": onnx, "pt": pt}
+
+
+@pytest.fixture(autouse=True)
+def _no_engine_store_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("FATHOMBATCH_ENGINES", raising=False)
+
+
+def is_root() -> bool:
+    return hasattr(os, "geteuid") and os.geteuid() == 0

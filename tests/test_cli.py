@@ -1,0 +1,97 @@
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from fathombatch.backends import manifest_path
+from fathombatch.cli import cli
+
+
+def invoke(*args: str) -> tuple[int, str, str]:
+    result = CliRunner().invoke(cli, [str(a) for a in args])
+    return result.exit_code, result.stdout, result.stderr
+
+
+@pytest.mark.parametrize("command", sorted(cli.commands))
+def test_every_command_has_help_with_an_example(command: str) -> None:
+    code, out, _ = invoke(command, "--help")
+    assert code == 0
+    assert cli.commands[command].help and "Example" in out
+
+
+def test_python_dash_m_works() -> None:
+    proc = subprocess.run([sys.executable, "-m", "fathombatch", "--version"], capture_output=True, text=True, check=False)
+    assert proc.returncode == 0 and "fathombatch" in proc.stdout
+
+
+def test_end_to_end_through_the_cli(dive: Path, engines: dict, tmp_path: Path) -> None:
+    out = tmp_path / "s.parquet"
+    code, stdout, stderr = invoke("score", dive / "images", "--engine", engines["onnx"], "--out", out,
+                                  "--submission", tmp_path / "sub.csv", "--quiet")
+    assert code == 0, stderr
+    assert "Scored 24 files: 24 ok, 0 errors" in stdout and out.is_file()
+    code, stdout, stderr = invoke("evaluate", out, "--truth", dive / "train.csv", "--osd-truth", dive / "osd.csv",
+                                  "--report", tmp_path / "rep")
+    assert code == 0, stderr
+    assert "MAP@20:" in stdout and "prior floor:" in stdout and "sAUC:" in stdout
+    assert json.loads((tmp_path / "rep" / "metrics.json").read_text())["n_truth_images"] == 24
+
+
+def test_synth_command(tmp_path: Path) -> None:
+    code, stdout, _ = invoke("synth", tmp_path / "d", "--images", "3", "--size", "64x48", "--quiet")
+    assert code == 0 and "Wrote 3 images" in stdout
+    assert len(list((tmp_path / "d" / "images").iterdir())) == 3
+    code, _, stderr = invoke("synth", tmp_path / "e", "--size", "big")
+    assert code == 2 and "expected WIDTHxHEIGHT" in stderr
+
+
+def one_line_error(code: int, stderr: str, expected_code: int, text: str) -> None:
+    assert code == expected_code, stderr
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: ") and text in lines[0], stderr
+    assert "Traceback" not in stderr
+
+
+def test_user_errors_are_one_line(dive: Path, engines: dict, tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()
+    code, _, err = invoke("score", tmp_path / "missing", "--engine", engines["onnx"])
+    one_line_error(code, err, 2, "does not exist")
+    code, _, err = invoke("score", tmp_path / "empty", "--engine", engines["onnx"])
+    one_line_error(code, err, 2, "no .jpg, .jpeg or .png images")
+
+    bare = tmp_path / "bare.onnx"
+    shutil.copy(engines["onnx"], bare)
+    code, _, err = invoke("score", dive / "images", "--engine", bare, "--out", tmp_path / "s.parquet")
+    one_line_error(code, err, 1, "has no manifest")
+
+    wrong = tmp_path / "wrong.onnx"
+    shutil.copy(engines["onnx"], wrong)
+    data = json.loads(manifest_path(engines["onnx"]).read_text())
+    data.update(classes=data["classes"][:5], num_classes=5, class_counts=None)
+    manifest_path(wrong).write_text(json.dumps(data))
+    code, _, err = invoke("score", dive / "images", "--engine", wrong, "--out", tmp_path / "s.parquet")
+    one_line_error(code, err, 1, "manifest lists 5 classes")
+
+    bad_labels = tmp_path / "labels.csv"
+    bad_labels.write_text("id,categories\nx,[1.0]\ny,[400.0]\n")
+    code, _, err = invoke("train", "--images", dive / "images", "--labels", bad_labels, "--out", tmp_path / "r")
+    one_line_error(code, err, 1, "labels.csv, line 3: unknown category id 400")
+
+    code, _, err = invoke("export", tmp_path / "empty", "--out", tmp_path / "m.onnx")
+    one_line_error(code, err, 2, "has no checkpoint")
+
+    code, _, err = invoke("evaluate", tmp_path / "none.parquet", "--truth", dive / "train.csv")
+    one_line_error(code, err, 2, "does not exist")
+
+
+def test_models_lists_the_registry() -> None:
+    code, out, _ = invoke("models")
+    assert code == 0
+    for name in ("resnet18", "densenet121", "efficientnet_lite0", "logreg", "mlp"):
+        assert name in out

@@ -1,0 +1,134 @@
+from __future__ import annotations
+
+import io
+import os
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from fathombatch.decode import create_decoder, discover, read_image_file, resolve_decoder_name
+from fathombatch.errors import DecodeError, UsageError
+from fathombatch.preprocess import InputSpec
+
+SPEC = InputSpec(height=48, width=64)
+
+
+def make_image(path: Path, size: tuple[int, int] = (80, 60), fmt: str = "JPEG", seed: int = 0, **save: object) -> Path:
+    rng = np.random.default_rng(seed)
+    base = rng.integers(0, 255, size=(3,), dtype=np.uint8)
+    arr = np.broadcast_to(base, (size[1], size[0], 3)).copy()
+    arr[: size[1] // 2, : size[0] // 3] = 255 - base  # a block, so orientation is visible
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(arr).save(path, format=fmt, **save)
+    return path
+
+
+def test_discover_is_recursive_case_insensitive_sorted(tmp_path: Path) -> None:
+    for rel in ["b.JPG", "a/c.png", "a/d.jpeg", "a/e.txt", "z.Png", "a/b/f.gif"]:
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_bytes(b"x")
+    assert discover(tmp_path) == ["a/c.png", "a/d.jpeg", "b.JPG", "z.Png"]
+
+
+def test_discover_walks_a_symlink_loop_once_and_lists_no_file_twice(tmp_path: Path) -> None:
+    make_image(tmp_path / "dive" / "sub" / "x.jpg")
+    os.symlink("..", tmp_path / "dive" / "sub" / "loop")  # sub/loop -> dive
+    os.symlink("sub", tmp_path / "dive" / "alias")  # a second route into sub
+    files = discover(tmp_path / "dive")
+    assert len(files) == 1 and files[0].endswith("x.jpg")
+
+
+def test_discover_reports_missing_root(tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match="does not exist"):
+        discover(tmp_path / "nope")
+    (tmp_path / "f").write_text("x")
+    with pytest.raises(UsageError, match="not a folder"):
+        discover(tmp_path / "f")
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"", r"empty file \(0 bytes\)"),
+        (b"hello, this is not an image\n", "a text file, not an image"),
+        (b"<!DOCTYPE html><html><body>404</body></html>", "an HTML file, not an image"),
+        (bytes(range(256)) * 4, "not a recognised image format"),
+        (b"\xff\xd8\xff\xe0", "a JPEG file whose header is corrupt or cut off"),
+        (b"\x89PNG\r\n\x1a\n", "a PNG file whose header is corrupt or cut off"),
+    ],
+)
+def test_read_image_file_gives_specific_messages(tmp_path: Path, content: bytes, message: str) -> None:
+    path = tmp_path / "bad.jpg"
+    path.write_bytes(content)
+    with pytest.raises(DecodeError, match=message):
+        read_image_file(path)
+
+
+def test_broken_symlink_and_bomb(tmp_path: Path) -> None:
+    os.symlink(tmp_path / "missing.jpg", tmp_path / "link.jpg")
+    with pytest.raises(DecodeError, match="broken symbolic link"):
+        read_image_file(tmp_path / "link.jpg")
+    # A PNG header declaring 20000 x 20000 pixels (400 MP): refused from the header alone.
+    buf = io.BytesIO()
+    Image.new("L", (1, 1)).save(buf, format="PNG")
+    data = bytearray(buf.getvalue())
+    data[16:24] = (20000).to_bytes(4, "big") * 2
+    data[29:33] = zlib.crc32(bytes(data[12:29])).to_bytes(4, "big")  # keep the IHDR checksum valid
+    (tmp_path / "bomb.png").write_bytes(bytes(data))
+    with pytest.raises(DecodeError, match="pixel limit"):
+        read_image_file(tmp_path / "bomb.png")
+
+
+def test_exif_orientation_swaps_the_reported_size(tmp_path: Path) -> None:
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise for display
+    path = make_image(tmp_path / "rot.jpg", size=(80, 60), exif=exif.tobytes())
+    info = read_image_file(path)
+    assert (info.width, info.height) == (60, 80) and info.orientation == 6
+
+
+@pytest.mark.parametrize("name", ["pil", "dali"])
+def test_decoders_isolate_bad_files(tmp_path: Path, name: str) -> None:
+    good = [make_image(tmp_path / f"g{i}.jpg", seed=i) for i in range(3)]
+    png = make_image(tmp_path / "p.png", fmt="PNG", seed=9)
+    truncated = tmp_path / "t.jpg"
+    truncated.write_bytes(good[0].read_bytes()[:200])
+    empty = tmp_path / "e.jpg"
+    empty.write_bytes(b"")
+    paths = [good[0], truncated, good[1], empty, png, good[2]]
+    with create_decoder(name, SPEC, batch_size=8, threads=2) as decoder:
+        batch = decoder.decode(paths)
+        clean = decoder.decode([good[0], good[1], png, good[2]])
+    assert batch.ok == [0, 2, 4, 5]
+    assert batch.errors[3] == "empty file (0 bytes)"
+    assert "truncated" in (batch.errors[1] or "").lower()
+    assert batch.images.shape == (4, 3, 48, 64) and batch.images.dtype == np.float32
+    assert batch.sizes[0] == (80, 60) and batch.sizes[3] is None
+    # one bad file never changes the others' pixels
+    np.testing.assert_allclose(batch.images, clean.images, atol=1e-6)
+
+
+def test_dali_and_pil_agree_closely(tmp_path: Path) -> None:
+    paths = [make_image(tmp_path / f"g{i}.jpg", size=(320, 200), seed=i) for i in range(3)]
+    with create_decoder("dali", SPEC) as dali, create_decoder("pil", SPEC) as pil:
+        a, b = dali.decode(paths).images, pil.decode(paths).images
+    # Both resize with antialiased bilinear filters; they differ only in rounding and filter details.
+    assert np.abs(a - b).mean() < 0.05
+
+
+def test_pil_normalises_with_the_spec(tmp_path: Path) -> None:
+    path = tmp_path / "grey.png"
+    Image.new("RGB", (10, 10), (128, 128, 128)).save(path)
+    with create_decoder("pil", InputSpec(height=8, width=8, mean=(0.5, 0.5, 0.5), std=(0.25, 0.5, 1.0))) as d:
+        img = d.decode([path]).images[0]
+    expected = [(128 / 255 - 0.5) / s for s in (0.25, 0.5, 1.0)]
+    np.testing.assert_allclose(img[:, 0, 0], expected, rtol=1e-4)
+
+
+def test_decoder_names() -> None:
+    assert resolve_decoder_name("auto") == "dali"  # DALI is a Linux dependency of the package
+    with pytest.raises(UsageError, match="unknown decoder"):
+        resolve_decoder_name("opencv")

@@ -1,0 +1,63 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import polars as pl
+import pytest
+import torch
+
+from fathombatch.errors import TrainingError, UsageError
+from fathombatch.models import create_model, list_models
+from fathombatch.models.train import TrainConfig, train
+
+
+def test_run_folder_holds_config_metrics_and_checkpoints(run_dir: Path) -> None:
+    config = json.loads((run_dir / "config.json").read_text())
+    assert config["config"]["arch"] == "resnet18" and config["n_train"] + config["n_val"] == 24
+    metrics = pl.read_parquet(run_dir / "metrics.parquet")
+    assert metrics.columns[:5] == ["epoch", "train_loss", "val_loss", "val_map20", "val_prior_floor"]
+    assert metrics.height == 1 and 0.0 <= metrics["val_map20"][0] <= 1.0
+    blob = torch.load(run_dir / "checkpoints" / "last.pt", weights_only=True)
+    assert blob["epoch"] == 1 and blob["arch"] == "resnet18" and len(blob["class_counts"]) == 290
+    assert "optimizer" in blob and (run_dir / "checkpoints" / "best.pt").is_file()
+    split = json.loads((run_dir / "split.json").read_text())
+    assert len(split["val_image_ids"]) == config["n_val"]
+
+
+def test_training_reduces_the_loss(dive: Path, tmp_path: Path) -> None:
+    result = train(TrainConfig(images=dive / "images", labels=dive / "annotations.json", out=tmp_path / "r",
+                               arch="mlp", epochs=3, img_size=16, batch_size=8, lr=1e-3))
+    losses = [m.train_loss for m in result.history]
+    assert losses[-1] < losses[0]
+    assert result.n_train + result.n_val == 24
+
+
+def test_missing_images_are_listed(dive: Path, tmp_path: Path) -> None:
+    labels = tmp_path / "labels.csv"
+    labels.write_text((dive / "train.csv").read_text() + "ghost-1,[1.0]\nghost-2,[2.0]\n")
+    with pytest.raises(TrainingError, match=r"2 of 26 labelled images .* no file .*ghost-1, ghost-2"):
+        train(TrainConfig(images=dive / "images", labels=labels, out=tmp_path / "r", arch="mlp", epochs=1, img_size=16))
+
+
+def test_unknown_architecture_and_existing_run(dive: Path, run_dir: Path, tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match="unknown architecture 'vgg99'; choose one of"):
+        train(TrainConfig(images=dive / "images", labels=dive / "train.csv", out=tmp_path / "r", arch="vgg99"))
+    with pytest.raises(UsageError, match="already exists"):
+        train(TrainConfig(images=dive / "images", labels=dive / "train.csv", out=run_dir))
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_every_architecture_builds_with_features(name: str) -> None:
+    model = create_model(name, 7, img_size=32).eval()
+    with torch.inference_mode():
+        logits, features = model.forward_with_features(torch.zeros(2, 3, 32, 32))
+    assert logits.shape == (2, 7) and features.shape == (2, model.feature_dim)
+
+
+def test_offline_pretrained_efficientnet_lite0_differs_from_random() -> None:
+    a = create_model("efficientnet_lite0", 3, pretrained=True)
+    b = create_model("efficientnet_lite0", 3, pretrained=False)
+    wa = next(a.backbone.parameters())
+    wb = next(b.backbone.parameters())
+    assert not torch.equal(wa, wb)
