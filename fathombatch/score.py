@@ -188,6 +188,17 @@ class _PartWriter:
             raise exc
 
 
+def _put(q: queue.Queue[Any], item: Any, stop: threading.Event) -> bool:
+    """Put unless asked to stop (a consumer that died must not leave this thread blocked forever)."""
+    while not stop.is_set():
+        try:
+            q.put(item, timeout=0.2)
+            return True
+        except queue.Full:
+            continue
+    return False
+
+
 def _decode_stage(
     cfg: ScoreConfig,
     decoder_name: str,
@@ -196,23 +207,16 @@ def _decode_stage(
     out_q: queue.Queue[Any],
     stop: threading.Event,
 ) -> None:
-    """Decode thread: put (paths, DecodedBatch) on the queue, then None; an exception is forwarded."""
+    """Decode thread: put (paths, DecodedBatch) items on the queue, then None; an exception is forwarded."""
     try:
         decoder = create_decoder(decoder_name, engine.manifest.input, batch_size=cfg.batch_size, threads=cfg.threads)
         with decoder:
             for chunk in _batches(pending, cfg.batch_size):
-                if stop.is_set():
+                if not _put(out_q, (chunk, decoder.decode([cfg.root / p for p in chunk])), stop):
                     return
-                decoded = decoder.decode([cfg.root / p for p in chunk])
-                while not stop.is_set():
-                    try:
-                        out_q.put((chunk, decoded), timeout=0.2)
-                        break
-                    except queue.Full:
-                        continue
-        out_q.put(None)
+        _put(out_q, None, stop)
     except BaseException as exc:  # noqa: BLE001 - forwarded to the scoring thread
-        out_q.put(exc)
+        _put(out_q, exc, stop)
 
 
 def score_folder(cfg: ScoreConfig, *, progress: Progress | None = None) -> ScoreSummary:
