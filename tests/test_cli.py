@@ -43,6 +43,17 @@ def test_end_to_end_through_the_cli(dive: Path, engines: dict, tmp_path: Path) -
     assert json.loads((tmp_path / "rep" / "metrics.json").read_text())["n_truth_images"] == 24
 
 
+def test_bad_files_in_a_dump_exit_zero_and_are_counted(dive: Path, engines: dict, tmp_path: Path) -> None:
+    root = tmp_path / "dump"
+    shutil.copytree(dive / "images", root)
+    (root / "zero.jpg").write_bytes(b"")
+    (root / "page.png").write_text("<html><body>Not Found</body></html>")
+    code, stdout, stderr = invoke("score", root, "--engine", engines["onnx"], "--out", tmp_path / "s.parquet", "-q")
+    assert code == 0, stderr
+    assert "Scored 26 files: 24 ok, 2 errors" in stdout
+    assert "1 x empty file (0 bytes)" in stdout and "1 x an HTML file, not an image" in stdout
+
+
 def test_synth_command(tmp_path: Path) -> None:
     code, stdout, _ = invoke("synth", tmp_path / "d", "--images", "3", "--size", "64x48", "--quiet")
     assert code == 0 and "Wrote 3 images" in stdout
