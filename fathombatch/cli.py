@@ -103,47 +103,91 @@ def synth(out: Path, n_images: int, seed: int, fmt: str, deep_fraction: float, s
     click.echo(f"Wrote {summary.images} images ({summary.deep} out-of-sample, {summary.annotations} boxes) to {out}")
 
 
+_TRAIN_OPTIONS: list[tuple[str, dict[str, Any]]] = [
+    ("--images", {"type": click.Path(exists=True, file_okay=False, path_type=Path), "help": "Folder with the training images."}),
+    ("--labels", {"type": click.Path(exists=True, dir_okay=False, path_type=Path), "help": "Kaggle train.csv or COCO annotations.json."}),
+    ("--out", {"type": click.Path(path_type=Path), "help": "Run folder to create."}),
+    ("--arch", {"help": "Architecture (see `fathombatch models`) [default: resnet18]."}),
+    ("--epochs", {"type": click.IntRange(min=1), "help": "[default: 10]"}),
+    ("--img-size", {"type": click.IntRange(8, 1024), "help": "Square input size in pixels [default: 224]."}),
+    ("--batch-size", {"type": click.IntRange(min=1), "help": "[default: 32]"}),
+    ("--lr", {"type": click.FloatRange(min=0, min_open=True), "help": "Peak learning rate [default: 0.001]."}),
+    ("--optimizer", {"type": click.Choice(["adam", "adamw"]), "help": "[default: adam]"}),
+    ("--weight-decay", {"type": click.FloatRange(min=0), "help": "[default: 0]"}),
+    ("--loss", {"type": click.Choice(["bce", "weighted-bce", "asl", "mse"]), "help": "[default: bce]"}),
+    ("--schedule", {"type": click.Choice(["constant", "cosine", "step"]), "help": "LR schedule after warm-up [default: constant]."}),
+    ("--warmup-epochs", {"type": click.FloatRange(min=0), "help": "Linear LR warm-up, in epochs [default: 0]."}),
+    ("--step-epochs", {"type": click.IntRange(min=1), "help": "Step schedule period [default: 10]."}),
+    ("--step-gamma", {"type": click.FloatRange(0, 1), "help": "Step schedule factor [default: 0.1]."}),
+    ("--augment", {"type": click.Choice(["none", "flip", "cutout", "underwater", "underwater-cutout"]), "help": "Augmentation recipe [default: none]."}),
+    ("--cutout", {"type": click.IntRange(min=0), "help": "Cutout square side in pixels (0 = off)."}),
+    ("--amp", {"type": click.Choice(["off", "auto", "bf16", "fp16"]), "help": "Mixed precision [default: off]."}),
+    ("--early-stop", {"type": click.IntRange(min=0), "help": "Stop after N epochs without a better held-out MAP@20 (0 = never) [default: 0]."}),
+    ("--val-fraction", {"type": click.FloatRange(0, 1, min_open=True, max_open=True), "help": "Held-out share [default: 0.2]."}),
+    ("--seed", {"type": int, "help": "[default: 0]"}),
+    ("--pretrained/--no-pretrained", {"default": None, "help": "Start from ImageNet weights."}),
+    ("--weights", {"type": click.Path(exists=True, dir_okay=False, path_type=Path), "help": "Start from a local weights file."}),
+    ("--threads", {"type": click.IntRange(min=1), "help": "CPU threads (default: all cores)."}),
+    ("--device", {"type": click.Choice(["auto", "cpu", "cuda"]), "help": "[default: auto]"}),
+]
+
+
+def _train_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    for decl, kwargs in reversed(_TRAIN_OPTIONS):
+        f = click.option(decl, **kwargs)(f)
+    return f
+
+
 @cli.command()
-@click.option("--images", type=click.Path(exists=True, file_okay=False, path_type=Path), required=True,
-              help="Folder with the training images.")
-@click.option("--labels", type=click.Path(exists=True, dir_okay=False, path_type=Path), required=True,
-              help="Kaggle train.csv or COCO annotations.json.")
-@click.option("--out", type=click.Path(path_type=Path), required=True, help="Run folder to create.")
-@click.option("--arch", default="resnet18", show_default=True, help="Architecture (see `fathombatch models`).")
-@click.option("--epochs", type=click.IntRange(min=1), default=10, show_default=True)
-@click.option("--img-size", type=click.IntRange(8, 1024), default=224, show_default=True, help="Square input size in pixels.")
-@click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
-@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=1e-3, show_default=True, help="Adam learning rate.")
-@click.option("--val-fraction", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.2, show_default=True,
-              help="Held-out share (iterative multi-label stratification).")
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--pretrained", is_flag=True, help="Start from ImageNet weights.")
-@click.option("--weights", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="Start from a local weights file.")
-@click.option("--threads", type=click.IntRange(min=1), help="CPU threads (default: all cores).")
+@click.option("--preset", help="Start from a named preset; any option given overrides it.")
+@click.option("--list-presets", is_flag=True, help="Print the presets and exit.")
+@click.option("--resume", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="Continue an interrupted run folder from its last checkpoint (--epochs may extend it).")
+@_train_options
 @quiet_option
-def train(images: Path, labels: Path, out: Path, arch: str, epochs: int, img_size: int, batch_size: int, lr: float,
-          val_fraction: float, seed: int, pretrained: bool, weights: Path | None, threads: int | None, quiet: bool) -> None:
+def train(preset: str | None, list_presets: bool, resume: Path | None, quiet: bool, **options: Any) -> None:
     """Train a classifier; prints held-out MAP@20 per epoch next to the prior floor.
+
+    Data-parallel: launch with torchrun, e.g. `torchrun --nproc_per_node 2 -m fathombatch train ...`.
 
     \b
     Example:
-      fathombatch train --images dive/images --labels dive/train.csv --arch resnet18 --epochs 10 --out runs/r18
+      fathombatch train --preset seed-resnet18 --images dive/images --labels dive/train.csv --out runs/r18
+      fathombatch train --images dive/images --labels dive/train.csv --arch efficientnet_lite0 --pretrained \\
+          --img-size 96 --epochs 6 --out runs/lite0
+      fathombatch train --resume runs/r18 --epochs 20
     """
-    from fathombatch.models.train import TrainConfig
+    import os
+
+    from fathombatch.errors import UsageError
+    from fathombatch.models.presets import describe_presets
+    from fathombatch.models.train import config_from
+    from fathombatch.models.train import resume as resume_run
     from fathombatch.models.train import train as run_training
 
-    cfg = TrainConfig(images=images, labels=labels, out=out, arch=arch, epochs=epochs, img_size=img_size,
-                      batch_size=batch_size, lr=lr, val_fraction=val_fraction, seed=seed, pretrained=pretrained,
-                      weights=weights, threads=threads)
+    if list_presets:
+        click.echo(describe_presets())
+        return
+    main_process = os.environ.get("RANK", "0") == "0"
 
     def show(m: Any) -> None:
         click.echo(f"epoch {m.epoch:3d}  train loss {m.train_loss:.4f}  val loss {m.val_loss:.4f}  "
-                   f"val MAP@20 {m.val_map20:.4f}  (prior floor {m.val_prior_floor:.4f})  {m.seconds:.1f}s")
+                   f"val MAP@20 {m.val_map20:.4f}  (prior floor {m.val_prior_floor:.4f})  lr {m.lr:.2e}  {m.seconds:.1f}s")
 
-    result = run_training(cfg, progress=_progress(quiet), on_epoch=show)
-    click.echo(f"Best held-out MAP@20 {result.best_val_map20:.4f} at epoch {result.best_epoch} "
-               f"(prior floor {result.val_prior_floor:.4f}; {result.n_train} train / {result.n_val} held-out images). "
-               f"Run saved in {out}")
+    if resume is not None:
+        fixed = [k for k, v in options.items() if v is not None and k not in ("epochs", "threads")]
+        if fixed or preset:
+            names = ", ".join("--" + k.replace("_", "-") for k in fixed + (["preset"] if preset else []))
+            raise UsageError(f"{names} cannot change when resuming; only --epochs and --threads can")
+        result = resume_run(resume, epochs=options["epochs"], threads=options["threads"], progress=_progress(quiet),
+                            on_epoch=show)
+    else:
+        result = run_training(config_from(preset, **options), progress=_progress(quiet), on_epoch=show)
+    if main_process:
+        early = " (stopped early)" if result.stopped_early else ""
+        click.echo(f"Best held-out MAP@20 {result.best_val_map20:.4f} at epoch {result.best_epoch}{early} "
+                   f"(prior floor {result.val_prior_floor:.4f}; {result.n_train} train / {result.n_val} held-out "
+                   f"images). Run saved in {result.out}")
 
 
 @cli.command()

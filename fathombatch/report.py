@@ -8,6 +8,7 @@ manifest), or by the truth's own frequency when the engine records none.
 
 from __future__ import annotations
 
+import html
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,15 @@ import polars as pl
 from fathombatch.datasets import Labels, read_labels
 from fathombatch.errors import LabelFileError, UsageError
 from fathombatch.fsutil import atomic_path, write_json_atomic, write_text_atomic
-from fathombatch.metrics import K, average_precision_at_k, competition_score, per_class_ap, prior_floor, ranking_from_scores, sauc
+from fathombatch.metrics import (
+    K,
+    average_precision_at_k,
+    competition_score,
+    per_class_ap,
+    prior_floor,
+    ranking_from_scores,
+    sauc,
+)
 from fathombatch.table import read_metadata, taxonomy_from_metadata
 from fathombatch.taxonomy import Taxonomy, fathomnet2023
 
@@ -31,7 +40,8 @@ class EvalConfig:
         scores: a scores table written by ``fathombatch score``.
         truth: Kaggle CSV or COCO json with the true labels.
         osd_truth: optional ``id,osd`` CSV (1 = out of sample) for sAUC and the competition score.
-        report: optional folder for metrics.json, per_class.parquet, report.md (and missing.csv).
+        report: optional folder for metrics.json, per_class.parquet, report.md, report.html, plots (and missing.csv).
+        run: training run folder for the training curves (default: the run named in the engine's manifest).
         k: the MAP cut-off (the competition uses 20).
     """
 
@@ -39,6 +49,7 @@ class EvalConfig:
     truth: Path
     osd_truth: Path | None = None
     report: Path | None = None
+    run: Path | None = None
     k: int = K
 
 
@@ -58,6 +69,7 @@ class EvalResult:
     per_class: pl.DataFrame = field(default_factory=pl.DataFrame)
     report: Path | None = None
     warnings: list[str] = field(default_factory=list)
+    run: Path | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -179,6 +191,12 @@ def evaluate(cfg: EvalConfig) -> EvalResult:
         }
     )
     missing = [ids[i] for i in np.flatnonzero(~present)]
+    run = cfg.run
+    if run is None and (meta.get("engine_manifest") or {}).get("provenance", {}).get("run"):
+        run = Path(meta["engine_manifest"]["provenance"]["run"])
+    if run is not None and not (run / "metrics.parquet").is_file():
+        warnings.append(f"no training curves: {run / 'metrics.parquet'} not found")
+        run = None
     result = EvalResult(
         map_at_k=map_k,
         prior_floor=floor,
@@ -194,6 +212,7 @@ def evaluate(cfg: EvalConfig) -> EvalResult:
         per_class=per_class,
         report=cfg.report,
         warnings=warnings,
+        run=run,
     )
     if cfg.report is not None:
         write_report(result, cfg, cfg.report)
@@ -201,14 +220,64 @@ def evaluate(cfg: EvalConfig) -> EvalResult:
 
 
 def write_report(result: EvalResult, cfg: EvalConfig, out: Path) -> None:
-    """Write metrics.json, per_class.parquet, report.md and (if any) missing.csv into ``out``."""
+    """Write metrics.json, per_class.parquet, report.md, plots, report.html and (if any) missing.csv into ``out``."""
+    from fathombatch import plots
+
     out.mkdir(parents=True, exist_ok=True)
+    figures = {
+        "headline.png": plots.headline(out / "headline.png", result.map_at_k, result.prior_floor, result.k,
+                                       result.sauc, result.competition_score),
+        "per_class_ap.png": plots.per_class(out / "per_class_ap.png", result.per_class),
+        "supercategories.png": plots.supercategories(out / "supercategories.png", result.per_class),
+    }
+    if result.run is not None:
+        history = pl.read_parquet(result.run / "metrics.parquet")
+        figures["training_curves.png"] = plots.training_curves(out / "training_curves.png", history)
+    write_text_atomic(out / "report.html", render_html(result, cfg, list(figures)))
     write_json_atomic(out / "metrics.json", {**result.to_json(), "scores": str(cfg.scores), "truth": str(cfg.truth)})
     with atomic_path(out / "per_class.parquet") as tmp:
         result.per_class.write_parquet(tmp)
     if result.missing:
         write_text_atomic(out / "missing.csv", "image_id\n" + "".join(f"{m}\n" for m in result.missing))
     write_text_atomic(out / "report.md", render_markdown(result, cfg))
+
+
+def render_html(result: EvalResult, cfg: EvalConfig, figures: list[str]) -> str:
+    """One self-contained page (images by relative path) tying the plots and headline figures together."""
+    rows = [
+        (f"MAP@{result.k}", _fmt(result.map_at_k)),
+        ("frequency-prior floor", _fmt(result.prior_floor)),
+        ("margin over the floor", f"{result.map_at_k - result.prior_floor:+.4f}"),
+        ("sAUC", _fmt(result.sauc)),
+        ("competition score", _fmt(result.competition_score)),
+        ("images in truth / scored / missing", f"{result.n_truth} / {result.n_scored} / {len(result.missing)}"),
+    ]
+    table = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>" for k, v in rows)
+    warn = "".join(f"<li>{html.escape(w)}</li>" for w in result.warnings)
+    captions = {
+        "headline.png": "Headline metrics; the dashed line is the floor a pixel-blind frequency ranking reaches.",
+        "training_curves.png": f"Training run {result.run}: loss and held-out MAP@20 per epoch.",
+        "per_class_ap.png": "Per-class average precision against the number of truth images.",
+        "supercategories.png": "Mean AP of the classes of each supercategory.",
+    }
+    figs = "".join(
+        f'<figure><img src="{f}" alt="{f}"><figcaption>{html.escape(captions.get(f, f))}</figcaption></figure>'
+        for f in figures
+    )
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>fathombatch evaluation</title>
+<style>body{{font-family:sans-serif;max-width:60em;margin:2em auto;padding:0 1em}}
+table{{border-collapse:collapse}}th,td{{border:1px solid #ccc;padding:.3em .8em;text-align:left}}
+figure{{margin:2em 0}}img{{max-width:100%}}</style></head><body>
+<h1>fathombatch evaluation</h1>
+<p>Scores <code>{html.escape(str(cfg.scores))}</code> against <code>{html.escape(str(cfg.truth))}</code>.
+The floor ranks categories by {html.escape(result.floor_source)}; it is 0.497 on FathomNet 2023's own training labels.</p>
+<table>{table}</table>
+{f"<ul>{warn}</ul>" if warn else ""}
+{figs}
+<p>All per-class figures: <code>per_class.parquet</code>; all numbers: <code>metrics.json</code>; text: <code>report.md</code>.</p>
+</body></html>
+"""
 
 
 def _fmt(x: float | None) -> str:

@@ -38,7 +38,7 @@ from fathombatch.decode.base import DecodedBatch
 from fathombatch.errors import OutputError, UsageError
 from fathombatch.fsutil import FileLock, atomic_path, display_path, write_json_atomic
 from fathombatch.metrics import ranking_from_scores
-from fathombatch.osd import get_osd_method
+from fathombatch.osd import create_osd
 from fathombatch.progress import Progress
 from fathombatch.table import build_frame, encode_metadata, schema
 
@@ -240,7 +240,7 @@ def score_folder(cfg: ScoreConfig, *, progress: Progress | None = None) -> Score
     if not 1 <= cfg.top_k <= len(taxonomy):
         raise UsageError(f"--top-k must be between 1 and {len(taxonomy)}, got {cfg.top_k}")
     osd_name = cfg.osd or str(engine.manifest.osd.get("method", "max-prob"))
-    osd_fn = get_osd_method(osd_name)
+    osd_fn = create_osd(osd_name, engine.manifest.osd.get("stats"))
     decoder_name = resolve_decoder_name(cfg.decoder)
 
     out = cfg.out
@@ -262,7 +262,7 @@ def score_folder(cfg: ScoreConfig, *, progress: Progress | None = None) -> Score
             "version": __version__,
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "taxonomy": {"name": taxonomy.name, "classes": taxonomy.to_records()},
-            "engine_manifest": engine.manifest.to_json(),
+            "engine_manifest": engine.manifest.summary_json(),
             "run": {
                 **params,
                 "root": str(cfg.root.resolve()),

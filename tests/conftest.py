@@ -13,7 +13,6 @@ import pytest
 from fathombatch.synth import SynthConfig, synthesize
 
 
-
 def data_file(name: str) -> Path:
     """A real FathomNet 2023 label file shipped as package data (identical to ../shared/fathomnet2023/)."""
     return Path(__file__).resolve().parents[1] / "fathombatch" / "data" / "fathomnet2023" / name

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import logging
 import warnings
 from dataclasses import dataclass
@@ -20,10 +21,11 @@ from typing import Any, Literal
 import numpy as np
 
 from fathombatch.backends.manifest import Manifest, file_sha256, manifest_path, write_manifest
-from fathombatch.backends.torch_engine import TORCH_ENGINE_FORMAT, load_torch_file
+from fathombatch.backends.torch_engine import TORCH_ENGINE_FORMAT
 from fathombatch.errors import EngineError, OutputError, UsageError
 from fathombatch.fsutil import atomic_path
 from fathombatch.preprocess import InputSpec
+from fathombatch.safeload import load_torch_file
 from fathombatch.taxonomy import Taxonomy
 
 #: Largest tolerated |logit difference| between the exported ONNX engine and the PyTorch model.
@@ -136,6 +138,16 @@ def export_run(cfg: ExportConfig) -> ExportResult:
     model.load_state_dict(blob["model"])
     model.eval()
 
+    osd: dict[str, Any] = {"method": "max-prob"}
+    stats_path = cfg.run / "osd_stats.json"
+    if stats_path.is_file():
+        stats = json.loads(stats_path.read_text(encoding="utf-8"))
+        if stats.pop("epoch", None) == int(blob["epoch"]):
+            osd["stats"] = stats
+        else:
+            log.warning("%s was fitted for another checkpoint than %s; the knn osd method is not exported",
+                        stats_path, cfg.checkpoint)
+
     diff: float | None = None
     if cfg.format == "onnx":
         diff = _export_onnx(model, spec, cfg.out)
@@ -161,7 +173,7 @@ def export_run(cfg: ExportConfig) -> ExportResult:
         taxonomy=taxonomy,
         outputs=("logits", "features"),
         feature_dim=int(model.feature_dim),
-        osd={"method": "max-prob"},
+        osd=osd,
         class_counts=tuple(int(c) for c in blob["class_counts"]),
         metrics={
             "val_map20": float(blob["val_map20"]),

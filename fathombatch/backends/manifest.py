@@ -88,6 +88,15 @@ class Manifest:
             "engine_sha256": self.engine_sha256,
         }
 
+    def summary_json(self) -> dict[str, Any]:
+        """:meth:`to_json` without the bulky osd statistics (replaced by their SHA-256): for table metadata."""
+        data = self.to_json()
+        stats = data["osd"].get("stats")
+        if stats is not None:
+            digest = hashlib.sha256(json.dumps(stats, sort_keys=True).encode()).hexdigest()
+            data["osd"] = {**data["osd"], "stats": {"sha256": digest, "n_train": stats.get("n_train")}}
+        return data
+
     def fingerprint(self) -> str:
         """SHA-256 of the canonical json: changes when the engine file or anything about it changes."""
         return hashlib.sha256(json.dumps(self.to_json(), sort_keys=True).encode()).hexdigest()

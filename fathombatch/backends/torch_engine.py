@@ -9,32 +9,15 @@ is rebuilt from fathombatch's own architecture registry.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from fathombatch.backends.base import Engine
 from fathombatch.backends.manifest import Manifest
 from fathombatch.errors import EngineError
+from fathombatch.safeload import load_torch_file
 
 TORCH_ENGINE_FORMAT = "fathombatch-torch-engine"
-
-
-def load_torch_file(path: Path, what: str) -> Any:
-    """``torch.load`` with ``weights_only=True``; any failure becomes one EngineError naming the file."""
-    import pickle
-
-    import torch
-
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        raise EngineError(
-            f"{what} {path} contains Python objects other than tensors and was refused, because loading it could "
-            f"run code ({str(exc).splitlines()[0][:200]})"
-        ) from None
-    except Exception as exc:  # noqa: BLE001 - zip, EOF and runtime errors for truncated or foreign files
-        raise EngineError(f"{what} {path} cannot be loaded: {str(exc).splitlines()[0][:200]}") from None
 
 
 class TorchEngine(Engine):

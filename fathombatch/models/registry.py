@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from fathombatch.errors import TrainingError, UsageError
+from fathombatch.safeload import load_torch_file
 
 
 class Classifier(nn.Module):
@@ -126,10 +127,7 @@ def load_weights(model: Classifier, path: str | Path) -> None:
     path = Path(path)
     if not path.is_file():
         raise UsageError(f"weights file {path} does not exist")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - torch raises many types for foreign or malicious files
-        raise TrainingError(f"{path} is not a weights file that can be loaded safely: {exc}".splitlines()[0]) from None
+    state = load_torch_file(path, "weights file")
     if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
         state = state["model"]
     if not isinstance(state, dict):

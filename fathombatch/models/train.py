@@ -1,20 +1,25 @@
-"""The training loop: BCE-with-logits, Adam, a stratified held-out split, MAP@20 on it every epoch.
+"""The training loop: a stratified held-out split, MAP@20 on it every epoch, resumable, data-parallel.
 
-A run folder holds everything needed to reproduce and export it::
+A run folder holds everything needed to reproduce, resume and export it::
 
-    RUN/config.json            the TrainConfig, the split sizes, the taxonomy and library versions
+    RUN/config.json            the TrainConfig, split sizes, labels hash, device, world size, library versions
     RUN/split.json             held-out image ids
     RUN/metrics.parquet        one row per epoch: losses, held-out MAP@20, prior floor, learning rate, seconds
-    RUN/checkpoints/last.pt    model + optimizer + epoch (plain tensors and containers: loads with weights_only)
+    RUN/checkpoints/last.pt    model, optimizer, scheduler, RNG state, early-stopping state, history
     RUN/checkpoints/best.pt    the epoch with the best held-out MAP@20
+    RUN/osd_stats.json         training-feature statistics for out-of-sample scoring (fitted at the end)
+    RUN/replicas.json          data-parallel runs: every rank's parameter SHA-256 after the last epoch
 
-Every file is written atomically, so an interrupted run leaves the last complete epoch behind.
+Checkpoints hold only tensors and plain containers, so they load with ``torch.load(weights_only=True)``. Every file
+is written atomically; ``resume`` continues an interrupted run from ``last.pt`` exactly where it stopped.
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
+import os
 import platform
 import time
 from collections.abc import Callable
@@ -28,57 +33,32 @@ import torch
 from torch import nn
 
 from fathombatch import __version__
+from fathombatch.backends.manifest import file_sha256
 from fathombatch.datasets import read_labels
 from fathombatch.errors import TrainingError, UsageError
 from fathombatch.fsutil import atomic_path, write_json_atomic
 from fathombatch.metrics import map_at_k_from_scores, prior_floor
+from fathombatch.models.augment import augment_batch
+from fathombatch.models.config import TrainConfig, config_from, lr_factor, resolve_amp, validate_config
 from fathombatch.models.data import match_images, preload
+from fathombatch.models.distributed import (
+    DistContext,
+    broadcast_object,
+    check_replicas,
+    init_distributed,
+    shard,
+    shutdown,
+)
+from fathombatch.models.losses import create_loss
 from fathombatch.models.registry import Classifier, create_model
+from fathombatch.osd import fit_osd_stats
 from fathombatch.preprocess import InputSpec, normalize
 from fathombatch.progress import Progress
+from fathombatch.safeload import load_torch_file
 from fathombatch.splits import stratified_split
 
 CHECKPOINT_FORMAT = "fathombatch-checkpoint"
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """One training run.
-
-    Attributes:
-        images: folder with the training images (searched recursively).
-        labels: Kaggle ``.csv`` or COCO ``.json`` labels.
-        out: run folder to create.
-        arch: registered architecture.
-        epochs: passes over the training part.
-        img_size: square input size in pixels.
-        batch_size: images per optimiser step.
-        lr: Adam learning rate.
-        val_fraction: held-out share (iterative stratification).
-        seed: seeds the split, initialisation and shuffling.
-        pretrained: start from ImageNet weights.
-        weights: local weights file to start from.
-        threads: CPU threads for PyTorch (None: PyTorch's default).
-    """
-
-    images: Path
-    labels: Path
-    out: Path
-    arch: str = "resnet18"
-    epochs: int = 10
-    img_size: int = 224
-    batch_size: int = 32
-    lr: float = 1e-3
-    val_fraction: float = 0.2
-    seed: int = 0
-    pretrained: bool = False
-    weights: Path | None = None
-    threads: int | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        return {k: (str(v) if isinstance(v, Path) else v) for k, v in dataclasses.asdict(self).items()}
-
-
+__all__ = ["CHECKPOINT_FORMAT", "EpochMetrics", "TrainConfig", "TrainResult", "config_from", "resume", "train"]
 @dataclass(frozen=True)
 class EpochMetrics:
     """Metrics of one epoch; ``val_map20`` is MAP@20 on the held-out part."""
@@ -101,17 +81,9 @@ class TrainResult:
     n_train: int
     n_val: int
     history: tuple[EpochMetrics, ...]
-
-
-def _validate(cfg: TrainConfig) -> None:
-    if not cfg.images.is_dir():
-        raise UsageError(f"image folder {cfg.images} does not exist")
-    if cfg.epochs < 1 or cfg.batch_size < 1 or cfg.lr <= 0:
-        raise UsageError("--epochs and --batch-size must be at least 1 and --lr positive")
-    if not 8 <= cfg.img_size <= 1024:
-        raise UsageError(f"--img-size must be between 8 and 1024 pixels, got {cfg.img_size}")
-    if cfg.out.exists() and any(cfg.out.iterdir()):
-        raise UsageError(f"run folder {cfg.out} already exists and is not empty; choose a new --out")
+    stopped_early: bool = False
+    world_size: int = 1
+    replica_digests: tuple[str, ...] = ()
 
 
 def versions() -> dict[str, str]:
@@ -127,60 +99,57 @@ def versions() -> dict[str, str]:
     }
 
 
-def _to_tensor(batch_hwc: np.ndarray, spec: InputSpec) -> torch.Tensor:
-    return torch.from_numpy(normalize(batch_hwc, spec))
+def _device(cfg: TrainConfig, ctx_local_rank: int = 0) -> torch.device:
+    if cfg.device == "cuda" or (cfg.device == "auto" and torch.cuda.is_available()):
+        if not torch.cuda.is_available():
+            raise UsageError("--device cuda was asked for but PyTorch sees no CUDA GPU")
+        return torch.device("cuda", ctx_local_rank)
+    return torch.device("cpu")
+
+
+def _to_tensor(batch_hwc: np.ndarray, spec: InputSpec, device: torch.device) -> torch.Tensor:
+    return torch.from_numpy(normalize(batch_hwc, spec)).to(device, non_blocking=True)
 
 
 def predict(
-    model: Classifier, cache: np.ndarray, spec: InputSpec, batch_size: int
+    model: Classifier, cache: np.ndarray, spec: InputSpec, batch_size: int, device: torch.device | None = None,
+    *, features: bool = False,
 ) -> np.ndarray:
-    """Logits for cached uint8 images: (N, H, W, 3) -> (N, C) float32, in eval mode."""
+    """Logits (or features) for cached uint8 images: (N, H, W, 3) -> (N, C) or (N, D) float32, eval mode."""
+    device = device or torch.device("cpu")
     model.eval()
     out = []
     with torch.inference_mode():
         for start in range(0, cache.shape[0], batch_size):
-            out.append(model(_to_tensor(cache[start : start + batch_size], spec)).float().numpy())
-    return np.concatenate(out) if out else np.empty((0, model.num_classes), dtype=np.float32)
-
-
-def train_one_epoch(
-    model: Classifier,
-    optimizer: torch.optim.Optimizer,
-    loss_fn: nn.Module,
-    cache: np.ndarray,
-    y: np.ndarray,
-    spec: InputSpec,
-    batch_size: int,
-    generator: torch.Generator,
-    on_batch: Callable[[int], None] | None = None,
-) -> float:
-    """One pass over (cache, y) in a random order; returns the mean training loss."""
-    model.train()
-    order = torch.randperm(cache.shape[0], generator=generator).numpy()
-    total, seen = 0.0, 0
-    for start in range(0, len(order), batch_size):
-        idx = np.sort(order[start : start + batch_size])
-        x = _to_tensor(cache[idx], spec)
-        target = torch.from_numpy(y[idx].astype(np.float32))
-        optimizer.zero_grad(set_to_none=True)
-        loss = loss_fn(model(x), target)
-        loss.backward()
-        optimizer.step()
-        total += float(loss.detach()) * len(idx)
-        seen += len(idx)
-        if on_batch:
-            on_batch(len(idx))
-    return total / max(seen, 1)
+            x = _to_tensor(cache[start : start + batch_size], spec, device)
+            logits, feats = model.forward_with_features(x)
+            out.append((feats if features else logits).float().cpu().numpy())
+    width = model.feature_dim if features else model.num_classes
+    return np.concatenate(out) if out else np.empty((0, width), dtype=np.float32)
 
 
 def evaluate_split(
-    model: Classifier, cache: np.ndarray, y: np.ndarray, spec: InputSpec, batch_size: int, loss_fn: nn.Module
+    model: Classifier, cache: np.ndarray, y: np.ndarray, spec: InputSpec, batch_size: int, loss_fn: nn.Module,
+    device: torch.device | None = None,
 ) -> tuple[float, float]:
     """Return (mean loss, MAP@20) of the model on a held-out part."""
-    logits = predict(model, cache, spec, batch_size)
-    loss = float(loss_fn(torch.from_numpy(logits), torch.from_numpy(y.astype(np.float32))))
+    logits = predict(model, cache, spec, batch_size, device)
+    with torch.no_grad():
+        cpu_loss = copy.deepcopy(loss_fn).cpu()  # the training loss may live on the GPU (pos_weight)
+        loss = float(cpu_loss(torch.from_numpy(logits), torch.from_numpy(y.astype(np.float32))))
     probs = 1.0 / (1.0 + np.exp(-logits))
     return loss, map_at_k_from_scores(y, probs)
+
+
+def batches(order: np.ndarray, batch_size: int) -> list[np.ndarray]:
+    """Split an epoch's order into sorted index batches; a last batch of one image joins the one before it.
+
+    (Batch normalisation cannot train on a single image, and dropping it would silently skip data.)
+    """
+    cuts = list(range(0, len(order), batch_size))
+    if len(order) > 1 and len(order) % batch_size == 1:
+        cuts.pop()
+    return [np.sort(order[a:b]) for a, b in zip(cuts, cuts[1:] + [len(order)])]
 
 
 def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
@@ -189,114 +158,321 @@ def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
         torch.save(payload, tmp)
 
 
+@dataclass
+class _Data:
+    taxonomy_records: list[dict[str, Any]]
+    taxonomy_name: str
+    spec: InputSpec
+    train_cache: np.ndarray
+    val_cache: np.ndarray
+    y_train: np.ndarray
+    y_val: np.ndarray
+    class_counts: np.ndarray
+    floor: float
+
+
+@dataclass
+class _State:
+    model: Classifier
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LambdaLR
+    generator: torch.Generator
+    epoch: int = 0
+    best_map: float = -1.0
+    best_epoch: int = 0
+    bad_epochs: int = 0
+    history: list[EpochMetrics] = dataclasses.field(default_factory=list)
+
+
+def _load_data(cfg: TrainConfig, progress: Progress, val_ids: list[str] | None) -> tuple[_Data, list[str]]:
+    labels = read_labels(cfg.labels)
+    if len(labels) < 2:
+        raise TrainingError(f"{cfg.labels} has {len(labels)} labelled image(s); training needs at least 2")
+    paths = match_images(labels, cfg.images)
+    y = labels.multi_hot()
+    ids = labels.image_ids
+    if val_ids is None:
+        train_idx, val_idx = stratified_split(y, cfg.val_fraction, cfg.seed)
+    else:
+        in_val = np.isin(np.array(ids, dtype=object), np.array(val_ids, dtype=object))
+        train_idx, val_idx = np.flatnonzero(~in_val), np.flatnonzero(in_val)
+    spec = InputSpec(height=cfg.img_size, width=cfg.img_size)
+    cache = preload(paths, spec.size, threads=cfg.threads, progress=progress)
+    class_counts = y[train_idx].sum(axis=0, dtype=np.int64)
+    data = _Data(
+        taxonomy_records=labels.taxonomy.to_records(),
+        taxonomy_name=labels.taxonomy.name,
+        spec=spec,
+        train_cache=cache[train_idx],
+        val_cache=cache[val_idx],
+        y_train=y[train_idx],
+        y_val=y[val_idx],
+        class_counts=class_counts,
+        floor=prior_floor(y[val_idx], class_counts),
+    )
+    return data, [ids[i] for i in val_idx]
+
+
+def _build_state(cfg: TrainConfig, data: _Data, device: torch.device, steps_per_epoch: int) -> _State:
+    torch.manual_seed(cfg.seed)
+    model = create_model(
+        cfg.arch, len(data.taxonomy_records), img_size=cfg.img_size, pretrained=cfg.pretrained, weights=cfg.weights
+    ).to(device)
+    opt_cls = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
+    optimizer = opt_cls(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(cfg, step, steps_per_epoch))
+    return _State(model=model, optimizer=optimizer, scheduler=scheduler, generator=torch.Generator().manual_seed(cfg.seed))
+
+
+def _payload(cfg: TrainConfig, data: _Data, state: _State, metrics: EpochMetrics) -> dict[str, Any]:
+    return {
+        "format": CHECKPOINT_FORMAT,
+        "model": state.model.state_dict(),
+        "optimizer": state.optimizer.state_dict(),
+        "scheduler": state.scheduler.state_dict(),
+        "generator": state.generator.get_state(),
+        "epoch": state.epoch,
+        "best_val_map20": state.best_map,
+        "best_epoch": state.best_epoch,
+        "bad_epochs": state.bad_epochs,
+        "history": [dataclasses.asdict(m) for m in state.history],
+        "arch": cfg.arch,
+        "num_classes": len(data.taxonomy_records),
+        "img_size": cfg.img_size,
+        "config": cfg.to_json(),
+        "classes": data.taxonomy_records,
+        "taxonomy": data.taxonomy_name,
+        "input": data.spec.to_json(),
+        "class_counts": [int(c) for c in data.class_counts],
+        "val_map20": metrics.val_map20,
+        "val_prior_floor": data.floor,
+        "n_train": int(data.y_train.shape[0]),
+        "n_val": int(data.y_val.shape[0]),
+    }
+
+
 def train(
     cfg: TrainConfig,
     *,
     progress: Progress | None = None,
     on_epoch: Callable[[EpochMetrics], None] | None = None,
 ) -> TrainResult:
-    """Train a model and write a run folder (see the module docstring).
+    """Train a model from scratch (or pretrained weights) and write a run folder (see the module docstring).
 
-    Args:
-        cfg: the run.
-        progress: progress bars (None: silent).
-        on_epoch: called after every epoch with its metrics.
+    Under ``torchrun`` every process calls this; they share the work and rank 0 writes the files.
     """
-    _validate(cfg)
-    progress = progress or Progress(enabled=False)
-    labels = read_labels(cfg.labels)
-    taxonomy = labels.taxonomy
-    paths = match_images(labels, cfg.images)
-    y = labels.multi_hot()
-    if len(labels) < 2:
-        raise TrainingError(f"{cfg.labels} has {len(labels)} labelled image(s); training needs at least 2")
-    train_idx, val_idx = stratified_split(y, cfg.val_fraction, cfg.seed)
+    validate_config(cfg)
+    if cfg.out.exists() and any(cfg.out.iterdir()):
+        raise UsageError(f"run folder {cfg.out} already exists and is not empty; choose a new --out or --resume it")
+    return _run(cfg, progress=progress, on_epoch=on_epoch, resume_from=None)
 
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    torch.manual_seed(cfg.seed)
-    spec = InputSpec(height=cfg.img_size, width=cfg.img_size)
-    model = create_model(
-        cfg.arch, len(taxonomy), img_size=cfg.img_size, pretrained=cfg.pretrained, weights=cfg.weights
+
+def resume(
+    run: Path,
+    *,
+    epochs: int | None = None,
+    threads: int | None = None,
+    progress: Progress | None = None,
+    on_epoch: Callable[[EpochMetrics], None] | None = None,
+) -> TrainResult:
+    """Continue an interrupted run from ``RUN/checkpoints/last.pt`` (optionally with more epochs)."""
+    config_path = run / "config.json"
+    last = run / "checkpoints" / "last.pt"
+    if not config_path.is_file() or not last.is_file():
+        raise UsageError(f"{run} is not a resumable training run (needs config.json and checkpoints/last.pt)")
+    saved = json.loads(config_path.read_text(encoding="utf-8"))
+    cfg = TrainConfig.from_json(saved["config"])
+    changes: dict[str, Any] = {"out": run}
+    if epochs is not None:
+        changes["epochs"] = epochs
+    if threads is not None:
+        changes["threads"] = threads
+    cfg = dataclasses.replace(cfg, **changes)
+    validate_config(cfg)
+    if saved.get("labels_sha256") and file_sha256(cfg.labels) != saved["labels_sha256"]:
+        raise TrainingError(f"{cfg.labels} changed since run {run} started; start a new run instead of resuming")
+    return _run(cfg, progress=progress, on_epoch=on_epoch, resume_from=last)
+
+
+def _restore(state: _State, cfg: TrainConfig, data: _Data, path: Path) -> None:
+    blob = load_torch_file(path, "checkpoint")
+    expected = {"arch": cfg.arch, "img_size": cfg.img_size, "num_classes": len(data.taxonomy_records)}
+    if not isinstance(blob, dict) or blob.get("format") != CHECKPOINT_FORMAT:
+        raise TrainingError(f"{path} is not a fathombatch checkpoint and cannot be resumed")
+    found = {k: blob.get(k) for k in expected}
+    if found != expected or blob.get("classes") != data.taxonomy_records:
+        raise TrainingError(f"checkpoint {path} is incompatible with this run (checkpoint {found}, run {expected})")
+    try:
+        state.model.load_state_dict(blob["model"])
+        state.optimizer.load_state_dict(blob["optimizer"])
+        state.scheduler.load_state_dict(blob["scheduler"])
+        state.generator.set_state(blob["generator"])
+    except (KeyError, RuntimeError, ValueError) as exc:
+        raise TrainingError(f"checkpoint {path} is incompatible with this run: {str(exc)[:200]}") from None
+    state.epoch = int(blob["epoch"])
+    state.best_map = float(blob["best_val_map20"])
+    state.best_epoch = int(blob["best_epoch"])
+    state.bad_epochs = int(blob["bad_epochs"])
+    state.history = [EpochMetrics(**m) for m in blob["history"]]
+
+
+def _run(
+    cfg: TrainConfig,
+    *,
+    progress: Progress | None,
+    on_epoch: Callable[[EpochMetrics], None] | None,
+    resume_from: Path | None,
+) -> TrainResult:
+    device_type = "cuda" if (cfg.device == "cuda" or (cfg.device == "auto" and torch.cuda.is_available())) else "cpu"
+    ctx = init_distributed(device_type)
+    try:
+        return _run_in_context(cfg, ctx, progress, on_epoch, resume_from)
+    finally:
+        shutdown(ctx)
+
+
+def _run_in_context(
+    cfg: TrainConfig,
+    ctx: DistContext,
+    progress: Progress | None,
+    on_epoch: Callable[[EpochMetrics], None] | None,
+    resume_from: Path | None,
+) -> TrainResult:
+    device = _device(cfg, ctx.local_rank)
+    if cfg.threads or ctx.enabled:
+        torch.set_num_threads(cfg.threads or max(1, (os.cpu_count() or 1) // ctx.world))
+    progress = progress if (progress is not None and ctx.is_main) else Progress(enabled=False)
+    val_ids = None
+    if resume_from is not None:
+        val_ids = json.loads((cfg.out / "split.json").read_text(encoding="utf-8"))["val_image_ids"]
+    data, val_ids = _load_data(cfg, progress, val_ids)
+    steps_per_epoch = len(batches(shard(np.arange(data.y_train.shape[0]), ctx), cfg.batch_size))
+    state = _build_state(cfg, data, device, steps_per_epoch)
+    if resume_from is not None:
+        _restore(state, cfg, data, resume_from)
+    elif ctx.is_main:
+        _write_run_files(cfg, data, val_ids, device, ctx)
+
+    model: nn.Module = state.model
+    if ctx.enabled:
+        from torch.nn.parallel import DistributedDataParallel
+
+        model = DistributedDataParallel(state.model, device_ids=[device.index] if device.type == "cuda" else None)
+    amp_dtype = resolve_amp(cfg.amp, device)
+    scaler = torch.amp.GradScaler("cuda") if (amp_dtype == torch.float16 and device.type == "cuda") else None
+    loss_fn = create_loss(cfg.loss, data.class_counts, data.y_train.shape[0]).to(device)
+    augmentation = cfg.augmentation
+    stopped_early = False
+    digests: list[str] = []
+
+    for epoch in range(state.epoch + 1, cfg.epochs + 1):
+        if cfg.early_stop and state.bad_epochs >= cfg.early_stop:
+            stopped_early = True
+            break
+        start = time.perf_counter()
+        order = np.random.default_rng([cfg.seed, epoch]).permutation(data.y_train.shape[0])
+        mine = shard(order, ctx)
+        model.train()
+        total, seen = 0.0, 0
+        with progress.task(f"Epoch {epoch}/{cfg.epochs}", len(mine)) as task:
+            for idx in batches(mine, cfg.batch_size):
+                pixels = augment_batch(data.train_cache[idx], augmentation, state.generator)
+                x = _to_tensor(pixels, data.spec, device)
+                target = torch.from_numpy(data.y_train[idx].astype(np.float32)).to(device)
+                state.optimizer.zero_grad(set_to_none=True)
+                with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
+                    logits = model(x)
+                loss = loss_fn(logits.float(), target)
+                if scaler is not None:
+                    scaler.scale(loss).backward()
+                    scaler.step(state.optimizer)
+                    scaler.update()
+                else:
+                    loss.backward()
+                    state.optimizer.step()
+                state.scheduler.step()
+                total += float(loss.detach()) * len(idx)
+                seen += len(idx)
+                task.advance(len(idx))
+        digests = check_replicas(state.model, ctx)
+        val_loss, val_map = evaluate_split(state.model, data.val_cache, data.y_val, data.spec, cfg.batch_size,
+                                           loss_fn, device)
+        state.epoch = epoch
+        metrics = EpochMetrics(
+            epoch=epoch,
+            train_loss=total / max(seen, 1),
+            val_loss=val_loss,
+            val_map20=val_map,
+            val_prior_floor=data.floor,
+            lr=state.optimizer.param_groups[0]["lr"],
+            seconds=time.perf_counter() - start,
+        )
+        state.history.append(metrics)
+        improved = val_map > state.best_map
+        if improved:
+            state.best_map, state.best_epoch, state.bad_epochs = val_map, epoch, 0
+        else:
+            state.bad_epochs += 1
+        if ctx.is_main:
+            payload = _payload(cfg, data, state, metrics)
+            save_checkpoint(cfg.out / "checkpoints" / "last.pt", payload)
+            if improved:
+                save_checkpoint(cfg.out / "checkpoints" / "best.pt", payload)
+            _write_history(cfg.out / "metrics.parquet", state.history)
+            if ctx.enabled:
+                write_json_atomic(cfg.out / "replicas.json", {"epoch": epoch, "world_size": ctx.world,
+                                                              "parameter_sha256": digests})
+            if on_epoch:
+                on_epoch(metrics)
+        # Every rank evaluates the same weights on the same data; rank 0's count is made authoritative anyway.
+        state.bad_epochs = broadcast_object(state.bad_epochs, ctx)
+
+    if ctx.is_main:
+        _fit_osd(cfg, data, state, device)
+    return TrainResult(
+        out=cfg.out,
+        best_epoch=state.best_epoch,
+        best_val_map20=state.best_map,
+        val_prior_floor=data.floor,
+        n_train=int(data.y_train.shape[0]),
+        n_val=int(data.y_val.shape[0]),
+        history=tuple(state.history),
+        stopped_early=stopped_early,
+        world_size=ctx.world,
+        replica_digests=tuple(digests),
     )
-    cache = preload(paths, spec.size, threads=cfg.threads, progress=progress)
-    train_cache, val_cache = cache[train_idx], cache[val_idx]
-    y_train, y_val = y[train_idx], y[val_idx]
-    del cache
-    class_counts = y_train.sum(axis=0, dtype=np.int64)
-    floor = prior_floor(y_val, class_counts)
 
+
+def _write_run_files(cfg: TrainConfig, data: _Data, val_ids: list[str], device: torch.device, ctx: DistContext) -> None:
     cfg.out.mkdir(parents=True, exist_ok=True)
-    ids = labels.image_ids
-    write_json_atomic(cfg.out / "split.json", {"val_image_ids": [ids[i] for i in val_idx]})
+    write_json_atomic(cfg.out / "split.json", {"val_image_ids": val_ids})
     write_json_atomic(
         cfg.out / "config.json",
         {
             "config": cfg.to_json(),
-            "n_train": len(train_idx),
-            "n_val": len(val_idx),
-            "taxonomy": taxonomy.name,
-            "input": spec.to_json(),
+            "n_train": int(data.y_train.shape[0]),
+            "n_val": int(data.y_val.shape[0]),
+            "labels_sha256": file_sha256(cfg.labels),
+            "taxonomy": data.taxonomy_name,
+            "input": data.spec.to_json(),
+            "device": str(device),
+            "world_size": ctx.world,
+            "augmentation": dataclasses.asdict(cfg.augmentation),
             "versions": versions(),
         },
     )
 
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-    loss_fn = nn.BCEWithLogitsLoss()
-    generator = torch.Generator().manual_seed(cfg.seed)
-    history: list[EpochMetrics] = []
-    best_map, best_epoch = -1.0, 0
-    for epoch in range(1, cfg.epochs + 1):
-        start = time.perf_counter()
-        with progress.task(f"Epoch {epoch}/{cfg.epochs}", len(train_idx)) as task:
-            train_loss = train_one_epoch(
-                model, optimizer, loss_fn, train_cache, y_train, spec, cfg.batch_size, generator, task.advance
-            )
-        val_loss, val_map = evaluate_split(model, val_cache, y_val, spec, cfg.batch_size, loss_fn)
-        metrics = EpochMetrics(
-            epoch=epoch,
-            train_loss=train_loss,
-            val_loss=val_loss,
-            val_map20=val_map,
-            val_prior_floor=floor,
-            lr=optimizer.param_groups[0]["lr"],
-            seconds=time.perf_counter() - start,
-        )
-        history.append(metrics)
-        payload = {
-            "format": CHECKPOINT_FORMAT,
-            "model": model.state_dict(),
-            "optimizer": optimizer.state_dict(),
-            "epoch": epoch,
-            "arch": cfg.arch,
-            "num_classes": len(taxonomy),
-            "img_size": cfg.img_size,
-            "config": cfg.to_json(),
-            "classes": taxonomy.to_records(),
-            "taxonomy": taxonomy.name,
-            "input": spec.to_json(),
-            "class_counts": [int(c) for c in class_counts],
-            "val_map20": val_map,
-            "val_prior_floor": floor,
-            "n_train": len(train_idx),
-            "n_val": len(val_idx),
-        }
-        save_checkpoint(cfg.out / "checkpoints" / "last.pt", payload)
-        if val_map > best_map:
-            best_map, best_epoch = val_map, epoch
-            save_checkpoint(cfg.out / "checkpoints" / "best.pt", payload)
-        _write_history(cfg.out / "metrics.parquet", history)
-        if on_epoch:
-            on_epoch(metrics)
-    return TrainResult(
-        out=cfg.out,
-        best_epoch=best_epoch,
-        best_val_map20=best_map,
-        val_prior_floor=floor,
-        n_train=len(train_idx),
-        n_val=len(val_idx),
-        history=tuple(history),
-    )
+
+def _fit_osd(cfg: TrainConfig, data: _Data, state: _State, device: torch.device) -> None:
+    """Fit out-of-sample statistics on the training part's features, with the best checkpoint's weights."""
+    best = cfg.out / "checkpoints" / "best.pt"
+    if not best.is_file():
+        return
+    blob = torch.load(best, map_location="cpu", weights_only=True)
+    state.model.load_state_dict(blob["model"])
+    features = predict(state.model, data.train_cache, data.spec, cfg.batch_size, device, features=True)
+    stats = fit_osd_stats(features, seed=cfg.seed)
+    write_json_atomic(cfg.out / "osd_stats.json", {"epoch": int(blob["epoch"]), **stats})
 
 
 def _write_history(path: Path, history: list[EpochMetrics]) -> None:
