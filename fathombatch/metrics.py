@@ -129,7 +129,8 @@ def map_at_k_from_lists(
     """MAP@k from label-id lists, the way a submission file is scored.
 
     Args:
-        truth: per image, the true category ids (any hashable ints).
+        truth: per image, the true category ids, treated as a set (a repeated true id counts once, also in the
+            ``min(#true, k)`` denominator; the label readers never produce repeats).
         predictions: per image, predicted ids best first; duplicates and unknown ids allowed.
     """
     if len(truth) != len(predictions):

@@ -107,20 +107,21 @@ def _read_osd_truth(path: Path) -> dict[str, int]:
 
 
 def _scores_matrix(
-    scores: Path, taxonomy: Taxonomy, truth_ids: list[str]
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, int, list[str]]:
+    scores: Path, taxonomy: Taxonomy, truth_ids: list[str], k: int
+) -> tuple[np.ndarray, np.ndarray | None, np.ndarray, np.ndarray, int, list[str]]:
     """Align the table's ok rows with the truth order.
 
     Returns:
-        probs (N, C) float32 (zeros where missing), present (N,) bool, osd (N,) float32 (NaN where missing),
-        the number of scored images not in the truth, warnings.
+        probs (N, C) float32 (zeros where missing); ranked (N, k) column indices from ``top_categories`` (-1 where
+        missing), or None when the table kept fewer than k; present (N,) bool; osd (N,) float32 (NaN where
+        missing); the number of scored images not in the truth; warnings.
     """
     lazy = pl.scan_parquet(scores)
     names = lazy.collect_schema().names()
-    absent = [c for c in ("image_id", "status", "osd", *taxonomy.names) if c not in names]
+    absent = [c for c in ("image_id", "status", "osd", "top_categories", *taxonomy.names) if c not in names]
     if absent:
         raise UsageError(f"{scores} is not a fathombatch scores table for this taxonomy (missing columns {absent[:5]})")
-    ok = lazy.filter(pl.col("status") == "ok").select("image_id", "osd", *taxonomy.names).collect()
+    ok = lazy.filter(pl.col("status") == "ok").select("image_id", "osd", "top_categories", *taxonomy.names).collect()
     warnings = []
     dupes = ok.height - ok["image_id"].n_unique()
     if dupes:
@@ -135,8 +136,19 @@ def _scores_matrix(
     present[rows] = True
     osd = np.full(len(truth_ids), np.nan, dtype=np.float32)
     osd[rows] = joined["osd"].to_numpy()
+    ranked: np.ndarray | None = None
+    lengths = joined["top_categories"].list.len()
+    if joined.height == 0 or int(lengths.min()) >= min(k, len(taxonomy)):
+        # The table's own ranking (made from logits, so saturated probabilities cannot tie) is what a submission holds.
+        ranked = np.full((len(truth_ids), k), -1, dtype=np.int64)
+        column = taxonomy.column_of
+        for r, top in zip(rows, joined["top_categories"].to_list(), strict=True):
+            cols = [column.get(c, -1) for c in top[:k]]
+            ranked[r, : len(cols)] = cols
+    else:
+        warnings.append(f"the table keeps fewer than {k} top categories; MAP@{k} ranks the probability columns instead")
     extra = ok.height - joined.height
-    return probs, present, osd, extra, warnings
+    return probs, ranked, present, osd, extra, warnings
 
 
 def evaluate(cfg: EvalConfig) -> EvalResult:
@@ -150,11 +162,11 @@ def evaluate(cfg: EvalConfig) -> EvalResult:
         raise UsageError(f"{cfg.truth} contains no images")
     y = truth.multi_hot()
     ids = truth.image_ids
-    probs, present, osd, extra, warnings = _scores_matrix(cfg.scores, taxonomy, ids)
-
-    ranked = ranking_from_scores(probs, cfg.k)
+    probs, ranked, present, osd, extra, warnings = _scores_matrix(cfg.scores, taxonomy, ids, cfg.k)
+    if ranked is None:
+        ranked = ranking_from_scores(probs, cfg.k)
     ranked[~present] = -1  # no prediction at all: AP 0
-    ap = average_precision_at_k(y, ranked, cfg.k, distinct=True)
+    ap = average_precision_at_k(y, ranked, cfg.k)
     map_k = float(ap.mean())
 
     counts = (meta.get("engine_manifest") or {}).get("class_counts")

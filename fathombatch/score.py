@@ -7,18 +7,16 @@ Three stages overlap through bounded queues, so memory stays flat however large 
 * a writer thread writes rows to part files, each atomically (``OUT.parts/part-NNNNNN.parquet``).
 
 An interrupted run (Ctrl-C, ``kill -9``, a full disk) leaves complete part files behind. Running the same command
-again skips every file already in a part, scores the rest, and merges all parts into ``OUT`` (sorted by path),
-then removes the parts. The parts folder remembers the engine fingerprint and the parameters that change
-values; a resume with a different engine, decoder, top-k or osd method is refused unless ``--overwrite``.
-A lock file (``OUT.lock``) stops two runs from writing the same output.
+again skips every file already scored ``ok`` and unchanged since, scores the rest (error rows are retried), and
+merges all parts into ``OUT`` (sorted by path), then removes the parts (:mod:`fathombatch.parts`). A resume with a
+different engine, decoder, top-k, osd method or folder is refused unless ``--overwrite``. A lock file
+(``OUT.lock``) stops two runs from writing the same output.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import queue
-import shutil
 import threading
 import time
 from collections import Counter
@@ -36,16 +34,14 @@ from fathombatch.backends import Engine, open_engine
 from fathombatch.decode import create_decoder, discover, resolve_decoder_name
 from fathombatch.decode.base import DecodedBatch
 from fathombatch.errors import OutputError, UsageError
-from fathombatch.fsutil import FileLock, atomic_path, display_path, write_json_atomic
+from fathombatch.fsutil import FileLock, atomic_path, display_path
 from fathombatch.metrics import ranking_from_scores
 from fathombatch.osd import create_osd
+from fathombatch.parts import PartStore, file_signature
 from fathombatch.progress import Progress
-from fathombatch.table import build_frame, encode_metadata, schema
+from fathombatch.table import build_frame, encode_metadata
 
 log = logging.getLogger(__name__)
-
-PART_GLOB = "part-*.parquet"
-
 
 @dataclass(frozen=True)
 class ScoreConfig:
@@ -117,75 +113,8 @@ def _run_params(cfg: ScoreConfig, engine: Engine, decoder: str, osd: str) -> dic
         "decoder": decoder,
         "top_k": cfg.top_k,
         "osd": osd,
+        "root": str(cfg.root.resolve()),
     }
-
-
-def _prepare_parts(parts_dir: Path, params: dict[str, Any], overwrite: bool) -> set[str]:
-    """Create or validate the parts folder; return the paths already scored there."""
-    run_file = parts_dir / "run.json"
-    if parts_dir.exists() and overwrite:
-        shutil.rmtree(parts_dir)
-    if parts_dir.exists() and run_file.is_file():
-        previous = json.loads(run_file.read_text(encoding="utf-8"))
-        changed = [k for k in params if k != "engine" and previous.get(k) != params[k]]
-        if changed:
-            what = ", ".join("engine (manifest hash)" if k == "engine_fingerprint" else k for k in changed)
-            raise OutputError(
-                f"an interrupted run in {parts_dir} used a different {what}; re-run with the same settings to "
-                "resume it, or pass --overwrite to start over"
-            )
-    parts_dir.mkdir(parents=True, exist_ok=True)
-    for stale in parts_dir.glob(".*.tmp"):
-        stale.unlink(missing_ok=True)  # half-written parts of a killed run
-    write_json_atomic(run_file, params)
-    parts = sorted(parts_dir.glob(PART_GLOB))
-    if not parts:
-        return set()
-    return set(pl.scan_parquet(parts).select("path").collect()["path"].to_list())
-
-
-class _PartWriter:
-    """Writes row batches to numbered part files on a background thread, atomically, in order."""
-
-    def __init__(self, parts_dir: Path) -> None:
-        self.parts_dir = parts_dir
-        existing = [int(p.stem.split("-")[1]) for p in parts_dir.glob(PART_GLOB)]
-        self._next = max(existing, default=-1) + 1
-        self._queue: queue.Queue[pl.DataFrame | None] = queue.Queue(maxsize=2)
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._loop, name="fb-writer", daemon=True)
-        self._thread.start()
-
-    def _loop(self) -> None:
-        while (frame := self._queue.get()) is not None:
-            if self._error is not None:
-                continue
-            try:
-                dest = self.parts_dir / f"part-{self._next:06d}.parquet"
-                with atomic_path(dest) as tmp:
-                    frame.write_parquet(tmp, compression="zstd", statistics=False)
-                self._next += 1
-            except BaseException as exc:  # noqa: BLE001 - re-raised in the scoring thread
-                self._error = exc
-
-    def put(self, frame: pl.DataFrame) -> None:
-        self._raise()
-        self._queue.put(frame)
-
-    def close(self) -> None:
-        self._queue.put(None)
-        self._thread.join()
-        self._raise()
-
-    def _raise(self) -> None:
-        if self._error is not None:
-            exc = self._error
-            if isinstance(exc, OSError):
-                raise OutputError(
-                    f"cannot write part files in {self.parts_dir}: {exc.strerror or exc}; parts written so far are "
-                    "kept and the same command resumes once the problem is fixed"
-                ) from None
-            raise exc
 
 
 def _put(q: queue.Queue[Any], item: Any, stop: threading.Event) -> bool:
@@ -249,14 +178,17 @@ def score_folder(cfg: ScoreConfig, *, progress: Progress | None = None) -> Score
         if out.exists() and not parts_dir.exists() and not cfg.overwrite:
             raise OutputError(f"{out} already exists; pass --overwrite to replace it, or choose another --out")
         params = _run_params(cfg, engine, decoder_name, osd_name)
-        done = _prepare_parts(parts_dir, params, cfg.overwrite)
+        store = PartStore(parts_dir, params, overwrite=cfg.overwrite)
         shown = [display_path(f) for f in files]
+        done: set[str] = set()
+        if store.parts:
+            done = store.scored({s: file_signature(cfg.root / f) for f, s in zip(files, shown)})
         pending = [f for f, s in zip(files, shown) if s not in done]
         resumed = len(files) - len(pending)
         if resumed:
             log.info("resuming: %d of %d files already scored", resumed, len(files))
 
-        _score_pending(cfg, engine, decoder_name, osd_fn, pending, parts_dir, progress, resumed, len(files))
+        _score_pending(cfg, engine, decoder_name, osd_fn, pending, store, progress, resumed, len(files))
         scored_seconds = time.perf_counter() - started
         meta = {
             "version": __version__,
@@ -270,10 +202,11 @@ def score_folder(cfg: ScoreConfig, *, progress: Progress | None = None) -> Score
                 "files": len(files),
             },
         }
-        final = _merge(parts_dir, out, set(shown), meta, taxonomy)
+        store.merge(out, set(shown), encode_metadata(meta))
+        final = pl.read_parquet(out, columns=["image_id", "path", "status", "error", "top_categories", "osd"])
         if cfg.submission is not None:
             write_submission(final, cfg.submission)
-        shutil.rmtree(parts_dir, ignore_errors=True)
+        store.remove()
 
     counts = final.select(
         ok=(pl.col("status") == "ok").sum(),
@@ -311,21 +244,21 @@ def _score_pending(
     decoder_name: str,
     osd_fn: Any,
     pending: list[str],
-    parts_dir: Path,
+    store: PartStore,
     progress: Progress,
     resumed: int,
     total: int,
-) -> int:
-    """Run decode -> engine -> rows -> parts for the files not yet scored; return the number of error rows."""
+) -> None:
+    """Run decode -> engine -> rows -> parts for the files not yet scored."""
     if not pending:
-        return 0
+        return
     taxonomy = engine.manifest.taxonomy
     decoded_q: queue.Queue[Any] = queue.Queue(maxsize=2)
     stop = threading.Event()
     decoder_thread = threading.Thread(
         target=_decode_stage, args=(cfg, decoder_name, engine, pending, decoded_q, stop), name="fb-decode", daemon=True
     )
-    writer = _PartWriter(parts_dir)
+    writer = store.writer()
     buffer: list[pl.DataFrame] = []
     buffered = 0
     errors = 0
@@ -337,8 +270,8 @@ def _score_pending(
                 if isinstance(item, BaseException):
                     raise item
                 chunk, decoded = item
-                frame = _score_batch(engine, taxonomy, chunk, decoded, cfg.top_k, osd_fn)
-                errors += len(chunk) - len(decoded.ok)
+                frame = _score_batch(engine, taxonomy, cfg.root, chunk, decoded, cfg.top_k, osd_fn)
+                errors += int((frame["status"] == "error").sum())
                 buffer.append(frame)
                 buffered += frame.height
                 if buffered >= cfg.part_rows:
@@ -347,65 +280,60 @@ def _score_pending(
                 task.advance(len(chunk))
                 task.update(errors=errors)
     finally:
+        # Stop the decoder and wait for it before anything propagates: while DALI runs it holds stderr
+        # (see decode.dali), so an error message printed earlier would be lost. Rows already computed are written.
         stop.set()
-        # Whatever happened (Ctrl-C, an engine error), rows already computed are written, not lost.
-        if buffer:
-            writer.put(pl.concat(buffer))
-        writer.close()
-        decoder_thread.join(timeout=30)
-    return errors
+        decoder_thread.join()
+        try:
+            if buffer:
+                writer.put(pl.concat(buffer))
+        finally:
+            writer.close()
 
 
 def _score_batch(
     engine: Engine,
     taxonomy: Any,
+    root: Path,
     chunk: list[str],
     decoded: DecodedBatch,
     top_k: int,
     osd_fn: Any,
 ) -> pl.DataFrame:
-    if decoded.ok:
+    """Rows for one decoded batch; rows whose logits are not finite become errors."""
+    ok, errors = list(decoded.ok), list(decoded.errors)
+    if ok:
         outputs = engine.run(decoded.images)
-        probs = _sigmoid(outputs["logits"])
-        top = ranking_from_scores(probs, top_k)
+        logits = outputs["logits"]
+        finite = np.isfinite(logits).all(axis=1)
+        if not finite.all():
+            for pos in np.asarray(ok)[~finite]:
+                errors[pos] = "the engine returned NaN or infinite logits for this image"
+            ok = [pos for pos, f in zip(ok, finite) if f]
+            logits = logits[finite]
+            outputs = {k: v[finite] for k, v in outputs.items()}
+        probs = _sigmoid(logits)
+        # Rank by logits: float32 probabilities saturate at 1.0 for logits above ~17, which would make ties.
+        top = ranking_from_scores(logits, top_k)
         osd = osd_fn(probs, outputs.get("features"))
     else:
         probs = np.empty((0, len(taxonomy)), dtype=np.float32)
         top = np.empty((0, top_k), dtype=np.int64)
         osd = np.empty(0, dtype=np.float32)
-    return build_frame(
+    frame = build_frame(
         taxonomy,
         paths=[display_path(p) for p in chunk],
         sizes=decoded.sizes,
-        errors=decoded.errors,
-        ok=decoded.ok,
+        errors=errors,
+        ok=ok,
         probs=probs,
         top_columns=top,
         osd=osd,
     )
-
-
-def _merge(parts_dir: Path, out: Path, keep: set[str], meta: dict[str, Any], taxonomy: Any) -> pl.DataFrame:
-    """Merge part files into ``out`` atomically: rows of files still present, unique by path, sorted by path.
-
-    Returns the small columns of the final table (image_id, path, status, error, top_categories, osd).
-    """
-    parts = sorted(parts_dir.glob(PART_GLOB))
-    lazy = (
-        pl.scan_parquet(parts, schema=schema(taxonomy))
-        .filter(pl.col("path").is_in(list(keep)))
-        .unique(subset="path", keep="first", maintain_order=True)
-        .sort("path")
+    sizes, mtimes = zip(*(file_signature(root / p) for p in chunk))
+    return frame.with_columns(
+        pl.Series("_size", sizes, dtype=pl.Int64), pl.Series("_mtime_ns", mtimes, dtype=pl.Int64)
     )
-    try:
-        with atomic_path(out) as tmp:
-            lazy.sink_parquet(tmp, metadata=encode_metadata(meta), compression="zstd")
-    except OSError as exc:
-        raise OutputError(
-            f"cannot write {out}: {exc.strerror or exc}; the part files in {parts_dir} are kept and the same command "
-            "finishes the merge once the problem is fixed"
-        ) from None
-    return pl.read_parquet(out, columns=["image_id", "path", "status", "error", "top_categories", "osd"])
 
 
 def write_submission(table: pl.DataFrame, dest: Path) -> int:

@@ -101,10 +101,13 @@ class Taxonomy:
         return [{"id": c.id, "name": c.name, "supercategory": c.supercategory} for c in self.categories]
 
     @classmethod
-    def from_records(cls, records: Sequence[Mapping[str, Any]], *, name: str = "custom") -> Taxonomy:
+    def from_records(
+        cls, records: Sequence[Mapping[str, Any]], *, name: str = "custom", sort: bool = False
+    ) -> Taxonomy:
         """Build from ``[{"id", "name", "supercategory"}, ...]`` (as in a manifest or COCO ``categories``).
 
-        Records are sorted by id so that column order never depends on file order.
+        The records' order is the column order (a manifest lists classes in output order); ``sort=True`` orders by id
+        instead, for lists whose order means nothing (a category key file).
         """
         if not isinstance(records, Sequence) or isinstance(records, (str, bytes)):
             raise TaxonomyError(f"taxonomy {name!r}: expected a list of categories, got {type(records).__name__}")
@@ -116,7 +119,8 @@ class Taxonomy:
             if isinstance(raw_id, float) and raw_id.is_integer():
                 raw_id = int(raw_id)
             cats.append(Category(id=raw_id, name=str(rec["name"]), supercategory=str(rec.get("supercategory", ""))))
-        cats.sort(key=lambda c: c.id if isinstance(c.id, int) else -1)
+        if sort:
+            cats.sort(key=lambda c: c.id if isinstance(c.id, int) else -1)
         return cls(categories=tuple(cats), name=name)
 
     @classmethod
@@ -140,7 +144,7 @@ class Taxonomy:
                     f"{source}, line {reader.line_num}: category_id {row['category_id']!r} is not a number"
                 ) from None
             records.append({"id": cid, "name": row["name"], "supercategory": row.get("supercategory") or ""})
-        return cls.from_records(records, name=name)
+        return cls.from_records(records, name=name, sort=True)
 
 
 @lru_cache(maxsize=1)

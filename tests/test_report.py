@@ -31,6 +31,8 @@ def perfect_copy(scored: Path, dive: Path, dest: Path) -> Path:
     names = fathomnet2023().names
     probs = np.stack([y[i] for i in table["image_id"].to_list()])
     table = table.with_columns([pl.Series(n, probs[:, j]) for j, n in enumerate(names)])
+    top = np.argsort(-probs, axis=1, kind="stable")[:, :20] + 1  # FathomNet ids are column + 1
+    table = table.with_columns(pl.Series("top_categories", top.tolist(), dtype=pl.List(pl.Int32)))
     table.write_parquet(dest, metadata=pl.read_parquet_metadata(scored))
     return dest
 
@@ -86,3 +88,15 @@ def test_bad_inputs(scored: Path, dive: Path, tmp_path: Path) -> None:
     (tmp_path / "osd.csv").write_text("id,osd\na,7\n")
     with pytest.raises(LabelFileError, match="line 2"):
         evaluate(EvalConfig(scores=scored, truth=dive / "train.csv", osd_truth=tmp_path / "osd.csv"))
+
+
+def test_error_rows_count_as_zero(scored: Path, dive: Path, tmp_path: Path) -> None:
+    perfect = perfect_copy(scored, dive, tmp_path / "p.parquet")
+    table = pl.read_parquet(perfect)
+    broken = table["image_id"][2]
+    table = table.with_columns(
+        status=pl.when(pl.col("image_id") == broken).then(pl.lit("error")).otherwise(pl.col("status"))
+    )
+    table.write_parquet(tmp_path / "e.parquet", metadata=pl.read_parquet_metadata(perfect))
+    result = evaluate(EvalConfig(scores=tmp_path / "e.parquet", truth=dive / "train.csv"))
+    assert result.map_at_k == pytest.approx(23 / 24) and result.missing == [broken]

@@ -26,9 +26,10 @@ def test_unknown_id_raises_keyerror() -> None:
         fathomnet2023().columns([291])
 
 
-def test_records_round_trip_and_sort_by_id() -> None:
+def test_records_keep_their_order_unless_sorting_is_asked_for() -> None:
     records = [{"id": 5, "name": "b", "supercategory": "S"}, {"id": 2.0, "name": "a"}]
-    tax = Taxonomy.from_records(records)
+    assert Taxonomy.from_records(records).ids == (5, 2)  # a manifest's classes are in output-column order
+    tax = Taxonomy.from_records(records, sort=True)
     assert tax.ids == (2, 5)
     assert Taxonomy.from_records(tax.to_records()) == tax
 

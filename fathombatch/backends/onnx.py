@@ -35,6 +35,14 @@ class OnnxEngine(Engine):
         if len(inputs) != 1:
             raise EngineError(f"{path} has {len(inputs)} inputs; fathombatch engines take one image batch")
         self._input = inputs[0].name
+        expected = (3, manifest.input.height, manifest.input.width)
+        declared = tuple(inputs[0].shape[1:4])
+        mismatch = [d for d, e in zip(declared, expected, strict=False) if isinstance(d, int) and d != e]
+        if len(declared) != 3 or mismatch:
+            raise EngineError(
+                f"engine {path} takes input {list(inputs[0].shape)} but its manifest says 3x{manifest.input.height}"
+                f"x{manifest.input.width}; the manifest does not belong to this engine"
+            )
         # The first output is the logits whatever its name; others keep their names (e.g. "features").
         self._outputs = [o.name for o in self._session.get_outputs()]
         width = self._session.get_outputs()[0].shape[-1]
@@ -45,7 +53,10 @@ class OnnxEngine(Engine):
             )
 
     def run(self, batch: np.ndarray) -> dict[str, np.ndarray]:
-        values = self._session.run(self._outputs, {self._input: np.ascontiguousarray(batch, dtype=np.float32)})
+        try:
+            values = self._session.run(self._outputs, {self._input: np.ascontiguousarray(batch, dtype=np.float32)})
+        except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own untyped exceptions
+            raise EngineError(f"ONNX Runtime failed on {self.path}: {str(exc).splitlines()[0][:300]}") from None
         out = dict(zip(self._outputs, values))
         first = self._outputs[0]
         logits = out.pop(first)

@@ -39,7 +39,13 @@ class TorchEngine(Engine):
                 f"engine {path} has {blob.get('num_classes')} outputs but its manifest lists "
                 f"{manifest.num_classes} classes; the manifest does not belong to this engine"
             )
-        model = create_model(str(blob["arch"]), manifest.num_classes, img_size=int(blob.get("img_size", 224)))
+        img_size = int(blob.get("img_size", 224))
+        if blob["arch"] in ("logreg", "mlp") and (manifest.input.height, manifest.input.width) != (img_size, img_size):
+            raise EngineError(
+                f"engine {path} takes {img_size}x{img_size} images but its manifest says "
+                f"{manifest.input.height}x{manifest.input.width}; the manifest does not belong to this engine"
+            )
+        model = create_model(str(blob["arch"]), manifest.num_classes, img_size=img_size)
         try:
             model.load_state_dict(blob["state_dict"])
         except RuntimeError as exc:

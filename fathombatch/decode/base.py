@@ -13,6 +13,7 @@ from __future__ import annotations
 import errno
 import io
 import os
+import stat
 import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
@@ -78,7 +79,11 @@ def read_image_file(path: str | Path) -> ImageFile:
     """
     path = Path(path)
     try:
-        size = os.stat(path).st_size
+        st = os.stat(path)
+        if not stat.S_ISREG(st.st_mode):
+            kind = "FIFO" if stat.S_ISFIFO(st.st_mode) else "socket" if stat.S_ISSOCK(st.st_mode) else "device"
+            raise DecodeError(f"not a regular file (a {kind}); not read")
+        size = st.st_size
         if size > MAX_FILE_BYTES:
             raise DecodeError(f"file is {size} bytes, over the {MAX_FILE_BYTES} byte limit")
         with open(path, "rb") as fh:
@@ -106,12 +111,10 @@ def identify(data: bytes) -> ImageFile:
             with Image.open(io.BytesIO(data)) as im:
                 width, height = im.size
                 fmt = im.format or "unknown"
-                orientation = 1
-                if fmt in ("JPEG", "PNG", "TIFF", "WEBP"):
-                    try:
-                        orientation = int(im.getexif().get(_EXIF_ORIENTATION, 1) or 1)
-                    except Exception:  # noqa: BLE001 - a corrupt EXIF block must not cost the image its score
-                        orientation = 1
+                try:  # every format that can carry EXIF (JPEG, MPO, PNG, TIFF, WebP...)
+                    orientation = int(im.getexif().get(_EXIF_ORIENTATION, 1) or 1)
+                except Exception:  # noqa: BLE001 - a corrupt EXIF block must not cost the image its score
+                    orientation = 1
     except Image.DecompressionBombError as exc:
         raise DecodeError(f"declared image size is over the {MAX_IMAGE_PIXELS} pixel limit ({exc})") from None
     except UnidentifiedImageError:

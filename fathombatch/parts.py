@@ -1,0 +1,198 @@
+"""The part-file store behind a resumable scoring run: ``OUT.parts/``.
+
+* ``run.json`` records what determines the values of a row (engine fingerprint, decoder, top-k, osd method, the
+  scored root); a resume with any of them changed is refused.
+* ``part-NNNNNN.parquet`` files hold scored rows, each written atomically by a background thread, plus two private
+  columns, ``_size`` and ``_mtime_ns``, the file's size and modification time when it was scored.
+* :meth:`PartStore.scored` tells a resume which files need no work: rows with status ``ok`` whose file has not
+  changed since. Error rows are retried (the cause may have been passing: a file still being copied, a network
+  file system hiccup).
+* :meth:`PartStore.merge` writes the final table in path order, keeping for each path the row of the newest part,
+  while holding only a few parts in memory at a time, so memory stays flat however large the dump.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import shutil
+import threading
+from collections.abc import Iterator
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from fathombatch.errors import OutputError
+from fathombatch.fsutil import atomic_path, write_json_atomic
+
+PART_GLOB = "part-*.parquet"
+PRIVATE_COLUMNS = ("_size", "_mtime_ns")
+#: Rows per row group of the merged table.
+MERGE_ROWS = 4096
+
+
+def file_signature(path: Path) -> tuple[int | None, int | None]:
+    """(size in bytes, mtime in ns) of a file, following symlinks; (None, None) when it cannot be stat'ed."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None, None
+    return st.st_size, st.st_mtime_ns
+
+
+class PartStore:
+    """Part files of one output; see the module docstring."""
+
+    def __init__(self, directory: Path, params: dict[str, Any], *, overwrite: bool) -> None:
+        self.dir = directory
+        run_file = directory / "run.json"
+        if directory.exists() and overwrite:
+            shutil.rmtree(directory)
+        if directory.exists() and run_file.is_file():
+            previous = json.loads(run_file.read_text(encoding="utf-8"))
+            changed = [k for k in params if k != "engine" and previous.get(k) != params[k]]
+            if changed:
+                names = {"engine_fingerprint": "engine (manifest hash)", "root": "folder"}
+                what = ", ".join(names.get(k, k) for k in changed)
+                raise OutputError(
+                    f"an interrupted run in {directory} used a different {what}; re-run with the same settings to "
+                    "resume it, or pass --overwrite to start over"
+                )
+        directory.mkdir(parents=True, exist_ok=True)
+        for stale in directory.glob(".*.tmp"):
+            stale.unlink(missing_ok=True)  # half-written parts of a killed run
+        write_json_atomic(run_file, params)
+
+    @property
+    def parts(self) -> list[Path]:
+        return sorted(self.dir.glob(PART_GLOB))
+
+    def index(self) -> pl.DataFrame:
+        """One row per stored row: path, status, _size, _mtime_ns, part (file index), row (within the part)."""
+        frames = [
+            pl.read_parquet(p, columns=["path", "status", *PRIVATE_COLUMNS]).with_columns(
+                part=pl.lit(i, pl.Int32), row=pl.int_range(pl.len(), dtype=pl.Int64)
+            )
+            for i, p in enumerate(self.parts)
+        ]
+        if not frames:
+            return pl.DataFrame(schema={"path": pl.String, "status": pl.String, "_size": pl.Int64,
+                                        "_mtime_ns": pl.Int64, "part": pl.Int32, "row": pl.Int64})
+        return pl.concat(frames)
+
+    def scored(self, signatures: dict[str, tuple[int | None, int | None]]) -> set[str]:
+        """Paths whose newest stored row is ``ok`` and whose file still has the size and mtime it had then."""
+        latest = self.index().sort("part", "row").unique(subset="path", keep="last")
+        done = set()
+        for path, status, size, mtime in latest.select("path", "status", *PRIVATE_COLUMNS).iter_rows():
+            if status == "ok" and path in signatures and signatures[path] == (size, mtime):
+                done.add(path)
+        return done
+
+    def writer(self) -> PartWriter:
+        return PartWriter(self.dir, first=len(self.parts))
+
+    def merge(self, out: Path, keep: set[str], metadata: dict[str, str]) -> None:
+        """Write ``out`` atomically: the newest row of every path in ``keep``, sorted by path, private columns dropped."""
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        parts = self.parts
+        index = (
+            self.index()
+            .filter(pl.col("path").is_in(list(keep)))
+            .sort("part", "row")
+            .unique(subset="path", keep="last")
+            .sort("path")
+        )
+
+        @lru_cache(maxsize=4)
+        def load(i: int) -> pa.Table:
+            return pq.read_table(parts[i]).drop_columns(list(PRIVATE_COLUMNS))
+
+        try:
+            with atomic_path(out) as tmp:
+                schema = load(0).schema.with_metadata(metadata) if parts else None
+                with pq.ParquetWriter(tmp, schema, compression="zstd") as writer:  # type: ignore[arg-type]
+                    pending: list[pa.Table] = []
+                    n_pending = 0
+                    for part, rows in _segments(index):
+                        pending.append(load(part).take(pa.array(rows)).replace_schema_metadata(metadata))
+                        n_pending += len(rows)
+                        if n_pending >= MERGE_ROWS:
+                            writer.write_table(pa.concat_tables(pending), row_group_size=MERGE_ROWS)
+                            pending, n_pending = [], 0
+                    if pending:
+                        writer.write_table(pa.concat_tables(pending), row_group_size=MERGE_ROWS)
+        except OSError as exc:
+            raise OutputError(
+                f"cannot write {out}: {exc.strerror or exc}; the part files in {self.dir} are kept and the same "
+                "command finishes the merge once the problem is fixed"
+            ) from None
+
+    def remove(self) -> None:
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def _segments(index: pl.DataFrame) -> Iterator[tuple[int, list[int]]]:
+    """Consecutive index rows that come from the same part: (part, row numbers)."""
+    current: int | None = None
+    rows: list[int] = []
+    for part, row in index.select("part", "row").iter_rows():
+        if part != current and rows:
+            yield current, rows  # type: ignore[misc]
+            rows = []
+        current = part
+        rows.append(row)
+    if rows:
+        yield current, rows  # type: ignore[misc]
+
+
+class PartWriter:
+    """Writes row batches to numbered part files on a background thread, atomically, in order."""
+
+    def __init__(self, directory: Path, first: int) -> None:
+        self.dir = directory
+        existing = [int(p.stem.split("-")[1]) for p in directory.glob(PART_GLOB)]
+        self._next = max(existing, default=first - 1) + 1
+        self._queue: queue.Queue[pl.DataFrame | None] = queue.Queue(maxsize=2)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._loop, name="fb-writer", daemon=True)
+        self._thread.start()
+
+    def _loop(self) -> None:
+        while (frame := self._queue.get()) is not None:
+            if self._error is not None:
+                continue  # keep draining so that put() never blocks after a failure
+            try:
+                dest = self.dir / f"part-{self._next:06d}.parquet"
+                with atomic_path(dest) as tmp:
+                    frame.write_parquet(tmp, compression="zstd", statistics=False)
+                self._next += 1
+            except BaseException as exc:  # noqa: BLE001 - re-raised in the scoring thread
+                self._error = exc
+
+    def put(self, frame: pl.DataFrame) -> None:
+        """Queue rows for writing; raises the writer's error if an earlier write failed."""
+        self.raise_error()
+        self._queue.put(frame)
+
+    def close(self) -> None:
+        """Write what is queued, stop the thread, and raise the writer's error if a write failed."""
+        self._queue.put(None)
+        self._thread.join()
+        self.raise_error()
+
+    def raise_error(self) -> None:
+        if self._error is None:
+            return
+        exc = self._error
+        if isinstance(exc, OSError):
+            raise OutputError(
+                f"cannot write part files in {self.dir}: {exc.strerror or exc}; parts written so far are kept and "
+                "the same command resumes once the problem is fixed"
+            ) from None
+        raise exc
