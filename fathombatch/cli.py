@@ -252,8 +252,11 @@ def score(root: Path, engine: str, out: Path, batch_size: int, decoder: str, top
 @click.argument("scores", type=click.Path(path_type=Path))
 @click.option("--truth", type=click.Path(path_type=Path), required=True, help="Kaggle CSV or COCO json with the true labels.")
 @click.option("--osd-truth", type=click.Path(path_type=Path), help="id,osd CSV (1 = out of sample) for sAUC.")
-@click.option("--report", type=click.Path(file_okay=False, path_type=Path), help="Write metrics.json, per_class.parquet, report.md here.")
-def evaluate(scores: Path, truth: Path, osd_truth: Path | None, report: Path | None) -> None:
+@click.option("--report", type=click.Path(file_okay=False, path_type=Path),
+              help="Write metrics.json, per_class.parquet, report.md, report.html and plots here.")
+@click.option("--run", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="Training run folder for the training curves (default: the one named in the engine manifest).")
+def evaluate(scores: Path, truth: Path, osd_truth: Path | None, report: Path | None, run: Path | None) -> None:
     """Print MAP@20 next to the frequency-prior floor, and sAUC with osd truth.
 
     \b
@@ -263,7 +266,7 @@ def evaluate(scores: Path, truth: Path, osd_truth: Path | None, report: Path | N
     from fathombatch.report import EvalConfig
     from fathombatch.report import evaluate as run_evaluation
 
-    r = run_evaluation(EvalConfig(scores=scores, truth=truth, osd_truth=osd_truth, report=report))
+    r = run_evaluation(EvalConfig(scores=scores, truth=truth, osd_truth=osd_truth, report=report, run=run))
     click.echo(f"MAP@{r.k}: {r.map_at_k:.4f}   prior floor: {r.prior_floor:.4f}   margin: {r.map_at_k - r.prior_floor:+.4f}")
     if r.sauc is not None:
         click.echo(f"sAUC: {r.sauc:.4f}   competition score: {r.competition_score:.4f}")
@@ -272,7 +275,7 @@ def evaluate(scores: Path, truth: Path, osd_truth: Path | None, report: Path | N
     for warning in r.warnings:
         click.echo(f"  warning: {warning}")
     if report is not None:
-        click.echo(f"Report: {report / 'report.md'}")
+        click.echo(f"Report: {report / 'report.html'} (and report.md, metrics.json, per_class.parquet)")
 
 
 @cli.command()
