@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 FB     := $(BIN)/fathombatch
 DEMO   := demo
 
-.PHONY: setup demo test test-fast clean
+.PHONY: setup demo test test-fast bench seed-table clean
 
 setup: $(VENV)/.installed
 
@@ -34,10 +34,18 @@ demo: setup
 	@echo "  training run        $(DEMO)/run/ (config.json, metrics.parquet, checkpoints/)"
 	@echo "  engine + manifest   engines/demo-efficientnet_lite0.onnx(.json)"
 	@echo "  scores table        $(DEMO)/scores.parquet   submission: $(DEMO)/submission.csv"
-	@echo "  evaluation report   $(DEMO)/report/report.md (metrics.json, per_class.parquet)"
+	@echo "  evaluation report   $(DEMO)/report/report.html (report.md, metrics.json, per_class.parquet, plots)"
 
 test: setup
 	$(BIN)/python -m pytest
+
+# The throughput suite (about an hour on 2 cores): refreshes benchmarks/RESULTS.md and benchmarks/results/.
+bench: setup
+	$(BIN)/python benchmarks/run.py
+
+# The seed study's table on synthetic data (about an hour on 2 cores): refreshes benchmarks/seed_table/RESULTS.md.
+seed-table: setup
+	$(BIN)/python benchmarks/seed_table/run.py
 
 test-fast: setup
 	$(BIN)/python -m pytest -m "not slow"

@@ -16,35 +16,9 @@ from typing import Any
 import click
 
 from fathombatch import __version__
-from fathombatch.errors import FathombatchError
-
-
-class _Group(click.Group):
-    """Turns library errors into one ``Error:`` line and an exit code instead of a traceback."""
-
-    def invoke(self, ctx: click.Context) -> Any:
-        try:
-            return super().invoke(ctx)
-        except FathombatchError as exc:
-            click.echo(f"Error: {exc}", err=True)
-            ctx.exit(exc.exit_code)
-        except KeyboardInterrupt:
-            click.echo("Error: interrupted; finished work is saved - run the same command again to resume", err=True)
-            ctx.exit(130)
-        except OSError as exc:
-            where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
-            click.echo(f"Error: {exc.strerror or exc}{where}", err=True)
-            ctx.exit(1)
-
-
-def _progress(quiet: bool) -> Any:
-    from fathombatch.progress import Progress
-
-    return Progress(enabled=False if quiet else None)
-
-
-def quiet_option(f: Callable[..., Any]) -> Callable[..., Any]:
-    return click.option("--quiet", "-q", is_flag=True, help="No progress bars; print only the summary.")(f)
+from fathombatch.cli_curate import curate, download
+from fathombatch.clikit import CONTEXT, Group, quiet_option
+from fathombatch.clikit import progress as _progress
 
 
 def _parse_size(_ctx: click.Context, _param: click.Parameter, value: str | None) -> tuple[int, int] | None:
@@ -57,7 +31,7 @@ def _parse_size(_ctx: click.Context, _param: click.Parameter, value: str | None)
     return w, h
 
 
-@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
+@click.group(cls=Group, context_settings=CONTEXT)
 @click.version_option(__version__, prog_name="fathombatch")
 @click.option("--verbose", "-v", is_flag=True, help="Log what is happening (to stderr).")
 def cli(verbose: bool) -> None:
@@ -195,19 +169,27 @@ def train(preset: str | None, list_presets: bool, resume: Path | None, quiet: bo
 @click.option("--format", "fmt", type=click.Choice(["onnx", "pt"]), default="onnx", show_default=True)
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="Engine file (.onnx or .pt); manifest goes to OUT.json.")
 @click.option("--checkpoint", type=click.Choice(["best", "last"]), default="best", show_default=True)
+@click.option("--precision", type=click.Choice(["fp32", "fp16", "int8"]), default="fp32", show_default=True,
+              help="int8: static quantisation calibrated on the run's images; fp16: for GPUs. ONNX only.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing engine file.")
-def export(run: Path, fmt: str, out: Path, checkpoint: str, overwrite: bool) -> None:
+def export(run: Path, fmt: str, out: Path, checkpoint: str, precision: str, overwrite: bool) -> None:
     """Export a training run as an engine plus its manifest.
 
     \b
     Example:
       fathombatch export runs/r18 --format onnx --out engines/r18.onnx
+      fathombatch export runs/r18 --format onnx --precision int8 --out engines/r18-int8.onnx
     """
     from fathombatch.backends.export import ExportConfig, export_run
 
-    result = export_run(ExportConfig(run=run, format=fmt, out=out, checkpoint=checkpoint, overwrite=overwrite))  # type: ignore[arg-type]
-    check = f" (max |logit difference| vs PyTorch {result.max_abs_diff:.1e})" if result.max_abs_diff is not None else ""
+    result = export_run(ExportConfig(run=run, format=fmt, out=out, checkpoint=checkpoint, precision=precision,  # type: ignore[arg-type]
+                                     overwrite=overwrite))
+    check = f" (fp32 graph vs PyTorch: max |logit difference| {result.max_abs_diff:.1e})" if result.max_abs_diff is not None else ""
     click.echo(f"Wrote {result.engine}{check} and {result.manifest}")
+    if result.val_map20_fp32 is not None:
+        click.echo(f"Held-out MAP@20: fp32 {result.val_map20_fp32:.4f}, {result.precision} {result.val_map20_engine:.4f}")
+    if result.warning:
+        click.echo(f"  warning: {result.warning}")
 
 
 @cli.command()
@@ -222,9 +204,18 @@ def export(run: Path, fmt: str, out: Path, checkpoint: str, overwrite: bool) -> 
 @click.option("--osd", "osd_method", help="Out-of-sample method (default: the engine manifest's).")
 @click.option("--threads", type=click.IntRange(min=1), help="CPU threads (default: all cores).")
 @click.option("--overwrite", is_flag=True, help="Replace an existing table or discard an interrupted run.")
+@click.option("--part-rows", type=click.IntRange(min=1), default=2048, show_default=True,
+              help="Rows per part file: the most work a hard kill can cost.")
+@click.option("--ray", "use_ray", is_flag=True, help="Score on Ray (needs the 'ray' extra; see docs/scaling.md).")
+@click.option("--ray-address", help="Ray cluster: 'auto' or ray://HOST:PORT [default: start a local instance].")
+@click.option("--workers", type=click.IntRange(min=1), help="Ray scoring actors [default: one per CPU or GPU].")
+@click.option("--cpus-per-worker", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True)
+@click.option("--gpus-per-worker", type=click.FloatRange(min=0), default=0.0, show_default=True)
 @quiet_option
 def score(root: Path, engine: str, out: Path, batch_size: int, decoder: str, top_k: int, submission: Path | None,
-          osd_method: str | None, threads: int | None, overwrite: bool, quiet: bool) -> None:
+          osd_method: str | None, threads: int | None, overwrite: bool, part_rows: int, use_ray: bool,
+          ray_address: str | None, workers: int | None, cpus_per_worker: float, gpus_per_worker: float,
+          quiet: bool) -> None:
     """Score every .jpg/.jpeg/.png under ROOT into a Parquet table (resumable).
 
     Bad files get an error row and the run goes on; an interrupted run resumes when the same command is re-run.
@@ -232,11 +223,21 @@ def score(root: Path, engine: str, out: Path, batch_size: int, decoder: str, top
     \b
     Example:
       fathombatch score ./dive_images --engine densenet121.onnx --out scores.parquet --submission submission.csv
+      fathombatch score /shared/cruise --engine model.onnx --out /shared/cruise.parquet --ray --ray-address auto
     """
+    from fathombatch.errors import UsageError
+    from fathombatch.scale import RayOptions
     from fathombatch.score import ScoreConfig, score_folder
 
+    ray = None
+    if use_ray:
+        ray = RayOptions(address=ray_address, workers=workers, cpus_per_worker=cpus_per_worker,
+                         gpus_per_worker=gpus_per_worker)
+    elif ray_address or workers:
+        raise UsageError("--ray-address and --workers need --ray")
     cfg = ScoreConfig(root=root, engine=engine, out=out, batch_size=batch_size, decoder=decoder, top_k=top_k,
-                      submission=submission, osd=osd_method, threads=threads, overwrite=overwrite)
+                      submission=submission, osd=osd_method, threads=threads, overwrite=overwrite, part_rows=part_rows,
+                      ray=ray)
     s = score_folder(cfg, progress=_progress(quiet))
     resumed = f", {s.resumed} from an interrupted run" if s.resumed else ""
     click.echo(f"Scored {s.files} files: {s.ok} ok, {s.errors} errors{resumed}. {s.scored_now} scored now in "
@@ -279,6 +280,88 @@ def evaluate(scores: Path, truth: Path, osd_truth: Path | None, report: Path | N
 
 
 @cli.command()
+@click.argument("stage", type=click.Choice(["decode", "engine", "e2e", "all"]))
+@click.argument("root", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--engine", required=True, help="Engine file (or name in engines/).")
+@click.option("--batch-sizes", default="8,16,32,64", show_default=True, help="Comma-separated batch sizes.")
+@click.option("--decoders", default="dali,pil", show_default=True, help="Comma-separated decoders.")
+@click.option("--repeats", type=click.IntRange(min=1), default=3, show_default=True, help="Timed runs; the median is reported.")
+@click.option("--max-images", type=click.IntRange(min=1), help="Use at most this many images of ROOT.")
+@click.option("--threads", type=click.IntRange(min=1), help="CPU threads (default: all cores).")
+@click.option("--json", "json_out", type=click.Path(path_type=Path), help="Also write the records as json.")
+def bench(stage: str, root: Path, engine: str, batch_sizes: str, decoders: str, repeats: int, max_images: int | None,
+          threads: int | None, json_out: Path | None) -> None:
+    """Measure images/s and peak memory of decoding, the engine alone, or the whole score path.
+
+    Each figure is the median of --repeats timed runs after a warm-up.
+
+    \b
+    Example:
+      fathombatch bench all dive/images --engine engines/densenet121.onnx --batch-sizes 16,32 --json bench.json
+    """
+
+    from fathombatch.bench import BenchConfig, run_suite
+    from fathombatch.errors import UsageError
+
+    try:
+        sizes = tuple(int(b) for b in batch_sizes.split(","))
+    except ValueError:
+        raise UsageError(f"--batch-sizes must be comma-separated integers, got {batch_sizes!r}") from None
+    cfg = BenchConfig(root=root, engine=engine, batch_sizes=sizes, decoders=tuple(decoders.split(",")), repeats=repeats,
+                      max_images=max_images, threads=threads)
+    stages = ["decode", "engine", "e2e"] if stage == "all" else [stage]
+
+    def show(r: dict[str, Any]) -> None:
+        what = r.get("decoder") or r.get("precision", "")
+        mem = f"{r['peak_rss_mb']:.0f} MiB" if r.get("peak_rss_mb") is not None else "n/a"
+        click.echo(f"{r['stage']:7s} {what:6s} batch {r['batch_size']:3d}  {r['images_per_s']:8.1f} images/s  "
+                   f"peak RSS {mem}")
+
+    records = run_suite(cfg, stages, progress=show)
+    if json_out is not None:
+        from fathombatch.fsutil import write_json_atomic
+
+        write_json_atomic(json_out, records)
+        click.echo(f"Records: {json_out}")
+
+
+@cli.command("export-table")
+@click.argument("scores", type=click.Path(path_type=Path))
+@click.option("--out", type=click.Path(path_type=Path), required=True,
+              help="long: .parquet/.csv file; dwc: .csv file; dives: a folder.")
+@click.option("--format", "fmt", type=click.Choice(["long", "dives", "dwc"]), default="long", show_default=True)
+@click.option("--threshold", type=float, help="One presence threshold for every class (default: the engine's per-class ones).")
+@click.option("--metadata", type=click.Path(path_type=Path), help="Per-image CSV joined on image_id (depth, lat/lon, time...).")
+@click.option("--dive-regex", help="Regular expression on path giving the dive (its first group).")
+@click.option("--dive-column", help="A --metadata column giving the dive.")
+@click.option("--exif", is_flag=True, help="Add EXIF timestamps (reads every image; needs the scored folder).")
+@click.option("--images-root", type=click.Path(path_type=Path), help="The scored folder (default: the one recorded in the table).")
+@click.option("--media-prefix", help="URL prefix for Darwin Core associatedMedia.")
+@click.option("--tables", type=click.Choice(["parquet", "csv"]), default="parquet", show_default=True,
+              help="Table format of the dives folder.")
+def export_table_cmd(scores: Path, out: Path, fmt: str, threshold: float | None, metadata: Path | None,
+                     dive_regex: str | None, dive_column: str | None, exif: bool, images_root: Path | None,
+                     media_prefix: str | None, tables: str) -> None:
+    """Turn a scores table into presence tables, per-dive summaries or Darwin Core occurrences.
+
+    \b
+    Example:
+      fathombatch export-table scores.parquet --out present.parquet
+      fathombatch export-table scores.parquet --format dives --out dives/ --metadata rov_log.csv
+      fathombatch export-table scores.parquet --format dwc --out occurrences.csv --media-prefix https://data.example.org/dive7
+    """
+    from fathombatch.exports import ExportTableConfig, export_table
+
+    result = export_table(ExportTableConfig(
+        scores=scores, out=out, format=fmt, threshold=threshold, metadata=metadata, dive_regex=dive_regex,  # type: ignore[arg-type]
+        dive_column=dive_column, images_root=images_root, exif=exif, media_prefix=media_prefix, table_ext=f".{tables}"))
+    click.echo(f"Wrote {result.rows} rows ({result.threshold_source} thresholds): "
+               + ", ".join(str(p) for p in result.files.values()))
+    for warning in result.warnings:
+        click.echo(f"  warning: {warning}")
+
+
+@cli.command()
 def models() -> None:
     """List the registered architectures.
 
@@ -292,6 +375,10 @@ def models() -> None:
         spec = get_arch(name)
         pretrained = f"  [pretrained: {spec.pretrained}]" if spec.pretrained else ""
         click.echo(f"{name:20s} {spec.description}{pretrained}")
+
+
+cli.add_command(curate)
+cli.add_command(download)
 
 
 def main(argv: list[str] | None = None) -> None:

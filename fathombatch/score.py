@@ -15,6 +15,7 @@ different engine, decoder, top-k, osd method or folder is refused unless ``--ove
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import queue
 import threading
@@ -24,7 +25,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import polars as pl
@@ -41,7 +42,11 @@ from fathombatch.parts import PartStore, file_signature
 from fathombatch.progress import Progress
 from fathombatch.table import build_frame, encode_metadata
 
+if TYPE_CHECKING:
+    from fathombatch.scale import RayOptions
+
 log = logging.getLogger(__name__)
+
 
 @dataclass(frozen=True)
 class ScoreConfig:
@@ -59,6 +64,7 @@ class ScoreConfig:
         threads: CPU threads for decoding and for the engine (None: every core).
         overwrite: discard an existing output or interrupted run instead of refusing/resuming.
         part_rows: rows per part file (the most a hard kill can lose).
+        ray: score on a Ray cluster (see :mod:`fathombatch.scale`) instead of in this process.
     """
 
     root: Path
@@ -72,6 +78,7 @@ class ScoreConfig:
     threads: int | None = None
     overwrite: bool = False
     part_rows: int = 2048
+    ray: RayOptions | None = None
 
 
 @dataclass(frozen=True)
@@ -177,6 +184,8 @@ def score_folder(cfg: ScoreConfig, *, progress: Progress | None = None) -> Score
     with FileLock(out.with_name(out.name + ".lock"), what=str(out)):
         if out.exists() and not parts_dir.exists() and not cfg.overwrite:
             raise OutputError(f"{out} already exists; pass --overwrite to replace it, or choose another --out")
+        for stale in out.parent.glob(f".{out.name}.*.tmp"):
+            stale.unlink(missing_ok=True)  # a merge killed half-way; its parts are still there
         params = _run_params(cfg, engine, decoder_name, osd_name)
         store = PartStore(parts_dir, params, overwrite=cfg.overwrite)
         shown = [display_path(f) for f in files]
@@ -188,7 +197,15 @@ def score_folder(cfg: ScoreConfig, *, progress: Progress | None = None) -> Score
         if resumed:
             log.info("resuming: %d of %d files already scored", resumed, len(files))
 
-        _score_pending(cfg, engine, decoder_name, osd_fn, pending, store, progress, resumed, len(files))
+        if pending:
+            if cfg.ray is not None:
+                from fathombatch.scale import ray_frames
+
+                frames = ray_frames(engine=engine.path, root=cfg.root, decoder=decoder_name, batch_size=cfg.batch_size,
+                                    top_k=cfg.top_k, osd=osd_name, pending=pending, options=cfg.ray)
+            else:
+                frames = _local_frames(cfg, engine, decoder_name, osd_fn, pending)
+            _score_pending(cfg, frames, store, progress, resumed, len(files))
         scored_seconds = time.perf_counter() - started
         meta = {
             "version": __version__,
@@ -238,52 +255,57 @@ def score_folder(cfg: ScoreConfig, *, progress: Progress | None = None) -> Score
     )
 
 
-def _score_pending(
-    cfg: ScoreConfig,
-    engine: Engine,
-    decoder_name: str,
-    osd_fn: Any,
-    pending: list[str],
-    store: PartStore,
-    progress: Progress,
-    resumed: int,
-    total: int,
-) -> None:
-    """Run decode -> engine -> rows -> parts for the files not yet scored."""
-    if not pending:
-        return
+def _local_frames(
+    cfg: ScoreConfig, engine: Engine, decoder_name: str, osd_fn: Any, pending: list[str]
+) -> Iterator[tuple[int, pl.DataFrame]]:
+    """Yield (files done, rows) from the local pipeline: a decode thread feeding this thread's engine calls."""
     taxonomy = engine.manifest.taxonomy
     decoded_q: queue.Queue[Any] = queue.Queue(maxsize=2)
     stop = threading.Event()
     decoder_thread = threading.Thread(
         target=_decode_stage, args=(cfg, decoder_name, engine, pending, decoded_q, stop), name="fb-decode", daemon=True
     )
+    decoder_thread.start()
+    try:
+        while (item := decoded_q.get()) is not None:
+            if isinstance(item, BaseException):
+                raise item
+            chunk, decoded = item
+            yield len(chunk), _score_batch(engine, taxonomy, cfg.root, chunk, decoded, cfg.top_k, osd_fn)
+    finally:
+        # Stop the decoder and wait for it before anything propagates: while DALI runs it holds stderr
+        # (see decode.dali), so an error message printed meanwhile would be lost.
+        stop.set()
+        decoder_thread.join()
+
+
+def _score_pending(
+    cfg: ScoreConfig,
+    frames: Iterator[tuple[int, pl.DataFrame]],
+    store: PartStore,
+    progress: Progress,
+    resumed: int,
+    total: int,
+) -> None:
+    """Write the rows of the files not yet scored to part files, with progress."""
     writer = store.writer()
     buffer: list[pl.DataFrame] = []
     buffered = 0
     errors = 0
-    decoder_thread.start()
     try:
-        with progress.task("Scoring", total, show_errors=True) as task:
+        with contextlib.closing(frames), progress.task("Scoring", total, show_errors=True) as task:
             task.advance(resumed)
-            while (item := decoded_q.get()) is not None:
-                if isinstance(item, BaseException):
-                    raise item
-                chunk, decoded = item
-                frame = _score_batch(engine, taxonomy, cfg.root, chunk, decoded, cfg.top_k, osd_fn)
+            for n_files, frame in frames:
                 errors += int((frame["status"] == "error").sum())
                 buffer.append(frame)
                 buffered += frame.height
                 if buffered >= cfg.part_rows:
                     writer.put(pl.concat(buffer))
                     buffer, buffered = [], 0
-                task.advance(len(chunk))
+                task.advance(n_files)
                 task.update(errors=errors)
     finally:
-        # Stop the decoder and wait for it before anything propagates: while DALI runs it holds stderr
-        # (see decode.dali), so an error message printed earlier would be lost. Rows already computed are written.
-        stop.set()
-        decoder_thread.join()
+        # Whatever happened (Ctrl-C, an engine error), rows already computed are written, not lost.
         try:
             if buffer:
                 writer.put(pl.concat(buffer))

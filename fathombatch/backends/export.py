@@ -4,6 +4,18 @@
   (N, C) and ``features`` (N, D); the result is checked against the PyTorch model with ONNX Runtime and refused
   when any logit differs by more than :data:`ONNX_TOLERANCE`.
 * ``pt``: the architecture name plus the state dict, loadable with ``torch.load(weights_only=True)``.
+
+Reduced precision (ONNX only, ``--precision``):
+
+* ``int8``: ONNX Runtime static quantisation (QDQ format, per-channel int8 weights, uint8 activations with
+  ``reduce_range``, which avoids the int16 saturation of the u8s8 kernels on CPUs without VNNI), calibrated on
+  training images of the run (MinMax).
+* ``fp16``: weights and activations in float16 (``onnxconverter-common``), inputs and outputs kept float32. Meant for
+  GPUs; ONNX Runtime's CPU provider runs most float16 operators slower than float32.
+
+A reduced-precision export is checked on the run's held-out images: the manifest records the held-out MAP@20 of the
+fp32 model and of the exported engine, and the export warns when they differ by more than
+:data:`PRECISION_TOLERANCE`.
 """
 
 from __future__ import annotations
@@ -12,6 +24,7 @@ import contextlib
 import io
 import json
 import logging
+import tempfile
 import warnings
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -30,6 +43,10 @@ from fathombatch.taxonomy import Taxonomy
 
 #: Largest tolerated |logit difference| between the exported ONNX engine and the PyTorch model.
 ONNX_TOLERANCE = 1e-4
+#: Largest held-out MAP@20 change a reduced-precision engine may have and still be offered as equivalent.
+PRECISION_TOLERANCE = 0.005
+#: Training images used to calibrate int8 quantisation.
+CALIBRATION_IMAGES = 128
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +60,7 @@ class ExportConfig:
         format: ``onnx`` or ``pt``.
         out: engine path (suffix must match the format); the manifest goes to ``<out>.json``.
         checkpoint: ``best`` (highest held-out MAP@20) or ``last``.
+        precision: ``fp32``, ``fp16`` or ``int8`` (ONNX only).
         overwrite: replace an existing engine file.
     """
 
@@ -50,6 +68,7 @@ class ExportConfig:
     format: Literal["onnx", "pt"]
     out: Path
     checkpoint: Literal["best", "last"] = "best"
+    precision: Literal["fp32", "fp16", "int8"] = "fp32"
     overwrite: bool = False
 
 
@@ -58,6 +77,10 @@ class ExportResult:
     engine: Path
     manifest: Path
     max_abs_diff: float | None
+    precision: str = "fp32"
+    val_map20_fp32: float | None = None
+    val_map20_engine: float | None = None
+    warning: str | None = None
 
 
 def _load_checkpoint(run: Path, which: str) -> dict[str, Any]:
@@ -72,6 +95,78 @@ def _load_checkpoint(run: Path, which: str) -> dict[str, Any]:
     if not isinstance(blob, dict) or blob.get("format") != CHECKPOINT_FORMAT:
         raise EngineError(f"{path} is not a fathombatch checkpoint")
     return blob
+
+
+def _heldout_cache(run: Path, spec: InputSpec) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """The run's images as uint8 caches: (held-out images, held-out multi-hot labels, training images), or None
+    when the images are not on this machine any more."""
+    from fathombatch.datasets import read_labels
+    from fathombatch.errors import FathombatchError
+    from fathombatch.models.data import match_images, preload
+
+    try:
+        config = json.loads((run / "config.json").read_text(encoding="utf-8"))["config"]
+        val_ids = set(json.loads((run / "split.json").read_text(encoding="utf-8"))["val_image_ids"])
+        labels = read_labels(config["labels"])
+        paths = match_images(labels, Path(config["images"]))
+    except (OSError, KeyError, ValueError, FathombatchError) as exc:
+        log.warning("held-out images of %s are not available (%s)", run, exc)
+        return None
+    is_val = np.array([i in val_ids for i in labels.image_ids])
+    val_paths = [p for p, v in zip(paths, is_val, strict=True) if v]
+    train_paths = [p for p, v in zip(paths, is_val, strict=True) if not v][:CALIBRATION_IMAGES]
+    return preload(val_paths, spec.size), labels.multi_hot()[is_val], preload(train_paths, spec.size)
+
+
+def _onnx_map20(path: Path, cache: np.ndarray, y: np.ndarray, spec: InputSpec) -> float:
+    import onnxruntime as ort
+
+    from fathombatch.metrics import map_at_k_from_scores
+    from fathombatch.preprocess import normalize
+
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    logits = np.concatenate(
+        [session.run(["logits"], {"images": normalize(cache[i : i + 32], spec)})[0] for i in range(0, len(cache), 32)]
+    )
+    return map_at_k_from_scores(y, logits)
+
+
+class _Calibration:
+    """ONNX Runtime CalibrationDataReader over normalised training images."""
+
+    def __init__(self, cache: np.ndarray, spec: InputSpec, batch: int = 16) -> None:
+        from fathombatch.preprocess import normalize
+
+        self._batches = iter([{"images": normalize(cache[i : i + batch], spec)} for i in range(0, len(cache), batch)])
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        return next(self._batches, None)
+
+
+def _reduce_precision(fp32: Path, dest: Path, precision: str, calibration: np.ndarray | None, spec: InputSpec) -> None:
+    """Write a fp16 or int8 version of an fp32 ONNX file."""
+    import onnx
+
+    if precision == "fp16":
+        from onnxconverter_common import float16
+
+        model = float16.convert_float_to_float16(onnx.load(str(fp32)), keep_io_types=True)
+        onnx.save(model, str(dest))
+        return
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quant_pre_process, quantize_static
+
+    if calibration is None or len(calibration) == 0:
+        raise UsageError("int8 export needs the run's training images for calibration, and they are not available")
+    prepared = dest.with_name(dest.name + ".pre.onnx")
+    try:
+        quant_pre_process(str(fp32), str(prepared))
+        quantize_static(
+            str(prepared), str(dest), _Calibration(calibration, spec), quant_format=QuantFormat.QDQ,
+            per_channel=True, reduce_range=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+            calibrate_method=CalibrationMethod.MinMax,
+        )
+    finally:
+        prepared.unlink(missing_ok=True)
 
 
 def _export_onnx(model: Any, spec: InputSpec, dest: Path) -> float:
@@ -148,10 +243,36 @@ def export_run(cfg: ExportConfig) -> ExportResult:
             log.warning("%s was fitted for another checkpoint than %s; the knn osd method is not exported",
                         stats_path, cfg.checkpoint)
 
+    if cfg.precision != "fp32" and cfg.format != "onnx":
+        raise UsageError(f"--precision {cfg.precision} is available for --format onnx only")
     diff: float | None = None
-    if cfg.format == "onnx":
+    map_fp32 = map_engine = None
+    warning = None
+    metrics_extra: dict[str, Any] = {}
+    if cfg.format == "onnx" and cfg.precision == "fp32":
         diff = _export_onnx(model, spec, cfg.out)
         runtime = "onnxruntime"
+    elif cfg.format == "onnx":
+        with tempfile.TemporaryDirectory(prefix="fb-export-") as scratch:
+            fp32 = Path(scratch) / "fp32.onnx"
+            diff = _export_onnx(model, spec, fp32)
+            data = _heldout_cache(cfg.run, spec)
+            with atomic_path(cfg.out) as tmp:
+                _reduce_precision(fp32, tmp, cfg.precision, data[2] if data else None, spec)
+                if data is not None:
+                    map_fp32 = _onnx_map20(fp32, data[0], data[1], spec)
+                    map_engine = _onnx_map20(tmp, data[0], data[1], spec)
+        runtime = "onnxruntime"
+        if map_fp32 is None:
+            warning = "held-out images unavailable: the reduced-precision engine's accuracy was not checked"
+        elif abs(map_engine - map_fp32) > PRECISION_TOLERANCE:  # type: ignore[operator]
+            warning = (f"held-out MAP@20 moved from {map_fp32:.4f} (fp32) to {map_engine:.4f} ({cfg.precision}), more "
+                       f"than {PRECISION_TOLERANCE}; prefer the fp32 engine")
+        metrics_extra = {"val_map20_fp32_engine": map_fp32, "val_map20_engine": map_engine,
+                         "precision_check": "failed" if warning and map_fp32 is not None else
+                         ("passed" if map_fp32 is not None else "not run")}
+        if warning:
+            log.warning(warning)
     else:
         payload = {
             "format": TORCH_ENGINE_FORMAT,
@@ -168,7 +289,7 @@ def export_run(cfg: ExportConfig) -> ExportResult:
         name=cfg.out.stem,
         arch=str(blob["arch"]),
         runtime=runtime,
-        precision="fp32",
+        precision=cfg.precision,
         input=spec,
         taxonomy=taxonomy,
         outputs=("logits", "features"),
@@ -180,6 +301,7 @@ def export_run(cfg: ExportConfig) -> ExportResult:
             "val_prior_floor": float(blob["val_prior_floor"]),
             "n_train": int(blob["n_train"]),
             "n_val": int(blob["n_val"]),
+            **metrics_extra,
         },
         provenance={
             "run": str(cfg.run),
@@ -193,4 +315,5 @@ def export_run(cfg: ExportConfig) -> ExportResult:
         engine_sha256=file_sha256(cfg.out),
     )
     write_manifest(cfg.out, manifest)
-    return ExportResult(engine=cfg.out, manifest=manifest_path(cfg.out), max_abs_diff=diff)
+    return ExportResult(engine=cfg.out, manifest=manifest_path(cfg.out), max_abs_diff=diff, precision=cfg.precision,
+                        val_map20_fp32=map_fp32, val_map20_engine=map_engine, warning=warning)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import errno
 import io
 import os
+import re
 import stat
 import warnings
 from abc import ABC, abstractmethod
@@ -116,7 +117,12 @@ def identify(data: bytes) -> ImageFile:
                 except Exception:  # noqa: BLE001 - a corrupt EXIF block must not cost the image its score
                     orientation = 1
     except Image.DecompressionBombError as exc:
-        raise DecodeError(f"declared image size is over the {MAX_IMAGE_PIXELS} pixel limit ({exc})") from None
+        # Pillow refuses sizes over twice its own limit inside Image.open, before we see the size.
+        found = re.search(r"\((\d+) pixels\)", str(exc))
+        pixels = f" ({found.group(1)} pixels)" if found else ""
+        raise DecodeError(
+            f"declared image size{pixels} is over the {MAX_IMAGE_PIXELS} pixel limit (decompression-bomb guard)"
+        ) from None
     except UnidentifiedImageError:
         raise DecodeError(_describe_unidentified(data)) from None
     except (OSError, SyntaxError, ValueError, EOFError) as exc:

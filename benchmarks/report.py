@@ -1,0 +1,120 @@
+"""Turn the suite's records into a plot and benchmarks/RESULTS.md (used by benchmarks/run.py)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+
+def write_plot(records: dict[str, Any], path: Path) -> None:
+    """Images/s per stage against batch size (log scale)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    series: dict[str, list[tuple[int, float]]] = {}
+    for r in records["sweep"]:
+        if r["stage"] == "decode":
+            label = f"decode + resize ({r['decoder']})"
+        elif r["stage"] == "engine":
+            label = f"engine only: {r['arch']} {r['precision']}"
+        else:
+            label = f"end to end ({r['decoder']})"
+        series.setdefault(label, []).append((r["batch_size"], r["images_per_s"]))
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    for label, points in series.items():
+        points.sort()
+        ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=label)
+    ax.axhline(records["headline"]["baseline_images_per_s"], color="#d62728", linestyle="--",
+               label="seed-style baseline (batch 32, 2 workers)")
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    ax.set_xlabel("batch size")
+    ax.set_ylabel("images per second")
+    ax.set_title("Throughput per stage, 1920x1080 JPEG dive, 224 px models")
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1, 0.5))
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _ok(value: float, target: float, higher: bool = True) -> str:
+    met = value >= target if higher else value <= target
+    return "met" if met else "**missed**"
+
+
+def write_results_md(records: dict[str, Any], path: Path, plot: Path) -> None:
+    m, h, mem, acc = records["machine"], records["headline"], records["memory"], records["accuracy"]
+    png = records["png_threads"]
+    best = h["best_decoder"]
+    e2e = h["e2e"][best]
+    lines = [
+        "# Throughput results",
+        "",
+        f"Measured by `make bench` (`benchmarks/run.py`) on {time.strftime('%Y-%m-%d')}. Every figure is the median of "
+        f"{records['repeats']} timed runs after a warm-up; each ratio is measured in one run, side by side.",
+        "",
+        f"**Machine**: {m['cores']} cores, {m['cpu']} (instruction sets: {', '.join(m['isa']) or 'baseline x86-64'}), "
+        f"GPU: {m['gpu']}, Python {m['python']}.",
+        "",
+        "## Targets",
+        "",
+        "| target | measured | |",
+        "| --- | --- | --- |",
+        f"| end-to-end `score` ≥ 3.0× the seed-style baseline (DenseNet121, 224 px, 1080p JPEG) | "
+        f"{h['speedup_vs_baseline']:.2f}× ({e2e['images_per_s']:.1f} vs {h['baseline_images_per_s']:.1f} images/s) | "
+        f"{_ok(h['speedup_vs_baseline'], 3.0)} |",
+        f"| end-to-end ≥ 0.8× engine-only at the same batch size (32) | {h['e2e_over_engine']:.2f}× "
+        f"({e2e['images_per_s']:.1f} vs {h['engine_only']['images_per_s']:.1f} images/s) | "
+        f"{_ok(h['e2e_over_engine'], 0.8)} |",
+        f"| peak RSS scoring 20,000 small images ≤ 1.2× scoring 2,000 | {mem['ratio']:.2f}× | {_ok(mem['ratio'], 1.2, False)} |",
+        f"| PNG decoding scales with threads (1 → 2 threads, Pillow) | "
+        f"{png['pil-1']['images_per_s']:.1f} → {png['pil-2']['images_per_s']:.1f} images/s "
+        f"({png['pil-2']['images_per_s'] / png['pil-1']['images_per_s']:.2f}×) | reported |",
+        "",
+        f"The end-to-end engine is `{Path(h['engine']).name}` with the `{best}` decoder. With the fp32 ONNX engine instead "
+        f"(Pillow decoder) end-to-end is {h['e2e_fp32_pil']['images_per_s']:.1f} images/s, "
+        f"{h['speedup_fp32_vs_baseline']:.2f}× the baseline.",
+        "",
+        "## Accuracy of the int8 engines",
+        "",
+        "Held-out MAP@20 on the synthetic benchmark's held-out split, fp32 ONNX vs int8 ONNX of the same weights "
+        "(an int8 engine counts only if the difference is at most 0.005):",
+        "",
+        "| model | fp32 | int8 | difference | check |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for arch, a in acc.items():
+        diff = "—" if a["fp32"] is None else f"{a['int8'] - a['fp32']:+.4f}"
+        fp32 = "—" if a["fp32"] is None else f"{a['fp32']:.4f}"
+        int8 = "—" if a["int8"] is None else f"{a['int8']:.4f}"
+        lines.append(f"| {arch} | {fp32} | {int8} | {diff} | {a['check']} |")
+    lines += [
+        "",
+        "## Memory",
+        "",
+        "| images | peak RSS (whole `score` process) | wall time |",
+        "| --- | --- | --- |",
+    ]
+    for key, v in mem.items():
+        if isinstance(v, dict):
+            lines.append(f"| {v['images']:,} | {v['peak_rss_mb']:.0f} MiB | {v['seconds']:.1f} s |")
+    lines += [
+        "",
+        "## PNG decoding (real size mix) by threads",
+        "",
+        "| decoder | 1 thread | 2 threads |",
+        "| --- | --- | --- |",
+    ]
+    for d in ("pil", "dali"):
+        lines.append(f"| {d} | {png[f'{d}-1']['images_per_s']:.1f} images/s | {png[f'{d}-2']['images_per_s']:.1f} images/s |")
+    lines += ["", "## Sweep", "", f"![throughput]({plot.relative_to(path.parent)})", "",
+              "| stage | what | batch | images/s | peak RSS |", "| --- | --- | --- | --- | --- |"]
+    for r in records["sweep"]:
+        what = r.get("decoder") or f"{r.get('arch')} {r.get('precision')}"
+        rss = f"{r['peak_rss_mb']:.0f} MiB" if r.get("peak_rss_mb") else "—"
+        lines.append(f"| {r['stage']} | {what} | {r['batch_size']} | {r['images_per_s']:.1f} | {rss} |")
+    lines += ["", "## Notes", "", *records.get("notes", []), ""]
+    path.write_text("\n".join(lines) + "\n")

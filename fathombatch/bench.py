@@ -1,0 +1,196 @@
+"""Benchmark runners: decode-only, engine-only and end-to-end throughput, returned as flat records.
+
+Each runner warms up, then times ``repeats`` passes and reports the median images/s together with the peak resident
+memory seen while it ran (sampled from ``/proc/self/status`` every 5 ms; on systems without /proc it is None).
+Records are plain dicts so that a list of them becomes a Polars frame, json, or a table.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from fathombatch.decode import create_decoder, discover
+from fathombatch.errors import UsageError
+
+Record = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    """What to measure.
+
+    Attributes:
+        root: image folder.
+        engine: engine path (or name in the engine store).
+        batch_sizes: batch sizes to sweep.
+        decoders: decoders to measure (``dali``, ``pil``).
+        repeats: timed passes per measurement (the median is reported).
+        max_images: use at most this many images of the folder (None: all).
+        threads: CPU threads for decoders and engines (None: every core).
+    """
+
+    root: Path
+    engine: str | Path
+    batch_sizes: tuple[int, ...] = (8, 16, 32, 64)
+    decoders: tuple[str, ...] = ("dali", "pil")
+    repeats: int = 3
+    max_images: int | None = None
+    threads: int | None = None
+
+
+def rss_mb() -> float | None:
+    """Resident memory of this process in MiB (None where /proc is unavailable)."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        return None
+    return None
+
+
+@contextmanager
+def peak_memory() -> Iterator[dict[str, float | None]]:
+    """Sample RSS every 5 ms while the block runs; the dict gets ``peak_rss_mb`` on exit."""
+    result: dict[str, float | None] = {"peak_rss_mb": rss_mb()}
+    stop = threading.Event()
+
+    def sample() -> None:
+        while not stop.wait(0.005):
+            now = rss_mb()
+            if now is not None and (result["peak_rss_mb"] is None or now > result["peak_rss_mb"]):
+                result["peak_rss_mb"] = now
+
+    thread = threading.Thread(target=sample, daemon=True)
+    thread.start()
+    try:
+        yield result
+    finally:
+        stop.set()
+        thread.join()
+
+
+def timed(fn: Callable[[], int], repeats: int) -> tuple[float, float, list[float]]:
+    """Run ``fn`` (returns images processed) once to warm up, then ``repeats`` times.
+
+    Returns:
+        (median images/s, median seconds, all images/s).
+    """
+    fn()
+    rates, seconds = [], []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        n = fn()
+        elapsed = time.perf_counter() - start
+        seconds.append(elapsed)
+        rates.append(n / elapsed if elapsed > 0 else 0.0)
+    return statistics.median(rates), statistics.median(seconds), rates
+
+
+def _files(cfg: BenchConfig) -> list[Path]:
+    files = [cfg.root / f for f in discover(cfg.root)]
+    if not files:
+        raise UsageError(f"no images under {cfg.root}")
+    return files[: cfg.max_images] if cfg.max_images else files
+
+
+def bench_decode(cfg: BenchConfig, decoder: str, batch_size: int) -> Record:
+    """Decode + resize + normalise only, in batches, for every image of the folder."""
+    from fathombatch.backends import open_engine
+
+    spec = open_engine(cfg.engine).manifest.input
+    files = _files(cfg)
+    with create_decoder(decoder, spec, batch_size=batch_size, threads=cfg.threads) as dec:
+
+        def once() -> int:
+            return sum(len(dec.decode(files[i : i + batch_size]).ok) for i in range(0, len(files), batch_size))
+
+        with peak_memory() as mem:
+            rate, seconds, rates = timed(once, cfg.repeats)
+    return {"stage": "decode", "decoder": decoder, "batch_size": batch_size, "threads": cfg.threads or os.cpu_count(),
+            "images": len(files), "images_per_s": rate, "seconds": seconds, "runs": rates, **mem}
+
+
+def bench_engine(cfg: BenchConfig, batch_size: int, n_images: int | None = None) -> Record:
+    """The engine alone on preprocessed random tensors of the manifest's input size."""
+    from fathombatch.backends import open_engine
+
+    engine = open_engine(cfg.engine, threads=cfg.threads)
+    spec = engine.manifest.input
+    n = n_images or max(4 * batch_size, 64)
+    batch = np.random.default_rng(0).standard_normal((batch_size, 3, spec.height, spec.width)).astype(np.float32)
+
+    def once() -> int:
+        done = 0
+        while done < n:
+            engine.run(batch)
+            done += batch_size
+        return done
+
+    with peak_memory() as mem:
+        rate, seconds, rates = timed(once, cfg.repeats)
+    m = engine.manifest
+    return {"stage": "engine", "engine": str(engine.path), "arch": m.arch, "runtime": m.runtime,
+            "precision": m.precision, "input": f"{spec.height}x{spec.width}", "batch_size": batch_size,
+            "threads": cfg.threads or os.cpu_count(), "images": n, "images_per_s": rate, "seconds": seconds,
+            "runs": rates, **mem}
+
+
+def bench_e2e(cfg: BenchConfig, decoder: str, batch_size: int) -> Record:
+    """The whole ``score`` path, Parquet writing and the final merge included, into a scratch folder."""
+    from fathombatch.score import ScoreConfig, score_folder
+
+    files = _files(cfg)
+    with tempfile.TemporaryDirectory(prefix="fb-bench-") as scratch:
+        root = Path(scratch) / "dump"
+        if cfg.max_images:
+            root.mkdir()
+            for f in files:  # symlinks keep the subset without copying pixels
+                (root / f.name).symlink_to(f.resolve())
+        else:
+            root = cfg.root
+        out = Path(scratch) / "scores.parquet"
+
+        def once() -> int:
+            summary = score_folder(ScoreConfig(root=root, engine=cfg.engine, out=out, batch_size=batch_size,
+                                               decoder=decoder, threads=cfg.threads, overwrite=True))
+            return summary.files
+
+        with peak_memory() as mem:
+            rate, seconds, rates = timed(once, cfg.repeats)
+    return {"stage": "e2e", "decoder": decoder, "engine": str(cfg.engine), "batch_size": batch_size,
+            "threads": cfg.threads or os.cpu_count(), "images": len(files), "images_per_s": rate, "seconds": seconds,
+            "runs": rates, **mem}
+
+
+def run_suite(cfg: BenchConfig, stages: Sequence[str], progress: Callable[[Record], None] | None = None) -> list[Record]:
+    """Run the chosen stages (``decode``, ``engine``, ``e2e``) over the batch sizes and decoders."""
+    unknown = set(stages) - {"decode", "engine", "e2e"}
+    if unknown:
+        raise UsageError(f"unknown benchmark stage(s) {sorted(unknown)}; choose decode, engine, e2e or all")
+    records: list[Record] = []
+    for batch_size in cfg.batch_sizes:
+        jobs: list[Callable[[], Record]] = []
+        if "decode" in stages:
+            jobs += [lambda d=d, b=batch_size: bench_decode(cfg, d, b) for d in cfg.decoders]
+        if "engine" in stages:
+            jobs.append(lambda b=batch_size: bench_engine(cfg, b))
+        if "e2e" in stages:
+            jobs += [lambda d=d, b=batch_size: bench_e2e(cfg, d, b) for d in cfg.decoders]
+        for job in jobs:
+            records.append(job())
+            if progress:
+                progress(records[-1])
+    return records

@@ -1,0 +1,53 @@
+"""What every fathombatch command line shares: the error convention, common options, progress bars.
+
+Library errors (:class:`~fathombatch.errors.FathombatchError`) become one ``Error: ...`` line on stderr and the
+error's exit code (1 runtime failure, 2 usage error, 130 interrupted); see docs/errors.md.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+from fathombatch.errors import FathombatchError
+
+CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 110}
+
+
+class ErrorsToExit:
+    """Mixin for click commands and groups: no traceback for a user's mistake, one ``Error:`` line instead."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)  # type: ignore[misc]
+        except FathombatchError as exc:
+            click.echo(f"Error: {exc}", err=True)
+            ctx.exit(exc.exit_code)
+        except KeyboardInterrupt:
+            click.echo("Error: interrupted; finished work is saved - run the same command again to resume", err=True)
+            ctx.exit(130)
+        except OSError as exc:
+            where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
+            click.echo(f"Error: {exc.strerror or exc}{where}", err=True)
+            ctx.exit(1)
+
+
+class Group(ErrorsToExit, click.Group):
+    """A command group with the error convention."""
+
+
+class Command(ErrorsToExit, click.Command):
+    """A command with the error convention, also when invoked outside its group."""
+
+
+def progress(quiet: bool) -> Any:
+    """Progress bars, silent with ``--quiet`` or when stderr is not a terminal."""
+    from fathombatch.progress import Progress
+
+    return Progress(enabled=False if quiet else None)
+
+
+def quiet_option(f: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option("--quiet", "-q", is_flag=True, help="No progress bars; print only the summary.")(f)

@@ -1,0 +1,135 @@
+"""Contact sheets: small JPEG thumbnails and one self-contained HTML page to look at them.
+
+Thumbnails are decoded with the scorer's own Pillow path (EXIF orientation applied, any mode to RGB), shrunk to
+``size`` pixels on the longest side, and written atomically as ``NNNNN.jpg`` (the queue rank). A file that
+cannot be read gets no thumbnail and its card says why; one bad file never stops the sheet.
+"""
+
+from __future__ import annotations
+
+import html
+import io
+import os
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from PIL import Image
+
+from fathombatch.decode.base import read_image_file
+from fathombatch.decode.pil import decode_rgb
+from fathombatch.errors import DecodeError, UsageError
+from fathombatch.fsutil import atomic_path
+from fathombatch.progress import Progress
+
+
+@dataclass(frozen=True)
+class Card:
+    """One image of the sheet.
+
+    Attributes:
+        rank: 1-based position in the queue.
+        path: the table's relative path.
+        source: the absolute image file (linked from the card).
+        priority: the strategy's value for this image.
+        thumbnail: path of the thumbnail relative to the HTML file, or None.
+        predictions: (class name, probability) best first.
+        other_predictions: the second table's, for ``disagree``; None otherwise.
+        problem: why there is no thumbnail, or None.
+    """
+
+    rank: int
+    path: str
+    source: Path
+    priority: float | None
+    thumbnail: str | None
+    predictions: Sequence[tuple[str, float]]
+    other_predictions: Sequence[tuple[str, float]] | None = None
+    problem: str | None = None
+
+
+def make_thumbnail(src: Path, dest: Path, size: int) -> None:
+    """Write a JPEG of ``src`` at most ``size`` pixels on its longest side. Raises DecodeError for a bad file."""
+    image = decode_rgb(read_image_file(src))
+    image.thumbnail((size, size), Image.Resampling.BILINEAR)
+    buf = io.BytesIO()
+    image.save(buf, format="JPEG", quality=85)
+    with atomic_path(dest) as tmp:
+        tmp.write_bytes(buf.getvalue())
+
+
+def write_thumbnails(
+    sources: Sequence[Path], folder: Path, size: int, progress: Progress | None = None
+) -> tuple[list[Path | None], dict[int, str]]:
+    """Thumbnails ``folder/00001.jpg`` ... in the order of ``sources``.
+
+    Returns:
+        per source the thumbnail path or None, and {position: reason} for the files without one.
+    """
+    if size < 16:
+        raise UsageError(f"--thumb-size must be at least 16 pixels, got {size}")
+    progress = progress or Progress(enabled=False)
+
+    def one(i: int) -> str | None:
+        try:
+            make_thumbnail(sources[i], folder / f"{i + 1:05d}.jpg", size)
+        except DecodeError as exc:
+            return str(exc)
+        return None
+
+    results: list[str | None] = []
+    with progress.task("Thumbnails", len(sources)) as task, ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        for result in pool.map(one, range(len(sources))):
+            results.append(result)
+            task.advance()
+    thumbs = [None if r else folder / f"{i + 1:05d}.jpg" for i, r in enumerate(results)]
+    return thumbs, {i: r for i, r in enumerate(results) if r}
+
+
+_CSS = """
+body{font-family:system-ui,sans-serif;margin:1em;background:#f4f6f8;color:#222}
+h1{font-size:1.2em} .grid{display:grid;grid-template-columns:repeat(auto-fill,minmax(270px,1fr));gap:12px}
+.card{background:#fff;border-radius:6px;padding:8px;box-shadow:0 1px 3px #0002}
+.card img{width:100%;height:auto;display:block;border-radius:4px;background:#123}
+.missing{height:150px;display:flex;align-items:center;justify-content:center;background:#fee;color:#a00;
+font-size:.85em;padding:4px;text-align:center}
+.meta{font-size:.75em;color:#555;word-break:break-all;margin:4px 0}
+table{font-size:.8em;width:100%;border-collapse:collapse} td{padding:1px 3px} td.p{text-align:right}
+.bar{background:#1f77b4;height:6px;border-radius:3px} h4{margin:6px 0 2px;font-size:.8em}
+"""
+
+
+def _predictions(title: str | None, preds: Sequence[tuple[str, float]]) -> str:
+    head = f"<h4>{html.escape(title)}</h4>" if title else ""
+    rows = "".join(
+        f"<tr><td>{html.escape(name)}</td><td class=p>{p:.3f}</td>"
+        f"<td style='width:30%'><div class=bar style='width:{max(0.0, min(1.0, p)) * 100:.0f}%'></div></td></tr>"
+        for name, p in preds
+    )
+    return f"{head}<table>{rows}</table>"
+
+
+def render_html(title: str, strategy: str, cards: Sequence[Card]) -> str:
+    """One HTML page: a grid of cards with thumbnail, rank, priority, path and the top predictions."""
+    parts = []
+    for c in cards:
+        if c.thumbnail:
+            picture = f"<img src='{html.escape(c.thumbnail)}' alt='{html.escape(c.path)}' loading=lazy>"
+        else:
+            picture = f"<div class=missing>no thumbnail: {html.escape(c.problem or 'unknown error')}</div>"
+        link = html.escape(c.source.resolve().as_uri())
+        priority = "n/a" if c.priority is None else f"{c.priority:.3f}"
+        preds = _predictions("this table" if c.other_predictions is not None else None, c.predictions)
+        if c.other_predictions is not None:
+            preds += _predictions("other table", c.other_predictions)
+        parts.append(
+            f"<div class=card id='r{c.rank}'><a href='{link}'>{picture}</a>"
+            f"<div class=meta>#{c.rank} &middot; {html.escape(strategy)} {priority}<br>{html.escape(c.path)}</div>"
+            f"{preds}</div>"
+        )
+    return (
+        "<!doctype html><html><head><meta charset='utf-8'>"
+        f"<title>{html.escape(title)}</title><style>{_CSS}</style></head><body>"
+        f"<h1>{html.escape(title)}</h1><div class=grid>{''.join(parts)}</div></body></html>\n"
+    )

@@ -1,0 +1,172 @@
+"""Exact and near-duplicate images of a folder or of a scores table, with a keep/drop suggestion.
+
+* Exact duplicates share a SHA-256 of their bytes.
+* Near duplicates have perceptual hashes (pHash, 64 bits) within ``max_distance`` bits; found through a
+  multi-index over hash chunks (:mod:`~fathombatch.curate.hashindex`), never by comparing all pairs.
+* Clusters are the connected components of both relations (so A~B and B~C put A, B, C together).
+* In each cluster the image with the most pixels is kept (then the larger file, then the first path); the others
+  are suggested for dropping, each with the reason and its pHash distance to the kept one.
+
+Engine embeddings are not used: a scores table holds probabilities, not features (see docs/curation.md).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+from fathombatch.curate.hashindex import near_pairs, popcount64
+from fathombatch.curate.hashing import FileHash, hash_files
+from fathombatch.curate.scoretable import images_root, open_scores, resolve_image
+from fathombatch.decode.discover import discover
+from fathombatch.errors import UsageError
+from fathombatch.fsutil import atomic_path, write_text_atomic
+from fathombatch.progress import Progress
+
+CLUSTER_SCHEMA = {"cluster": pl.Int64, "kind": pl.String, "path": pl.String, "keep": pl.Boolean,
+                  "distance": pl.Int64, "reason": pl.String}
+
+
+@dataclass(frozen=True)
+class DedupeConfig:
+    """Attributes:
+    source: a folder of images (searched recursively) or a scores table (``.parquet``).
+    out: folder for ``hashes.parquet``, ``clusters.csv``, ``clusters.parquet`` and ``drop.txt``.
+    max_distance: near-duplicate radius in pHash bits (0..16; 0 = identical hashes).
+    images_root: for a scores table, the folder its paths are relative to (default: its ``run.root``).
+    threads: hashing threads (default: all cores).
+    """
+
+    source: Path
+    out: Path
+    max_distance: int = 4
+    images_root: Path | None = None
+    threads: int | None = None
+
+
+@dataclass(frozen=True)
+class DedupeResult:
+    """Attributes:
+    files: listed; errors: files that could not be hashed (see ``hashes.parquet``);
+    clusters: rows of :data:`CLUSTER_SCHEMA`, one per file in a cluster;
+    exact_clusters, near_clusters: cluster counts by kind; drop: files suggested for dropping.
+    outputs: files written.
+    """
+
+    files: int
+    errors: int
+    clusters: pl.DataFrame
+    exact_clusters: int
+    near_clusters: int
+    drop: int
+    outputs: tuple[Path, ...]
+
+
+def _listing(cfg: DedupeConfig) -> tuple[Path, list[str]]:
+    if cfg.source.is_dir():
+        return cfg.source, discover(cfg.source)
+    if cfg.source.suffix.lower() == ".parquet":
+        table = open_scores(cfg.source)
+        root = images_root(table, cfg.images_root)
+        return root, table.lazy.select("path").collect()["path"].to_list()
+    raise UsageError(f"{cfg.source} is neither a folder of images nor a scores table (.parquet)")
+
+
+def _pixels(h: FileHash) -> int:
+    return (h.width or 0) * (h.height or 0)
+
+
+def find_clusters(paths: list[str], hashes: list[FileHash], max_distance: int) -> pl.DataFrame:
+    """Group duplicates; see the module docstring for the rules. Returns rows of :data:`CLUSTER_SCHEMA`."""
+    from scipy import sparse
+    from scipy.sparse.csgraph import connected_components
+
+    n = len(paths)
+    edges: list[np.ndarray] = []
+    first_of: dict[str, int] = {}
+    for i, h in enumerate(hashes):
+        if h.sha256 is None:
+            continue
+        rep = first_of.setdefault(h.sha256, i)
+        if rep != i:
+            edges.append(np.array([[rep, i]]))
+    reps = np.array([i for i in first_of.values() if hashes[i].phash is not None], dtype=np.int64)
+    phash = np.array([hashes[i].phash or 0 for i in range(n)], dtype=np.uint64)
+    if len(reps) > 1:
+        pairs, _ = near_pairs(phash[reps], max_distance)
+        edges.append(reps[pairs])
+    links = np.concatenate(edges) if edges else np.empty((0, 2), dtype=np.int64)
+    graph = sparse.coo_matrix((np.ones(len(links)), (links[:, 0], links[:, 1])), shape=(n, n))
+    _, label = connected_components(graph, directed=False)
+    sizes = np.bincount(label, minlength=n)
+    grouped: dict[int, list[int]] = {}
+    for i in np.flatnonzero(sizes[label] > 1):
+        grouped.setdefault(int(label[i]), []).append(int(i))
+
+    records = []
+    for cluster_no, members in enumerate(sorted(grouped.values(), key=lambda m: paths[m[0]]), start=1):
+        keeper = max(members, key=lambda i: (_pixels(hashes[i]), hashes[i].bytes or 0, -i))
+        kind = "exact" if len({hashes[i].sha256 for i in members}) == 1 else "near"
+        k = hashes[keeper]
+        for i in members:
+            h = hashes[i]
+            distance = None
+            if h.phash is not None and k.phash is not None:
+                distance = int(popcount64(np.array([h.phash ^ k.phash], dtype=np.uint64))[0])
+            if i == keeper:
+                reason = f"kept: most pixels ({k.width}x{k.height}, {k.bytes} bytes) of its cluster"
+            elif h.sha256 == k.sha256:
+                reason = f"byte-identical copy of {paths[keeper]}"
+            else:
+                reason = f"near duplicate of {paths[keeper]} (pHash distance {distance})"
+            records.append((cluster_no, kind, paths[i], i == keeper, distance, reason))
+    return pl.DataFrame(records, schema=CLUSTER_SCHEMA, orient="row")
+
+
+def run_dedupe(cfg: DedupeConfig, progress: Progress | None = None) -> DedupeResult:
+    """Hash every file, cluster duplicates, and write the results into ``cfg.out``."""
+    if not 0 <= cfg.max_distance <= 16:
+        raise UsageError(f"--max-distance must be between 0 and 16 bits, got {cfg.max_distance}")
+    root, paths = _listing(cfg)
+    if not paths:
+        raise UsageError(f"no images to compare in {cfg.source}")
+    files = [resolve_image(root, p, f"{cfg.source}: path {p!r}") for p in paths]
+    hashes = hash_files(files, threads=cfg.threads, progress=progress)
+    clusters = find_clusters(paths, hashes, cfg.max_distance)
+
+    table = pl.DataFrame(
+        {
+            "path": paths,
+            "bytes": [h.bytes for h in hashes],
+            "width": [h.width for h in hashes],
+            "height": [h.height for h in hashes],
+            "sha256": [h.sha256 for h in hashes],
+            "phash": [None if h.phash is None else f"{h.phash:016x}" for h in hashes],
+            "error": [h.error for h in hashes],
+        },
+        schema={"path": pl.String, "bytes": pl.Int64, "width": pl.Int32, "height": pl.Int32, "sha256": pl.String,
+                "phash": pl.String, "error": pl.String},
+    )
+    outputs = []
+    for name, frame in (("hashes", table), ("clusters", clusters)):
+        with atomic_path(cfg.out / f"{name}.parquet") as tmp:
+            frame.write_parquet(tmp)
+        outputs.append(cfg.out / f"{name}.parquet")
+    with atomic_path(cfg.out / "clusters.csv") as tmp:
+        clusters.write_csv(tmp)
+    drop = clusters.filter(~pl.col("keep"))["path"].to_list()
+    write_text_atomic(cfg.out / "drop.txt", "".join(f"{p}\n" for p in drop))
+    outputs += [cfg.out / "clusters.csv", cfg.out / "drop.txt"]
+    kinds = clusters.unique("cluster")["kind"]
+    return DedupeResult(
+        files=len(paths),
+        errors=sum(h.error is not None for h in hashes),
+        clusters=clusters,
+        exact_clusters=int((kinds == "exact").sum()),
+        near_clusters=int((kinds == "near").sum()),
+        drop=len(drop),
+        outputs=tuple(outputs),
+    )

@@ -1,0 +1,249 @@
+"""Download the images of a COCO file by ``coco_url``: concurrent, resumable, retried, verified.
+
+Like the competition's own download script, each image goes to ``OUT/<file_name>``; unlike it:
+
+* ``workers`` downloads run at once (threads; the work is network-bound);
+* a file already in place whose header, end marker (JPEG EOI, PNG IEND) and width/height (when the record gives
+  them) check out is skipped, so an interrupted run - even one of another, non-atomic downloader - resumes by
+  running the same command again;
+* every file is written to a temporary name and renamed into place only when complete, so a partial download
+  never looks complete;
+* connection errors, timeouts, truncated bodies (fewer bytes than ``Content-Length``), HTTP 408/429/5xx and
+  undecodable bodies are retried ``retries`` times with exponential backoff and jitter; other HTTP errors
+  (404, 403...) are final;
+* failures are collected and reported at the end, never fatal to the other files.
+
+Security: ``file_name`` values that are absolute or contain ``..`` are refused before anything is fetched, every
+destination must resolve inside ``OUT`` (a symlinked folder cannot redirect writes), and only http(s) URLs are
+fetched.
+"""
+
+from __future__ import annotations
+
+import csv
+import http.client
+import io
+import random
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from fathombatch import __version__
+from fathombatch.curate.labelfiles import load_coco_json
+from fathombatch.curate.scoretable import check_inside
+from fathombatch.datasets import safe_relative_path
+from fathombatch.decode.base import MAX_FILE_BYTES, read_image_file
+from fathombatch.decode.pil import decode_rgb
+from fathombatch.errors import DecodeError, LabelFileError, UsageError
+from fathombatch.fsutil import atomic_path, write_text_atomic
+from fathombatch.progress import Progress
+
+_RETRY_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
+_CHUNK = 1 << 16
+
+
+@dataclass(frozen=True)
+class DownloadConfig:
+    """Attributes:
+    annotations: COCO json whose images carry ``coco_url`` and ``file_name``.
+    out: folder to download into (created).
+    workers: concurrent downloads.
+    retries: extra attempts after the first for a retryable failure.
+    backoff: seconds before the first retry; doubled each time (with +-50 % jitter).
+    timeout: seconds without data before a connection is abandoned.
+    verify: fully decode every downloaded file (headers, end markers and sizes are always checked).
+    """
+
+    annotations: Path
+    out: Path
+    workers: int = 16
+    retries: int = 4
+    backoff: float = 0.5
+    timeout: float = 30.0
+    verify: bool = True
+
+
+@dataclass(frozen=True)
+class Failure:
+    file_name: str
+    url: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class DownloadSummary:
+    """Attributes: total images, downloaded now, skipped (already complete), failures (after all retries)."""
+
+    total: int
+    downloaded: int
+    skipped: int
+    failures: tuple[Failure, ...] = field(default_factory=tuple)
+
+
+@dataclass(frozen=True)
+class _Job:
+    file_name: str
+    url: str
+    dest: Path
+    size: tuple[int, int] | None
+
+
+class _Retryable(Exception):
+    """A failure worth another attempt."""
+
+
+class _Final(Exception):
+    """A failure another attempt will not fix."""
+
+
+def plan(cfg: DownloadConfig) -> list[_Job]:
+    """One job per distinct destination; unsafe file names refuse the whole file before anything is fetched."""
+    data = load_coco_json(cfg.annotations)
+    jobs: dict[Path, _Job] = {}
+    for i, img in enumerate(data["images"]):
+        where = f"{cfg.annotations}: images[{i}]"
+        if not isinstance(img, dict) or "file_name" not in img or "coco_url" not in img:
+            raise LabelFileError(f"{where}: needs 'file_name' and 'coco_url' to be downloaded")
+        rel = safe_relative_path(img["file_name"], where)
+        w, h = img.get("width"), img.get("height")
+        size = (w, h) if isinstance(w, int) and isinstance(h, int) else None
+        dest = cfg.out.joinpath(*rel.parts)
+        jobs.setdefault(dest, _Job(str(rel), str(img["coco_url"]), dest, size))
+    return list(jobs.values())
+
+
+def _ends_complete(data: bytes, fmt: str) -> bool:
+    """Whether the bytes end the way a complete file of that format does (JPEG EOI marker, PNG IEND chunk).
+
+    A file cut off by a non-atomic downloader keeps a valid header; its missing end gives it away without a decode.
+    """
+    if fmt == "JPEG":
+        return data.rstrip(b"\x00")[-2:] == b"\xff\xd9"
+    if fmt == "PNG":
+        return data[-12:-4] == b"\x00\x00\x00\x00IEND"
+    return True
+
+
+def _check_image(path: Path, size: tuple[int, int] | None, decode: bool) -> None:
+    """Raise DecodeError unless ``path`` is a complete image of the expected size (fully decoded when ``decode``)."""
+    image = read_image_file(path)
+    if not _ends_complete(image.data, image.format):
+        raise DecodeError(f"{image.format} file is cut off ({len(image.data)} bytes, no end marker)")
+    if decode:
+        decode_rgb(image)
+    if size is not None and (image.width, image.height) != size:
+        raise DecodeError(f"image is {image.width}x{image.height}, the record says {size[0]}x{size[1]}")
+
+
+def _complete(job: _Job) -> bool:
+    """A file already in place counts as complete when its header, end marker and size check out.
+
+    No full decode here: files this module writes were verified before being renamed into place, and a resume
+    over a million files must not decode every one again.
+    """
+    if not job.dest.is_file():
+        return False
+    try:
+        _check_image(job.dest, job.size, decode=False)
+    except DecodeError:
+        return False
+    return True
+
+
+def _fetch(job: _Job, cfg: DownloadConfig) -> None:
+    """One attempt: stream the body to a temporary file, check length and image, rename into place."""
+    request = urllib.request.Request(job.url, headers={"User-Agent": f"fathombatch/{__version__}"})
+    try:
+        with urllib.request.urlopen(request, timeout=cfg.timeout) as resp, atomic_path(job.dest) as tmp:
+            expected = resp.headers.get("Content-Length")
+            received = 0
+            with tmp.open("wb") as fh:
+                while chunk := resp.read(_CHUNK):
+                    received += len(chunk)
+                    if received > MAX_FILE_BYTES:
+                        raise _Final(f"larger than the {MAX_FILE_BYTES} byte limit")
+                    fh.write(chunk)
+            if expected is not None and expected.isdigit() and received != int(expected):
+                raise _Retryable(f"truncated: received {received} of {expected} bytes")
+            try:
+                _check_image(tmp, job.size, decode=cfg.verify)
+            except DecodeError as exc:
+                if "record says" in str(exc):
+                    raise _Final(str(exc)) from None
+                raise _Retryable(f"not a valid image: {exc}") from None
+    except urllib.error.HTTPError as exc:
+        message = f"HTTP {exc.code} {exc.reason}"
+        raise (_Retryable(message) if exc.code in _RETRY_STATUS else _Final(message)) from None
+    except http.client.IncompleteRead as exc:
+        raise _Retryable(f"truncated: received {len(exc.partial)} bytes, connection closed early") from None
+    except (TimeoutError, urllib.error.URLError, http.client.HTTPException, ConnectionError) as exc:
+        reason = getattr(exc, "reason", None) or exc
+        raise _Retryable(f"connection failed: {reason}") from None
+
+
+def download_one(job: _Job, cfg: DownloadConfig, sleep: Callable[[float], None] = time.sleep) -> str:
+    """Fetch one image with retries. Returns ``"downloaded"``; raises _Final with the last reason on failure."""
+    if urlsplit(job.url).scheme not in ("http", "https"):
+        raise _Final(f"refused URL {job.url!r}: only http and https are fetched")
+    check_inside(cfg.out, job.dest, job.file_name)
+    last = ""
+    for attempt in range(cfg.retries + 1):
+        try:
+            _fetch(job, cfg)
+            return "downloaded"
+        except _Retryable as exc:
+            last = str(exc)
+        except OSError as exc:  # the local side: disk full, permission denied
+            raise _Final(f"cannot write {job.dest}: {exc.strerror or exc}") from None
+        if attempt < cfg.retries:
+            sleep(cfg.backoff * (2**attempt) * random.uniform(0.5, 1.5))
+    raise _Final(f"{last} (after {cfg.retries + 1} attempts)")
+
+
+def download(cfg: DownloadConfig, progress: Progress | None = None) -> DownloadSummary:
+    """Download every image of ``cfg.annotations`` into ``cfg.out``; see the module docstring."""
+    if cfg.workers < 1 or cfg.retries < 0 or cfg.backoff < 0 or cfg.timeout <= 0:
+        raise UsageError("--workers must be >= 1, --retries >= 0, --backoff >= 0 and --timeout > 0")
+    jobs = plan(cfg)
+    cfg.out.mkdir(parents=True, exist_ok=True)
+    progress = progress or Progress(enabled=False)
+    done: dict[str, int] = {"downloaded": 0, "skipped": 0}
+    failures: list[Failure] = []
+
+    def run(job: _Job) -> str:
+        if _complete(job):
+            return "skipped"
+        return download_one(job, cfg)
+
+    window = cfg.workers * 64  # bounded number of pending futures, however many images
+    with progress.task("Downloading", len(jobs), show_errors=True) as task, \
+            ThreadPoolExecutor(max_workers=cfg.workers, thread_name_prefix="fb-dl") as pool:
+        for start in range(0, len(jobs), window):
+            futures: dict[Any, _Job] = {pool.submit(run, job): job for job in jobs[start : start + window]}
+            for fut in as_completed(futures):
+                job = futures[fut]
+                try:
+                    done[fut.result()] += 1
+                except (_Final, LabelFileError) as exc:
+                    failures.append(Failure(job.file_name, job.url, str(exc)))
+                    task.update(errors=len(failures))
+                task.advance()
+    failures.sort(key=lambda f: f.file_name)
+    return DownloadSummary(total=len(jobs), downloaded=done["downloaded"], skipped=done["skipped"],
+                           failures=tuple(failures))
+
+
+def write_failures(dest: Path, failures: tuple[Failure, ...]) -> Path:
+    """Write ``file_name,url,reason`` rows (header only when nothing failed) atomically."""
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(["file_name", "url", "reason"])
+    writer.writerows((f.file_name, f.url, f.reason) for f in failures)
+    write_text_atomic(dest, buf.getvalue())
+    return dest

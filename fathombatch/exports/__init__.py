@@ -1,0 +1,106 @@
+"""Exports for marine scientists: presence tables, per-dive summaries and Darwin Core occurrences.
+
+``export_table(ExportTableConfig(...))`` turns a scores table into one of:
+
+* ``long``: one row per (image, category) present — ``image_id, path, dive, category_id, name, supercategory,
+  probability, threshold`` plus any image metadata — Parquet or CSV by extension;
+* ``dives``: a folder with ``dives.<ext>`` (per dive and category), ``supercategories.<ext>`` and ``heatmap.png``;
+* ``dwc``: Darwin Core occurrence CSV.
+
+Presence means probability >= the class's threshold (see :mod:`fathombatch.exports.thresholds`). Every export records
+what produced it (scores table, engine, thresholds) in its Parquet metadata or a ``.meta.json`` sidecar.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import polars as pl
+
+from fathombatch.errors import UsageError
+from fathombatch.exports.presence import LONG_COLUMNS, presence_rows
+from fathombatch.exports.source import Source, open_source
+from fathombatch.exports.writers import stream_table, table_format
+
+__all__ = ["ExportTableConfig", "ExportTableResult", "export_table"]
+
+
+@dataclass(frozen=True)
+class ExportTableConfig:
+    """One export.
+
+    Attributes:
+        scores: the scores table.
+        out: output file (``long``: .parquet/.csv; ``dwc``: .csv) or folder (``dives``).
+        format: ``long``, ``dives`` or ``dwc``.
+        threshold: one threshold for every class (None: the engine manifest's per-class thresholds).
+        metadata: per-image CSV joined on ``image_id`` (depth, lat/lon, time...).
+        dive_regex / dive_column: where dives come from (default: the first folder of ``path``).
+        images_root: the scored folder, for ``exif`` (default: the table's recorded root).
+        exif: add EXIF timestamps (``exif_datetime``; Darwin Core ``eventDate`` when the metadata has none).
+        media_prefix: URL prefix for Darwin Core ``associatedMedia``.
+        table_ext: ``.parquet`` or ``.csv`` for the ``dives`` tables.
+    """
+
+    scores: Path
+    out: Path
+    format: Literal["long", "dives", "dwc"] = "long"
+    threshold: float | None = None
+    metadata: Path | None = None
+    dive_regex: str | None = None
+    dive_column: str | None = None
+    images_root: Path | None = None
+    exif: bool = False
+    media_prefix: str | None = None
+    table_ext: str = ".parquet"
+
+
+@dataclass(frozen=True)
+class ExportTableResult:
+    files: dict[str, Path]
+    rows: int
+    threshold_source: str
+    warnings: list[str]
+
+
+def export_table(cfg: ExportTableConfig) -> ExportTableResult:
+    """Write one export (see the module docstring)."""
+    source: Source = open_source(cfg.scores, threshold=cfg.threshold, metadata=cfg.metadata,
+                                 dive_regex=cfg.dive_regex, dive_column=cfg.dive_column,
+                                 images_root=cfg.images_root, exif=cfg.exif)
+    if cfg.format == "dives":
+        from fathombatch.exports.dives import write_dives
+
+        files = write_dives(source, cfg.out, cfg.table_ext)
+        rows = pl.read_parquet(files["dives"]).height if cfg.table_ext == ".parquet" else pl.read_csv(files["dives"]).height
+        return ExportTableResult(files=files, rows=rows, threshold_source=source.threshold_source,
+                                 warnings=source.warnings)
+    if cfg.format == "dwc":
+        from fathombatch.exports import darwincore
+
+        table_format(cfg.out, (".csv",))
+        batches, empty, kind = darwincore.occurrences(source, cfg.media_prefix), darwincore.empty(), "darwin core"
+    elif cfg.format == "long":
+        table_format(cfg.out)
+        batches, kind = presence_rows(source), "long presence table"
+        empty = _empty_long(source)
+    else:
+        raise UsageError(f"unknown export format {cfg.format!r}; choose long, dives or dwc")
+    rows = 0
+    with stream_table(cfg.out, source.provenance(kind), empty) as write:
+        for frame in batches:
+            write(frame)
+            rows += frame.height
+    return ExportTableResult(files={cfg.format: cfg.out}, rows=rows, threshold_source=source.threshold_source,
+                             warnings=source.warnings)
+
+
+def _empty_long(source: Source) -> pl.DataFrame:
+    schema = {"image_id": pl.String, "path": pl.String, "dive": pl.String, "category_id": pl.Int64, "name": pl.String,
+              "supercategory": pl.String, "probability": pl.Float64, "threshold": pl.Float64}
+    extra = {c: t for c, t in (source.metadata.schema.items() if source.metadata is not None else []) if c != "image_id"}
+    if source.exif:
+        extra["exif_datetime"] = pl.String
+    return pl.DataFrame(schema={**{c: schema[c] for c in LONG_COLUMNS}, **extra})

@@ -1,0 +1,89 @@
+"""Darwin Core occurrences: one machine observation per image and category above threshold.
+
+Columns are Darwin Core terms (https://dwc.tdwg.org/terms/), so the CSV can go to OBIS/GBIF tooling for review:
+``occurrenceID`` (stable: a UUID5 of engine hash, path and category), ``eventID`` (the dive), ``basisOfRecord`` =
+``MachineObservation``, ``occurrenceStatus`` = ``present``, ``scientificName`` (the FathomNet category name),
+``identificationRemarks`` (engine, fathombatch version, probability, threshold), ``identifiedBy``,
+``dateIdentified``, ``associatedMedia`` (the image path, after a URL prefix when given),
+``identificationVerificationStatus`` = ``unverified``, ``taxonRemarks`` (FathomNet id and supercategory), and,
+when the image metadata has them, ``eventDate``, ``decimalLatitude``, ``decimalLongitude``,
+``minimumDepthInMeters`` and ``maximumDepthInMeters``.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+
+import polars as pl
+
+from fathombatch.exports.presence import presence_rows
+from fathombatch.exports.source import Source
+
+#: metadata column (lower case) -> Darwin Core term
+METADATA_TERMS = {
+    "lat": "decimalLatitude", "latitude": "decimalLatitude", "decimallatitude": "decimalLatitude",
+    "lon": "decimalLongitude", "long": "decimalLongitude", "longitude": "decimalLongitude",
+    "decimallongitude": "decimalLongitude",
+    "depth": "minimumDepthInMeters", "depth_m": "minimumDepthInMeters",
+    "time": "eventDate", "timestamp": "eventDate", "datetime": "eventDate", "eventdate": "eventDate",
+}
+DWC_COLUMNS = ["occurrenceID", "eventID", "basisOfRecord", "occurrenceStatus", "scientificName", "taxonRemarks",
+               "identificationRemarks", "identifiedBy", "dateIdentified", "identificationVerificationStatus",
+               "associatedMedia", "eventDate", "decimalLatitude", "decimalLongitude", "minimumDepthInMeters",
+               "maximumDepthInMeters"]
+_NAMESPACE = uuid.UUID("6f1b6a2e-3c39-4f7e-9d0b-6a1f0c5b7e21")
+
+
+def occurrences(source: Source, media_prefix: str | None = None) -> Iterator[pl.DataFrame]:
+    """Batches of Darwin Core rows with :data:`DWC_COLUMNS`."""
+    prov = source.provenance("darwin core")
+    engine = prov["engine"]
+    engine_desc = f"{engine['name']} ({engine['arch']}, sha256 {str(engine['sha256'])[:12]})"
+    identified = f"fathombatch {prov['fathombatch']}"
+    date = (source.meta.get("created") or prov["created"])[:10]
+    renames = {}
+    if source.metadata is not None:
+        for column in source.metadata.columns:
+            term = METADATA_TERMS.get(column.lower())
+            if term and term not in renames.values():
+                renames[column] = term
+    def column(name: str, dtype: type[pl.DataType]) -> pl.Expr:
+        return pl.col(name).cast(dtype) if name in frame.columns else pl.lit(None, dtype)
+
+    for rows in presence_rows(source):
+        frame = rows.rename(renames)
+        ids = [str(uuid.uuid5(_NAMESPACE, f"{engine['sha256']}|{p}|{c}"))
+               for p, c in zip(frame["path"], frame["category_id"], strict=True)]
+        media = (pl.lit(media_prefix.rstrip("/") + "/") + pl.col("path")) if media_prefix else pl.col("path")
+        depth = column("minimumDepthInMeters", pl.Float64)
+        exif_date = column("exif_datetime", pl.String)
+        out = frame.with_columns(
+            occurrenceID=pl.Series(ids, dtype=pl.String),
+            eventID=pl.col("dive"),
+            basisOfRecord=pl.lit("MachineObservation"),
+            occurrenceStatus=pl.lit("present"),
+            scientificName=pl.col("name"),
+            taxonRemarks=pl.format("FathomNet 2023 category {}; supercategory {}", pl.col("category_id"),
+                                   pl.col("supercategory")),
+            identificationRemarks=pl.format(
+                f"machine identification by engine {engine_desc}, {identified}; probability {{}}; threshold {{}}",
+                pl.col("probability").round(4), pl.col("threshold").round(4)),
+            identifiedBy=pl.lit(identified),
+            dateIdentified=pl.lit(date),
+            identificationVerificationStatus=pl.lit("unverified"),
+            associatedMedia=media,
+            eventDate=pl.coalesce(column("eventDate", pl.String), exif_date),
+            decimalLatitude=column("decimalLatitude", pl.Float64),
+            decimalLongitude=column("decimalLongitude", pl.Float64),
+            minimumDepthInMeters=depth,
+            maximumDepthInMeters=depth,
+        )
+        yield out.select(DWC_COLUMNS)
+
+
+def empty() -> pl.DataFrame:
+    schema = {c: pl.String for c in DWC_COLUMNS}
+    schema.update(decimalLatitude=pl.Float64, decimalLongitude=pl.Float64, minimumDepthInMeters=pl.Float64,
+                  maximumDepthInMeters=pl.Float64)
+    return pl.DataFrame(schema=schema)

@@ -1,0 +1,206 @@
+"""Reading a scores table for export: streamed in row batches, with thresholds and image metadata attached.
+
+Everything an export needs comes from here: the taxonomy and the engine manifest stored in the table's metadata, the
+presence thresholds (the manifest's per-class ones, or one global value), an optional per-image metadata CSV (ROV
+logs: depth, position, time) joined on ``image_id``, EXIF timestamps, and the dive of every image.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from fathombatch.errors import LabelFileError, UsageError
+from fathombatch.exports.thresholds import DEFAULT
+from fathombatch.table import read_metadata, taxonomy_from_metadata
+from fathombatch.taxonomy import Taxonomy, fathomnet2023
+
+#: Rows of the scores table read per batch: about 10 MB of probabilities at 290 classes.
+BATCH_ROWS = 8192
+
+
+@dataclass(frozen=True)
+class Source:
+    """A scores table opened for export.
+
+    Attributes:
+        path: the scores table.
+        taxonomy: its classes.
+        meta: its ``fathombatch`` metadata (engine manifest, run parameters).
+        thresholds: (C,) presence threshold per class.
+        threshold_source: ``manifest`` (per-class, chosen on held-out data), ``global`` (``--threshold``) or
+            ``default`` (0.5: the engine records none).
+        metadata: optional per-image metadata frame (``image_id`` + user columns).
+        dive_regex: where the dive comes from (None: the first folder of ``path``).
+        dive_column: a metadata column naming the dive instead.
+        images_root: the scored folder (for EXIF), when it is available.
+        exif: read EXIF timestamps from the images.
+    """
+
+    path: Path
+    taxonomy: Taxonomy
+    meta: dict[str, Any]
+    thresholds: np.ndarray
+    threshold_source: str
+    metadata: pl.DataFrame | None = None
+    dive_regex: str | None = None
+    dive_column: str | None = None
+    images_root: Path | None = None
+    exif: bool = False
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def classes(self) -> pl.DataFrame:
+        """category_id, name, supercategory, threshold per class."""
+        return pl.DataFrame(
+            {
+                "category_id": list(self.taxonomy.ids),
+                "name": list(self.taxonomy.names),
+                "supercategory": list(self.taxonomy.supercategories),
+                "threshold": self.thresholds.astype(np.float64),
+            },
+            schema={"category_id": pl.Int64, "name": pl.String, "supercategory": pl.String, "threshold": pl.Float64},
+        )
+
+    def provenance(self, kind: str) -> dict[str, Any]:
+        """What produced an export: recorded in its Parquet metadata or its sidecar json."""
+        manifest = self.meta.get("engine_manifest") or {}
+        from fathombatch import __version__
+
+        return {
+            "export": kind,
+            "fathombatch": __version__,
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "scores_table": str(self.path.resolve()),
+            "scores_created": self.meta.get("created"),
+            "engine": {"name": manifest.get("name"), "arch": manifest.get("arch"),
+                       "sha256": manifest.get("engine_sha256"), "precision": manifest.get("precision")},
+            "thresholds": {"source": self.threshold_source,
+                           "values": {n: float(t) for n, t in zip(self.taxonomy.names, self.thresholds, strict=True)}},
+        }
+
+    def batches(self) -> Iterator[pl.DataFrame]:
+        """ok rows in table order (sorted by path), BATCH_ROWS at a time, with ``dive`` and metadata columns."""
+        import pyarrow.parquet as pq
+
+        columns = ["image_id", "path", "status", *self.taxonomy.names]
+        reader = pq.ParquetFile(self.path)
+        for record_batch in reader.iter_batches(batch_size=BATCH_ROWS, columns=columns):
+            frame = pl.from_arrow(record_batch)
+            assert isinstance(frame, pl.DataFrame)  # noqa: S101 - from_arrow of a RecordBatch is a frame
+            frame = frame.filter(pl.col("status") == "ok").drop("status")
+            if frame.height == 0:
+                continue
+            if self.metadata is not None:
+                frame = frame.join(self.metadata, on="image_id", how="left")
+            if self.exif:
+                frame = frame.with_columns(pl.Series("exif_datetime", [self._exif_time(p) for p in frame["path"]],
+                                                     dtype=pl.String))
+            yield frame.with_columns(dive=self._dive(frame))
+
+    def _dive(self, frame: pl.DataFrame) -> pl.Series:
+        if self.dive_column is not None:
+            return frame[self.dive_column].cast(pl.String).fill_null("(unknown)").alias("dive")
+        if self.dive_regex is not None:
+            pattern = re.compile(self.dive_regex)
+
+            def match(path: str) -> str:
+                m = pattern.search(path)
+                if m is None:
+                    return "(unmatched)"
+                return m.group(1) if m.groups() else m.group(0)
+
+            return pl.Series("dive", [match(p) for p in frame["path"]], dtype=pl.String)
+        paths = frame["path"]
+        first = paths.str.split("/").list.first()
+        return pl.select(pl.when(paths.str.contains("/", literal=True)).then(first).otherwise(pl.lit("."))).to_series().alias("dive")
+
+    def _exif_time(self, rel: str) -> str | None:
+        """EXIF DateTimeOriginal (or DateTime) of an image as ISO 8601, or None."""
+        from PIL import Image
+
+        if self.images_root is None:
+            return None
+        try:
+            with Image.open(self.images_root / rel) as im:
+                exif = im.getexif()
+                value = exif.get_ifd(0x8769).get(36867) or exif.get(306)
+        except Exception:  # noqa: BLE001 - any unreadable image simply has no timestamp
+            return None
+        if not value:
+            return None
+        try:
+            return datetime.strptime(str(value).strip("\x00 "), "%Y:%m:%d %H:%M:%S").isoformat()
+        except ValueError:
+            return None
+
+
+def _read_metadata_csv(path: Path) -> pl.DataFrame:
+    if not path.is_file():
+        raise UsageError(f"metadata file {path} does not exist")
+    try:
+        frame = pl.read_csv(path, infer_schema_length=10000, schema_overrides={"image_id": pl.String})
+    except Exception as exc:  # noqa: BLE001 - polars raises several types for malformed CSV
+        raise LabelFileError(f"{path}: not a readable CSV ({str(exc).splitlines()[0]})") from None
+    if "image_id" not in frame.columns:
+        raise LabelFileError(f"{path}, line 1: the metadata CSV needs an 'image_id' column to join on")
+    dupes = frame.height - frame["image_id"].n_unique()
+    if dupes:
+        raise LabelFileError(f"{path}: {dupes} image_id(s) appear more than once; one row per image is expected")
+    clash = {"path", "dive", "probability", "name", "category_id", "supercategory"} & set(frame.columns)
+    if clash:
+        raise LabelFileError(f"{path}: column(s) {sorted(clash)} clash with export columns; rename them")
+    return frame
+
+
+def open_source(
+    scores: Path,
+    *,
+    threshold: float | None = None,
+    metadata: Path | None = None,
+    dive_regex: str | None = None,
+    dive_column: str | None = None,
+    images_root: Path | None = None,
+    exif: bool = False,
+) -> Source:
+    """Open a scores table for export (see :class:`Source`)."""
+    if not scores.is_file():
+        raise UsageError(f"scores table {scores} does not exist")
+    meta = read_metadata(scores)
+    taxonomy = taxonomy_from_metadata(meta) or fathomnet2023()
+    warnings: list[str] = []
+    manifest_thresholds = (meta.get("engine_manifest") or {}).get("thresholds")
+    if threshold is not None:
+        if not 0.0 < threshold <= 1.0:
+            raise UsageError(f"--threshold must be in (0, 1], got {threshold}")
+        values, source = np.full(len(taxonomy), threshold), "global"
+    elif manifest_thresholds is not None and len(manifest_thresholds) == len(taxonomy):
+        values, source = np.asarray(manifest_thresholds, dtype=np.float64), "manifest"
+    else:
+        values, source = np.full(len(taxonomy), DEFAULT), "default"
+        warnings.append(f"the engine manifest has no per-class thresholds; every class uses {DEFAULT} "
+                        "(export the engine again, or pass --threshold)")
+    if dive_regex is not None:
+        try:
+            re.compile(dive_regex)
+        except re.error as exc:
+            raise UsageError(f"--dive-regex {dive_regex!r} is not a valid regular expression ({exc})") from None
+    meta_frame = _read_metadata_csv(metadata) if metadata is not None else None
+    if dive_column is not None and (meta_frame is None or dive_column not in meta_frame.columns):
+        raise UsageError(f"--dive-column {dive_column!r} must be a column of the --metadata CSV")
+    root = images_root
+    if root is None and exif:
+        run_root = (meta.get("run") or {}).get("root")
+        root = Path(run_root) if run_root else None
+        if root is None or not root.is_dir():
+            raise UsageError("--exif needs the scored images: pass --images-root DIR")
+    return Source(path=scores, taxonomy=taxonomy, meta=meta, thresholds=values, threshold_source=source,
+                  metadata=meta_frame, dive_regex=dive_regex, dive_column=dive_column, images_root=root, exif=exif,
+                  warnings=warnings)

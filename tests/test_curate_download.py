@@ -1,0 +1,184 @@
+"""fathombatch download against a local HTTP server on 127.0.0.1 that fails in the ways real servers do."""
+
+from __future__ import annotations
+
+import io
+import json
+import threading
+from collections import Counter
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import polars as pl
+import pytest
+from PIL import Image
+
+from fathombatch.cli_curate import download as download_command
+from fathombatch.curate.download import DownloadConfig, _ends_complete, download
+from fathombatch.errors import LabelFileError
+from tests.test_curate_common import invoke
+
+
+class Server:
+    """Serves ``files`` by name; ``flaky.jpg`` answers 500 twice first, ``cut.jpg`` closes half-way,
+    ``missing.jpg`` is a 404, ``page.jpg`` is an HTML page with status 200. Counts requests per path."""
+
+    def __init__(self, files: dict[str, bytes]) -> None:
+        self.files = files
+        self.counts: Counter[str] = Counter()
+        lock = threading.Lock()
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                name = self.path.lstrip("/")
+                with lock:
+                    server.counts[name] += 1
+                    n = server.counts[name]
+                if name == "missing.jpg" or (name not in server.files and name != "page.jpg"):
+                    self.send_error(404, "Not Found")
+                    return
+                if name == "flaky.jpg" and n <= 2:
+                    self.send_error(500, "Internal Server Error")
+                    return
+                body = b"<html><body>Service page</body></html>" if name == "page.jpg" else server.files[name]
+                self.send_response(200)
+                self.send_header("Content-Type", "image/jpeg")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                if name == "cut.jpg":
+                    self.wfile.write(body[: len(body) // 2])
+                    self.wfile.flush()
+                    self.close_connection = True  # the rest never comes
+                    return
+                self.wfile.write(body)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture(autouse=True)
+def _no_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
+    for var in ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"):
+        monkeypatch.delenv(var, raising=False)
+
+
+@pytest.fixture
+def server(dive: Path) -> Iterator[Server]:
+    images = sorted((dive / "images").iterdir())
+    files = {f"ok{i}.jpg": p.read_bytes() for i, p in enumerate(images[:5])}
+    files["flaky.jpg"] = images[5].read_bytes()
+    files["cut.jpg"] = images[6].read_bytes()
+    srv = Server(files)
+    yield srv
+    srv.close()
+
+
+def annotations(server: Server, tmp_path: Path, names: list[str], **extra: dict) -> Path:
+    images = [{"id": i, "file_name": f"sub/{n}" if n.startswith("ok") else n, "coco_url": f"{server.url}/{n}",
+               **extra.get(n, {})} for i, n in enumerate(names, start=1)]
+    path = tmp_path / "annotations.json"
+    path.write_text(json.dumps({"images": images, "annotations": [], "categories": []}))
+    return path
+
+
+def config(ann: Path, out: Path) -> DownloadConfig:
+    return DownloadConfig(annotations=ann, out=out, workers=4, retries=3, backoff=0.01, timeout=5.0)
+
+
+def test_download_retries_reports_and_resumes(server: Server, tmp_path: Path) -> None:
+    names = [*(f"ok{i}.jpg" for i in range(5)), "flaky.jpg", "cut.jpg", "missing.jpg"]
+    ann = annotations(server, tmp_path, names)
+    out = tmp_path / "images"
+    first = download(config(ann, out))
+    assert (first.total, first.downloaded, first.skipped) == (8, 6, 0)
+    reasons = {f.file_name: f.reason for f in first.failures}
+    assert set(reasons) == {"cut.jpg", "missing.jpg"}
+    assert reasons["missing.jpg"] == "HTTP 404 Not Found"
+    assert reasons["cut.jpg"].startswith("truncated") and "after 4 attempts" in reasons["cut.jpg"]
+    assert server.counts["flaky.jpg"] == 3 and server.counts["missing.jpg"] == 1 and server.counts["cut.jpg"] == 4
+    for i in range(5):
+        assert (out / "sub" / f"ok{i}.jpg").read_bytes() == server.files[f"ok{i}.jpg"]
+    assert (out / "flaky.jpg").read_bytes() == server.files["flaky.jpg"]
+    assert not (out / "cut.jpg").exists() and not (out / "missing.jpg").exists()
+    assert not [p for p in out.rglob("*") if p.name.endswith(".tmp")]
+
+    before = server.counts.copy()
+    second = download(config(ann, out))
+    assert (second.downloaded, second.skipped, len(second.failures)) == (0, 6, 2)
+    assert all(server.counts[n] == before[n] for n in names if n.startswith("ok") or n == "flaky.jpg")
+
+
+def test_download_replaces_a_broken_file_and_verifies_what_it_gets(server: Server, tmp_path: Path) -> None:
+    out = tmp_path / "images"
+    (out / "sub").mkdir(parents=True)
+    body = server.files["ok0.jpg"]
+    (out / "sub" / "ok0.jpg").write_bytes(body[: len(body) * 2 // 3])  # cut off by a non-atomic downloader
+    ann = annotations(server, tmp_path, ["ok0.jpg", "page.jpg", "ok1.jpg"], **{"ok1.jpg": {"width": 7, "height": 7}})
+    result = download(config(ann, out))
+    assert result.downloaded == 1 and result.skipped == 0
+    assert (out / "sub" / "ok0.jpg").read_bytes() == server.files["ok0.jpg"]
+    reasons = {f.file_name: f.reason for f in result.failures}
+    assert reasons["page.jpg"].startswith("not a valid image: an HTML file") and server.counts["page.jpg"] == 4
+    assert "the record says 7x7" in reasons["sub/ok1.jpg"] and server.counts["ok1.jpg"] == 1
+    assert not (out / "page.jpg").exists()
+
+
+def test_a_file_cut_off_after_a_valid_header_is_not_complete(dive: Path) -> None:
+    jpeg = min((dive / "images").iterdir()).read_bytes()
+    with Image.open(io.BytesIO(jpeg)) as im:
+        buf = io.BytesIO()
+        im.save(buf, format="PNG")
+    png = buf.getvalue()
+    for data, fmt in ((jpeg, "JPEG"), (png, "PNG")):
+        assert _ends_complete(data, fmt) and not _ends_complete(data[: len(data) * 2 // 3], fmt)
+
+
+@pytest.mark.parametrize("name", ["../../escaped.jpg", "/tmp/escaped.jpg", "a/../../escaped.jpg"])
+def test_download_refuses_file_names_outside_out(server: Server, tmp_path: Path, name: str) -> None:
+    ann = tmp_path / "a.json"
+    ann.write_text(json.dumps({"images": [{"id": 1, "file_name": name, "coco_url": f"{server.url}/ok0.jpg"}],
+                               "annotations": []}))
+    with pytest.raises(LabelFileError, match="outside the image folder"):
+        download(config(ann, tmp_path / "out" / "images"))
+    assert sum(server.counts.values()) == 0 and not (tmp_path / "escaped.jpg").exists()
+
+
+def test_download_does_not_follow_a_symlinked_folder_out(server: Server, tmp_path: Path) -> None:
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    out = tmp_path / "images"
+    out.mkdir()
+    (out / "sub").symlink_to(outside, target_is_directory=True)
+    ann = annotations(server, tmp_path, ["ok0.jpg"])
+    result = download(config(ann, out))
+    assert "outside" in result.failures[0].reason and not list(outside.iterdir())
+    bad_scheme = tmp_path / "b.json"
+    bad_scheme.write_text(json.dumps({"images": [{"id": 1, "file_name": "x.jpg", "coco_url": "file:///etc/passwd"}],
+                                      "annotations": []}))
+    result = download(config(bad_scheme, tmp_path / "o2"))
+    assert "only http and https" in result.failures[0].reason and not (tmp_path / "o2" / "x.jpg").exists()
+
+
+def test_download_command_exits_1_with_one_error_line(server: Server, tmp_path: Path) -> None:
+    ann = annotations(server, tmp_path, ["ok0.jpg", "missing.jpg"])
+    code, stdout, stderr = invoke(download_command, ann, "--out", tmp_path / "img", "--backoff", "0", "--retries", "1",
+                                  "--failures", tmp_path / "failed.csv", "-q")
+    assert code == 1
+    assert "2 images: 1 downloaded, 0 already complete, 1 failed" in stdout and "missing.jpg: HTTP 404" in stdout
+    assert stderr.strip().splitlines() == [
+        "Error: 1 of 2 downloads failed; run the same command again to retry them (complete files are skipped)"
+    ]
+    failed = pl.read_csv(tmp_path / "failed.csv")
+    assert failed["file_name"].to_list() == ["missing.jpg"] and failed["reason"][0] == "HTTP 404 Not Found"

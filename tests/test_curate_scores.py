@@ -1,0 +1,265 @@
+"""curate select / review / dedupe on scores tables built over a synthetic dive."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from PIL import Image
+
+from fathombatch.curate.dedupe import DedupeConfig, run_dedupe
+from fathombatch.curate.hashindex import near_pairs, popcount64
+from fathombatch.curate.review import ReviewConfig, build_review
+from fathombatch.curate.select import SelectConfig, run_select
+from fathombatch.errors import LabelFileError, UsageError
+from fathombatch.taxonomy import fathomnet2023
+from tests.test_curate_common import make_scores
+
+NAMES = list(fathomnet2023().names)
+FISH = [n for n, s in zip(fathomnet2023().names, fathomnet2023().supercategories) if s == "Fish"]
+
+
+@pytest.fixture(scope="module")
+def dump(dive: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of the tiny dive's images plus one broken JPEG (scored ok, so review must cope with it)."""
+    root = tmp_path_factory.mktemp("dump") / "images"
+    shutil.copytree(dive / "images", root)
+    (root / "broken.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
+    return root
+
+
+@pytest.fixture(scope="module")
+def scores(dump: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_scores(dump, tmp_path_factory.mktemp("scores") / "scores.parquet", seed=0,
+                       error_paths=("gone/zero.jpg",))
+
+
+@pytest.fixture(scope="module")
+def scores_other(dump: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_scores(dump, tmp_path_factory.mktemp("scores2") / "scores.parquet", seed=1)
+
+
+# ---------------------------------------------------------------- select
+
+
+def test_select_returns_exactly_the_rows_of_a_direct_polars_filter(scores: Path, tmp_path: Path) -> None:
+    table = pl.read_parquet(scores)
+    cats = ["Sebastes", "Actiniaria"]
+    threshold = float(np.quantile(table.select(pl.max_horizontal(cats)).drop_nulls().to_series().to_numpy(), 0.6))
+    result = run_select(SelectConfig(scores=scores, out=tmp_path / "s.parquet", categories=tuple(cats),
+                                     min_prob=threshold))
+    got = pl.read_parquet(tmp_path / "s.parquet")
+    want = table.filter(pl.max_horizontal(cats) >= threshold).with_columns(p=pl.max_horizontal(cats))
+    assert set(got["path"]) == set(want["path"]) and result.rows == want.height > 0
+    assert got["probability"].to_list() == sorted(want["p"].to_list(), reverse=True)
+    for path, cat, p in got.select("path", "category", "probability").iter_rows():
+        row = table.filter(pl.col("path") == path)
+        assert row[cat].item() == p == max(row[c].item() for c in cats)
+
+
+def test_select_by_supercategory_osd_and_status(scores: Path, tmp_path: Path) -> None:
+    table = pl.read_parquet(scores)
+    run_select(SelectConfig(scores=scores, out=tmp_path / "fish.csv", supercategories=("Fish",), min_prob=0.4,
+                            max_prob=0.9))
+    fish = pl.read_csv(tmp_path / "fish.csv")
+    want = table.filter(pl.max_horizontal(FISH).is_between(0.4, 0.9))
+    assert set(fish["path"]) == set(want["path"]) and fish["category"].is_in(FISH).all()
+
+    cut = float(table["osd"].drop_nulls().median())
+    run_select(SelectConfig(scores=scores, out=tmp_path / "novel.txt", min_osd=cut))
+    lines = (tmp_path / "novel.txt").read_text().splitlines()
+    assert set(lines) == set(table.filter(pl.col("osd") >= cut)["path"])
+
+    run_select(SelectConfig(scores=scores, out=tmp_path / "err.csv", status="error"))
+    assert pl.read_csv(tmp_path / "err.csv")["path"].to_list() == ["gone/zero.jpg"]
+
+
+def test_select_copies_and_links_images_into_category_folders(scores: Path, dump: Path, tmp_path: Path) -> None:
+    result = run_select(SelectConfig(scores=scores, out=tmp_path / "s.csv", supercategories=("Fish",), min_prob=0.3,
+                                     copy_to=tmp_path / "tree"))
+    rows = pl.read_csv(tmp_path / "s.csv")
+    assert result.placed == rows.height > 0
+    for path, cat in rows.select("path", "category").iter_rows():
+        copied = tmp_path / "tree" / cat / Path(path).name
+        assert copied.read_bytes() == (dump / path).read_bytes() and not copied.is_symlink()
+
+    run_select(SelectConfig(scores=scores, out=tmp_path / "l.csv", categories=("Sebastes",), min_prob=0.0,
+                            limit=3, copy_to=tmp_path / "links", mode="symlink", images_root=dump))
+    links = sorted((tmp_path / "links" / "Sebastes").iterdir())
+    assert len(links) == 3 and all(p.is_symlink() and p.resolve().parent == dump.resolve() for p in links)
+
+    missing = run_select(SelectConfig(scores=scores, out=tmp_path / "e.csv", status="error", copy_to=tmp_path / "e"))
+    assert missing.placed == 0 and missing.not_placed == (("gone/zero.jpg", "file not found"),)
+
+
+def test_select_errors_name_the_fix(scores: Path, tmp_path: Path, dump: Path) -> None:
+    with pytest.raises(UsageError, match="did you mean 'Sebastes'"):
+        run_select(SelectConfig(scores=scores, out=tmp_path / "s.csv", categories=("Sebastez",)))
+    with pytest.raises(UsageError, match="unknown supercategory 'Fishes'"):
+        run_select(SelectConfig(scores=scores, out=tmp_path / "s.csv", supercategories=("Fishes",)))
+    with pytest.raises(UsageError, match=r"\.parquet, \.csv or \.txt"):
+        run_select(SelectConfig(scores=scores, out=tmp_path / "s.json"))
+    no_root = make_scores(dump, tmp_path / "noroot.parquet", extra_root_meta=False)
+    with pytest.raises(UsageError, match="--images-root"):
+        run_select(SelectConfig(scores=no_root, out=tmp_path / "s.csv", copy_to=tmp_path / "t"))
+
+
+def test_select_refuses_table_paths_that_escape_the_root(scores: Path, tmp_path: Path, dump: Path) -> None:
+    hostile = tmp_path / "hostile.parquet"
+    make_scores(dump, hostile, error_paths=("../../etc/passwd",))
+    with pytest.raises(LabelFileError, match="outside the image folder"):
+        run_select(SelectConfig(scores=hostile, out=tmp_path / "s.csv", status="error", copy_to=tmp_path / "t"))
+    assert not any((tmp_path / "t").rglob("passwd"))
+
+
+# ---------------------------------------------------------------- review
+
+
+def expected_order(table: pl.DataFrame, priority: np.ndarray, tiebreak: np.ndarray | None = None) -> list[str]:
+    paths = table["path"].to_numpy()
+    keys = (paths, -(tiebreak if tiebreak is not None else np.zeros(len(paths))), -priority)
+    return paths[np.lexsort(keys)].tolist()
+
+
+@pytest.mark.parametrize("strategy", ["uncertain", "out-of-sample", "rare"])
+def test_review_queue_follows_the_strategy_rule(scores: Path, tmp_path: Path, strategy: str) -> None:
+    ok = pl.read_parquet(scores).filter(pl.col("status") == "ok")
+    p = ok.select(NAMES).to_numpy().astype(np.float64)
+    if strategy == "uncertain":
+        want = expected_order(ok, 1 - 2 * np.abs(p - 0.5).min(axis=1))
+    elif strategy == "out-of-sample":
+        want = expected_order(ok, ok["osd"].to_numpy().astype(np.float64))
+    else:
+        top1 = np.array([t[0] for t in ok["top_categories"].to_list()])
+        n_top1 = np.array([(top1 == t).sum() for t in top1])
+        want = expected_order(ok, 1.0 / n_top1, p.max(axis=1))
+    result = build_review(ReviewConfig(scores=scores, out=tmp_path / "r", n=10, strategy=strategy))
+    queue = pl.read_csv(tmp_path / "r" / "queue.csv")
+    assert queue.height == 10 and queue["rank"].to_list() == list(range(1, 11))
+    assert queue["path"].to_list() == want[:10]
+    assert result.queue["path"].to_list() == want[:10]
+
+
+def test_review_contact_sheet_has_thumbnails_and_predictions(scores: Path, dump: Path, tmp_path: Path) -> None:
+    result = build_review(ReviewConfig(scores=scores, out=tmp_path / "r", n=500, strategy="out-of-sample",
+                                       thumb_size=64))
+    queue = pl.read_csv(tmp_path / "r" / "queue.csv")
+    assert queue.height == 25  # every ok row (24 images + broken.jpg), never the error row
+    assert "gone/zero.jpg" not in queue["path"].to_list()
+    html = (tmp_path / "r" / "index.html").read_text()
+    assert html.count("class=card") == 25 and html.count("<img ") == 24
+    assert "no thumbnail: a JPEG file whose header is corrupt" in html
+    assert result.missing == {"broken.jpg": "a JPEG file whose header is corrupt or cut off (20 bytes)"}
+    for thumb in queue["thumbnail"].drop_nulls():
+        with Image.open(tmp_path / "r" / thumb) as im:
+            assert im.format == "JPEG" and max(im.size) <= 64
+    first = pl.read_parquet(scores).filter(pl.col("path") == queue["path"][0])
+    best = NAMES[fathomnet2023().column_of[first["top_categories"][0][0]]]
+    assert queue["top_predictions"][0].startswith(f"{best}: {first[best].item():.3f}")
+    assert best in html
+
+
+def test_review_disagree_ranks_by_the_largest_probability_gap(scores: Path, scores_other: Path,
+                                                              tmp_path: Path) -> None:
+    a = pl.read_parquet(scores).filter(pl.col("status") == "ok").sort("path")
+    b = pl.read_parquet(scores_other).sort("path")
+    gap = np.abs(a.select(NAMES).to_numpy() - b.select(NAMES).to_numpy()).max(axis=1).astype(np.float64)
+    want = expected_order(a, gap)
+    build_review(ReviewConfig(scores=scores, other=scores_other, out=tmp_path / "d", n=7, strategy="disagree"))
+    queue = pl.read_csv(tmp_path / "d" / "queue.csv")
+    assert queue["path"].to_list() == want[:7]
+    assert "other_top_predictions" in queue.columns
+    assert "other table" in (tmp_path / "d" / "index.html").read_text()
+    with pytest.raises(UsageError, match="--other"):
+        build_review(ReviewConfig(scores=scores, out=tmp_path / "x", strategy="disagree"))
+
+
+# ---------------------------------------------------------------- dedupe
+
+
+def test_near_pairs_equals_brute_force() -> None:
+    rng = np.random.default_rng(5)
+    h = rng.integers(0, 2**63, size=1500, dtype=np.int64).astype(np.uint64) * np.uint64(2)
+    for i in range(40):  # plant neighbours at distances 0..6
+        h[1000 + i] = h[i] ^ np.uint64(sum(1 << int(b) for b in rng.choice(64, size=i % 7, replace=False)))
+    dist = popcount64(h[:, None] ^ h[None, :])
+    for t in (0, 2, 4, 6):
+        ii, jj = np.nonzero(np.triu(dist <= t, 1))
+        pairs, d = near_pairs(h, t)
+        assert pairs.tolist() == np.stack([ii, jj], axis=1).tolist()
+        assert (d <= t).all()
+
+
+@pytest.fixture(scope="module")
+def planted(dive: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[str]]:
+    """10 distinct images plus an exact copy, a 2x PNG resize and a quality-60 re-encode of three of them."""
+    root = tmp_path_factory.mktemp("dupes") / "images"
+    (root / "sub").mkdir(parents=True)
+    originals = sorted((dive / "images").iterdir())[:10]
+    for f in originals:
+        shutil.copy(f, root / f.name)
+    shutil.copy(originals[0], root / "sub" / "copy.jpg")
+    with Image.open(originals[1]) as im:
+        im.resize((im.width * 2, im.height * 2)).save(root / "sub" / "bigger.png")
+    with Image.open(originals[2]) as im:
+        im.save(root / "sub" / "requal.jpg", quality=60)
+    (root / "sub" / "empty.jpg").write_bytes(b"")
+    return root, [f.name for f in originals]
+
+
+def test_dedupe_finds_planted_duplicates_and_nothing_else(planted: tuple[Path, list[str]], tmp_path: Path) -> None:
+    root, names = planted
+    result = run_dedupe(DedupeConfig(source=root, out=tmp_path / "d"))
+    clusters = pl.read_csv(tmp_path / "d" / "clusters.csv")
+    groups = {frozenset(g["path"].to_list()) for g in clusters.partition_by("cluster")}
+    assert groups == {
+        frozenset({names[0], "sub/copy.jpg"}),
+        frozenset({names[1], "sub/bigger.png"}),
+        frozenset({names[2], "sub/requal.jpg"}),
+    }
+    kinds = dict(clusters.select("path", "kind").iter_rows())
+    assert kinds["sub/copy.jpg"] == "exact" and kinds["sub/bigger.png"] == "near"
+    kept = set(clusters.filter(pl.col("keep"))["path"])
+    assert kept == {names[0], "sub/bigger.png", names[2]}  # the copy ties and loses on path order; 2x wins on pixels
+    drop = (tmp_path / "d" / "drop.txt").read_text().splitlines()
+    assert sorted(drop) == sorted(["sub/copy.jpg", names[1], "sub/requal.jpg"])
+    assert result.exact_clusters == 1 and result.near_clusters == 2 and result.errors == 1
+    hashes = pl.read_parquet(tmp_path / "d" / "hashes.parquet")
+    assert hashes.height == 14
+    assert hashes.filter(pl.col("path") == "sub/empty.jpg")["error"].item() == "empty file (0 bytes)"
+
+    strict = run_dedupe(DedupeConfig(source=root, out=tmp_path / "e", max_distance=0))
+    assert strict.exact_clusters == 1 and strict.drop <= 3
+
+
+def test_review_and_dedupe_refuse_table_paths_that_escape_the_root(dump: Path, tmp_path: Path) -> None:
+    hostile = make_scores(dump, tmp_path / "hostile.parquet", error_paths=("../../etc/passwd",))
+    with pytest.raises(LabelFileError, match="outside the image folder"):
+        run_dedupe(DedupeConfig(source=hostile, out=tmp_path / "d"))
+    assert not (tmp_path / "d").exists()
+    # an ok row with a hostile path, metadata kept
+    table = pq.read_table(hostile)
+    paths = table.column("path").to_pylist()
+    paths[table.column("status").to_pylist().index("ok")] = "/etc/passwd"
+    pq.write_table(table.set_column(table.schema.get_field_index("path"), "path", pa.array(paths)), hostile)
+    with pytest.raises(LabelFileError, match="outside the image folder"):
+        build_review(ReviewConfig(scores=hostile, out=tmp_path / "r", n=100))
+    assert not (tmp_path / "r" / "index.html").exists()
+
+
+def test_dedupe_reads_the_files_of_a_scores_table(planted: tuple[Path, list[str]], tmp_path: Path) -> None:
+    root = tmp_path / "images"
+    shutil.copytree(planted[0], root)
+    table = make_scores(root, tmp_path / "s.parquet")
+    shutil.copy(root / planted[1][3], root / "late.jpg")  # arrives after scoring: not in the table
+    from_table = run_dedupe(DedupeConfig(source=table, out=tmp_path / "d"))
+    assert from_table.files == 14 and from_table.drop == 3
+    from_folder = run_dedupe(DedupeConfig(source=root, out=tmp_path / "f"))
+    assert from_folder.files == 15 and from_folder.drop == 4
+    with pytest.raises(UsageError, match="neither a folder"):
+        run_dedupe(DedupeConfig(source=tmp_path / "d" / "drop.txt", out=tmp_path / "x"))

@@ -1,0 +1,197 @@
+"""Issue 9: presence thresholds, long tables, per-dive summaries, Darwin Core occurrences."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from fathombatch.cli import cli
+from fathombatch.errors import UsageError
+from fathombatch.exports import ExportTableConfig, export_table
+from fathombatch.exports.thresholds import DEFAULT, FLOOR, RARE_FLOOR, best_f1_threshold, fit_thresholds
+from fathombatch.exports.writers import read_provenance
+from fathombatch.score import ScoreConfig, score_folder
+from fathombatch.table import read_metadata
+from fathombatch.taxonomy import fathomnet2023
+
+TAX = fathomnet2023()
+
+# Darwin Core terms (https://dwc.tdwg.org/terms/, the Occurrence, Event, Location, Identification and Taxon classes
+# and record-level terms) that an occurrence CSV may use.
+DWC_TERMS = {
+    "type", "modified", "language", "license", "rightsHolder", "accessRights", "bibliographicCitation", "references",
+    "institutionID", "collectionID", "datasetID", "institutionCode", "collectionCode", "datasetName", "ownerInstitutionCode",
+    "basisOfRecord", "informationWithheld", "dataGeneralizations", "dynamicProperties", "occurrenceID", "catalogNumber",
+    "recordNumber", "recordedBy", "recordedByID", "individualCount", "organismQuantity", "organismQuantityType", "sex",
+    "lifeStage", "reproductiveCondition", "behavior", "establishmentMeans", "degreeOfEstablishment", "pathway",
+    "georeferenceVerificationStatus", "occurrenceStatus", "preparations", "disposition", "associatedMedia",
+    "associatedOccurrences", "associatedReferences", "associatedSequences", "associatedTaxa", "otherCatalogNumbers",
+    "occurrenceRemarks", "eventID", "parentEventID", "fieldNumber", "eventDate", "eventTime", "startDayOfYear",
+    "endDayOfYear", "year", "month", "day", "verbatimEventDate", "habitat", "samplingProtocol", "sampleSizeValue",
+    "sampleSizeUnit", "samplingEffort", "fieldNotes", "eventRemarks", "locationID", "waterBody", "country", "locality",
+    "minimumElevationInMeters", "maximumElevationInMeters", "minimumDepthInMeters", "maximumDepthInMeters",
+    "decimalLatitude", "decimalLongitude", "geodeticDatum", "coordinateUncertaintyInMeters", "identificationID",
+    "verbatimIdentification", "identificationQualifier", "typeStatus", "identifiedBy", "identifiedByID",
+    "dateIdentified", "identificationReferences", "identificationVerificationStatus", "identificationRemarks",
+    "taxonID", "scientificNameID", "scientificName", "higherClassification", "kingdom", "phylum", "class", "order",
+    "family", "genus", "taxonRank", "vernacularName", "taxonRemarks",
+}
+
+
+def test_best_f1_threshold_and_the_rules() -> None:
+    y = np.array([0, 0, 0, 1, 1, 1])
+    p = np.array([0.1, 0.2, 0.3, 0.6, 0.7, 0.9])
+    t, f1 = best_f1_threshold(y, p)
+    assert 0.3 < t < 0.6 and f1 == 1.0
+    y2 = np.zeros((40, 3), dtype=int)
+    probs = np.random.default_rng(0).random((40, 3)) * 0.2
+    y2[:10, 0] = 1
+    probs[:10, 0] = 0.35  # a frequent class, separable at a low threshold
+    y2[:2, 1] = 1
+    probs[:2, 1] = 0.15  # a rare class: its tiny F1-optimal threshold is raised to the floor
+    thresholds = fit_thresholds(y2, probs)
+    assert FLOOR <= thresholds[0] < 0.35
+    assert thresholds[1] == RARE_FLOOR
+    assert thresholds[2] == DEFAULT  # no positives at all
+
+
+@pytest.fixture(scope="module")
+def dump_scores(dive: Path, engines: dict, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny dive split into three dive folders (plus one file at the root) and scored."""
+    root = tmp_path_factory.mktemp("exports") / "cruise"
+    files = sorted((dive / "images").glob("*.jpg"))
+    for i, f in enumerate(files):
+        dest = root / (f"dive{i % 3}" if i else ".") / f.name
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(f, dest)
+    exif = Image.Exif()
+    exif[0x8769] = {36867: "2023:05:17 10:42:03"}
+    Image.open(files[1]).save(root / "dive1" / files[1].name, exif=exif)  # one image with a capture time
+    out = root.parent / "scores.parquet"
+    score_folder(ScoreConfig(root=root, engine=engines["onnx"], out=out))
+    return out
+
+
+def direct_presence(scores: Path, thresholds: np.ndarray) -> set[tuple[str, int]]:
+    table = pl.read_parquet(scores).filter(pl.col("status") == "ok")
+    probs = table.select(list(TAX.names)).to_numpy()
+    rows, cols = np.nonzero(probs >= thresholds)
+    paths = table["path"].to_list()
+    return {(paths[r], TAX.ids[c]) for r, c in zip(rows, cols, strict=True)}
+
+
+def test_long_table_equals_a_direct_computation(dump_scores: Path, tmp_path: Path) -> None:
+    result = export_table(ExportTableConfig(scores=dump_scores, out=tmp_path / "long.parquet", threshold=0.02))
+    long = pl.read_parquet(tmp_path / "long.parquet")
+    assert long.columns == ["image_id", "path", "dive", "category_id", "name", "supercategory", "probability", "threshold"]
+    got = set(zip(long["path"].to_list(), long["category_id"].to_list(), strict=True))
+    assert got == direct_presence(dump_scores, np.full(290, 0.02)) and result.rows == long.height > 0
+    assert long["path"].to_list() == sorted(long["path"].to_list())
+    assert (long["probability"] >= 0.02).all() and result.threshold_source == "global"
+    assert long.filter(pl.col("path").str.starts_with("dive2/"))["dive"].unique().to_list() == ["dive2"]
+    names = dict(zip(TAX.ids, TAX.names, strict=True))
+    assert all(names[c] == n for c, n in long.select("category_id", "name").iter_rows())
+    prov = read_provenance(tmp_path / "long.parquet")
+    assert prov["scores_table"] == str(dump_scores.resolve()) and prov["thresholds"]["source"] == "global"
+    assert prov["engine"]["sha256"] == read_metadata(dump_scores)["engine_manifest"]["engine_sha256"]
+
+    export_table(ExportTableConfig(scores=dump_scores, out=tmp_path / "long.csv", threshold=0.02))
+    assert pl.read_csv(tmp_path / "long.csv").height == long.height
+    assert read_provenance(tmp_path / "long.csv")["export"] == "long presence table"
+
+
+def test_manifest_thresholds_are_applied(dump_scores: Path, tmp_path: Path) -> None:
+    meta = read_metadata(dump_scores)
+    thresholds = np.linspace(0.01, 0.9, 290)
+    meta["engine_manifest"]["thresholds"] = thresholds.tolist()
+    table = pl.read_parquet(dump_scores)
+    table.write_parquet(tmp_path / "s.parquet", metadata={"fathombatch": json.dumps(meta)})
+    result = export_table(ExportTableConfig(scores=tmp_path / "s.parquet", out=tmp_path / "long.parquet"))
+    long = pl.read_parquet(tmp_path / "long.parquet")
+    assert result.threshold_source == "manifest"
+    got = set(zip(long["path"].to_list(), long["category_id"].to_list(), strict=True))
+    assert got == direct_presence(dump_scores, thresholds)
+    np.testing.assert_allclose(long["threshold"].to_numpy(), thresholds[np.asarray(long["category_id"]) - 1])
+
+
+def test_no_manifest_thresholds_falls_back_to_the_seed_default_with_a_warning(dump_scores: Path, tmp_path: Path) -> None:
+    meta = read_metadata(dump_scores)
+    meta["engine_manifest"].pop("thresholds", None)
+    pl.read_parquet(dump_scores).write_parquet(tmp_path / "s.parquet", metadata={"fathombatch": json.dumps(meta)})
+    result = export_table(ExportTableConfig(scores=tmp_path / "s.parquet", out=tmp_path / "l.parquet"))
+    assert result.threshold_source == "default" and "0.5" in result.warnings[0]
+
+
+def test_dive_summary_counts_equal_a_direct_computation(dump_scores: Path, tmp_path: Path) -> None:
+    t = 0.02
+    result = export_table(ExportTableConfig(scores=dump_scores, out=tmp_path / "dives", format="dives", threshold=t))
+    dives = pl.read_parquet(result.files["dives"])
+    table = pl.read_parquet(dump_scores).filter(pl.col("status") == "ok")
+    table = table.with_columns(dive=pl.when(pl.col("path").str.contains("/")).then(pl.col("path").str.split("/")
+                                                                                 .list.first()).otherwise(pl.lit(".")))
+    assert set(dives["dive"]) == {".", "dive0", "dive1", "dive2"}
+    for (dive,), part in table.group_by("dive"):
+        probs = part.select(list(TAX.names)).to_numpy()
+        present = (probs >= t).sum(axis=0)
+        expected = {TAX.ids[j]: int(present[j]) for j in np.flatnonzero(present)}
+        rows = dives.filter(pl.col("dive") == dive)
+        assert dict(rows.select("category_id", "images_present").iter_rows()) == expected
+        assert (rows["images_in_dive"] == part.height).all()
+        j = int(np.argmax(present))
+        row = rows.filter(pl.col("category_id") == TAX.ids[j]).row(0, named=True)
+        assert row["mean_probability"] == pytest.approx(probs[probs[:, j] >= t, j].mean(), rel=1e-6)
+        assert row["fraction"] == pytest.approx(present[j] / part.height)
+    supers = pl.read_parquet(result.files["supercategories"])
+    urchin = [TAX.column_of[c] for c, s in zip(TAX.ids, TAX.supercategories, strict=True) if s == "Urchin"]
+    probs = table.filter(pl.col("dive") == "dive0").select(list(TAX.names)).to_numpy()
+    expected_urchin = int((probs[:, urchin] >= t).any(axis=1).sum())
+    got = supers.filter((pl.col("dive") == "dive0") & (pl.col("supercategory") == "Urchin"))["images_present"]
+    assert (got.to_list() or [0]) == [expected_urchin]
+    assert result.files["heatmap"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_darwin_core_occurrences(dump_scores: Path, tmp_path: Path) -> None:
+    table = pl.read_parquet(dump_scores)
+    log = tmp_path / "rov_log.csv"
+    pl.DataFrame({"image_id": table["image_id"], "lat": 36.7, "lon": -122.05, "depth": 812.5}).write_csv(log)
+    out = tmp_path / "occ.csv"
+    export_table(ExportTableConfig(scores=dump_scores, out=out, format="dwc", threshold=0.02, metadata=log,
+                                   media_prefix="https://data.example.org/cruise/", exif=True))
+    occ = pl.read_csv(out, infer_schema_length=0)
+    assert set(occ.columns) <= DWC_TERMS
+    assert occ.height == len(direct_presence(dump_scores, np.full(290, 0.02)))
+    assert set(occ["basisOfRecord"]) == {"MachineObservation"}
+    assert set(occ["identificationVerificationStatus"]) == {"unverified"}
+    assert occ["occurrenceID"].n_unique() == occ.height
+    assert set(occ["scientificName"]) <= set(TAX.names)
+    assert occ["associatedMedia"].str.starts_with("https://data.example.org/cruise/").all()
+    assert set(occ["eventID"]) <= {".", "dive0", "dive1", "dive2"}
+    assert (occ["decimalLatitude"].cast(float) == 36.7).all() and (occ["minimumDepthInMeters"].cast(float) == 812.5).all()
+    assert occ["identificationRemarks"].str.contains("probability 0.").all()
+    assert (read_provenance(out)["export"]) == "darwin core"
+
+
+def test_exif_timestamps_reach_the_exports(dump_scores: Path, tmp_path: Path) -> None:
+    export_table(ExportTableConfig(scores=dump_scores, out=tmp_path / "occ.csv", format="dwc", threshold=0.02, exif=True))
+    occ = pl.read_csv(tmp_path / "occ.csv", infer_schema_length=0)
+    dated = occ.filter(pl.col("eventDate").is_not_null())
+    assert dated.height > 0 and set(dated["eventDate"]) == {"2023-05-17T10:42:03"}
+    assert dated["associatedMedia"].str.starts_with("dive1/").all()
+
+
+def test_bad_options(dump_scores: Path, tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match="extension must be one of .csv"):
+        export_table(ExportTableConfig(scores=dump_scores, out=tmp_path / "o.parquet", format="dwc"))
+    with pytest.raises(UsageError, match="--threshold must be in"):
+        export_table(ExportTableConfig(scores=dump_scores, out=tmp_path / "o.parquet", threshold=1.5))
+    with pytest.raises(UsageError, match="must be a column of the --metadata CSV"):
+        export_table(ExportTableConfig(scores=dump_scores, out=tmp_path / "o.parquet", dive_column="site"))
+    result = CliRunner().invoke(cli, ["export-table", str(dump_scores), "--out", str(tmp_path / "x.txt")])
+    assert result.exit_code == 2 and result.stderr.startswith("Error: --out")
