@@ -73,6 +73,7 @@ def test_manifest_class_count_must_match_the_engine(engines: dict[str, Path], tm
         data["classes"] = data["classes"][:10]
         data["num_classes"] = 10
         data["class_counts"] = None
+        data["thresholds"] = None
         manifest_path(dest).write_text(json.dumps(data))
         with pytest.raises(EngineError, match="lists 10 classes"):
             open_engine(dest)
@@ -135,4 +136,13 @@ def test_pt_engine_loads_without_running_code(tmp_path: Path, engines: dict[str,
     data["engine_sha256"] = None
     manifest_path(dest).write_text(json.dumps(data))
     with pytest.raises(EngineError, match="could run code"):
+        open_engine(dest)
+
+
+def test_manifest_thresholds_are_validated(engines: dict[str, Path], tmp_path: Path) -> None:
+    dest = copy_engine(engines["onnx"], tmp_path)
+    data = json.loads(manifest_path(dest).read_text())
+    data["thresholds"] = [0.5] * 289 + [1.5]
+    manifest_path(dest).write_text(json.dumps(data))
+    with pytest.raises(ManifestError, match=r"thresholds must list 290 numbers in \(0, 1\]"):
         open_engine(dest)

@@ -84,7 +84,7 @@ def test_user_errors_are_one_line(dive: Path, engines: dict, tmp_path: Path) -> 
     wrong = tmp_path / "wrong.onnx"
     shutil.copy(engines["onnx"], wrong)
     data = json.loads(manifest_path(engines["onnx"]).read_text())
-    data.update(classes=data["classes"][:5], num_classes=5, class_counts=None)
+    data.update(classes=data["classes"][:5], num_classes=5, class_counts=None, thresholds=None)
     manifest_path(wrong).write_text(json.dumps(data))
     code, _, err = invoke("score", dive / "images", "--engine", wrong, "--out", tmp_path / "s.parquet")
     one_line_error(code, err, 1, "manifest lists 5 classes")

@@ -195,3 +195,19 @@ def test_bad_options(dump_scores: Path, tmp_path: Path) -> None:
         export_table(ExportTableConfig(scores=dump_scores, out=tmp_path / "o.parquet", dive_column="site"))
     result = CliRunner().invoke(cli, ["export-table", str(dump_scores), "--out", str(tmp_path / "x.txt")])
     assert result.exit_code == 2 and result.stderr.startswith("Error: --out")
+
+
+def test_exported_engines_carry_held_out_thresholds_that_exports_use(
+    dump_scores: Path, engines: dict, tmp_path: Path
+) -> None:
+    from fathombatch.backends import read_manifest
+
+    manifest = read_manifest(engines["onnx"])
+    assert manifest.thresholds is not None and len(manifest.thresholds) == 290
+    assert all(FLOOR <= t <= 1 for t in manifest.thresholds)
+    assert {"presence_at_0.5", "presence_at_thresholds"} <= set(manifest.metrics)
+    result = export_table(ExportTableConfig(scores=dump_scores, out=tmp_path / "long.parquet"))
+    assert result.threshold_source == "manifest" and not result.warnings
+    long = pl.read_parquet(tmp_path / "long.parquet")
+    got = set(zip(long["path"].to_list(), long["category_id"].to_list(), strict=True))
+    assert got == direct_presence(dump_scores, np.asarray(manifest.thresholds))

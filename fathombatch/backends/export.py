@@ -97,9 +97,11 @@ def _load_checkpoint(run: Path, which: str) -> dict[str, Any]:
     return blob
 
 
-def _heldout_cache(run: Path, spec: InputSpec) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
-    """The run's images as uint8 caches: (held-out images, held-out multi-hot labels, training images), or None
-    when the images are not on this machine any more."""
+def _heldout_cache(
+    run: Path, spec: InputSpec, *, calibration: bool = True
+) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """The run's images as uint8 caches: (held-out images, held-out multi-hot labels, training images for
+    calibration, empty unless ``calibration``), or None when the images are not on this machine any more."""
     from fathombatch.datasets import read_labels
     from fathombatch.errors import FathombatchError
     from fathombatch.models.data import match_images, preload
@@ -114,8 +116,28 @@ def _heldout_cache(run: Path, spec: InputSpec) -> tuple[np.ndarray, np.ndarray, 
         return None
     is_val = np.array([i in val_ids for i in labels.image_ids])
     val_paths = [p for p, v in zip(paths, is_val, strict=True) if v]
-    train_paths = [p for p, v in zip(paths, is_val, strict=True) if not v][:CALIBRATION_IMAGES]
+    train_paths = [p for p, v in zip(paths, is_val, strict=True) if not v][:CALIBRATION_IMAGES] if calibration else []
     return preload(val_paths, spec.size), labels.multi_hot()[is_val], preload(train_paths, spec.size)
+
+
+def _presence_thresholds(
+    model: Any, data: tuple[np.ndarray, np.ndarray, np.ndarray] | None, spec: InputSpec
+) -> tuple[tuple[float, ...] | None, dict[str, Any]]:
+    """Per-class presence thresholds fitted on the run's held-out images, and how they compare with 0.5 there."""
+    from fathombatch.exports.thresholds import DEFAULT, fit_thresholds, precision_recall
+    from fathombatch.models.train import predict
+
+    if data is None or len(data[0]) == 0:
+        log.warning("no held-out images: the engine gets no per-class presence thresholds")
+        return None, {}
+    logits = predict(model, data[0], spec, 32)
+    probs = 1.0 / (1.0 + np.exp(-logits))
+    thresholds = fit_thresholds(data[1], probs)
+    metrics = {
+        "presence_at_0.5": precision_recall(data[1], probs, DEFAULT),
+        "presence_at_thresholds": precision_recall(data[1], probs, thresholds),
+    }
+    return tuple(round(float(t), 6) for t in thresholds), metrics
 
 
 def _onnx_map20(path: Path, cache: np.ndarray, y: np.ndarray, spec: InputSpec) -> float:
@@ -243,6 +265,9 @@ def export_run(cfg: ExportConfig) -> ExportResult:
             log.warning("%s was fitted for another checkpoint than %s; the knn osd method is not exported",
                         stats_path, cfg.checkpoint)
 
+    data = _heldout_cache(cfg.run, spec, calibration=cfg.precision == "int8")
+    thresholds, threshold_metrics = _presence_thresholds(model, data, spec)
+
     if cfg.precision != "fp32" and cfg.format != "onnx":
         raise UsageError(f"--precision {cfg.precision} is available for --format onnx only")
     diff: float | None = None
@@ -256,7 +281,6 @@ def export_run(cfg: ExportConfig) -> ExportResult:
         with tempfile.TemporaryDirectory(prefix="fb-export-") as scratch:
             fp32 = Path(scratch) / "fp32.onnx"
             diff = _export_onnx(model, spec, fp32)
-            data = _heldout_cache(cfg.run, spec)
             with atomic_path(cfg.out) as tmp:
                 _reduce_precision(fp32, tmp, cfg.precision, data[2] if data else None, spec)
                 if data is not None:
@@ -302,6 +326,7 @@ def export_run(cfg: ExportConfig) -> ExportResult:
             "n_train": int(blob["n_train"]),
             "n_val": int(blob["n_val"]),
             **metrics_extra,
+            **threshold_metrics,
         },
         provenance={
             "run": str(cfg.run),
@@ -313,6 +338,7 @@ def export_run(cfg: ExportConfig) -> ExportResult:
         },
         versions=versions(),
         engine_sha256=file_sha256(cfg.out),
+        thresholds=thresholds,
     )
     write_manifest(cfg.out, manifest)
     return ExportResult(engine=cfg.out, manifest=manifest_path(cfg.out), max_abs_diff=diff, precision=cfg.precision,

@@ -46,6 +46,8 @@ class Manifest:
         provenance: how the engine was made (run folder, config, checkpoint, epoch, dates).
         versions: library versions at export.
         engine_sha256: SHA-256 of the engine file this manifest describes.
+        thresholds: per-class presence thresholds chosen on held-out data (see fathombatch.exports.thresholds),
+            in column order, or None.
     """
 
     name: str
@@ -62,6 +64,7 @@ class Manifest:
     provenance: Mapping[str, Any] = field(default_factory=dict)
     versions: Mapping[str, Any] = field(default_factory=dict)
     engine_sha256: str | None = None
+    thresholds: tuple[float, ...] | None = None
 
     @property
     def num_classes(self) -> int:
@@ -86,6 +89,7 @@ class Manifest:
             "provenance": dict(self.provenance),
             "versions": dict(self.versions),
             "engine_sha256": self.engine_sha256,
+            "thresholds": list(self.thresholds) if self.thresholds is not None else None,
         }
 
     def summary_json(self) -> dict[str, Any]:
@@ -134,6 +138,13 @@ class Manifest:
             or not all(isinstance(c, int) and c >= 0 for c in counts)
         ):
             raise ManifestError(f"{source}: class_counts must list {len(taxonomy)} non-negative integers")
+        thresholds = data.get("thresholds")
+        if thresholds is not None and (
+            not isinstance(thresholds, list)
+            or len(thresholds) != len(taxonomy)
+            or not all(isinstance(t, (int, float)) and 0.0 < t <= 1.0 for t in thresholds)
+        ):
+            raise ManifestError(f"{source}: thresholds must list {len(taxonomy)} numbers in (0, 1]")
         outputs = data.get("outputs", ["logits"])
         if not isinstance(outputs, list) or not outputs or outputs[0] != "logits":
             raise ManifestError(f"{source}: outputs must be a list starting with 'logits', got {outputs!r}")
@@ -155,6 +166,7 @@ class Manifest:
             provenance=data.get("provenance", {}),
             versions=data.get("versions", {}),
             engine_sha256=data.get("engine_sha256"),
+            thresholds=tuple(float(t) for t in thresholds) if thresholds is not None else None,
         )
 
 
