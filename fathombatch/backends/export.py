@@ -180,6 +180,9 @@ def _reduce_precision(fp32: Path, dest: Path, precision: str, calibration: np.nd
     if calibration is None or len(calibration) == 0:
         raise UsageError("int8 export needs the run's training images for calibration, and they are not available")
     prepared = dest.with_name(dest.name + ".pre.onnx")
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)  # the quantiser logs a warning per un-foldable BatchNorm weight on the root logger
     try:
         quant_pre_process(str(fp32), str(prepared))
         quantize_static(
@@ -188,6 +191,7 @@ def _reduce_precision(fp32: Path, dest: Path, precision: str, calibration: np.nd
             calibrate_method=CalibrationMethod.MinMax,
         )
     finally:
+        root.setLevel(level)
         prepared.unlink(missing_ok=True)
 
 

@@ -35,14 +35,25 @@ def to_rgb(im: Image.Image) -> Image.Image:
     return im.convert("RGB")
 
 
-def decode_rgb(image: ImageFile) -> Image.Image:
-    """Decode fully to an oriented 8-bit RGB image.
+def decode_rgb(image: ImageFile, at_least: tuple[int, int] | None = None) -> Image.Image:
+    """Decode to an oriented 8-bit RGB image.
+
+    Args:
+        image: the file, read and identified.
+        at_least: (height, width) the caller will resize to. JPEGs are then decoded in the DCT domain at 1/2, 1/4 or
+            1/8 scale when that still leaves at least this many pixels (Pillow's ``draft``): a 1920x1080 frame bound
+            for a 224x224 model decodes at 480x270, several times faster, with the DCT's own averaging as the
+            low-pass filter. Other formats always decode in full.
 
     Raises:
         DecodeError: the data are truncated or corrupt (message from Pillow).
     """
     try:
         with Image.open(io.BytesIO(image.data)) as im:
+            if at_least is not None and im.format == "JPEG":
+                height, width = at_least
+                # draft() acts before orientation is applied: ask for the transposed size when EXIF rotates by 90.
+                im.draft("RGB", (height, width) if image.orientation in (5, 6, 7, 8) else (width, height))
             im.load()
             return to_rgb(ImageOps.exif_transpose(im))
     except DecodeError:
@@ -52,13 +63,13 @@ def decode_rgb(image: ImageFile) -> Image.Image:
 
 
 def decode_resized(image: ImageFile, size: tuple[int, int]) -> np.ndarray:
-    """Decode and resize to (height, width) = ``size``.
+    """Decode and resize to (height, width) = ``size`` (bilinear, antialiased).
 
     Returns:
         (H, W, 3) uint8 RGB.
     """
     height, width = size
-    rgb = decode_rgb(image)
+    rgb = decode_rgb(image, at_least=size)
     return np.asarray(rgb.resize((width, height), Image.Resampling.BILINEAR))
 
 
