@@ -173,8 +173,8 @@ def review(scores: Path, out: Path, n: int, strategy: str, other: Path | None, t
 @curate.command(context_settings=_CONTEXT)
 @click.argument("source", type=click.Path(exists=True, path_type=Path))
 @click.option("--out", type=_OUT, required=True, help="Folder for hashes.parquet, clusters.csv/.parquet, drop.txt.")
-@click.option("--max-distance", type=click.IntRange(0, 16), default=4, show_default=True,
-              help="Near-duplicate radius in pHash bits.")
+@click.option("--max-distance", type=click.IntRange(0, 8), default=4, show_default=True,
+              help="Near-duplicate radius in pHash bits (the bucket index stays sub-quadratic up to 8).")
 @click.option("--threads", type=click.IntRange(min=1), help="Hashing threads (default: all cores).")
 @_images_root_option
 @quiet_option
@@ -250,7 +250,9 @@ def validate(labels: Path, images: Path | None, out: Path | None) -> None:
 @click.option("--out", type=_OUT, required=True, help="New label file: .json (COCO) or .csv (Kaggle).")
 @click.option("--ids", type=_FILE, help="Text file: one image_id, file name or path per line.")
 @click.option("--from-select", type=_FILE, help="Output of `curate select` (.parquet, .csv or .txt).")
-def subset(labels: Path, out: Path, ids: Path | None, from_select: Path | None) -> None:
+@click.option("--images", type=_DIR, help="Kaggle CSV to COCO: the image folder, to record real file names.")
+@click.option("--ext", default="png", show_default=True, help="Kaggle CSV to COCO: extension of ids not found.")
+def subset(labels: Path, out: Path, ids: Path | None, from_select: Path | None, images: Path | None, ext: str) -> None:
     """Write the labels of a chosen set of images (their annotations and all categories) as a new file.
 
     \b
@@ -260,7 +262,7 @@ def subset(labels: Path, out: Path, ids: Path | None, from_select: Path | None) 
     """
     from fathombatch.curate.subset import SubsetConfig, make_subset
 
-    r = make_subset(SubsetConfig(labels=labels, out=out, ids=ids, from_select=from_select))
+    r = make_subset(SubsetConfig(labels=labels, out=out, ids=ids, from_select=from_select, images=images, ext=ext))
     click.echo(f"Wrote {r.images} images, {r.annotations} annotations to {r.out}")
     if r.not_found:
         click.echo(f"  warning: {len(r.not_found)} of {r.requested} ids are not in {labels} "

@@ -182,3 +182,14 @@ def test_download_command_exits_1_with_one_error_line(server: Server, tmp_path: 
     ]
     failed = pl.read_csv(tmp_path / "failed.csv")
     assert failed["file_name"].to_list() == ["missing.jpg"] and failed["reason"][0] == "HTTP 404 Not Found"
+
+
+def test_a_malformed_url_fails_that_file_only(server: Server, tmp_path: Path) -> None:
+    names = ["ok0.jpg", "ok1.jpg"]
+    ann = annotations(server, tmp_path, names)
+    data = json.loads(ann.read_text())
+    data["images"].append({"id": 9, "file_name": "broken.jpg", "coco_url": "http://[::1/broken.jpg"})
+    ann.write_text(json.dumps(data))
+    summary = download(config(ann, tmp_path / "images"))
+    assert summary.downloaded == 2
+    assert [(f.file_name, f.reason.startswith("malformed URL")) for f in summary.failures] == [("broken.jpg", True)]

@@ -303,3 +303,15 @@ def test_subset_refuses_file_names_outside_the_image_root(dive: Path, tmp_path: 
     with pytest.raises(LabelFileError, match="outside the image folder"):
         make_subset(SubsetConfig(labels=hostile, out=tmp_path / "s.json", ids=ids))
     assert not (tmp_path / "s.json").exists()
+
+
+def test_subset_from_a_kaggle_csv_records_real_file_names(dive: Path, tmp_path: Path) -> None:
+    import json
+
+    from fathombatch.curate.subset import SubsetConfig, make_subset
+
+    ids = tmp_path / "ids.txt"
+    ids.write_text("\n".join(p.stem for p in sorted((dive / "images").glob("*.jpg"))[:3]))
+    make_subset(SubsetConfig(labels=dive / "train.csv", out=tmp_path / "sub.json", ids=ids, images=dive / "images"))
+    names = [i["file_name"] for i in json.loads((tmp_path / "sub.json").read_text())["images"]]
+    assert len(names) == 3 and all((dive / "images" / n).is_file() for n in names)

@@ -263,3 +263,19 @@ def test_dedupe_reads_the_files_of_a_scores_table(planted: tuple[Path, list[str]
     assert from_folder.files == 15 and from_folder.drop == 4
     with pytest.raises(UsageError, match="neither a folder"):
         run_dedupe(DedupeConfig(source=tmp_path / "d" / "drop.txt", out=tmp_path / "x"))
+
+
+def test_dedupe_drops_only_images_close_to_the_one_kept(tmp_path: Path) -> None:
+    from fathombatch.curate.dedupe import find_clusters
+    from fathombatch.curate.hashing import FileHash
+
+    # A slow pan: each frame 3 bits from the next, so frame 1 and frame 8 are 21 bits apart.
+    hashes, value = [], 0
+    for i in range(8):
+        hashes.append(FileHash(sha256=f"s{i}", phash=value, width=64 + (i == 0), height=64, bytes=100))
+        value ^= 0b111 << (3 * i)
+    clusters = find_clusters([f"f{i}.jpg" for i in range(8)], hashes, max_distance=4)
+    assert clusters["cluster"].n_unique() == 1  # linked transitively
+    dropped = clusters.filter(~pl.col("keep"))
+    assert dropped["path"].to_list() == ["f1.jpg"]  # the only frame within 4 bits of the kept f0
+    assert (dropped["distance"] <= 4).all()

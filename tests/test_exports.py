@@ -211,3 +211,68 @@ def test_exported_engines_carry_held_out_thresholds_that_exports_use(
     long = pl.read_parquet(tmp_path / "long.parquet")
     got = set(zip(long["path"].to_list(), long["category_id"].to_list(), strict=True))
     assert got == direct_presence(dump_scores, np.asarray(manifest.thresholds))
+
+
+def test_metadata_joins_and_batches_do_not_change_results(dump_scores: Path, tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    import fathombatch.exports.source as source_module
+
+    table = pl.read_parquet(dump_scores)
+    log = tmp_path / "log.csv"
+    pl.DataFrame({"image_id": table["image_id"], "depth_m": np.arange(table.height, dtype=float),
+                  "site": "Sur Ridge"}).write_csv(log)
+    export_table(ExportTableConfig(scores=dump_scores, out=tmp_path / "a.parquet", threshold=0.02, metadata=log))
+    monkeypatch.setattr(source_module, "BATCH_ROWS", 7)  # many batches, crossing dive boundaries
+    export_table(ExportTableConfig(scores=dump_scores, out=tmp_path / "b.parquet", threshold=0.02, metadata=log))
+    export_table(ExportTableConfig(scores=dump_scores, out=tmp_path / "d7", format="dives", threshold=0.02))
+    monkeypatch.undo()
+    export_table(ExportTableConfig(scores=dump_scores, out=tmp_path / "d", format="dives", threshold=0.02))
+    a, b = pl.read_parquet(tmp_path / "a.parquet"), pl.read_parquet(tmp_path / "b.parquet")
+    assert a.equals(b) and a.columns[-2:] == ["depth_m", "site"] and (a["site"] == "Sur Ridge").all()
+    depth = dict(zip(table["image_id"], range(table.height), strict=True))
+    assert all(depth[i] == d for i, d in a.select("image_id", "depth_m").iter_rows())
+    assert pl.read_parquet(tmp_path / "d7" / "dives.parquet").equals(pl.read_parquet(tmp_path / "d" / "dives.parquet"))
+
+
+def test_nothing_present_still_writes_every_file(dump_scores: Path, tmp_path: Path) -> None:
+    result = export_table(ExportTableConfig(scores=dump_scores, out=tmp_path / "d", format="dives", threshold=1.0))
+    assert pl.read_parquet(result.files["dives"]).height == 0
+    assert result.files["heatmap"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    long = export_table(ExportTableConfig(scores=dump_scores, out=tmp_path / "l.csv", threshold=1.0))
+    assert long.rows == 0 and pl.read_csv(tmp_path / "l.csv").columns[:3] == ["image_id", "path", "dive"]
+
+
+def test_dive_regex(dump_scores: Path, tmp_path: Path) -> None:
+    export_table(ExportTableConfig(scores=dump_scores, out=tmp_path / "l.parquet", threshold=0.02,
+                                   dive_regex=r"^dive(\d)/"))
+    dives = set(pl.read_parquet(tmp_path / "l.parquet")["dive"])
+    assert dives <= {"0", "1", "2", "(unmatched)"} and "(unmatched)" in dives  # the file at the root matches nothing
+    export_table(ExportTableConfig(scores=dump_scores, out=tmp_path / "m.parquet", threshold=0.02,
+                                   dive_regex=r"^(zzz)?"))  # an optional group that never matches
+    assert set(pl.read_parquet(tmp_path / "m.parquet")["dive"]) == {"(unmatched)"}
+
+
+def test_bad_metadata_and_hostile_tables_are_refused(dump_scores: Path, tmp_path: Path) -> None:
+    from fathombatch.errors import LabelFileError
+
+    table = pl.read_parquet(dump_scores)
+    bad = tmp_path / "bad.csv"
+    pl.DataFrame({"image_id": table["image_id"], "lat": "36.7N"}).write_csv(bad)
+    with pytest.raises(LabelFileError, match="column 'lat' must hold numbers"):
+        export_table(ExportTableConfig(scores=dump_scores, out=tmp_path / "o.csv", format="dwc", metadata=bad))
+    pl.DataFrame({"image_id": table["image_id"], "threshold": 1}).write_csv(bad)
+    with pytest.raises(LabelFileError, match="clash with export columns"):
+        export_table(ExportTableConfig(scores=dump_scores, out=tmp_path / "o.csv", metadata=bad))
+    hostile = table.with_columns(pl.col("path").str.replace(r"^dive0/", "../outside/"))
+    hostile.write_parquet(tmp_path / "h.parquet", metadata=pl.read_parquet_metadata(dump_scores))
+    with pytest.raises(LabelFileError, match="points outside the scored folder"):
+        export_table(ExportTableConfig(scores=tmp_path / "h.parquet", out=tmp_path / "o.parquet", exif=True,
+                                       images_root=tmp_path))
+
+
+def test_occurrence_ids_differ_between_datasets(dump_scores: Path, tmp_path: Path) -> None:
+    for prefix, name in (("https://a.example/cruise1", "a.csv"), ("https://a.example/cruise2", "b.csv")):
+        export_table(ExportTableConfig(scores=dump_scores, out=tmp_path / name, format="dwc", threshold=0.02,
+                                       media_prefix=prefix))
+    a, b = pl.read_csv(tmp_path / "a.csv"), pl.read_csv(tmp_path / "b.csv")
+    assert a.height == b.height and not set(a["occurrenceID"]) & set(b["occurrenceID"])

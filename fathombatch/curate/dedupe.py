@@ -35,7 +35,8 @@ class DedupeConfig:
     """Attributes:
     source: a folder of images (searched recursively) or a scores table (``.parquet``).
     out: folder for ``hashes.parquet``, ``clusters.csv``, ``clusters.parquet`` and ``drop.txt``.
-    max_distance: near-duplicate radius in pHash bits (0..16; 0 = identical hashes).
+    max_distance: near-duplicate radius in pHash bits (0..8; 0 = identical hashes). Beyond 8 bits the bucket index
+        (9 chunks of about 7 bits) would compare nearly every pair of a large collection.
     images_root: for a scores table, the folder its paths are relative to (default: its ``run.root``).
     threads: hashing threads (default: all cores).
     """
@@ -116,20 +117,27 @@ def find_clusters(paths: list[str], hashes: list[FileHash], max_distance: int) -
             distance = None
             if h.phash is not None and k.phash is not None:
                 distance = int(popcount64(np.array([h.phash ^ k.phash], dtype=np.uint64))[0])
-            if i == keeper:
+            keep = i == keeper
+            if keep:
                 reason = f"kept: most pixels ({k.width}x{k.height}, {k.bytes} bytes) of its cluster"
             elif h.sha256 == k.sha256:
                 reason = f"byte-identical copy of {paths[keeper]}"
-            else:
+            elif distance is not None and distance <= max_distance:
                 reason = f"near duplicate of {paths[keeper]} (pHash distance {distance})"
-            records.append((cluster_no, kind, paths[i], i == keeper, distance, reason))
+            else:
+                # Clusters are transitive (a slow pan links frame 1 to frame 8 through the ones between); only images
+                # close to the kept one itself are suggested for dropping.
+                keep = True
+                reason = (f"kept: linked to the cluster through other images, but pHash distance {distance} from "
+                          f"{paths[keeper]} is over {max_distance}")
+            records.append((cluster_no, kind, paths[i], keep, distance, reason))
     return pl.DataFrame(records, schema=CLUSTER_SCHEMA, orient="row")
 
 
 def run_dedupe(cfg: DedupeConfig, progress: Progress | None = None) -> DedupeResult:
     """Hash every file, cluster duplicates, and write the results into ``cfg.out``."""
-    if not 0 <= cfg.max_distance <= 16:
-        raise UsageError(f"--max-distance must be between 0 and 16 bits, got {cfg.max_distance}")
+    if not 0 <= cfg.max_distance <= 8:
+        raise UsageError(f"--max-distance must be between 0 and 8 bits, got {cfg.max_distance}")
     root, paths = _listing(cfg)
     if not paths:
         raise UsageError(f"no images to compare in {cfg.source}")

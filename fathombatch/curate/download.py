@@ -23,12 +23,13 @@ from __future__ import annotations
 import csv
 import http.client
 import io
+import itertools
 import random
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -189,7 +190,11 @@ def _fetch(job: _Job, cfg: DownloadConfig) -> None:
 
 def download_one(job: _Job, cfg: DownloadConfig, sleep: Callable[[float], None] = time.sleep) -> str:
     """Fetch one image with retries. Returns ``"downloaded"``; raises _Final with the last reason on failure."""
-    if urlsplit(job.url).scheme not in ("http", "https"):
+    try:
+        scheme = urlsplit(job.url).scheme
+    except ValueError as exc:
+        raise _Final(f"malformed URL {job.url!r}: {exc}") from None
+    if scheme not in ("http", "https"):
         raise _Final(f"refused URL {job.url!r}: only http and https are fetched")
     check_inside(cfg.out, job.dest, job.file_name)
     last = ""
@@ -221,19 +226,25 @@ def download(cfg: DownloadConfig, progress: Progress | None = None) -> DownloadS
             return "skipped"
         return download_one(job, cfg)
 
-    window = cfg.workers * 64  # bounded number of pending futures, however many images
+    window = cfg.workers * 4  # bounded number of pending futures, however many images
+    pending_jobs = iter(jobs)
     with progress.task("Downloading", len(jobs), show_errors=True) as task, \
             ThreadPoolExecutor(max_workers=cfg.workers, thread_name_prefix="fb-dl") as pool:
-        for start in range(0, len(jobs), window):
-            futures: dict[Any, _Job] = {pool.submit(run, job): job for job in jobs[start : start + window]}
-            for fut in as_completed(futures):
-                job = futures[fut]
+        # A sliding window: a new job starts as soon as any finishes, so one slow file never idles the others.
+        futures: dict[Any, _Job] = {pool.submit(run, job): job for job in itertools.islice(pending_jobs, window)}
+        while futures:
+            finished, _ = wait(futures, return_when=FIRST_COMPLETED)
+            for fut in finished:
+                job = futures.pop(fut)
                 try:
                     done[fut.result()] += 1
                 except (_Final, LabelFileError) as exc:
                     failures.append(Failure(job.file_name, job.url, str(exc)))
                     task.update(errors=len(failures))
                 task.advance()
+                nxt = next(pending_jobs, None)
+                if nxt is not None:
+                    futures[pool.submit(run, nxt)] = nxt
     failures.sort(key=lambda f: f.file_name)
     return DownloadSummary(total=len(jobs), downloaded=done["downloaded"], skipped=done["skipped"],
                            failures=tuple(failures))

@@ -34,12 +34,16 @@ class SubsetConfig:
     out: ``.json`` or ``.csv``.
     ids: a text file of ids (see the module docstring).
     from_select: a ``curate select`` output instead.
+    images: for a Kaggle CSV written as COCO: the image folder, where each id's real file name is looked up.
+    ext: for a Kaggle CSV written as COCO: the extension of ids not found under ``images``.
     """
 
     labels: Path
     out: Path
     ids: Path | None = None
     from_select: Path | None = None
+    images: Path | None = None
+    ext: str = "png"
 
 
 @dataclass(frozen=True)
@@ -99,6 +103,6 @@ def make_subset(cfg: SubsetConfig) -> SubsetResult:
         data = coco_subset(load_coco_json(cfg.labels), set(keep), cfg.labels)
     else:
         sub = Labels(frame=chosen, taxonomy=labels.taxonomy, source=labels.source)
-        data, _ = labels_to_coco(sub, None, "png", f"subset of {cfg.labels.name} by fathombatch (no boxes)")
+        data, _ = labels_to_coco(sub, cfg.images, cfg.ext, f"subset of {cfg.labels.name} by fathombatch (no boxes)")
     write_coco(cfg.out, data)
     return SubsetResult(len(wanted), len(data["images"]), len(data["annotations"]), cfg.out, not_found)

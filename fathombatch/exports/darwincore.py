@@ -1,7 +1,8 @@
 """Darwin Core occurrences: one machine observation per image and category above threshold.
 
 Columns are Darwin Core terms (https://dwc.tdwg.org/terms/), so the CSV can go to OBIS/GBIF tooling for review:
-``occurrenceID`` (stable: a UUID5 of engine hash, path and category), ``eventID`` (the dive), ``basisOfRecord`` =
+``occurrenceID`` (stable: a UUID5 of the engine hash, the dataset — the media prefix, or the scored folder — the
+path and the category), ``eventID`` (the dive), ``basisOfRecord`` =
 ``MachineObservation``, ``occurrenceStatus`` = ``present``, ``scientificName`` (the FathomNet category name),
 ``identificationRemarks`` (engine, fathombatch version, probability, threshold), ``identifiedBy``,
 ``dateIdentified``, ``associatedMedia`` (the image path, after a URL prefix when given),
@@ -51,9 +52,12 @@ def occurrences(source: Source, media_prefix: str | None = None) -> Iterator[pl.
     def column(name: str, dtype: type[pl.DataType]) -> pl.Expr:
         return pl.col(name).cast(dtype) if name in frame.columns else pl.lit(None, dtype)
 
+    # Two cruises both have dive01/IMG_0001.jpg: the dataset (its public URL prefix, or where it was scored) keeps
+    # their occurrence IDs apart.
+    dataset = media_prefix or str((source.meta.get("run") or {}).get("root") or source.path.resolve())
     for rows in presence_rows(source):
         frame = rows.rename(renames)
-        ids = [str(uuid.uuid5(_NAMESPACE, f"{engine['sha256']}|{p}|{c}"))
+        ids = [str(uuid.uuid5(_NAMESPACE, f"{engine['sha256']}|{dataset}|{p}|{c}"))
                for p, c in zip(frame["path"], frame["category_id"], strict=True)]
         media = (pl.lit(media_prefix.rstrip("/") + "/") + pl.col("path")) if media_prefix else pl.col("path")
         depth = column("minimumDepthInMeters", pl.Float64)

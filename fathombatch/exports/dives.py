@@ -93,6 +93,13 @@ def heat_map(path: Path, by_category: pl.DataFrame, top: int = 25) -> Path:
     ).iter_rows():
         grid[dives.index(dive), common.index(name)] = fraction
     fig, ax = plt.subplots(figsize=(max(6.0, 0.35 * len(common) + 2), max(3.0, 0.35 * len(dives) + 1.5)))
+    if grid.size == 0:  # nothing present anywhere (a high threshold, or only error rows): say so in the picture
+        ax.text(0.5, 0.5, "no category reaches its threshold in any image", ha="center", va="center")
+        ax.set_axis_off()
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, format="png", dpi=110)
+        plt.close(fig)
+        return path
     image = ax.imshow(grid, aspect="auto", cmap="viridis", vmin=0, vmax=max(float(grid.max()), 1e-9))
     ax.set_xticks(range(len(common)), common, rotation=70, ha="right", fontsize=7)
     ax.set_yticks(range(len(dives)), dives, fontsize=7)
