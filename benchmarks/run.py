@@ -147,7 +147,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description="fathombatch throughput suite")
     parser.add_argument("--quick", action="store_true", help="small dives and one repeat: a smoke test of the suite")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--report-only", action="store_true", help="rewrite RESULTS.md from results/full.json")
     args = parser.parse_args()
+    if args.report_only:
+        from report import write_plot, write_results_md
+
+        records = json.loads((RESULTS / "full.json").read_text())
+        write_plot(records, RESULTS / "throughput-full.png")
+        write_results_md(records, HERE / "RESULTS.md", RESULTS / "throughput-full.png")
+        return
     repeats = 1 if args.quick else args.repeats
     n_jpeg, n_png, n_train, epochs = (48, 48, 120, 1) if args.quick else (384, 256, 600, 3)
     n_small = (200, 2000) if args.quick else (2000, 20000)

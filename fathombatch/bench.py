@@ -38,6 +38,7 @@ class BenchConfig:
         repeats: timed passes per measurement (the median is reported).
         max_images: use at most this many images of the folder (None: all).
         threads: CPU threads for decoders and engines (None: every core).
+        device: GPU for decoders and engines (None: the CPU).
     """
 
     root: Path
@@ -47,6 +48,7 @@ class BenchConfig:
     repeats: int = 3
     max_images: int | None = None
     threads: int | None = None
+    device: int | None = None
 
 
 def rss_mb() -> float | None:
@@ -108,11 +110,13 @@ def _files(cfg: BenchConfig) -> list[Path]:
 
 def bench_decode(cfg: BenchConfig, decoder: str, batch_size: int) -> Record:
     """Decode + resize + normalise only, in batches, for every image of the folder."""
-    from fathombatch.backends import open_engine
 
-    spec = open_engine(cfg.engine).manifest.input
+    from fathombatch.backends import read_manifest, resolve_engine_path
+
+    spec = read_manifest(resolve_engine_path(cfg.engine)).input
     files = _files(cfg)
-    with create_decoder(decoder, spec, batch_size=batch_size, threads=cfg.threads) as dec:
+    device = None if decoder == "pil" else cfg.device
+    with create_decoder(decoder, spec, batch_size=batch_size, threads=cfg.threads, device=device) as dec:
 
         def once() -> int:
             return sum(len(dec.decode(files[i : i + batch_size]).ok) for i in range(0, len(files), batch_size))
@@ -125,9 +129,10 @@ def bench_decode(cfg: BenchConfig, decoder: str, batch_size: int) -> Record:
 
 def bench_engine(cfg: BenchConfig, batch_size: int, n_images: int | None = None) -> Record:
     """The engine alone on preprocessed random tensors of the manifest's input size."""
-    from fathombatch.backends import open_engine
+    from fathombatch.backends import engine_device, open_engine
 
-    engine = open_engine(cfg.engine, threads=cfg.threads)
+    device = cfg.device if cfg.device is not None else engine_device(cfg.engine, "auto")
+    engine = open_engine(cfg.engine, threads=cfg.threads, device=device)
     spec = engine.manifest.input
     n = n_images or max(4 * batch_size, 64)
     batch = np.random.default_rng(0).standard_normal((batch_size, 3, spec.height, spec.width)).astype(np.float32)
@@ -165,7 +170,8 @@ def bench_e2e(cfg: BenchConfig, decoder: str, batch_size: int) -> Record:
 
         def once() -> int:
             summary = score_folder(ScoreConfig(root=root, engine=cfg.engine, out=out, batch_size=batch_size,
-                                               decoder=decoder, threads=cfg.threads, overwrite=True))
+                                               decoder=decoder, threads=cfg.threads, overwrite=True,
+                                               device="cpu" if cfg.device is None else "cuda"))
             return summary.files
 
         with peak_memory() as mem:

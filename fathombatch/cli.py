@@ -206,6 +206,11 @@ def export(run: Path, fmt: str, out: Path, checkpoint: str, precision: str, over
 @click.option("--overwrite", is_flag=True, help="Replace an existing table or discard an interrupted run.")
 @click.option("--part-rows", type=click.IntRange(min=1), default=2048, show_default=True,
               help="Rows per part file: the most work a hard kill can cost.")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
+              help="auto: TensorRT plans and .pt engines on GPU 0 when there is one; ONNX engines on the CPU.")
+@click.option("--devices", help="Shard over these GPUs, one worker each, one output (e.g. 0,1,2,3).")
+@click.option("--torch-precision", type=click.Choice(["fp32", "fp16", "bf16"]), default="fp32", show_default=True,
+              help=".pt engines on a GPU: autocast precision.")
 @click.option("--ray", "use_ray", is_flag=True, help="Score on Ray (needs the 'ray' extra; see docs/scaling.md).")
 @click.option("--ray-address", help="Ray cluster: 'auto' or ray://HOST:PORT [default: start a local instance].")
 @click.option("--workers", type=click.IntRange(min=1), help="Ray scoring actors [default: one per CPU or GPU].")
@@ -213,9 +218,9 @@ def export(run: Path, fmt: str, out: Path, checkpoint: str, precision: str, over
 @click.option("--gpus-per-worker", type=click.FloatRange(min=0), default=0.0, show_default=True)
 @quiet_option
 def score(root: Path, engine: str, out: Path, batch_size: int, decoder: str, top_k: int, submission: Path | None,
-          osd_method: str | None, threads: int | None, overwrite: bool, part_rows: int, use_ray: bool,
-          ray_address: str | None, workers: int | None, cpus_per_worker: float, gpus_per_worker: float,
-          quiet: bool) -> None:
+          osd_method: str | None, threads: int | None, overwrite: bool, part_rows: int, device: str,
+          devices: str | None, torch_precision: str, use_ray: bool, ray_address: str | None, workers: int | None,
+          cpus_per_worker: float, gpus_per_worker: float, quiet: bool) -> None:
     """Score every .jpg/.jpeg/.png under ROOT into a Parquet table (resumable).
 
     Bad files get an error row and the run goes on; an interrupted run resumes when the same command is re-run.
@@ -224,8 +229,10 @@ def score(root: Path, engine: str, out: Path, batch_size: int, decoder: str, top
     Example:
       fathombatch score ./dive_images --engine densenet121.onnx --out scores.parquet --submission submission.csv
       fathombatch score /shared/cruise --engine model.onnx --out /shared/cruise.parquet --ray --ray-address auto
+      fathombatch score ./dive_images --engine densenet121.plan --devices 0,1 --batch-size 256
     """
     from fathombatch.errors import UsageError
+    from fathombatch.gpu import parse_devices
     from fathombatch.scale import RayOptions
     from fathombatch.score import ScoreConfig, score_folder
 
@@ -237,7 +244,8 @@ def score(root: Path, engine: str, out: Path, batch_size: int, decoder: str, top
         raise UsageError("--ray-address and --workers need --ray")
     cfg = ScoreConfig(root=root, engine=engine, out=out, batch_size=batch_size, decoder=decoder, top_k=top_k,
                       submission=submission, osd=osd_method, threads=threads, overwrite=overwrite, part_rows=part_rows,
-                      ray=ray)
+                      ray=ray, device=device, devices=parse_devices(devices) if devices else None,
+                      torch_precision=torch_precision)
     s = score_folder(cfg, progress=_progress(quiet))
     resumed = f", {s.resumed} from an interrupted run" if s.resumed else ""
     click.echo(f"Scored {s.files} files: {s.ok} ok, {s.errors} errors{resumed}. {s.scored_now} scored now in "
@@ -323,6 +331,34 @@ def bench(stage: str, root: Path, engine: str, batch_sizes: str, decoders: str, 
 
         write_json_atomic(json_out, records)
         click.echo(f"Records: {json_out}")
+
+
+@cli.command("build-engine")
+@click.argument("onnx", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="The .plan to write (manifest beside it).")
+@click.option("--precision", type=click.Choice(["fp32", "fp16", "int8"]), default="fp16", show_default=True)
+@click.option("--max-batch", type=click.IntRange(1, 65536), default=256, show_default=True)
+@click.option("--opt-batch", type=click.IntRange(min=1), help="Batch size TensorRT tunes for [default: --max-batch].")
+@click.option("--calibration", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="int8: images like the ones the plan will score.")
+@click.option("--device", "gpu", type=click.IntRange(min=0), default=0, show_default=True, help="GPU to build for.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing plan.")
+def build_engine_cmd(onnx: Path, out: Path, precision: str, max_batch: int, opt_batch: int | None,
+                     calibration: Path | None, gpu: int, overwrite: bool) -> None:
+    """Build a TensorRT plan from an fp32 ONNX engine (needs an NVIDIA GPU and the 'tensorrt' extra).
+
+    TensorRT plans contain code and run only on the TensorRT version and GPU architecture they were built for:
+    build them on the machine that scores, and run only plans you built or trust (docs/gpu.md).
+
+    \b
+    Example:
+      fathombatch build-engine engines/densenet121.onnx --precision fp16 --max-batch 512 --out engines/densenet121.plan
+    """
+    from fathombatch.backends.trt_build import BuildConfig, build_engine
+
+    r = build_engine(BuildConfig(onnx=onnx, out=out, precision=precision, max_batch=max_batch, opt_batch=opt_batch,  # type: ignore[arg-type]
+                                 calibration=calibration, device=gpu, overwrite=overwrite))
+    click.echo(f"Wrote {r.plan} (TensorRT {r.tensorrt}, {r.gpu}) and {r.manifest}")
 
 
 @cli.command("export-table")

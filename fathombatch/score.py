@@ -31,11 +31,12 @@ import numpy as np
 import polars as pl
 
 from fathombatch import __version__
-from fathombatch.backends import Engine, open_engine
+from fathombatch.backends import Engine, engine_device, open_engine
 from fathombatch.decode import create_decoder, discover, resolve_decoder_name
 from fathombatch.decode.base import DecodedBatch
 from fathombatch.errors import OutputError, UsageError
 from fathombatch.fsutil import FileLock, atomic_path, display_path
+from fathombatch.gpu import require_gpu
 from fathombatch.metrics import ranking_from_scores
 from fathombatch.osd import create_osd
 from fathombatch.parts import PartStore, file_signature
@@ -65,6 +66,9 @@ class ScoreConfig:
         overwrite: discard an existing output or interrupted run instead of refusing/resuming.
         part_rows: rows per part file (the most a hard kill can lose).
         ray: score on a Ray cluster (see :mod:`fathombatch.scale`) instead of in this process.
+        device: ``auto`` (TensorRT plans and ``.pt`` engines on GPU 0 when there is one), ``cpu`` or ``cuda``.
+        devices: GPUs to shard the files over, one worker process per GPU, one output (None: one device).
+        torch_precision: ``.pt`` engines on a GPU: ``fp32``, or autocast to ``fp16``/``bf16``.
     """
 
     root: Path
@@ -79,6 +83,9 @@ class ScoreConfig:
     overwrite: bool = False
     part_rows: int = 2048
     ray: RayOptions | None = None
+    device: str = "auto"
+    devices: list[int] | None = None
+    torch_precision: str = "fp32"
 
 
 @dataclass(frozen=True)
@@ -121,6 +128,7 @@ def _run_params(cfg: ScoreConfig, engine: Engine, decoder: str, osd: str) -> dic
         "top_k": cfg.top_k,
         "osd": osd,
         "root": str(cfg.root.resolve()),
+        "torch_precision": cfg.torch_precision,
     }
 
 
@@ -142,10 +150,12 @@ def _decode_stage(
     pending: list[str],
     out_q: queue.Queue[Any],
     stop: threading.Event,
+    device: int | None,
 ) -> None:
     """Decode thread: put (paths, DecodedBatch) items on the queue, then None; an exception is forwarded."""
     try:
-        decoder = create_decoder(decoder_name, engine.manifest.input, batch_size=cfg.batch_size, threads=cfg.threads)
+        decoder = create_decoder(decoder_name, engine.manifest.input, batch_size=cfg.batch_size, threads=cfg.threads,
+                                 device=device)
         with decoder:
             for chunk in _batches(pending, cfg.batch_size):
                 if not _put(out_q, (chunk, decoder.decode([cfg.root / p for p in chunk])), stop):
@@ -171,13 +181,18 @@ def score_folder(cfg: ScoreConfig, *, progress: Progress | None = None) -> Score
     files = discover(cfg.root, on_error=warnings.append)
     if not files:
         raise UsageError(f"no .jpg, .jpeg or .png images under {cfg.root}")
-    engine = open_engine(cfg.engine, threads=cfg.threads)
+    if cfg.devices:
+        require_gpu("--devices", cfg.devices)
+        device: int | None = cfg.devices[0]
+    else:
+        device = engine_device(cfg.engine, cfg.device)
+    engine = open_engine(cfg.engine, threads=cfg.threads, device=device, precision=cfg.torch_precision)
     taxonomy = engine.manifest.taxonomy
     if not 1 <= cfg.top_k <= len(taxonomy):
         raise UsageError(f"--top-k must be between 1 and {len(taxonomy)}, got {cfg.top_k}")
     osd_name = cfg.osd or str(engine.manifest.osd.get("method", "max-prob"))
     osd_fn = create_osd(osd_name, engine.manifest.osd.get("stats"))
-    decoder_name = resolve_decoder_name(cfg.decoder)
+    decoder_name = resolve_decoder_name(cfg.decoder, device)
 
     out = cfg.out
     parts_dir = out.with_name(out.name + ".parts")
@@ -203,8 +218,12 @@ def score_folder(cfg: ScoreConfig, *, progress: Progress | None = None) -> Score
 
                 frames = ray_frames(engine=engine.path, root=cfg.root, decoder=decoder_name, batch_size=cfg.batch_size,
                                     top_k=cfg.top_k, osd=osd_name, pending=pending, options=cfg.ray)
+            elif cfg.devices and len(cfg.devices) > 1:
+                from fathombatch.multigpu import multi_gpu_frames
+
+                frames = multi_gpu_frames(cfg, engine.path, decoder_name, osd_name, pending, cfg.devices)
             else:
-                frames = _local_frames(cfg, engine, decoder_name, osd_fn, pending)
+                frames = _local_frames(cfg, engine, decoder_name, osd_fn, pending, device)
             _score_pending(cfg, frames, store, progress, resumed, len(files))
         scored_seconds = time.perf_counter() - started
         meta = {
@@ -256,14 +275,15 @@ def score_folder(cfg: ScoreConfig, *, progress: Progress | None = None) -> Score
 
 
 def _local_frames(
-    cfg: ScoreConfig, engine: Engine, decoder_name: str, osd_fn: Any, pending: list[str]
+    cfg: ScoreConfig, engine: Engine, decoder_name: str, osd_fn: Any, pending: list[str], device: int | None = None
 ) -> Iterator[tuple[int, pl.DataFrame]]:
     """Yield (files done, rows) from the local pipeline: a decode thread feeding this thread's engine calls."""
     taxonomy = engine.manifest.taxonomy
     decoded_q: queue.Queue[Any] = queue.Queue(maxsize=2)
     stop = threading.Event()
     decoder_thread = threading.Thread(
-        target=_decode_stage, args=(cfg, decoder_name, engine, pending, decoded_q, stop), name="fb-decode", daemon=True
+        target=_decode_stage, args=(cfg, decoder_name, engine, pending, decoded_q, stop, device), name="fb-decode",
+        daemon=True,
     )
     decoder_thread.start()
     try:

@@ -114,7 +114,7 @@ def test_tensorrt_plan_says_what_it_needs(engines: dict[str, Path], tmp_path: Pa
     data = json.loads(manifest_path(engines["onnx"]).read_text())
     data.update(runtime="tensorrt", engine_sha256=None)
     manifest_path(dest).write_text(json.dumps(data))
-    with pytest.raises(EngineError, match="needs an NVIDIA GPU and TensorRT"):
+    with pytest.raises(UsageError, match="is a TensorRT plan, which needs an NVIDIA GPU"):
         open_engine(dest)
 
 

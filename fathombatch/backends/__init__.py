@@ -34,25 +34,28 @@ __all__ = [
 ]
 
 
-def _onnx(path: Path, manifest: Manifest, threads: int | None) -> Engine:
+def _onnx(path: Path, manifest: Manifest, threads: int | None, device: int | None, precision: str) -> Engine:
     from fathombatch.backends.onnx import OnnxEngine
 
+    if device is not None:
+        raise UsageError(f"{path}: ONNX engines run on the CPU in fathombatch; for the GPU build a TensorRT plan "
+                         "(fathombatch build-engine) or score the .pt export")
     return OnnxEngine(path, manifest, threads=threads)
 
 
-def _torch(path: Path, manifest: Manifest, threads: int | None) -> Engine:
+def _torch(path: Path, manifest: Manifest, threads: int | None, device: int | None, precision: str) -> Engine:
     from fathombatch.backends.torch_engine import TorchEngine
 
-    return TorchEngine(path, manifest, threads=threads)
+    return TorchEngine(path, manifest, threads=threads, device=device, precision=precision)
 
 
-def _tensorrt(path: Path, manifest: Manifest, threads: int | None) -> Engine:
+def _tensorrt(path: Path, manifest: Manifest, threads: int | None, device: int | None, precision: str) -> Engine:
     from fathombatch.backends.tensorrt import TensorRTEngine
 
-    return TensorRTEngine(path, manifest, threads=threads)
+    return TensorRTEngine(path, manifest, threads=threads, device=0 if device is None else device)
 
 
-_RUNTIMES: dict[str, tuple[str, Callable[[Path, Manifest, int | None], Engine]]] = {
+_RUNTIMES: dict[str, tuple[str, Callable[[Path, Manifest, int | None, int | None, str], Engine]]] = {
     ".onnx": ("onnxruntime", _onnx),
     ".pt": ("torch", _torch),
     ".plan": ("tensorrt", _tensorrt),
@@ -83,13 +86,22 @@ def resolve_engine_path(name: str | Path) -> Path:
     raise UsageError(f"engine {name} not found (looked at {path} and {stored})")
 
 
-def open_engine(name: str | Path, *, threads: int | None = None, verify_hash: bool = True) -> Engine:
+def open_engine(
+    name: str | Path,
+    *,
+    threads: int | None = None,
+    verify_hash: bool = True,
+    device: int | None = None,
+    precision: str = "fp32",
+) -> Engine:
     """Resolve, validate against the manifest and load an engine.
 
     Args:
         name: an engine path, or a file name inside the engine store.
         threads: CPU threads for the runtime (None: the runtime's default).
         verify_hash: check the file's SHA-256 against the manifest's ``engine_sha256``.
+        device: GPU to run on (None: the CPU; TensorRT plans always run on a GPU, GPU 0 by default).
+        precision: ``.pt`` engines on a GPU: ``fp32``, or autocast to ``fp16``/``bf16``.
     """
     path = resolve_engine_path(name)
     manifest = read_manifest(path)
@@ -101,4 +113,29 @@ def open_engine(name: str | Path, *, threads: int | None = None, verify_hash: bo
             f"{path} does not match its manifest (SHA-256 differs): the engine file was replaced or damaged; "
             "re-export it"
         )
-    return factory(path, manifest, threads)
+    return factory(path, manifest, threads, device, precision)
+
+
+def engine_device(name: str | Path, device: str) -> int | None:
+    """Where an engine runs for ``--device auto|cpu|cuda``: a GPU number, or None for the CPU.
+
+    ``auto`` puts TensorRT plans and ``.pt`` engines on GPU 0 when PyTorch sees one; ONNX engines run on the CPU.
+    """
+    from fathombatch.gpu import cuda_device_count, require_gpu
+
+    suffix = Path(name).suffix.lower()
+    if device not in ("auto", "cpu", "cuda"):
+        raise UsageError(f"--device must be auto, cpu or cuda, got {device!r}")
+    if suffix == ".plan":
+        if device == "cpu":
+            raise UsageError(f"{name} is a TensorRT plan, which runs only on an NVIDIA GPU; drop --device cpu")
+        return 0
+    if device == "cuda":
+        require_gpu(f"--device cuda ({name})")
+        if suffix == ".onnx":
+            raise UsageError(f"{name}: ONNX engines run on the CPU in fathombatch; for the GPU build a TensorRT plan "
+                             "(fathombatch build-engine) or score the .pt export")
+        return 0
+    if device == "auto" and suffix == ".pt" and cuda_device_count() > 0:
+        return 0
+    return None

@@ -1,47 +1,115 @@
 """TensorRT engines (``.plan``): need the ``tensorrt`` extra and an NVIDIA GPU.
 
-The GPU path (building plans, running them with ``execute_async_v3``) is the subject of the GPU issue; until it
-lands, opening a plan explains exactly what is missing instead of failing obscurely.
+The runtime follows TensorRT 10's name-based API: one execution context, created once, on one CUDA stream of its own;
+input shapes set per batch with ``set_input_shape``; every I/O tensor bound by name with ``set_tensor_address``; and
+``execute_async_v3`` on that stream. Buffers are PyTorch CUDA tensors, so a batch decoded on the GPU (DALI, nvJPEG)
+reaches the engine without a trip through host memory.
+
+A plan only runs on the TensorRT version and the GPU architecture it was built for: a mismatch gives one error naming
+both and saying to rebuild. TensorRT plans contain executable code (NVIDIA's own warning): run only plans you built
+or trust.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from fathombatch.backends.base import Engine
 from fathombatch.backends.manifest import Manifest
 from fathombatch.errors import EngineError, require
+from fathombatch.gpu import cuda_device_count, gpu_info, require_gpu
+
+__all__ = ["TensorRTEngine", "cuda_device_count"]
 
 
-def cuda_device_count() -> int:
-    """Number of CUDA devices PyTorch sees (0 on machines without an NVIDIA GPU or driver)."""
+def _torch_dtype(trt: Any, dtype: Any) -> Any:
+    import torch
+
+    table = {trt.float32: torch.float32, trt.float16: torch.float16, trt.int32: torch.int32, trt.int8: torch.int8}
+    if hasattr(trt, "bfloat16"):
+        table[trt.bfloat16] = torch.bfloat16
     try:
-        import torch
-
-        return torch.cuda.device_count() if torch.cuda.is_available() else 0
-    except Exception:  # noqa: BLE001 - a broken driver install counts as no GPU
-        return 0
+        return table[dtype]
+    except KeyError:
+        raise EngineError(f"TensorRT output type {dtype} is not supported by fathombatch") from None
 
 
 class TensorRTEngine(Engine):
-    """Placeholder that reports what a TensorRT plan needs on this machine."""
+    """Run a TensorRT plan on one GPU."""
 
     runtime = "tensorrt"
 
-    def __init__(self, path: Path, manifest: Manifest, *, threads: int | None = None) -> None:
+    def __init__(self, path: Path, manifest: Manifest, *, threads: int | None = None, device: int = 0) -> None:
         super().__init__(path, manifest, threads=threads)
-        if cuda_device_count() == 0:
-            raise EngineError(
-                f"{path} is a TensorRT plan, which needs an NVIDIA GPU and TensorRT; this machine has no usable "
-                "GPU - score with the .onnx or .pt export of the same model instead"
-            )
-        require("tensorrt", "tensorrt", f"running the TensorRT plan {path}")
-        raise EngineError(
-            f"running TensorRT plans ({path}) is not implemented in this version of fathombatch; "
-            "use the .onnx export of the same model"
-        )
+        require_gpu(f"{path} is a TensorRT plan, which", [device])
+        trt = require("tensorrt", "tensorrt", f"running the TensorRT plan {path}")
+        import torch
 
-    def run(self, batch: np.ndarray) -> dict[str, np.ndarray]:  # pragma: no cover - never constructed
-        raise EngineError("TensorRT engines are not available")
+        from fathombatch.backends.trt_build import tensorrt_logger
+
+        info = gpu_info(device)
+        built_trt = manifest.versions.get("tensorrt")
+        built_cc = manifest.versions.get("compute_capability")
+        if built_trt != trt.__version__ or (built_cc and built_cc != info.compute_capability):
+            raise EngineError(
+                f"{path} was built with TensorRT {built_trt} for {manifest.versions.get('gpu')} (compute capability "
+                f"{built_cc}); this machine has TensorRT {trt.__version__} and {info.name} (compute capability "
+                f"{info.compute_capability}). Rebuild it here: fathombatch build-engine "
+                f"{manifest.provenance.get('built_from', 'MODEL.onnx')} --out {path}"
+            )
+        self.device = torch.device("cuda", device)
+        self._torch = torch
+        self._trt = trt
+        self._logger = tensorrt_logger(trt)
+        runtime = trt.Runtime(self._logger.impl)
+        self._engine = runtime.deserialize_cuda_engine(path.read_bytes())
+        if self._engine is None:
+            raise EngineError(f"TensorRT cannot load {path}: {'; '.join(self._logger.messages[-3:]) or 'unknown error'}")
+        self._context = self._engine.create_execution_context()
+        self._stream = torch.cuda.Stream(device=self.device)
+        names = [self._engine.get_tensor_name(i) for i in range(self._engine.num_io_tensors)]
+        inputs = [n for n in names if self._engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
+        if len(inputs) != 1:
+            raise EngineError(f"{path} has {len(inputs)} inputs; fathombatch engines take one image batch")
+        self._input = inputs[0]
+        self._outputs = [n for n in names if n not in inputs]
+        self.max_batch = int(self._engine.get_tensor_profile_shape(self._input, 0)[2][0])
+
+    def _to_device(self, batch: Any) -> Any:
+        torch = self._torch
+        if isinstance(batch, np.ndarray):
+            return torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32)).to(self.device, non_blocking=True)
+        return batch.to(self.device, dtype=torch.float32).contiguous()
+
+    def _run_chunk(self, x: Any) -> dict[str, Any]:
+        torch = self._torch
+        ctx = self._context
+        if not ctx.set_input_shape(self._input, tuple(x.shape)):
+            raise EngineError(f"{self.path} does not accept input shape {tuple(x.shape)}")
+        ctx.set_tensor_address(self._input, x.data_ptr())
+        outputs = {}
+        for name in self._outputs:
+            shape = tuple(ctx.get_tensor_shape(name))
+            out = torch.empty(shape, dtype=_torch_dtype(self._trt, self._engine.get_tensor_dtype(name)),
+                              device=self.device)
+            ctx.set_tensor_address(name, out.data_ptr())
+            outputs[name] = out
+        # The input may have been written on another stream (DALI's, nvJPEG's): wait for it.
+        self._stream.wait_stream(torch.cuda.current_stream(self.device))
+        if not ctx.execute_async_v3(self._stream.cuda_stream):
+            raise EngineError(f"TensorRT failed to run {self.path}: {'; '.join(self._logger.messages[-3:])}")
+        self._stream.synchronize()
+        return outputs
+
+    def run(self, batch: Any) -> dict[str, np.ndarray]:
+        x = self._to_device(batch)
+        n = int(x.shape[0])
+        chunks = [self._run_chunk(x[i : i + self.max_batch]) for i in range(0, n, self.max_batch)]
+        merged = {name: self._torch.cat([c[name] for c in chunks]).float().cpu().numpy() for name in self._outputs}
+        first = self._outputs[0]
+        out = {k: v for k, v in merged.items() if k != first}
+        out["logits"] = self.check_logits(merged[first], n)
+        return out

@@ -9,6 +9,7 @@ is rebuilt from fathombatch's own architecture registry.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -21,12 +22,21 @@ TORCH_ENGINE_FORMAT = "fathombatch-torch-engine"
 
 
 class TorchEngine(Engine):
-    """Run a ``.pt`` engine with eager PyTorch on the CPU (``torch.inference_mode``)."""
+    """Run a ``.pt`` engine with PyTorch (``torch.inference_mode``) on the CPU or one GPU.
+
+    On a GPU the model runs in channels-last memory format and, with ``precision`` ``fp16``/``bf16``, under autocast;
+    batches that are already CUDA tensors (decoded on the GPU) are used where they are.
+    """
 
     runtime = "torch"
 
-    def __init__(self, path: Path, manifest: Manifest, *, threads: int | None = None) -> None:
+    def __init__(self, path: Path, manifest: Manifest, *, threads: int | None = None, device: int | None = None,
+                 precision: str = "fp32") -> None:
         super().__init__(path, manifest, threads=threads)
+        if precision not in ("fp32", "fp16", "bf16"):
+            raise EngineError(f"torch engines run in fp32, fp16 or bf16, not {precision!r}")
+        if precision != "fp32" and device is None:
+            raise EngineError(f"--torch-precision {precision} is for GPUs; on the CPU torch engines run in fp32")
         import torch
 
         from fathombatch.models import create_model
@@ -53,12 +63,28 @@ class TorchEngine(Engine):
         if threads:
             torch.set_num_threads(threads)
         self._torch = torch
+        self.device = torch.device("cpu") if device is None else torch.device("cuda", device)
+        if device is not None:
+            from fathombatch.gpu import require_gpu
+
+            require_gpu(f"running {path} on GPU {device}", [device])
+            model = model.to(self.device, memory_format=torch.channels_last)
+        self._autocast = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(precision)
         self._model = model.eval()
 
-    def run(self, batch: np.ndarray) -> dict[str, np.ndarray]:
-        with self._torch.inference_mode():
-            logits, features = self._model.forward_with_features(self._torch.from_numpy(np.ascontiguousarray(batch)))
+    def run(self, batch: Any) -> dict[str, np.ndarray]:
+        torch = self._torch
+        if isinstance(batch, np.ndarray):
+            x = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32))
+        else:
+            x = batch
+        x = x.to(self.device, non_blocking=True)
+        if self.device.type == "cuda":
+            x = x.contiguous(memory_format=torch.channels_last)
+        with torch.inference_mode(), torch.autocast(self.device.type, dtype=self._autocast or torch.float32,
+                                                    enabled=self._autocast is not None):
+            logits, features = self._model.forward_with_features(x)
         return {
-            "logits": self.check_logits(logits.float().numpy(), batch.shape[0]),
-            "features": features.float().numpy(),
+            "logits": self.check_logits(logits.float().cpu().numpy(), int(x.shape[0])),
+            "features": features.float().cpu().numpy(),
         }

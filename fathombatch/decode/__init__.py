@@ -1,7 +1,8 @@
 """Image discovery and decoders behind one interface (see :class:`~fathombatch.decode.base.Decoder`).
 
-``create_decoder("auto" | "dali" | "pil", spec)`` builds one; ``auto`` picks DALI where it is installed (Linux)
-and Pillow elsewhere.
+``create_decoder("auto" | "dali" | "pil" | "nvjpeg", spec, device=None | N)`` builds one. ``device=N`` decodes on GPU
+N (DALI's nvJPEG ``mixed`` backend, or torchvision's nvJPEG) and returns CUDA tensors. ``auto`` picks DALI where it is
+installed (Linux) — on the GPU when a device is given — then nvJPEG on a GPU, then Pillow.
 """
 
 from __future__ import annotations
@@ -26,19 +27,29 @@ __all__ = [
 ]
 
 
-def _pil(spec: InputSpec, batch_size: int, threads: int | None) -> Decoder:
+def _pil(spec: InputSpec, batch_size: int, threads: int | None, device: int | None) -> Decoder:
     from fathombatch.decode.pil import PilDecoder
 
     return PilDecoder(spec, batch_size=batch_size, threads=threads)
 
 
-def _dali(spec: InputSpec, batch_size: int, threads: int | None) -> Decoder:
+def _dali(spec: InputSpec, batch_size: int, threads: int | None, device: int | None) -> Decoder:
     from fathombatch.decode.dali import DaliDecoder
 
-    return DaliDecoder(spec, batch_size=batch_size, threads=threads)
+    return DaliDecoder(spec, batch_size=batch_size, threads=threads, device=device)
 
 
-_DECODERS: dict[str, Callable[[InputSpec, int, int | None], Decoder]] = {"dali": _dali, "pil": _pil}
+def _nvjpeg(spec: InputSpec, batch_size: int, threads: int | None, device: int | None) -> Decoder:
+    from fathombatch.decode.nvjpeg import NvjpegDecoder
+
+    return NvjpegDecoder(spec, batch_size=batch_size, threads=threads, device=device)
+
+
+_DECODERS: dict[str, Callable[[InputSpec, int, int | None, int | None], Decoder]] = {
+    "dali": _dali,
+    "nvjpeg": _nvjpeg,
+    "pil": _pil,
+}
 
 
 def list_decoders() -> list[str]:
@@ -46,17 +57,22 @@ def list_decoders() -> list[str]:
     return sorted(_DECODERS)
 
 
-def resolve_decoder_name(name: str) -> str:
-    """Map ``auto`` to ``dali`` when DALI imports, else ``pil``; check other names."""
+def resolve_decoder_name(name: str, device: int | None = None) -> str:
+    """Map ``auto`` to ``dali`` when DALI imports, else ``nvjpeg`` on a GPU, else ``pil``; check other names."""
     if name == "auto":
         from fathombatch.decode.dali import dali_available
 
-        return "dali" if dali_available() else "pil"
+        if dali_available():
+            return "dali"
+        return "nvjpeg" if device is not None else "pil"
     if name not in _DECODERS:
         raise UsageError(f"unknown decoder {name!r}; choose one of auto, {', '.join(list_decoders())}")
     return name
 
 
-def create_decoder(name: str, spec: InputSpec, *, batch_size: int = 32, threads: int | None = None) -> Decoder:
-    """Build a decoder by name (``auto``, ``dali``, ``pil``) for an input spec."""
-    return _DECODERS[resolve_decoder_name(name)](spec, batch_size, threads)
+def create_decoder(
+    name: str, spec: InputSpec, *, batch_size: int = 32, threads: int | None = None, device: int | None = None
+) -> Decoder:
+    """Build a decoder by name (``auto``, ``dali``, ``pil``, ``nvjpeg``) for an input spec, on GPU ``device``
+    (Pillow always decodes on the CPU)."""
+    return _DECODERS[resolve_decoder_name(name, device)](spec, batch_size, threads, device)

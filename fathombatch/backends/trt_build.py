@@ -1,0 +1,190 @@
+"""Build TensorRT plans from fathombatch ONNX engines: ``fathombatch build-engine``.
+
+Supported TensorRT: 10.x and 11.x. Every plan is built from a *strongly typed* network (``STRONGLY_TYPED``), whose
+precision is the precision of the ONNX graph itself. That is the only way TensorRT 11 offers (it removed the FP16/INT8
+builder flags and calibrators), and TensorRT 10 supports it too, so one code path serves both:
+
+* ``fp32``: the exported ONNX as it is;
+* ``fp16``: the ONNX converted to float16 (``onnxconverter-common``; inputs and outputs stay float32);
+* ``int8``: the ONNX with Q/DQ nodes (ONNX Runtime static quantisation, symmetric signed int8 for weights and
+  activations, as TensorRT requires), calibrated on images of ``--calibration DIR``.
+
+The batch dimension is dynamic through one optimisation profile (1 .. ``max_batch``, tuned for ``opt_batch``). The
+manifest records the TensorRT version, the GPU name and its compute capability: a plan only runs on the TensorRT
+version and GPU architecture it was built for, and TensorRT plans contain executable code — run only plans you built or
+trust.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from dataclasses import dataclass, replace
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from fathombatch.backends.manifest import file_sha256, manifest_path, read_manifest, write_manifest
+from fathombatch.errors import EngineError, OutputError, UsageError, require
+from fathombatch.fsutil import atomic_path
+from fathombatch.gpu import gpu_info, require_gpu
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class BuildConfig:
+    """A plan to build.
+
+    Attributes:
+        onnx: an fp32 ONNX engine exported by fathombatch (its manifest is required).
+        out: the ``.plan`` to write (manifest beside it).
+        precision: ``fp32``, ``fp16`` or ``int8``.
+        max_batch: largest batch the plan accepts.
+        opt_batch: batch size TensorRT tunes for (default: ``max_batch``).
+        calibration: image folder for ``int8`` calibration.
+        calibration_images: at most this many calibration images.
+        workspace_gib: builder workspace limit.
+        device: GPU to build on (the plan is for that GPU's architecture).
+        overwrite: replace an existing plan.
+    """
+
+    onnx: Path
+    out: Path
+    precision: Literal["fp32", "fp16", "int8"] = "fp16"
+    max_batch: int = 256
+    opt_batch: int | None = None
+    calibration: Path | None = None
+    calibration_images: int = 512
+    workspace_gib: float = 8.0
+    device: int = 0
+    overwrite: bool = False
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    plan: Path
+    manifest: Path
+    tensorrt: str
+    gpu: str
+
+
+class _Logger:
+    """A TensorRT logger that keeps errors for the message fathombatch raises."""
+
+    def __init__(self, trt: Any) -> None:
+        self.messages: list[str] = []
+
+        class Impl(trt.ILogger):  # type: ignore[misc, name-defined]
+            def __init__(inner) -> None:  # noqa: N805 - TensorRT's base class needs its own __init__ called
+                trt.ILogger.__init__(inner)
+
+            def log(inner, severity: Any, msg: str) -> None:  # noqa: N805
+                if severity <= trt.ILogger.Severity.WARNING:
+                    self.messages.append(msg)
+                    log.debug("TensorRT: %s", msg)
+
+        self.impl = Impl()
+
+
+def tensorrt_logger(trt: Any) -> _Logger:
+    return _Logger(trt)
+
+
+def _calibration_cache(folder: Path, spec: Any, limit: int) -> np.ndarray:
+    from fathombatch.decode import discover
+    from fathombatch.models.data import preload
+
+    if not folder.is_dir():
+        raise UsageError(f"--calibration {folder} is not a folder")
+    files = [folder / f for f in discover(folder)][:limit]
+    if not files:
+        raise UsageError(f"--calibration {folder} has no images")
+    return preload(files, spec.size)
+
+
+def _prepare_onnx(src: Path, dest: Path, precision: str, cfg: BuildConfig, spec: Any) -> None:
+    """Write the ONNX graph whose own types carry the requested precision."""
+    import onnx
+
+    if precision == "fp32":
+        dest.write_bytes(src.read_bytes())
+    elif precision == "fp16":
+        from onnxconverter_common import float16
+
+        onnx.save(float16.convert_float_to_float16(onnx.load(str(src)), keep_io_types=True), str(dest))
+    else:
+        from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+
+        from fathombatch.backends.export import _Calibration
+
+        if cfg.calibration is None:
+            raise UsageError("--precision int8 needs --calibration DIR: images like the ones the plan will score")
+        cache = _calibration_cache(cfg.calibration, spec, cfg.calibration_images)
+        quantize_static(
+            str(src), str(dest), _Calibration(cache, spec), quant_format=QuantFormat.QDQ, per_channel=True,
+            activation_type=QuantType.QInt8, weight_type=QuantType.QInt8, calibrate_method=CalibrationMethod.MinMax,
+            extra_options={"ActivationSymmetric": True, "WeightSymmetric": True},
+        )
+
+
+def build_engine(cfg: BuildConfig) -> BuildResult:
+    """Build a plan and its manifest (see the module docstring)."""
+    if cfg.out.suffix != ".plan":
+        raise UsageError(f"--out {cfg.out} must end in .plan")
+    if cfg.out.exists() and not cfg.overwrite:
+        raise OutputError(f"{cfg.out} already exists; pass --overwrite to replace it")
+    if not 1 <= cfg.max_batch <= 65536:
+        raise UsageError(f"--max-batch must be between 1 and 65536, got {cfg.max_batch}")
+    source = read_manifest(cfg.onnx)
+    if source.runtime != "onnxruntime" or source.precision != "fp32":
+        raise UsageError(f"{cfg.onnx} must be an fp32 ONNX engine exported by fathombatch (it is {source.runtime} "
+                         f"{source.precision}); build-engine makes the reduced-precision graph itself")
+    require_gpu("building a TensorRT plan", [cfg.device])
+    trt = require("tensorrt", "tensorrt", "building TensorRT plans")
+    info = gpu_info(cfg.device)
+    spec = source.input
+    opt = cfg.opt_batch or cfg.max_batch
+
+    import torch
+
+    torch.cuda.set_device(cfg.device)
+    logger = tensorrt_logger(trt)
+    with tempfile.TemporaryDirectory(prefix="fb-trt-") as scratch:
+        graph = Path(scratch) / f"{cfg.precision}.onnx"
+        _prepare_onnx(cfg.onnx, graph, cfg.precision, cfg, spec)
+        builder = trt.Builder(logger.impl)
+        network = builder.create_network(1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED))
+        parser = trt.OnnxParser(network, logger.impl)
+        if not parser.parse_from_file(str(graph)):
+            errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
+            raise EngineError(f"TensorRT cannot parse {cfg.onnx}: {errors[:500]}")
+        config = builder.create_builder_config()
+        config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(cfg.workspace_gib * 1024**3))
+        profile = builder.create_optimization_profile()
+        name = network.get_input(0).name
+        shape = (3, spec.height, spec.width)
+        profile.set_shape(name, (1, *shape), (min(opt, cfg.max_batch), *shape), (cfg.max_batch, *shape))
+        config.add_optimization_profile(profile)
+        serialized = builder.build_serialized_network(network, config)
+        if serialized is None:
+            raise EngineError(f"TensorRT could not build a plan from {cfg.onnx}: {'; '.join(logger.messages[-3:])}")
+        with atomic_path(cfg.out) as tmp:
+            tmp.write_bytes(bytes(serialized))
+
+    manifest = replace(
+        source,
+        name=cfg.out.stem,
+        runtime="tensorrt",
+        precision=cfg.precision,
+        versions={**source.versions, "tensorrt": trt.__version__, "gpu": info.name,
+                  "compute_capability": info.compute_capability, "cuda": torch.version.cuda},
+        provenance={**source.provenance, "built_from": str(cfg.onnx), "built_at":
+                    datetime.now(timezone.utc).isoformat(timespec="seconds"), "max_batch": cfg.max_batch,
+                    "opt_batch": opt, "calibration": str(cfg.calibration) if cfg.calibration else None},
+        engine_sha256=file_sha256(cfg.out),
+    )
+    write_manifest(cfg.out, manifest)
+    return BuildResult(plan=cfg.out, manifest=manifest_path(cfg.out), tensorrt=trt.__version__, gpu=info.name)
