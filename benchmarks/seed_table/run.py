@@ -25,6 +25,7 @@ import json
 import math
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import time
@@ -93,6 +94,8 @@ def run_preset(preset: str, args: argparse.Namespace, data: dict[str, Path | Non
     study_map, study_epochs = PRESETS[preset]
     epochs = scaled_epochs(preset, study_epochs, args.epochs_scale, args.max_epochs)
     run = work / "runs" / preset
+    if run.exists():
+        shutil.rmtree(run)  # the table always trains afresh: its wall times are part of the result
     train = [*FB, "train", "--preset", preset, "--images", str(data["train_images"]), "--labels",
              str(data["train_labels"]), "--out", str(run), "--img-size", str(args.img_size), "--epochs", str(epochs),
              "--seed", str(args.seed), "--quiet"]
@@ -105,8 +108,7 @@ def run_preset(preset: str, args: argparse.Namespace, data: dict[str, Path | Non
     proc = sh(train, log)
     if proc.returncode != 0 and "may be offline" in proc.stderr:
         pretrained = "no - torchvision weights not downloadable here"
-        for path in sorted(run.rglob("*"), reverse=True):
-            path.unlink() if path.is_file() else path.rmdir()
+        shutil.rmtree(run, ignore_errors=True)
         start = time.perf_counter()
         proc = sh([*train, "--no-pretrained"], log)
     if proc.returncode != 0:
