@@ -18,7 +18,7 @@ import io
 import json
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any
@@ -27,6 +27,7 @@ import numpy as np
 import polars as pl
 
 from fathombatch.errors import LabelFileError, UsageError
+from fathombatch.fsutil import write_text_atomic
 from fathombatch.taxonomy import Taxonomy, fathomnet2023
 
 #: Label files larger than this are refused before parsing (a guard against accidental or hostile inputs).
@@ -191,16 +192,41 @@ def safe_relative_path(name: str, where: str) -> PurePosixPath:
     return posix
 
 
-def _load_json(path: Path) -> Any:
+def load_coco_json(path: Path) -> dict[str, Any]:
+    """Parse a COCO json file into a dict with list-valued ``images`` and ``annotations``.
+
+    Raises:
+        UsageError: the file does not exist.
+        LabelFileError: invalid json, or not an object with those lists; the message names the file.
+    """
     try:
         with path.open("rb") as fh:
-            return json.load(fh)
+            data = json.load(fh)
+    except FileNotFoundError:
+        raise UsageError(f"label file {path} does not exist") from None
     except json.JSONDecodeError as exc:
         raise LabelFileError(f"{path}, line {exc.lineno}, column {exc.colno}: invalid json ({exc.msg})") from None
     except UnicodeDecodeError as exc:
         raise LabelFileError(f"{path}: not UTF-8 json ({exc.reason})") from None
     except RecursionError:
         raise LabelFileError(f"{path}: json is nested too deeply to be a COCO file") from None
+    if not isinstance(data, dict):
+        raise LabelFileError(f"{path}: expected a COCO object with 'images' and 'annotations', got {type(data).__name__}")
+    for key in ("images", "annotations"):
+        if not isinstance(data.get(key), list):
+            raise LabelFileError(f"{path}: missing or non-list '{key}'")
+    return data
+
+
+def write_kaggle_csv(dest: Path, rows: Iterable[tuple[str, Sequence[int]]]) -> Path:
+    """Write ``id,categories`` atomically with float ids in brackets, exactly like the competition's ``train.csv``."""
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(["id", "categories"])
+    for image_id, cats in rows:
+        writer.writerow([image_id, "[" + ", ".join(f"{float(c)}" for c in cats) + "]"])
+    write_text_atomic(dest, buf.getvalue())
+    return dest
 
 
 def _require(record: Any, keys: tuple[str, ...], where: str) -> None:
@@ -221,12 +247,7 @@ def read_coco(path: str | Path, taxonomy: Taxonomy | None = None) -> Labels:
 
     path = Path(path)
     taxonomy = taxonomy or fathomnet2023()
-    data = _load_json(path)
-    if not isinstance(data, dict):
-        raise LabelFileError(f"{path}: expected a COCO object with 'images' and 'annotations', got {type(data).__name__}")
-    for key in ("images", "annotations"):
-        if not isinstance(data.get(key), list):
-            raise LabelFileError(f"{path}: missing or non-list '{key}'")
+    data = load_coco_json(path)
 
     image_ids: dict[Any, str] = {}
     stems: dict[str, int] = {}

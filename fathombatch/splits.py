@@ -35,17 +35,25 @@ def stratified_split(y: np.ndarray, val_fraction: float, seed: int) -> tuple[np.
     train_idx, val_idx = next(splitter.split(np.zeros(n), np.asarray(y, dtype=np.int64)))
     in_val = np.zeros(n, dtype=bool)
     in_val[val_idx] = True
-    _repair(np.asarray(y) != 0, in_val)
+    repair_coverage(np.asarray(y) != 0, in_val)
     return np.flatnonzero(~in_val).astype(np.int64), np.flatnonzero(in_val).astype(np.int64)
 
 
-def _repair(y: np.ndarray, in_val: np.ndarray) -> None:
+def repair_coverage(y: np.ndarray, in_val: np.ndarray, *, rounds: int = 2, allow_singletons: bool = False) -> None:
     """Move single images so that every class with 2+ images has one on each side, where that is possible.
 
     Stratification rounds a class of 2 images at a 20 % share to (2, 0); moving one image across fixes it. An image
-    is only moved when that does not take the last example of another class away from its side.
+    is only moved when that does not take the last example of another class away from its side, except, with
+    ``allow_singletons``, for a class that has a single image in all (it is on one side only wherever it goes).
+
+    Args:
+        y: (n_images, n_classes) bool multi-hot matrix.
+        in_val: (n_images,) bool side of each image, updated in place.
+        rounds: passes over both sides; stops early once a pass moves nothing.
     """
-    for _ in range(2):
+    total = y.sum(axis=0)
+    for _ in range(rounds):
+        moved = False
         for side_val in (True, False):
             counts_to = y[in_val == side_val].sum(axis=0)
             counts_from = y[in_val != side_val].sum(axis=0)
@@ -54,8 +62,14 @@ def _repair(y: np.ndarray, in_val: np.ndarray) -> None:
                 # prefer images with few labels: moving them disturbs other classes least
                 for i in donors[np.argsort(y[donors].sum(axis=1), kind="stable")]:
                     others = np.flatnonzero(y[i])
-                    if np.all(counts_from[others] >= 2):
+                    keeps = counts_from[others] >= 2
+                    if allow_singletons:
+                        keeps |= total[others] == 1
+                    if np.all(keeps):
                         in_val[i] = side_val
                         counts_from[others] -= 1
                         counts_to[others] += 1
+                        moved = True
                         break
+        if not moved:
+            break

@@ -21,7 +21,6 @@ and ``osd.csv`` (``id,osd``: 1 for out-of-sample images).
 
 from __future__ import annotations
 
-import csv
 import io
 import os
 import uuid
@@ -36,6 +35,7 @@ from typing import Literal
 import numpy as np
 from PIL import Image, ImageDraw
 
+from fathombatch.datasets import write_kaggle_csv
 from fathombatch.errors import UsageError
 from fathombatch.fsutil import atomic_path, write_json_atomic, write_text_atomic
 from fathombatch.taxonomy import Taxonomy, fathomnet2023
@@ -341,19 +341,10 @@ def synthesize(cfg: SynthConfig, progress: Callable[[int], None] | None = None) 
             if progress:
                 progress(1)
 
-    _write_kaggle_csv(cfg.out / "train.csv", [(p.image_id, p.categories) for p in plans])
+    write_kaggle_csv(cfg.out / "train.csv", [(p.image_id, p.categories) for p in plans])
     write_text_atomic(cfg.out / "osd.csv", "id,osd\n" + "".join(f"{p.image_id},{int(p.deep)}\n" for p in plans))
     write_json_atomic(cfg.out / "annotations.json", _coco(plans, tax))
     return SynthSummary(out=cfg.out, images=cfg.images, deep=n_deep, annotations=sum(len(p.boxes) for p in plans))
-
-
-def _write_kaggle_csv(path: Path, rows: list[tuple[str, list[int]]]) -> None:
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(["id", "categories"])
-    for image_id, cats in rows:
-        writer.writerow([image_id, "[" + ", ".join(f"{float(c)}" for c in cats) + "]"])
-    write_text_atomic(path, buf.getvalue())
 
 
 def _coco(plans: list[_Plan], tax: Taxonomy) -> dict:

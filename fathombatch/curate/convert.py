@@ -15,8 +15,8 @@ from pathlib import Path, PurePosixPath
 
 from PIL import Image
 
-from fathombatch.curate.labelfiles import coco_from_labels, label_format, write_coco, write_kaggle_csv
-from fathombatch.datasets import Labels, read_labels
+from fathombatch.curate.labelfiles import coco_from_labels, label_format, write_coco
+from fathombatch.datasets import Labels, read_labels, write_kaggle_csv
 from fathombatch.decode.discover import discover
 from fathombatch.errors import UsageError
 

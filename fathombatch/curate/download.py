@@ -36,9 +36,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from fathombatch import __version__
-from fathombatch.curate.labelfiles import load_coco_json
 from fathombatch.curate.scoretable import check_inside
-from fathombatch.datasets import safe_relative_path
+from fathombatch.datasets import load_coco_json, safe_relative_path
 from fathombatch.decode.base import MAX_FILE_BYTES, read_image_file
 from fathombatch.decode.pil import decode_rgb
 from fathombatch.errors import DecodeError, LabelFileError, UsageError

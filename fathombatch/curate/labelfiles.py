@@ -2,21 +2,19 @@
 
 :func:`fathombatch.datasets.read_labels` gives the image-level view (a :class:`~fathombatch.datasets.Labels`
 frame); commands that must write COCO back out (split, subset) also need the raw records, which
-:func:`load_coco_json` returns. Every writer is atomic.
+:func:`fathombatch.datasets.load_coco_json` returns. Every writer is atomic.
 """
 
 from __future__ import annotations
 
-import csv
-import io
 import json
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Sequence
 from pathlib import Path, PurePosixPath
 from typing import Any, Literal
 
 from fathombatch.datasets import safe_relative_path
-from fathombatch.errors import LabelFileError, UsageError
-from fathombatch.fsutil import atomic_path, write_text_atomic
+from fathombatch.errors import UsageError
+from fathombatch.fsutil import atomic_path
 from fathombatch.taxonomy import Taxonomy
 
 LabelFormat = Literal["coco", "kaggle"]
@@ -34,33 +32,6 @@ def label_format(path: Path, *, role: str = "label file") -> LabelFormat:
 
 def suffix_of(fmt: LabelFormat) -> str:
     return ".json" if fmt == "coco" else ".csv"
-
-
-def load_coco_json(path: Path) -> dict[str, Any]:
-    """Parse a COCO json file into a dict with list-valued ``images`` and ``annotations``.
-
-    Raises:
-        LabelFileError: invalid json, or not an object with those lists; the message names the file.
-    """
-    try:
-        with path.open("rb") as fh:
-            data = json.load(fh)
-    except FileNotFoundError:
-        raise UsageError(f"label file {path} does not exist") from None
-    except json.JSONDecodeError as exc:
-        raise LabelFileError(f"{path}, line {exc.lineno}, column {exc.colno}: invalid json ({exc.msg})") from None
-    except UnicodeDecodeError as exc:
-        raise LabelFileError(f"{path}: not UTF-8 json ({exc.reason})") from None
-    except RecursionError:
-        raise LabelFileError(f"{path}: json is nested too deeply to be a COCO file") from None
-    if not isinstance(data, dict):
-        raise LabelFileError(
-            f"{path}: expected a COCO object with 'images' and 'annotations', got {type(data).__name__}"
-        )
-    for key in ("images", "annotations"):
-        if not isinstance(data.get(key), list):
-            raise LabelFileError(f"{path}: missing or non-list '{key}'")
-    return data
 
 
 def image_stem(file_name: Any, where: str) -> str:
@@ -126,17 +97,6 @@ def write_coco(dest: Path, data: dict[str, Any]) -> Path:
     """Write COCO json atomically (compact: a million-image file stays as small as json allows)."""
     with atomic_path(dest) as tmp, tmp.open("w", encoding="utf-8") as fh:
         json.dump(data, fh, separators=(",", ":"))
-    return dest
-
-
-def write_kaggle_csv(dest: Path, rows: Iterable[tuple[str, Sequence[int]]]) -> Path:
-    """Write ``id,categories`` with float ids in brackets, exactly like the competition's ``train.csv``."""
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(["id", "categories"])
-    for image_id, cats in rows:
-        writer.writerow([image_id, "[" + ", ".join(f"{float(c)}" for c in cats) + "]"])
-    write_text_atomic(dest, buf.getvalue())
     return dest
 
 

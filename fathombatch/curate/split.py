@@ -17,15 +17,13 @@ import polars as pl
 from fathombatch.curate.labelfiles import (
     coco_subset,
     label_format,
-    load_coco_json,
     suffix_of,
     write_coco,
-    write_kaggle_csv,
 )
-from fathombatch.datasets import Labels, read_labels
+from fathombatch.datasets import Labels, load_coco_json, read_labels, write_kaggle_csv
 from fathombatch.errors import UsageError
 from fathombatch.fsutil import write_text_atomic
-from fathombatch.splits import stratified_split
+from fathombatch.splits import repair_coverage, stratified_split
 
 
 @dataclass(frozen=True)
@@ -89,24 +87,7 @@ def complete_coverage(y: np.ndarray, train_idx: np.ndarray, val_idx: np.ndarray)
     y = np.asarray(y) != 0
     in_val = np.zeros(y.shape[0], dtype=bool)
     in_val[val_idx] = True
-    total = y.sum(axis=0)
-    for _ in range(3):
-        moved = False
-        for side_val in (True, False):
-            counts_to = y[in_val == side_val].sum(axis=0)
-            counts_from = y[in_val != side_val].sum(axis=0)
-            for j in np.flatnonzero((counts_to == 0) & (counts_from >= 2)):
-                donors = np.flatnonzero(y[:, j] & (in_val != side_val))
-                for i in donors[np.argsort(y[donors].sum(axis=1), kind="stable")]:
-                    others = np.flatnonzero(y[i])
-                    if np.all((counts_from[others] >= 2) | (total[others] == 1)):
-                        in_val[i] = side_val
-                        counts_from[others] -= 1
-                        counts_to[others] += 1
-                        moved = True
-                        break
-        if not moved:
-            break
+    repair_coverage(y, in_val, rounds=3, allow_singletons=True)
     return np.flatnonzero(~in_val).astype(np.int64), np.flatnonzero(in_val).astype(np.int64)
 
 

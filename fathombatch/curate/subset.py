@@ -18,12 +18,10 @@ from fathombatch.curate.convert import labels_to_coco
 from fathombatch.curate.labelfiles import (
     coco_subset,
     label_format,
-    load_coco_json,
     stem_of_entry,
     write_coco,
-    write_kaggle_csv,
 )
-from fathombatch.datasets import Labels, read_labels
+from fathombatch.datasets import Labels, load_coco_json, read_labels, write_kaggle_csv
 from fathombatch.errors import LabelFileError, UsageError
 
 

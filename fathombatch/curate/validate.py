@@ -36,8 +36,8 @@ from typing import Any
 import polars as pl
 from PIL import Image
 
-from fathombatch.curate.labelfiles import label_format, load_coco_json
-from fathombatch.datasets import safe_relative_path
+from fathombatch.curate.labelfiles import label_format
+from fathombatch.datasets import load_coco_json, safe_relative_path
 from fathombatch.decode.discover import discover
 from fathombatch.errors import LabelFileError, UsageError
 from fathombatch.fsutil import atomic_path, write_json_atomic

@@ -104,6 +104,30 @@ def read_image_file(path: str | Path) -> ImageFile:
     return identify(data)
 
 
+def read_batch(
+    paths: Sequence[str | Path],
+) -> tuple[list[tuple[int, ImageFile]], list[tuple[int, int] | None], list[str | None]]:
+    """Read every file of a batch with :func:`read_image_file`, keeping going past unreadable ones.
+
+    Returns:
+        ``(read, sizes, errors)``: ``(position, file)`` for each file read; per position its (width, height) in
+        pixels or None, and its error message or None.
+    """
+    n = len(paths)
+    sizes: list[tuple[int, int] | None] = [None] * n
+    errors: list[str | None] = [None] * n
+    read: list[tuple[int, ImageFile]] = []
+    for i, path in enumerate(paths):
+        try:
+            image = read_image_file(path)
+        except DecodeError as exc:
+            errors[i] = str(exc)
+            continue
+        sizes[i] = (image.width, image.height)
+        read.append((i, image))
+    return read, sizes, errors
+
+
 def identify(data: bytes) -> ImageFile:
     """Identify encoded bytes from the header alone (no pixel decoding)."""
     try:

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from fathombatch.decode.base import DecodedBatch, Decoder, ImageFile, read_image_file
+from fathombatch.decode.base import DecodedBatch, Decoder, ImageFile, read_batch
 from fathombatch.decode.pil import decode_resized
 from fathombatch.errors import DecodeError, MissingDependencyError, require
 from fathombatch.preprocess import InputSpec, normalize
@@ -184,21 +184,10 @@ class DaliDecoder(Decoder):
         return normalize(pixels[None], self.spec)[0], "pil"
 
     def decode(self, paths: Sequence[str | Path]) -> DecodedBatch:
-        n = len(paths)
-        sizes: list[tuple[int, int] | None] = [None] * n
-        errors: list[str | None] = [None] * n
-        decoders: list[str | None] = [None] * n
-        files: list[ImageFile] = []
-        positions: list[int] = []
-        for i, path in enumerate(paths):
-            try:
-                image = read_image_file(path)
-            except DecodeError as exc:
-                errors[i] = str(exc)
-                continue
-            sizes[i] = (image.width, image.height)
-            files.append(image)
-            positions.append(i)
+        read, sizes, errors = read_batch(paths)
+        decoders: list[str | None] = [None] * len(paths)
+        files = [image for _, image in read]
+        positions = [i for i, _ in read]
 
         rows: list[np.ndarray] = []
         ok: list[int] = []

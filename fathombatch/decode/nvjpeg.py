@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from fathombatch.decode.base import DecodedBatch, Decoder, ImageFile, read_image_file
+from fathombatch.decode.base import DecodedBatch, Decoder, ImageFile, read_batch
 from fathombatch.decode.pil import decode_resized
 from fathombatch.errors import DecodeError
 from fathombatch.gpu import require_gpu
@@ -54,19 +54,12 @@ class NvjpegDecoder(Decoder):
         import torchvision.io as tio
 
         torch = self._torch
+        read, sizes, errors = read_batch(paths)
         n = len(paths)
-        sizes: list[tuple[int, int] | None] = [None] * n
-        errors: list[str | None] = [None] * n
         decoders: list[str | None] = [None] * n
         rows: dict[int, Any] = {}
         jpegs: list[tuple[int, ImageFile]] = []
-        for i, path in enumerate(paths):
-            try:
-                image = read_image_file(path)
-            except DecodeError as exc:
-                errors[i] = str(exc)
-                continue
-            sizes[i] = (image.width, image.height)
+        for i, image in read:
             if image.format in ("JPEG", "MPO"):
                 jpegs.append((i, image))
             else:
