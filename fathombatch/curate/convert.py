@@ -13,10 +13,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
-from PIL import Image
-
 from fathombatch.curate.labelfiles import coco_from_labels, label_format, write_coco
 from fathombatch.datasets import Labels, read_labels, write_kaggle_csv
+from fathombatch.decode.base import header_size
 from fathombatch.decode.discover import discover
 from fathombatch.errors import UsageError
 
@@ -44,15 +43,6 @@ class ConvertResult:
     warnings: tuple[str, ...] = field(default_factory=tuple)
 
 
-def _header_size(path: Path) -> tuple[int, int] | None:
-    """(width, height) from the file header only, or None when it is not a readable image."""
-    try:
-        with Image.open(path) as im:
-            return im.size
-    except (OSError, SyntaxError, ValueError):
-        return None
-
-
 def file_names_for(
     ids: Sequence[str], images: Path | None, ext: str
 ) -> tuple[list[str], list[tuple[int, int] | None] | None, list[str]]:
@@ -64,7 +54,7 @@ def file_names_for(
     for rel in discover(images):
         found.setdefault(PurePosixPath(rel).stem, rel)
     names = [found.get(i, f"{i}.{ext}") for i in ids]
-    sizes = [_header_size(images / found[i]) if i in found else None for i in ids]
+    sizes = [header_size(images / found[i]) if i in found else None for i in ids]
     missing = [i for i in ids if i not in found]
     warnings = []
     if missing:

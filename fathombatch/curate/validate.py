@@ -34,10 +34,10 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 import polars as pl
-from PIL import Image
 
 from fathombatch.curate.labelfiles import label_format
 from fathombatch.datasets import load_coco_json, safe_relative_path
+from fathombatch.decode.base import header_size
 from fathombatch.decode.discover import discover
 from fathombatch.errors import LabelFileError, UsageError
 from fathombatch.fsutil import atomic_path, write_json_atomic
@@ -105,14 +105,6 @@ def _files_by_stem(images: Path | None) -> tuple[set[str], dict[str, str]]:
     return set(rels), {PurePosixPath(r).stem: r for r in rels}
 
 
-def _header_size(path: Path) -> tuple[int, int] | None:
-    try:
-        with Image.open(path) as im:
-            return im.size
-    except (OSError, SyntaxError, ValueError):
-        return None
-
-
 def _check_images(data: dict, images: Path | None) -> Iterator[tuple[str, str, str]]:
     files, _ = _files_by_stem(images)
     seen_ids: dict[Any, int] = {}
@@ -146,7 +138,7 @@ def _check_images(data: dict, images: Path | None) -> Iterator[tuple[str, str, s
             if str(rel) not in files:
                 yield "missing-file", where, f"{rel} is not under {images}"
             elif isinstance(img.get("width"), int) and isinstance(img.get("height"), int):
-                size = _header_size(images / rel)
+                size = header_size(images / rel)
                 if size is not None and size != (img["width"], img["height"]):
                     yield ("size-mismatch", where,
                            f"declared {img['width']}x{img['height']} but {rel} is {size[0]}x{size[1]}")

@@ -128,6 +128,15 @@ def read_batch(
     return read, sizes, errors
 
 
+def header_size(path: str | Path) -> tuple[int, int] | None:
+    """(width, height) in pixels from the file header only, or None when it is not a readable image."""
+    try:
+        with Image.open(path) as im:
+            return im.size
+    except (OSError, SyntaxError, ValueError):
+        return None
+
+
 def identify(data: bytes) -> ImageFile:
     """Identify encoded bytes from the header alone (no pixel decoding)."""
     try:
