@@ -25,12 +25,28 @@ def sh(cmd: list[str]) -> None:
         raise RuntimeError(f"{' '.join(cmd)} failed: {proc.stderr[-1500:]}")
 
 
-def attempt(results: dict[str, Any], key: str, fn: Any) -> None:
+def has_module(name: str) -> bool:
+    try:
+        return importlib.util.find_spec(name) is not None
+    except ModuleNotFoundError:  # "nvidia.dali" without any "nvidia" package
+        return False
+
+
+def save(results: dict[str, Any], out: Path) -> None:
+    """Rewrite the json after every part, so a check cut off by its timeout keeps what it measured."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".tmp")
+    tmp.write_text(json.dumps(results, indent=2, default=str) + "\n")
+    tmp.replace(out)
+
+
+def attempt(results: dict[str, Any], key: str, fn: Any, out: Path) -> None:
     try:
         results[key] = fn()
     except Exception as exc:  # noqa: BLE001 - a part that cannot run is recorded, not fatal
         results[key] = {"skipped": f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:400],
                         "trace": traceback.format_exc()[-800:]}
+    save(results, out)
     print(f"[{time.strftime('%H:%M:%S')}] {key}: {json.dumps(results[key])[:300]}", flush=True)
 
 
@@ -49,9 +65,10 @@ def main() -> None:
     work = args.work
     work.mkdir(parents=True, exist_ok=True)
     sizes = tuple(int(b) for b in args.batch_sizes.split(","))
-    have = {m: importlib.util.find_spec(m) is not None for m in ("nvidia.dali", "tensorrt")}
+    have = {m: has_module(m) for m in ("nvidia.dali", "tensorrt")}
     results: dict[str, Any] = {"gpu": gpu_info(0).__dict__, "torch": torch.__version__, "cuda": torch.version.cuda,
-                               "available": have, "batch_sizes": sizes}
+                               "available": have, "batch_sizes": sizes, "complete": False}
+    save(results, args.out)
     dive = work / "dive"
     if not (dive / "train.csv").is_file():
         sh([*FB, "synth", str(dive), "--images", str(args.images), "--size", "1920x1080", "--seed", "5", "--quiet"])
@@ -77,23 +94,26 @@ def main() -> None:
                 engines[f"trt-{precision}"] = plan
                 return {"seconds": time.perf_counter() - start}
 
-            attempt(results, f"build trt-{precision}", build)
+            attempt(results, f"build trt-{precision}", build, args.out)
     decoders = (["dali"] if have["nvidia.dali"] else []) + ["nvjpeg", "pil"]
     root = dive / "images"
     for bs in sizes:
         for d in decoders:
             attempt(results, f"decode {d} {bs}",
-                    lambda d=d, bs=bs: bench_decode(BenchConfig(root=root, engine=onnx, repeats=2, device=0), d, bs))
+                    lambda d=d, bs=bs: bench_decode(BenchConfig(root=root, engine=onnx, repeats=2, device=0), d, bs),
+                    args.out)
         for name, eng in engines.items():
             attempt(results, f"engine {name} {bs}",
-                    lambda eng=eng, bs=bs: bench_engine(BenchConfig(root=root, engine=eng, repeats=2, device=0), bs))
+                    lambda eng=eng, bs=bs: bench_engine(BenchConfig(root=root, engine=eng, repeats=2, device=0), bs),
+                    args.out)
         best = engines.get("trt-fp16", pt)
         for d in decoders[:2]:
             attempt(results, f"e2e {d} {best.name} {bs}",
                     lambda d=d, bs=bs, best=best: bench_e2e(BenchConfig(root=root, engine=best, repeats=2, device=0),
-                                                            d, bs))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, indent=2, default=str) + "\n")
+                                                            d, bs),
+                    args.out)
+    results["complete"] = True
+    save(results, args.out)
     print(f"wrote {args.out}")
 
 

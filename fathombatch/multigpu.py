@@ -23,6 +23,9 @@ def _worker(cfg_fields: dict[str, Any], engine: str, decoder: str, osd: str, sha
             out: Any) -> None:
     """Score ``shard`` on GPU ``device``; put ("rows", n, frame) items, then ("done", device) or ("error", text)."""
     try:
+        import torch
+
+        torch.cuda.set_device(device)  # before anything touches CUDA: no stray context on GPU 0
         from fathombatch.backends import open_engine
         from fathombatch.osd import create_osd
         from fathombatch.score import ScoreConfig, _local_frames

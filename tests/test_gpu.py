@@ -51,6 +51,36 @@ def test_devices_are_parsed_strictly() -> None:
             parse_devices(bad)
 
 
+def test_int8_graph_for_tensorrt_keeps_biases_float_and_scores_like_fp32(dive: Path, engines: dict,
+                                                                         tmp_path: Path) -> None:
+    """The Q/DQ graph ``build-engine --precision int8`` hands TensorRT, checked with ONNX Runtime (no GPU needed).
+
+    TensorRT's ONNX parser accepts only activation types into DequantizeLinear, so no int32 bias may feed one.
+    """
+    import onnx
+    import onnxruntime as ort
+
+    from fathombatch.backends.manifest import read_manifest
+    from fathombatch.backends.trt_build import BuildConfig, _prepare_onnx
+
+    spec = read_manifest(engines["onnx"]).input
+    cfg = BuildConfig(onnx=engines["onnx"], out=tmp_path / "m.plan", precision="int8", calibration=dive / "images")
+    dest = tmp_path / "int8.onnx"
+    _prepare_onnx(engines["onnx"], dest, "int8", cfg, spec)
+    graph = onnx.load(str(dest)).graph
+    types = {t.name: t.data_type for t in graph.initializer}
+    dq_inputs = [n.input[0] for n in graph.node if n.op_type == "DequantizeLinear"]
+    assert dq_inputs, "no Q/DQ nodes: the graph was not quantised"
+    assert all(types.get(name) != onnx.TensorProto.INT32 for name in dq_inputs)
+    assert not list(tmp_path.glob("*.pre.onnx"))
+    x = np.random.default_rng(0).normal(size=(4, 3, spec.height, spec.width)).astype(np.float32)
+    fp32 = ort.InferenceSession(str(engines["onnx"]), providers=["CPUExecutionProvider"])
+    int8 = ort.InferenceSession(str(dest), providers=["CPUExecutionProvider"])
+    name = fp32.get_inputs()[0].name
+    a, b = fp32.run(["logits"], {name: x})[0], int8.run(["logits"], {name: x})[0]
+    assert a.shape == b.shape and np.corrcoef(a.ravel(), b.ravel())[0, 1] > 0.9
+
+
 # --- with a GPU -----------------------------------------------------------------------------------------------------
 
 
@@ -83,6 +113,26 @@ def test_nvjpeg_decoder_matches_pillow(dive: Path) -> None:
     with create_decoder("nvjpeg", spec, batch_size=8) as gpu, create_decoder("pil", spec, batch_size=8) as cpu:
         a, b = gpu.decode(files), cpu.decode(files)
     assert a.ok == b.ok == list(range(8))
+    assert float(np.abs(np.asarray(a.images.cpu()) - b.images).mean()) < 0.05
+
+
+@pytest.mark.gpu
+@needs_gpu
+def test_nvjpeg_turns_an_exif_rotated_jpeg_like_pillow(tmp_path: Path) -> None:
+    from PIL import Image
+
+    from fathombatch.decode import create_decoder
+    from fathombatch.preprocess import InputSpec
+
+    rgb = np.zeros((80, 120, 3), dtype=np.uint8)
+    rgb[:40, :40] = 255  # a corner block, so a missed rotation shows
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.fromarray(rgb).save(tmp_path / "rotated.jpg", exif=exif.tobytes(), quality=95)
+    spec = InputSpec(64, 64)
+    with create_decoder("nvjpeg", spec, batch_size=2) as gpu, create_decoder("pil", spec, batch_size=2) as cpu:
+        a, b = gpu.decode([tmp_path / "rotated.jpg"]), cpu.decode([tmp_path / "rotated.jpg"])
+    assert a.ok == b.ok == [0] and a.sizes == b.sizes == [(80, 120)]
     assert float(np.abs(np.asarray(a.images.cpu()) - b.images).mean()) < 0.05
 
 

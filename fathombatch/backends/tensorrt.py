@@ -64,6 +64,8 @@ class TensorRTEngine(Engine):
         self._torch = torch
         self._trt = trt
         self._logger = tensorrt_logger(trt)
+        # TensorRT deserialises onto, and allocates on, whichever GPU is current: make it this engine's.
+        torch.cuda.set_device(self.device)
         runtime = trt.Runtime(self._logger.impl)
         self._engine = runtime.deserialize_cuda_engine(path.read_bytes())
         if self._engine is None:
@@ -109,7 +111,8 @@ class TensorRTEngine(Engine):
         n = int(x.shape[0])
         chunks = [self._run_chunk(x[i : i + self.max_batch]) for i in range(0, n, self.max_batch)]
         merged = {name: self._torch.cat([c[name] for c in chunks]).float().cpu().numpy() for name in self._outputs}
-        first = self._outputs[0]
+        # fathombatch exports name the outputs ("logits", "features"); a plan from elsewhere: its first output.
+        first = "logits" if "logits" in merged else self._outputs[0]
         out = {k: v for k, v in merged.items() if k != first}
         out["logits"] = self.check_logits(merged[first], n)
         return out

@@ -116,18 +116,31 @@ def _prepare_onnx(src: Path, dest: Path, precision: str, cfg: BuildConfig, spec:
 
         onnx.save(float16.convert_float_to_float16(onnx.load(str(src)), keep_io_types=True), str(dest))
     else:
-        from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+        from onnxruntime.quantization import (
+            CalibrationMethod,
+            QuantFormat,
+            QuantType,
+            quant_pre_process,
+            quantize_static,
+        )
 
         from fathombatch.backends.export import _Calibration
 
         if cfg.calibration is None:
             raise UsageError("--precision int8 needs --calibration DIR: images like the ones the plan will score")
         cache = _calibration_cache(cfg.calibration, spec, cfg.calibration_images)
-        quantize_static(
-            str(src), str(dest), _Calibration(cache, spec), quant_format=QuantFormat.QDQ, per_channel=True,
-            activation_type=QuantType.QInt8, weight_type=QuantType.QInt8, calibrate_method=CalibrationMethod.MinMax,
-            extra_options={"ActivationSymmetric": True, "WeightSymmetric": True},
-        )
+        prepared = dest.with_name(dest.name + ".pre.onnx")
+        try:
+            quant_pre_process(str(src), str(prepared))  # shape inference and folding, as for the CPU int8 export
+            quantize_static(
+                str(prepared), str(dest), _Calibration(cache, spec), quant_format=QuantFormat.QDQ, per_channel=True,
+                activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
+                calibrate_method=CalibrationMethod.MinMax,
+                # TensorRT's ONNX parser takes only activation types into DequantizeLinear: biases stay float.
+                extra_options={"ActivationSymmetric": True, "WeightSymmetric": True, "QuantizeBias": False},
+            )
+        finally:
+            prepared.unlink(missing_ok=True)
 
 
 def build_engine(cfg: BuildConfig) -> BuildResult:

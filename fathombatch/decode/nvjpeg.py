@@ -1,9 +1,10 @@
 """GPU decoding through torchvision's nvJPEG binding: available wherever PyTorch has CUDA, even without DALI.
 
-JPEGs are decoded in one batched call (``torchvision.io.decode_jpeg(..., device="cuda")``, EXIF orientation applied),
-resized on the GPU (bilinear, antialiased) and normalised there; the batch stays on the GPU as a CUDA tensor. Other
-formats (PNG...) and JPEGs nvJPEG rejects are decoded by Pillow on the CPU and copied over, so a bad file still gets
-Pillow's specific message and never costs the others their scores.
+JPEGs are decoded in one batched call (``torchvision.io.decode_jpeg(..., device="cuda")``), resized on the GPU
+(bilinear, antialiased) and normalised there; the batch stays on the GPU as a CUDA tensor. Other formats (PNG...), JPEGs
+nvJPEG rejects, and JPEGs with an EXIF rotation are decoded by Pillow on the CPU and copied over: torchvision's CUDA
+path ignores ``apply_exif_orientation`` (it only applies on the CPU), and every decoder must turn a rotated frame the
+same way. A bad file still gets Pillow's specific message and never costs the others their scores.
 """
 
 from __future__ import annotations
@@ -60,7 +61,7 @@ class NvjpegDecoder(Decoder):
         rows: dict[int, Any] = {}
         jpegs: list[tuple[int, ImageFile]] = []
         for i, image in read:
-            if image.format in ("JPEG", "MPO"):
+            if image.format in ("JPEG", "MPO") and image.orientation == 1:
                 jpegs.append((i, image))
             else:
                 try:
@@ -70,16 +71,14 @@ class NvjpegDecoder(Decoder):
         if jpegs:
             data = [torch.frombuffer(bytearray(img.data), dtype=torch.uint8) for _, img in jpegs]
             try:
-                decoded = tio.decode_jpeg(data, mode=tio.ImageReadMode.RGB, device=self.device,
-                                          apply_exif_orientation=True)
+                decoded = tio.decode_jpeg(data, mode=tio.ImageReadMode.RGB, device=self.device)
                 for (i, _), img in zip(jpegs, decoded, strict=True):
                     rows[i], decoders[i] = self._resize(img), "nvjpeg"
             except RuntimeError:
                 # One bad JPEG fails the batched call: decode one by one, Pillow for those nvJPEG rejects.
                 for (i, image), raw in zip(jpegs, data, strict=True):
                     try:
-                        img = tio.decode_jpeg(raw, mode=tio.ImageReadMode.RGB, device=self.device,
-                                              apply_exif_orientation=True)
+                        img = tio.decode_jpeg(raw, mode=tio.ImageReadMode.RGB, device=self.device)
                         rows[i], decoders[i] = self._resize(img), "nvjpeg"
                     except RuntimeError:
                         try:
