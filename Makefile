@@ -39,11 +39,11 @@ demo: setup
 test: setup
 	$(BIN)/python -m pytest
 
-# The throughput suite (about an hour on 2 cores): refreshes benchmarks/RESULTS.md and benchmarks/results/.
+# The throughput suite (trains its models on the first run): refreshes benchmarks/RESULTS.md and benchmarks/results/.
 bench: setup
 	$(BIN)/python benchmarks/run.py
 
-# The seed study's table on synthetic data (about an hour on 2 cores): refreshes benchmarks/seed_table/RESULTS.md.
+# The seed study's table on synthetic data (44 minutes on 2 cores): refreshes benchmarks/seed_table/RESULTS.md.
 seed-table: setup
 	$(BIN)/python benchmarks/seed_table/run.py
 

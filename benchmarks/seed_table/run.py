@@ -3,7 +3,7 @@
 Runs the six ``seed-`` presets and the ``-plus`` presets with the real fathombatch commands (train -> export ONNX
 -> score -> evaluate), then writes ``RESULTS.md`` and ``results.json`` beside this file:
 
-    .venv/bin/python benchmarks/seed_table/run.py                 # synthetic benchmark, about an hour on 2 cores
+    .venv/bin/python benchmarks/seed_table/run.py                 # synthetic benchmark, 44 minutes on 2 cores
     .venv/bin/python benchmarks/seed_table/run.py --only seed-resnet18 --epochs-scale 0.2   # a quick look
 
 By default the data are synthetic (``fathombatch synth``): a training dive and a separate evaluation dive with 20 %
