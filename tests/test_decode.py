@@ -82,6 +82,48 @@ def test_broken_symlink_and_bomb(tmp_path: Path) -> None:
         read_image_file(tmp_path / "bomb.png")
 
 
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork to drop privileges in a child process")
+def test_an_unreadable_file_is_permission_denied_even_for_a_root_test_run() -> None:
+    """As root nothing is unreadable, so the check runs in a forked child that has become ``nobody``."""
+    import shutil
+    import tempfile
+
+    folder = Path(tempfile.mkdtemp(prefix="fb-perm-", dir="/tmp"))  # not under pytest's 0700 folder
+    try:
+        folder.chmod(0o755)
+        locked = make_image(folder / "locked.jpg")
+        locked.chmod(0)
+        if os.geteuid() != 0:
+            with pytest.raises(DecodeError, match="^permission denied$"):
+                read_image_file(locked)
+            return
+        read_end, write_end = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # child: drop to nobody, try to read, report the message, never return into pytest
+            code = 1
+            try:
+                os.close(read_end)
+                os.setgid(65534)
+                os.setuid(65534)
+                try:
+                    read_image_file(locked)
+                    message = "read succeeded"
+                except DecodeError as exc:
+                    message = str(exc)
+                os.write(write_end, message.encode())
+                code = 0
+            finally:
+                os._exit(code)
+        os.close(write_end)
+        with os.fdopen(read_end, "rb") as fh:
+            message = fh.read().decode()
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+        assert message == "permission denied"
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 def test_exif_orientation_swaps_the_reported_size(tmp_path: Path) -> None:
     exif = Image.Exif()
     exif[0x0112] = 6  # rotate 90 degrees clockwise for display
