@@ -3,7 +3,8 @@
     .venv/bin/python benchmarks/ray_vs_local.py [--images DIR] [--engine ENGINE] [--repeats 2]
 
 Defaults reuse what ``make bench`` leaves in ``benchmarks/work/`` (the 1080p JPEG dive and the ResNet18 224 px ONNX
-engine); run that first, or pass your own. Each repeat scores the same dive from scratch (``--overwrite``) both ways, interleaved:
+engine); run that first, or pass your own. Each repeat scores the same dive from scratch (``--overwrite``) both
+ways, interleaved:
 
 * ``local``: ``fathombatch score`` with ``--threads`` = all cores;
 * ``ray``: ``--ray --workers N --cpus-per-worker 1`` on a local Ray instance that the command starts.

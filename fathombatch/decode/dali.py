@@ -84,8 +84,8 @@ class DaliDecoder(Decoder):
     On a GPU (``device=N``) JPEGs are decoded by nvJPEG (``mixed`` backend; the hardware JPEG decoder takes
     ``hw_decoder_load`` of the work where the GPU has one), and resizing and normalisation run on the GPU too. The batch
     stays on the GPU: :attr:`DecodedBatch.images` is then a CUDA ``torch.Tensor`` (a device-to-device copy of DALI's
-    output, which DALI reuses on its next run), handed to the engine without a host round trip. DALI decodes PNG (and other non-JPEG formats) on the CPU even in a GPU pipeline, then copies the
-    pixels to the GPU.
+    output, which DALI reuses on its next run), handed to the engine without a host round trip. DALI decodes PNG (and
+    other non-JPEG formats) on the CPU even in a GPU pipeline, then copies the pixels to the GPU.
     """
 
     name = "dali"
