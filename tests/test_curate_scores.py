@@ -237,6 +237,55 @@ def test_dedupe_finds_planted_duplicates_and_nothing_else(planted: tuple[Path, l
     assert strict.exact_clusters == 1 and strict.drop <= 3
 
 
+def test_simhash_bits_track_the_angle_between_embeddings() -> None:
+    from fathombatch.curate.embeddings import simhash
+
+    rng = np.random.default_rng(0)
+    base = rng.normal(size=(200, 128))
+    near = base[:5] + 0.02 * rng.normal(size=(5, 128))  # a few degrees away
+    hashes = simhash(np.vstack([base, near]))
+    assert hashes.dtype == np.uint64 and np.array_equal(hashes, simhash(np.vstack([base, near])))
+    close = popcount64(hashes[:5] ^ hashes[200:])
+    far = popcount64(hashes[:100] ^ hashes[100:200])
+    assert close.max() <= 4 and 24 <= np.median(far) <= 40  # unrelated vectors differ in about half the bits
+
+
+def test_find_clusters_links_by_embedding_alone() -> None:
+    from fathombatch.curate.dedupe import find_clusters
+    from fathombatch.curate.hashing import FileHash
+
+    paths = ["a.jpg", "b.jpg", "c.jpg"]
+    hashes = [FileHash(100, 20, 10, "sha-a", 0), FileHash(100, 10, 10, "sha-b", 2**64 - 1),
+              FileHash(100, 10, 10, "sha-c", 0x0F0F0F0F0F0F0F0F)]  # pHashes 32+ bits apart: no pHash link
+    assert find_clusters(paths, hashes, 4).height == 0
+    emb = (np.array([0b0, 0b1, 2**64 - 1], dtype=np.uint64), np.array([True, True, True]))
+    clusters = find_clusters(paths, hashes, 4, emb, embedding_distance=1)
+    assert clusters["path"].to_list() == ["a.jpg", "b.jpg"] and set(clusters["kind"]) == {"near"}
+    rows = {r["path"]: r for r in clusters.iter_rows(named=True)}
+    assert rows["a.jpg"]["keep"] and not rows["b.jpg"]["keep"]  # a has more pixels
+    assert rows["b.jpg"]["reason"] == "near duplicate of a.jpg by content (embedding distance 1)"
+    assert find_clusters(paths, hashes, 4, emb, embedding_distance=0).height == 0
+
+
+def test_dedupe_with_an_engine_finds_the_same_duplicates_and_records_embeddings(
+    planted: tuple[Path, list[str]], engines: dict, tmp_path: Path
+) -> None:
+    root, names = planted
+    result = run_dedupe(DedupeConfig(source=root, out=tmp_path / "d", engine=engines["onnx"]))
+    groups = {frozenset(g["path"].to_list()) for g in result.clusters.partition_by("cluster")}
+    assert groups == {
+        frozenset({names[0], "sub/copy.jpg"}),
+        frozenset({names[1], "sub/bigger.png"}),
+        frozenset({names[2], "sub/requal.jpg"}),
+    }
+    hashes = pl.read_parquet(tmp_path / "d" / "hashes.parquet")
+    emb = dict(hashes.select("path", "embedding_hash").iter_rows())
+    assert emb["sub/empty.jpg"] is None and sum(v is None for v in emb.values()) == 1
+    assert emb["sub/copy.jpg"] == emb[names[0]]
+    with pytest.raises(UsageError, match="--embedding-distance"):
+        run_dedupe(DedupeConfig(source=root, out=tmp_path / "e", engine=engines["onnx"], embedding_distance=9))
+
+
 def test_review_and_dedupe_refuse_table_paths_that_escape_the_root(dump: Path, tmp_path: Path) -> None:
     hostile = make_scores(dump, tmp_path / "hostile.parquet", error_paths=("../../etc/passwd",))
     with pytest.raises(LabelFileError, match="outside the image folder"):

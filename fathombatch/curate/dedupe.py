@@ -3,11 +3,11 @@
 * Exact duplicates share a SHA-256 of their bytes.
 * Near duplicates have perceptual hashes (pHash, 64 bits) within ``max_distance`` bits; found through a
   multi-index over hash chunks (:mod:`~fathombatch.curate.hashindex`), never by comparing all pairs.
-* Clusters are the connected components of both relations (so A~B and B~C put A, B, C together).
+* With an engine (``--engine``), near duplicates by content too: SimHashes of the engine's embeddings within
+  ``embedding_distance`` bits (:mod:`~fathombatch.curate.embeddings`), found through the same index.
+* Clusters are the connected components of these relations (so A~B and B~C put A, B, C together).
 * In each cluster the image with the most pixels is kept (then the larger file, then the first path); the others
-  are suggested for dropping, each with the reason and its pHash distance to the kept one.
-
-Engine embeddings are not used: a scores table holds probabilities, not features (see docs/curation.md).
+  are suggested for dropping, each with the reason and its pHash (or embedding) distance to the kept one.
 """
 
 from __future__ import annotations
@@ -39,6 +39,8 @@ class DedupeConfig:
         (9 chunks of about 7 bits) would compare nearly every pair of a large collection.
     images_root: for a scores table, the folder its paths are relative to (default: its ``run.root``).
     threads: hashing threads (default: all cores).
+    engine: an engine whose ``features`` embed each image (None: exact and pHash only).
+    embedding_distance: near-duplicate radius in embedding SimHash bits (0..8; 64 bits, ~2.8 degrees a bit).
     """
 
     source: Path
@@ -46,6 +48,8 @@ class DedupeConfig:
     max_distance: int = 4
     images_root: Path | None = None
     threads: int | None = None
+    engine: Path | None = None
+    embedding_distance: int = 3
 
 
 @dataclass(frozen=True)
@@ -80,8 +84,19 @@ def _pixels(h: FileHash) -> int:
     return (h.width or 0) * (h.height or 0)
 
 
-def find_clusters(paths: list[str], hashes: list[FileHash], max_distance: int) -> pl.DataFrame:
-    """Group duplicates; see the module docstring for the rules. Returns rows of :data:`CLUSTER_SCHEMA`."""
+def find_clusters(
+    paths: list[str],
+    hashes: list[FileHash],
+    max_distance: int,
+    embeddings: tuple[np.ndarray, np.ndarray] | None = None,
+    embedding_distance: int = 3,
+) -> pl.DataFrame:
+    """Group duplicates; see the module docstring for the rules. Returns rows of :data:`CLUSTER_SCHEMA`.
+
+    Args:
+        embeddings: optional ``(hashes, valid)`` from :func:`~fathombatch.curate.embeddings.embedding_hashes`,
+            (N,) uint64 and (N,) bool in ``paths`` order.
+    """
     from scipy import sparse
     from scipy.sparse.csgraph import connected_components
 
@@ -99,6 +114,11 @@ def find_clusters(paths: list[str], hashes: list[FileHash], max_distance: int) -
     if len(reps) > 1:
         pairs, _ = near_pairs(phash[reps], max_distance)
         edges.append(reps[pairs])
+    emb, emb_ok = embeddings if embeddings is not None else (np.zeros(n, dtype=np.uint64), np.zeros(n, dtype=bool))
+    emb_reps = np.array([i for i in first_of.values() if emb_ok[i]], dtype=np.int64)
+    if len(emb_reps) > 1:
+        pairs, _ = near_pairs(emb[emb_reps], embedding_distance)
+        edges.append(emb_reps[pairs])
     links = np.concatenate(edges) if edges else np.empty((0, 2), dtype=np.int64)
     graph = sparse.coo_matrix((np.ones(len(links)), (links[:, 0], links[:, 1])), shape=(n, n))
     _, label = connected_components(graph, directed=False)
@@ -117,6 +137,9 @@ def find_clusters(paths: list[str], hashes: list[FileHash], max_distance: int) -
             distance = None
             if h.phash is not None and k.phash is not None:
                 distance = int(popcount64(np.array([h.phash ^ k.phash], dtype=np.uint64))[0])
+            emb_distance = None
+            if emb_ok[i] and emb_ok[keeper]:
+                emb_distance = int(popcount64(np.array([emb[i] ^ emb[keeper]], dtype=np.uint64))[0])
             keep = i == keeper
             if keep:
                 reason = f"kept: most pixels ({k.width}x{k.height}, {k.bytes} bytes) of its cluster"
@@ -124,12 +147,17 @@ def find_clusters(paths: list[str], hashes: list[FileHash], max_distance: int) -
                 reason = f"byte-identical copy of {paths[keeper]}"
             elif distance is not None and distance <= max_distance:
                 reason = f"near duplicate of {paths[keeper]} (pHash distance {distance})"
+            elif emb_distance is not None and emb_distance <= embedding_distance:
+                reason = f"near duplicate of {paths[keeper]} by content (embedding distance {emb_distance})"
             else:
                 # Clusters are transitive (a slow pan links frame 1 to frame 8 through the ones between); only images
                 # close to the kept one itself are suggested for dropping.
                 keep = True
                 reason = (f"kept: linked to the cluster through other images, but pHash distance {distance} from "
                           f"{paths[keeper]} is over {max_distance}")
+                if emb_distance is not None:
+                    reason += f" and embedding distance {emb_distance} over {embedding_distance}"
+
             records.append((cluster_no, kind, paths[i], keep, distance, reason))
     return pl.DataFrame(records, schema=CLUSTER_SCHEMA, orient="row")
 
@@ -138,12 +166,19 @@ def run_dedupe(cfg: DedupeConfig, progress: Progress | None = None) -> DedupeRes
     """Hash every file, cluster duplicates, and write the results into ``cfg.out``."""
     if not 0 <= cfg.max_distance <= 8:
         raise UsageError(f"--max-distance must be between 0 and 8 bits, got {cfg.max_distance}")
+    if not 0 <= cfg.embedding_distance <= 8:
+        raise UsageError(f"--embedding-distance must be between 0 and 8 bits, got {cfg.embedding_distance}")
     root, paths = _listing(cfg)
     if not paths:
         raise UsageError(f"no images to compare in {cfg.source}")
     files = [resolve_image(root, p, f"{cfg.source}: path {p!r}") for p in paths]
     hashes = hash_files(files, threads=cfg.threads, progress=progress)
-    clusters = find_clusters(paths, hashes, cfg.max_distance)
+    embeddings = None
+    if cfg.engine is not None:
+        from fathombatch.curate.embeddings import embedding_hashes
+
+        embeddings = embedding_hashes(files, cfg.engine, threads=cfg.threads, progress=progress)
+    clusters = find_clusters(paths, hashes, cfg.max_distance, embeddings, cfg.embedding_distance)
 
     table = pl.DataFrame(
         {
@@ -158,6 +193,11 @@ def run_dedupe(cfg: DedupeConfig, progress: Progress | None = None) -> DedupeRes
         schema={"path": pl.String, "bytes": pl.Int64, "width": pl.Int32, "height": pl.Int32, "sha256": pl.String,
                 "phash": pl.String, "error": pl.String},
     )
+    if embeddings is not None:
+        emb, ok = embeddings
+        table = table.with_columns(
+            pl.Series("embedding_hash", [f"{int(e):016x}" if v else None for e, v in zip(emb, ok)], dtype=pl.String)
+        )
     outputs = []
     for name, frame in (("hashes", table), ("clusters", clusters)):
         with atomic_path(cfg.out / f"{name}.parquet") as tmp:
