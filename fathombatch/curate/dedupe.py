@@ -168,6 +168,10 @@ def run_dedupe(cfg: DedupeConfig, progress: Progress | None = None) -> DedupeRes
         raise UsageError(f"--max-distance must be between 0 and 8 bits, got {cfg.max_distance}")
     if not 0 <= cfg.embedding_distance <= 8:
         raise UsageError(f"--embedding-distance must be between 0 and 8 bits, got {cfg.embedding_distance}")
+    if cfg.engine is not None:
+        from fathombatch.backends import resolve_engine_path
+
+        resolve_engine_path(cfg.engine)  # a wrong name fails now, not after hours of hashing
     root, paths = _listing(cfg)
     if not paths:
         raise UsageError(f"no images to compare in {cfg.source}")
