@@ -166,24 +166,30 @@ def train(preset: str | None, list_presets: bool, resume: Path | None, quiet: bo
 
 @cli.command()
 @click.argument("run", type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.option("--format", "fmt", type=click.Choice(["onnx", "pt"]), default="onnx", show_default=True)
-@click.option("--out", type=click.Path(path_type=Path), required=True, help="Engine file (.onnx or .pt); manifest goes to OUT.json.")
+@click.option("--format", "fmt", type=click.Choice(["onnx", "openvino", "pt"]), default="onnx", show_default=True)
+@click.option("--out", type=click.Path(path_type=Path), required=True,
+              help="Engine file (.onnx, .xml for OpenVINO with .bin beside it, or .pt); manifest goes to OUT.json.")
 @click.option("--checkpoint", type=click.Choice(["best", "last"]), default="best", show_default=True)
 @click.option("--precision", type=click.Choice(["fp32", "fp16", "int8"]), default="fp32", show_default=True,
-              help="int8: static quantisation calibrated on the run's images; fp16: for GPUs. ONNX only.")
+              help="int8: ONNX static quantisation, or OpenVINO NNCF with accuracy control; fp16: ONNX, for GPUs.")
+@click.option("--calibration", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="OpenVINO int8: calibrate on these images [default: the run's held-out images].")
+@click.option("--max-drop", type=click.FloatRange(0, 1), default=0.005, show_default=True,
+              help="OpenVINO int8: refuse an engine whose held-out MAP@20 drops by more than this.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing engine file.")
-def export(run: Path, fmt: str, out: Path, checkpoint: str, precision: str, overwrite: bool) -> None:
+def export(run: Path, fmt: str, out: Path, checkpoint: str, precision: str, calibration: Path | None, max_drop: float,
+           overwrite: bool) -> None:
     """Export a training run as an engine plus its manifest.
 
     \b
     Example:
       fathombatch export runs/r18 --format onnx --out engines/r18.onnx
-      fathombatch export runs/r18 --format onnx --precision int8 --out engines/r18-int8.onnx
+      fathombatch export runs/r18 --format openvino --precision int8 --out engines/r18-int8.xml
     """
     from fathombatch.backends.export import ExportConfig, export_run
 
     result = export_run(ExportConfig(run=run, format=fmt, out=out, checkpoint=checkpoint, precision=precision,  # type: ignore[arg-type]
-                                     overwrite=overwrite))
+                                     overwrite=overwrite, calibration=calibration, max_drop=max_drop))
     check = f" (fp32 graph vs PyTorch: max |logit difference| {result.max_abs_diff:.1e})" if result.max_abs_diff is not None else ""
     click.echo(f"Wrote {result.engine}{check} and {result.manifest}")
     if result.val_map20_fp32 is not None:
@@ -194,11 +200,12 @@ def export(run: Path, fmt: str, out: Path, checkpoint: str, precision: str, over
 
 @cli.command()
 @click.argument("root", type=click.Path(path_type=Path))
-@click.option("--engine", required=True, help="Engine file (.onnx, .pt, .plan); a bare name is also looked up in engines/.")
+@click.option("--engine", required=True,
+              help="Engine file (.xml OpenVINO, .onnx, .pt, .plan); a bare name is also looked up in engines/.")
 @click.option("--out", type=click.Path(path_type=Path), default=Path("scores.parquet"), show_default=True)
 @click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
 @click.option("--decoder", type=click.Choice(["auto", "dali", "pil"]), default="auto", show_default=True,
-              help="auto = DALI where installed, else Pillow.")
+              help="auto = Pillow on the CPU (fastest there); on a GPU DALI where installed, else nvJPEG.")
 @click.option("--top-k", type=click.IntRange(min=1), default=20, show_default=True, help="Length of top_categories.")
 @click.option("--submission", type=click.Path(path_type=Path), help="Also write the competition CSV here.")
 @click.option("--osd", "osd_method", help="Out-of-sample method (default: the engine manifest's).")
@@ -207,7 +214,7 @@ def export(run: Path, fmt: str, out: Path, checkpoint: str, precision: str, over
 @click.option("--part-rows", type=click.IntRange(min=1), default=2048, show_default=True,
               help="Rows per part file: the most work a hard kill can cost.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
-              help="auto: TensorRT plans and .pt engines on GPU 0 when there is one; ONNX engines on the CPU.")
+              help="auto: TensorRT plans and .pt engines on GPU 0 when there is one; ONNX and OpenVINO on the CPU.")
 @click.option("--devices", help="Shard over these GPUs, one worker each, one output (e.g. 0,1,2,3).")
 @click.option("--torch-precision", type=click.Choice(["fp32", "fp16", "bf16"]), default="fp32", show_default=True,
               help=".pt engines on a GPU: autocast precision.")

@@ -171,6 +171,11 @@ def test_pil_normalises_with_the_spec(tmp_path: Path) -> None:
 
 
 def test_decoder_names() -> None:
-    assert resolve_decoder_name("auto") == "dali"  # DALI is a Linux dependency of the package
+    # On the CPU Pillow decodes 1080p JPEGs for 224 px about 2x faster than DALI's CPU backend (issue 13).
+    assert resolve_decoder_name("auto") == "pil"
+    assert resolve_decoder_name("auto", None) == "pil"
+    # On a GPU, DALI's nvJPEG (DALI is a Linux dependency of the package); only the name is resolved here.
+    assert resolve_decoder_name("auto", 0) == "dali"
+    assert resolve_decoder_name("dali") == "dali"
     with pytest.raises(UsageError, match="unknown decoder"):
         resolve_decoder_name("opencv")

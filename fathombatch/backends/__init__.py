@@ -4,6 +4,7 @@
 belongs to the file (SHA-256) and returns an :class:`~fathombatch.backends.base.Engine`:
 
 * ``.onnx`` -> ONNX Runtime;
+* ``.xml``  -> OpenVINO (with ``NAME.bin`` beside it; CPU, the fastest int8 path on CPUs without VNNI);
 * ``.pt``   -> PyTorch (weights only; the architecture comes from fathombatch's registry);
 * ``.plan`` -> TensorRT (needs an NVIDIA GPU and the ``tensorrt`` extra).
 
@@ -17,13 +18,23 @@ from collections.abc import Callable
 from pathlib import Path
 
 from fathombatch.backends.base import Engine
-from fathombatch.backends.manifest import Manifest, file_sha256, manifest_path, read_manifest, write_manifest
+from fathombatch.backends.manifest import (
+    Manifest,
+    engine_files,
+    engine_sha256,
+    file_sha256,
+    manifest_path,
+    read_manifest,
+    write_manifest,
+)
 from fathombatch.errors import ManifestError, UsageError
 
 __all__ = [
     "ENGINE_SUFFIXES",
     "Engine",
     "Manifest",
+    "engine_files",
+    "engine_sha256",
     "engine_store",
     "file_sha256",
     "manifest_path",
@@ -43,6 +54,15 @@ def _onnx(path: Path, manifest: Manifest, threads: int | None, device: int | Non
     return OnnxEngine(path, manifest, threads=threads)
 
 
+def _openvino(path: Path, manifest: Manifest, threads: int | None, device: int | None, precision: str) -> Engine:
+    from fathombatch.backends.openvino import OpenVinoEngine
+
+    if device is not None:
+        raise UsageError(f"{path}: OpenVINO engines run on the CPU in fathombatch; for the GPU build a TensorRT plan "
+                         "(fathombatch build-engine) or score the .pt export")
+    return OpenVinoEngine(path, manifest, threads=threads)
+
+
 def _torch(path: Path, manifest: Manifest, threads: int | None, device: int | None, precision: str) -> Engine:
     from fathombatch.backends.torch_engine import TorchEngine
 
@@ -57,6 +77,7 @@ def _tensorrt(path: Path, manifest: Manifest, threads: int | None, device: int |
 
 _RUNTIMES: dict[str, tuple[str, Callable[[Path, Manifest, int | None, int | None, str], Engine]]] = {
     ".onnx": ("onnxruntime", _onnx),
+    ".xml": ("openvino", _openvino),
     ".pt": ("torch", _torch),
     ".plan": ("tensorrt", _tensorrt),
 }
@@ -108,10 +129,10 @@ def open_engine(
     runtime, factory = _RUNTIMES[path.suffix.lower()]
     if manifest.runtime != runtime:
         raise ManifestError(f"{manifest_path(path)} says runtime {manifest.runtime!r} but {path} is a {runtime} file")
-    if verify_hash and manifest.engine_sha256 and file_sha256(path) != manifest.engine_sha256:
+    if verify_hash and manifest.engine_sha256 and engine_sha256(path) != manifest.engine_sha256:
+        files = " + ".join(str(f) for f in engine_files(path))
         raise ManifestError(
-            f"{path} does not match its manifest (SHA-256 differs): the engine file was replaced or damaged; "
-            "re-export it"
+            f"{files} does not match its manifest (SHA-256 differs): the engine was replaced or damaged; re-export it"
         )
     return factory(path, manifest, threads, device, precision)
 
@@ -119,7 +140,8 @@ def open_engine(
 def engine_device(name: str | Path, device: str) -> int | None:
     """Where an engine runs for ``--device auto|cpu|cuda``: a GPU number, or None for the CPU.
 
-    ``auto`` puts TensorRT plans and ``.pt`` engines on GPU 0 when PyTorch sees one; ONNX engines run on the CPU.
+    ``auto`` puts TensorRT plans and ``.pt`` engines on GPU 0 when PyTorch sees one; ONNX and OpenVINO engines run on
+    the CPU.
     """
     from fathombatch.gpu import cuda_device_count, require_gpu
 
@@ -132,8 +154,9 @@ def engine_device(name: str | Path, device: str) -> int | None:
         return 0
     if device == "cuda":
         require_gpu(f"--device cuda ({name})")
-        if suffix == ".onnx":
-            raise UsageError(f"{name}: ONNX engines run on the CPU in fathombatch; for the GPU build a TensorRT plan "
+        if suffix in (".onnx", ".xml"):
+            kind = "ONNX" if suffix == ".onnx" else "OpenVINO"
+            raise UsageError(f"{name}: {kind} engines run on the CPU in fathombatch; for the GPU build a TensorRT plan "
                              "(fathombatch build-engine) or score the .pt export")
         return 0
     if device == "auto" and suffix == ".pt" and cuda_device_count() > 0:

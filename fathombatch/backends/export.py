@@ -4,8 +4,11 @@
   (N, C) and ``features`` (N, D); the result is checked against the PyTorch model with ONNX Runtime and refused
   when any logit differs by more than :data:`ONNX_TOLERANCE`.
 * ``pt``: the architecture name plus the state dict, loadable with ``torch.load(weights_only=True)``.
+* ``openvino``: OpenVINO IR (``NAME.xml`` + ``NAME.bin``) converted from the checked ONNX export; ``int8`` through
+  NNCF with accuracy control, calibrated on the run's held-out images (or ``calibration``), refused when the
+  held-out MAP@20 drops by more than ``max_drop`` (:mod:`fathombatch.backends.openvino_export`).
 
-Reduced precision (ONNX only, ``--precision``):
+Reduced precision for ONNX (``--precision``):
 
 * ``int8``: ONNX Runtime static quantisation (QDQ format, per-channel int8 weights, uint8 activations with
   ``reduce_range``, which avoids the int16 saturation of the u8s8 kernels on CPUs without VNNI), calibrated on
@@ -33,7 +36,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from fathombatch.backends.manifest import Manifest, file_sha256, manifest_path, write_manifest
+from fathombatch.backends.manifest import Manifest, engine_sha256, manifest_path, write_manifest
 from fathombatch.backends.torch_engine import TORCH_ENGINE_FORMAT
 from fathombatch.errors import EngineError, OutputError, UsageError
 from fathombatch.fsutil import atomic_path
@@ -45,7 +48,7 @@ from fathombatch.taxonomy import Taxonomy
 ONNX_TOLERANCE = 1e-4
 #: Largest held-out MAP@20 change a reduced-precision engine may have and still be offered as equivalent.
 PRECISION_TOLERANCE = 0.005
-#: Training images used to calibrate int8 quantisation.
+#: Training images used to calibrate int8 quantisation (ONNX Runtime).
 CALIBRATION_IMAGES = 128
 
 log = logging.getLogger(__name__)
@@ -57,19 +60,23 @@ class ExportConfig:
 
     Attributes:
         run: training run folder.
-        format: ``onnx`` or ``pt``.
+        format: ``onnx``, ``openvino`` or ``pt``.
         out: engine path (suffix must match the format); the manifest goes to ``<out>.json``.
         checkpoint: ``best`` (highest held-out MAP@20) or ``last``.
-        precision: ``fp32``, ``fp16`` or ``int8`` (ONNX only).
+        precision: ``fp32``, ``fp16`` (ONNX) or ``int8`` (ONNX, OpenVINO).
         overwrite: replace an existing engine file.
+        calibration: OpenVINO int8: a folder of images to calibrate on instead of the run's held-out images.
+        max_drop: OpenVINO int8: largest tolerated drop of held-out MAP@20 (absolute); the export fails beyond it.
     """
 
     run: Path
-    format: Literal["onnx", "pt"]
+    format: Literal["onnx", "openvino", "pt"]
     out: Path
     checkpoint: Literal["best", "last"] = "best"
     precision: Literal["fp32", "fp16", "int8"] = "fp32"
     overwrite: bool = False
+    calibration: Path | None = None
+    max_drop: float = PRECISION_TOLERANCE
 
 
 @dataclass(frozen=True)
@@ -97,9 +104,11 @@ def _load_checkpoint(run: Path, which: str) -> dict[str, Any]:
     return blob
 
 
-def _heldout_cache(
-    run: Path, spec: InputSpec, *, calibration: bool = True
-) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+#: (held-out uint8 images (N, H, W, 3), their (N, C) multi-hot labels, training images for ONNX int8 calibration)
+_Cache = tuple[np.ndarray, np.ndarray, np.ndarray]
+
+
+def _heldout_cache(run: Path, spec: InputSpec, *, calibration: bool = True) -> _Cache | None:
     """The run's images as uint8 caches: (held-out images, held-out multi-hot labels, training images for
     calibration, empty unless ``calibration``), or None when the images are not on this machine any more."""
     from fathombatch.datasets import read_labels
@@ -121,7 +130,7 @@ def _heldout_cache(
 
 
 def _presence_thresholds(
-    model: Any, data: tuple[np.ndarray, np.ndarray, np.ndarray] | None, spec: InputSpec
+    model: Any, data: _Cache | None, spec: InputSpec
 ) -> tuple[tuple[float, ...] | None, dict[str, Any]]:
     """Per-class presence thresholds fitted on the run's held-out images, and how they compare with 0.5 there."""
     from fathombatch.exports.thresholds import DEFAULT, fit_thresholds, precision_recall
@@ -237,28 +246,40 @@ def _export_onnx(model: Any, spec: InputSpec, dest: Path) -> float:
     return diff
 
 
-def export_run(cfg: ExportConfig) -> ExportResult:
-    """Export a run's checkpoint as an engine and write its manifest (atomically, both)."""
-    import torch
+_SUFFIXES = {"onnx": ".onnx", "openvino": ".xml", "pt": ".pt"}
+_PRECISIONS = {"onnx": ("fp32", "fp16", "int8"), "openvino": ("fp32", "int8"), "pt": ("fp32",)}
 
-    from fathombatch.models import create_model
-    from fathombatch.models.train import versions
 
-    suffix = {"onnx": ".onnx", "pt": ".pt"}.get(cfg.format)
+@dataclass(frozen=True)
+class _Written:
+    """What writing one engine format produced: the ONNX check, precision metrics for the manifest, a warning."""
+
+    diff: float | None = None
+    metrics: dict[str, Any] | None = None
+    warning: str | None = None
+
+
+def _check_config(cfg: ExportConfig) -> None:
+    suffix = _SUFFIXES.get(cfg.format)
     if suffix is None:
-        raise UsageError(f"unknown export format {cfg.format!r}; choose onnx or pt")
+        raise UsageError(f"unknown export format {cfg.format!r}; choose one of {', '.join(_SUFFIXES)}")
     if cfg.out.suffix.lower() != suffix:
         raise UsageError(f"--out {cfg.out} must end in {suffix} for --format {cfg.format}")
+    if cfg.precision not in _PRECISIONS[cfg.format]:
+        raise UsageError(f"--precision {cfg.precision} is not available for --format {cfg.format}; choose "
+                         f"{' or '.join(_PRECISIONS[cfg.format])}")
+    # The CLI takes 0..1; a negative limit (demanding a gain) is accepted here so that tests can force a refusal.
+    if not -1.0 <= cfg.max_drop <= 1.0:
+        raise UsageError(f"--max-drop must be between 0 and 1, got {cfg.max_drop}")
+    if cfg.calibration is not None and (cfg.format, cfg.precision) != ("openvino", "int8"):
+        raise UsageError("--calibration applies to --format openvino --precision int8 only")
+    if cfg.calibration is not None and not cfg.calibration.is_dir():
+        raise UsageError(f"--calibration {cfg.calibration} is not a folder")
     if cfg.out.exists() and not cfg.overwrite:
         raise OutputError(f"{cfg.out} already exists; pass --overwrite to replace it")
 
-    blob = _load_checkpoint(cfg.run, cfg.checkpoint)
-    taxonomy = Taxonomy.from_records(blob["classes"], name=str(blob.get("taxonomy", "custom")))
-    spec = InputSpec.from_json(blob["input"])
-    model = create_model(str(blob["arch"]), len(taxonomy), img_size=int(blob["img_size"]))
-    model.load_state_dict(blob["model"])
-    model.eval()
 
+def _osd_section(cfg: ExportConfig, blob: dict[str, Any]) -> dict[str, Any]:
     osd: dict[str, Any] = {"method": "max-prob"}
     stats_path = cfg.run / "osd_stats.json"
     if stats_path.is_file():
@@ -268,55 +289,90 @@ def export_run(cfg: ExportConfig) -> ExportResult:
         else:
             log.warning("%s was fitted for another checkpoint than %s; the knn osd method is not exported",
                         stats_path, cfg.checkpoint)
+    return osd
 
-    data = _heldout_cache(cfg.run, spec, calibration=cfg.precision == "int8")
-    thresholds, threshold_metrics = _presence_thresholds(model, data, spec)
 
-    if cfg.precision != "fp32" and cfg.format != "onnx":
-        raise UsageError(f"--precision {cfg.precision} is available for --format onnx only")
-    diff: float | None = None
+def _write_pt(cfg: ExportConfig, model: Any, blob: dict[str, Any], n_classes: int) -> _Written:
+    import torch
+
+    payload = {
+        "format": TORCH_ENGINE_FORMAT,
+        "arch": str(blob["arch"]),
+        "num_classes": n_classes,
+        "img_size": int(blob["img_size"]),
+        "state_dict": model.state_dict(),
+    }
+    with atomic_path(cfg.out) as tmp:
+        torch.save(payload, tmp)
+    return _Written()
+
+
+def _write_onnx(cfg: ExportConfig, model: Any, spec: InputSpec, data: _Cache | None) -> _Written:
+    if cfg.precision == "fp32":
+        return _Written(diff=_export_onnx(model, spec, cfg.out))
     map_fp32 = map_engine = None
-    warning = None
-    metrics_extra: dict[str, Any] = {}
-    if cfg.format == "onnx" and cfg.precision == "fp32":
-        diff = _export_onnx(model, spec, cfg.out)
-        runtime = "onnxruntime"
-    elif cfg.format == "onnx":
-        with tempfile.TemporaryDirectory(prefix="fb-export-") as scratch:
-            fp32 = Path(scratch) / "fp32.onnx"
-            diff = _export_onnx(model, spec, fp32)
-            with atomic_path(cfg.out) as tmp:
-                _reduce_precision(fp32, tmp, cfg.precision, data[2] if data else None, spec)
-                if data is not None:
-                    map_fp32 = _onnx_map20(fp32, data[0], data[1], spec)
-                    map_engine = _onnx_map20(tmp, data[0], data[1], spec)
-        runtime = "onnxruntime"
-        if map_fp32 is None:
-            warning = "held-out images unavailable: the reduced-precision engine's accuracy was not checked"
-        elif abs(map_engine - map_fp32) > PRECISION_TOLERANCE:  # type: ignore[operator]
-            warning = (f"held-out MAP@20 moved from {map_fp32:.4f} (fp32) to {map_engine:.4f} ({cfg.precision}), more "
-                       f"than {PRECISION_TOLERANCE}; prefer the fp32 engine")
-        metrics_extra = {"val_map20_fp32_engine": map_fp32, "val_map20_engine": map_engine,
-                         "precision_check": "failed" if warning and map_fp32 is not None else
-                         ("passed" if map_fp32 is not None else "not run")}
-        if warning:
-            log.warning(warning)
-    else:
-        payload = {
-            "format": TORCH_ENGINE_FORMAT,
-            "arch": str(blob["arch"]),
-            "num_classes": len(taxonomy),
-            "img_size": int(blob["img_size"]),
-            "state_dict": model.state_dict(),
-        }
+    with tempfile.TemporaryDirectory(prefix="fb-export-") as scratch:
+        fp32 = Path(scratch) / "fp32.onnx"
+        diff = _export_onnx(model, spec, fp32)
         with atomic_path(cfg.out) as tmp:
-            torch.save(payload, tmp)
-        runtime = "torch"
+            _reduce_precision(fp32, tmp, cfg.precision, data[2] if data else None, spec)
+            if data is not None:
+                map_fp32 = _onnx_map20(fp32, data[0], data[1], spec)
+                map_engine = _onnx_map20(tmp, data[0], data[1], spec)
+    warning = None
+    if map_fp32 is None or map_engine is None:
+        warning = "held-out images unavailable: the reduced-precision engine's accuracy was not checked"
+    elif abs(map_engine - map_fp32) > PRECISION_TOLERANCE:
+        warning = (f"held-out MAP@20 moved from {map_fp32:.4f} (fp32) to {map_engine:.4f} ({cfg.precision}), more "
+                   f"than {PRECISION_TOLERANCE}; prefer the fp32 engine")
+    if warning:
+        log.warning(warning)
+    check = "not run" if map_fp32 is None else ("failed" if warning else "passed")
+    return _Written(diff=diff, warning=warning, metrics={
+        "val_map20_fp32_engine": map_fp32, "val_map20_engine": map_engine, "precision_check": check})
+
+
+def _write_openvino(cfg: ExportConfig, model: Any, spec: InputSpec, data: _Cache | None) -> _Written:
+    from fathombatch.backends import openvino_export as ovx
+    from fathombatch.preprocess import normalize
+
+    heldout = ovx.HeldOut(normalize(data[0], spec), data[1]) if data is not None and len(data[0]) else None
+    with tempfile.TemporaryDirectory(prefix="fb-export-") as scratch:
+        onnx_path = Path(scratch) / "fp32.onnx"
+        diff = _export_onnx(model, spec, onnx_path)
+        metrics = ovx.export_ir(onnx_path, cfg.out, spec, precision=cfg.precision, heldout=heldout,
+                                calibration=cfg.calibration, max_drop=cfg.max_drop, overwrite=cfg.overwrite)
+    return _Written(diff=diff, metrics=metrics)
+
+
+def export_run(cfg: ExportConfig) -> ExportResult:
+    """Export a run's checkpoint as an engine and write its manifest (atomically, both)."""
+    from fathombatch.models import create_model
+    from fathombatch.models.train import versions
+
+    _check_config(cfg)
+    blob = _load_checkpoint(cfg.run, cfg.checkpoint)
+    taxonomy = Taxonomy.from_records(blob["classes"], name=str(blob.get("taxonomy", "custom")))
+    spec = InputSpec.from_json(blob["input"])
+    model = create_model(str(blob["arch"]), len(taxonomy), img_size=int(blob["img_size"]))
+    model.load_state_dict(blob["model"])
+    model.eval()
+    osd = _osd_section(cfg, blob)
+
+    data = _heldout_cache(cfg.run, spec, calibration=(cfg.format, cfg.precision) == ("onnx", "int8"))
+    thresholds, threshold_metrics = _presence_thresholds(model, data, spec)
+    if cfg.format == "pt":
+        written = _write_pt(cfg, model, blob, len(taxonomy))
+    elif cfg.format == "onnx":
+        written = _write_onnx(cfg, model, spec, data)
+    else:
+        written = _write_openvino(cfg, model, spec, data)
+    extra = written.metrics or {}
 
     manifest = Manifest(
         name=cfg.out.stem,
         arch=str(blob["arch"]),
-        runtime=runtime,
+        runtime={"onnx": "onnxruntime", "openvino": "openvino", "pt": "torch"}[cfg.format],
         precision=cfg.precision,
         input=spec,
         taxonomy=taxonomy,
@@ -329,7 +385,7 @@ def export_run(cfg: ExportConfig) -> ExportResult:
             "val_prior_floor": float(blob["val_prior_floor"]),
             "n_train": int(blob["n_train"]),
             "n_val": int(blob["n_val"]),
-            **metrics_extra,
+            **extra,
             **threshold_metrics,
         },
         provenance={
@@ -338,12 +394,13 @@ def export_run(cfg: ExportConfig) -> ExportResult:
             "epoch": int(blob["epoch"]),
             "train_config": blob["config"],
             "exported_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "onnx_max_abs_diff": diff,
+            "onnx_max_abs_diff": written.diff,
         },
         versions=versions(),
-        engine_sha256=file_sha256(cfg.out),
+        engine_sha256=engine_sha256(cfg.out),
         thresholds=thresholds,
     )
     write_manifest(cfg.out, manifest)
-    return ExportResult(engine=cfg.out, manifest=manifest_path(cfg.out), max_abs_diff=diff, precision=cfg.precision,
-                        val_map20_fp32=map_fp32, val_map20_engine=map_engine, warning=warning)
+    return ExportResult(engine=cfg.out, manifest=manifest_path(cfg.out), max_abs_diff=written.diff,
+                        precision=cfg.precision, val_map20_fp32=extra.get("val_map20_fp32_engine"),
+                        val_map20_engine=extra.get("val_map20_engine"), warning=written.warning)

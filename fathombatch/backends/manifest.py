@@ -23,7 +23,7 @@ from fathombatch.taxonomy import Taxonomy
 FORMAT_VERSION = 1
 #: Manifests larger than this are refused before parsing.
 MAX_MANIFEST_BYTES = 64 * 1024**2
-RUNTIMES = ("onnxruntime", "torch", "tensorrt")
+RUNTIMES = ("onnxruntime", "openvino", "torch", "tensorrt")
 PRECISIONS = ("fp32", "fp16", "bf16", "int8")
 
 
@@ -34,7 +34,7 @@ class Manifest:
     Attributes:
         name: engine name (file stem).
         arch: registered architecture it was built from.
-        runtime: ``onnxruntime`` | ``torch`` | ``tensorrt``.
+        runtime: ``onnxruntime`` | ``openvino`` | ``torch`` | ``tensorrt``.
         precision: ``fp32`` | ``fp16`` | ``bf16`` | ``int8``.
         input: preprocessing spec.
         taxonomy: classes in output column order.
@@ -45,7 +45,7 @@ class Manifest:
         metrics: held-out metrics at export (``val_map20``, ``val_prior_floor``...).
         provenance: how the engine was made (run folder, config, checkpoint, epoch, dates).
         versions: library versions at export.
-        engine_sha256: SHA-256 of the engine file this manifest describes.
+        engine_sha256: SHA-256 of the engine file this manifest describes (see :func:`engine_sha256`).
         thresholds: per-class presence thresholds chosen on held-out data (see fathombatch.exports.thresholds),
             in column order, or None.
     """
@@ -198,6 +198,30 @@ def write_manifest(engine_path: str | Path, manifest: Manifest) -> Path:
     path = manifest_path(engine_path)
     write_json_atomic(path, manifest.to_json())
     return path
+
+
+def engine_files(engine_path: str | Path) -> tuple[Path, ...]:
+    """The files an engine consists of: the file itself, plus ``NAME.bin`` (the weights) for OpenVINO's ``NAME.xml``."""
+    engine_path = Path(engine_path)
+    if engine_path.suffix.lower() == ".xml":
+        return engine_path, engine_path.with_suffix(".bin")
+    return (engine_path,)
+
+
+def engine_sha256(engine_path: str | Path) -> str:
+    """The digest a manifest's ``engine_sha256`` holds: the file's SHA-256 for one-file engines; for OpenVINO, the
+    SHA-256 of the .xml's and the .bin's hex digests joined by a colon, so that either file changing is caught.
+
+    Raises:
+        ManifestError: a file of the engine is missing (e.g. the .bin beside an .xml).
+    """
+    files = engine_files(engine_path)
+    for f in files[1:]:
+        if not f.is_file():
+            raise ManifestError(f"engine {engine_path} has no weights file {f}; copy NAME.xml and NAME.bin together")
+    if len(files) == 1:
+        return file_sha256(files[0])
+    return hashlib.sha256(":".join(file_sha256(f) for f in files).encode()).hexdigest()
 
 
 def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:

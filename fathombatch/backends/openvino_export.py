@@ -1,0 +1,227 @@
+"""OpenVINO IR export: fp32 conversion, NNCF int8 with accuracy control, and the held-out checks behind both.
+
+The fp32 ONNX export (already checked against PyTorch) is converted with ``openvino.convert_model``. int8 goes
+through ``nncf.quantize_with_accuracy_control``: post-training quantisation calibrated on the given images, then, if
+the held-out MAP@20 drops by more than ``max_drop`` (absolute), the quantised layers that hurt most are reverted to
+float one group at a time, at most :data:`MAX_RESTORE_ITERATIONS` times. Whatever NNCF returns is then measured again
+here, on every held-out image and with the runtime settings scoring uses; an engine whose drop still exceeds
+``max_drop`` is refused (:class:`~fathombatch.errors.EngineError` naming the drop), never written.
+
+bf16: where the CPU has bf16 units (AVX-512 BF16, AMX), OpenVINO would run float layers in bf16. The export measures
+the held-out MAP@20 with the bf16 hint too and records ``bf16_check`` (``passed`` / ``failed`` / ``not run``); the
+runtime uses bf16 only when it ``passed`` (see :mod:`fathombatch.backends.openvino`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from fathombatch.backends.openvino import compile_model, cpu_has_bf16, import_openvino, infer_logits
+from fathombatch.errors import EngineError, OutputError, UsageError, require
+from fathombatch.preprocess import InputSpec
+
+#: Most images of ``--calibration DIR`` used to calibrate int8 (NNCF's default statistics subset).
+CALIBRATION_IMAGES = 300
+#: Largest number of accuracy-restoring steps (each reverts one group of quantised layers to float and re-validates).
+#: Past this many, an int8 engine keeps too little int8 to be worth its accuracy risk, and the export is refused.
+MAX_RESTORE_ITERATIONS = 16
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class HeldOut:
+    """The held-out check's data.
+
+    Attributes:
+        images: (N, 3, H, W) float32, normalised per the engine's input spec.
+        truth: (N, C) multi-hot labels.
+    """
+
+    images: np.ndarray
+    truth: np.ndarray
+
+
+def map20(compiled: Any, data: HeldOut) -> float:
+    """Held-out MAP@20 of a compiled OpenVINO model (output 0 = logits)."""
+    from fathombatch.metrics import map_at_k_from_scores
+
+    return map_at_k_from_scores(data.truth, infer_logits(compiled, data.images))
+
+
+def convert_onnx(onnx_path: Path) -> Any:
+    """Read an ONNX file into an ``openvino.Model`` (inputs and outputs keep their ONNX names)."""
+    ov = import_openvino("OpenVINO export")
+    try:
+        return ov.convert_model(str(onnx_path))
+    except Exception as exc:  # noqa: BLE001 - OpenVINO raises its own untyped errors
+        raise EngineError(f"OpenVINO cannot convert {onnx_path}: {str(exc).strip().splitlines()[0][:300]}") from None
+
+
+def quantize_int8(model: Any, calibration: np.ndarray, data: HeldOut, max_drop: float) -> Any:
+    """NNCF int8 quantisation with accuracy control; returns the quantised ``openvino.Model``.
+
+    Args:
+        model: the fp32 model.
+        calibration: (M, 3, H, W) float32 normalised images for the activation statistics.
+        data: held-out images and labels; the validation metric is MAP@20 with per-image AP@20 for NNCF's ranking.
+        max_drop: largest tolerated absolute drop of held-out MAP@20.
+    """
+    nncf = require("nncf", "openvino", "int8 OpenVINO export")
+    from nncf.quantization.advanced_parameters import AdvancedAccuracyRestorerParameters
+
+    from fathombatch.metrics import average_precision_at_k, ranking_from_scores
+
+    if len(calibration) == 0:
+        raise UsageError("int8 export needs calibration images, and none could be read")
+
+    def validate(compiled: Any, items: Any) -> tuple[float, list[float]]:
+        pairs = list(items)
+        if not pairs:
+            return 0.0, []
+        images = np.concatenate([image for image, _ in pairs])
+        truth = np.stack([labels for _, labels in pairs])
+        ap = average_precision_at_k(truth, ranking_from_scores(infer_logits(compiled, images)), distinct=True)
+        return float(ap.mean()), [float(a) for a in ap]
+
+    calibration_set = nncf.Dataset([calibration[i : i + 1] for i in range(len(calibration))])
+    validation_set = nncf.Dataset([(data.images[i : i + 1], data.truth[i]) for i in range(len(data.images))])
+    # NNCF reports through its own logger and prints progress bars on stdout; fathombatch reports the outcome itself.
+    with _quiet_nncf(nncf):
+        return nncf.quantize_with_accuracy_control(
+            model, calibration_set, validation_set, validate,
+            max_drop=max_drop, drop_type=nncf.DropType.ABSOLUTE, preset=nncf.QuantizationPreset.PERFORMANCE,
+            subset_size=len(calibration),
+            advanced_accuracy_restorer_parameters=AdvancedAccuracyRestorerParameters(
+                max_num_iterations=MAX_RESTORE_ITERATIONS),
+        )
+
+
+@contextlib.contextmanager
+def _quiet_nncf(nncf: Any) -> Any:
+    nncf_log = logging.getLogger("nncf")
+    level = nncf_log.level
+    nncf_log.setLevel(logging.ERROR)
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            yield
+    finally:
+        nncf_log.setLevel(level)
+
+
+def check_precision(
+    fp32: Any, candidate: Any, data: HeldOut, max_drop: float, what: str, *, bf16: bool = False
+) -> tuple[float, float]:
+    """Held-out MAP@20 of the fp32 model and of a candidate (int8 model, or the fp32 one under the bf16 hint).
+
+    Returns:
+        (fp32 MAP@20, candidate MAP@20).
+
+    Raises:
+        EngineError: the candidate's MAP@20 is lower by more than ``max_drop``.
+    """
+    map_fp32 = map20(compile_model(fp32), data)
+    map_candidate = map20(compile_model(candidate, bf16=bf16), data)
+    drop = map_fp32 - map_candidate
+    if drop > max_drop:
+        raise EngineError(
+            f"the {what} engine's held-out MAP@20 drops by {drop:.4f} ({map_fp32:.4f} fp32 -> {map_candidate:.4f}), "
+            f"more than the limit {max_drop}; not written (export fp32, or relax the limit with --max-drop)"
+        )
+    return map_fp32, map_candidate
+
+
+def bf16_check(model: Any, data: HeldOut | None, max_drop: float) -> dict[str, Any]:
+    """Measure the model under OpenVINO's bf16 hint where the CPU has bf16; the manifest metrics to record."""
+    if not cpu_has_bf16():
+        return {"bf16_check": "not run (this CPU has no bf16 units)"}
+    if data is None or len(data.images) == 0:
+        return {"bf16_check": "not run (no held-out images)"}
+    try:
+        fp32, bf16 = check_precision(model, model, data, max_drop, "bf16", bf16=True)
+    except EngineError as exc:
+        log.warning("bf16 inference is not used for this engine: %s", exc)
+        return {"bf16_check": "failed"}
+    return {"bf16_check": "passed", "val_map20_bf16": bf16, "bf16_drop": fp32 - bf16}
+
+
+def save_ir(model: Any, dest: Path, *, overwrite: bool) -> None:
+    """Write ``dest`` (.xml) and its .bin without a moment where one is new and the other old is visible as a pair
+    with a manifest: both are written in a scratch folder beside ``dest`` and renamed into place, .bin first."""
+    ov = import_openvino("OpenVINO export")
+    bin_dest = dest.with_suffix(".bin")
+    if not overwrite and bin_dest.exists():
+        raise OutputError(f"{bin_dest} already exists; pass --overwrite to replace it")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent))
+    try:
+        ov.save_model(model, str(scratch / dest.name), compress_to_fp16=False)
+        for src, final in ((scratch / bin_dest.name, bin_dest), (scratch / dest.name, dest)):
+            with open(src, "rb+") as fh:
+                os.fsync(fh.fileno())
+            os.replace(src, final)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def calibration_images(folder: Path, spec: InputSpec) -> np.ndarray:
+    """(M, 3, H, W) float32 normalised images of a folder for int8 calibration: at most :data:`CALIBRATION_IMAGES`,
+    spread evenly over the sorted file list; unreadable files are skipped."""
+    from fathombatch.decode import create_decoder, discover
+
+    files = discover(folder)
+    if len(files) > CALIBRATION_IMAGES:
+        files = [files[i] for i in np.linspace(0, len(files) - 1, CALIBRATION_IMAGES).astype(int)]
+    with create_decoder("pil", spec) as decoder:
+        batch = decoder.decode([folder / f for f in files])
+    if len(batch.ok) == 0:
+        raise UsageError(f"--calibration {folder} holds no readable .jpg, .jpeg or .png images")
+    return batch.images
+
+
+def export_ir(
+    onnx_path: Path,
+    dest: Path,
+    spec: InputSpec,
+    *,
+    precision: str,
+    heldout: HeldOut | None,
+    calibration: Path | None,
+    max_drop: float,
+    overwrite: bool,
+) -> dict[str, Any]:
+    """Convert a checked fp32 ONNX file to OpenVINO IR at ``dest`` (fp32, or int8 calibrated on ``calibration``'s
+    images or else the held-out ones) and return the precision metrics for the manifest.
+
+    Raises:
+        UsageError: int8 without held-out images to check it on.
+        EngineError: the int8 engine's held-out MAP@20 drops by more than ``max_drop`` (nothing is written).
+    """
+    if precision == "int8" and heldout is None:
+        raise UsageError("int8 export needs the run's held-out images and labels to check its accuracy, and they "
+                         "are not available on this machine; export fp32, or export where the run's images are")
+    fp32 = convert_onnx(onnx_path)
+    metrics: dict[str, Any] = {"max_drop": max_drop}
+    engine = fp32
+    if precision == "int8" and heldout is not None:
+        images = calibration_images(calibration, spec) if calibration is not None else heldout.images
+        engine = quantize_int8(fp32, images, heldout, max_drop)
+        map_fp32, map_int8 = check_precision(fp32, engine, heldout, max_drop, "int8")
+        metrics.update(val_map20_fp32_engine=map_fp32, val_map20_engine=map_int8, precision_drop=map_fp32 - map_int8,
+                       precision_check="passed", calibration=str(calibration) if calibration else "held-out images")
+    elif heldout is not None:
+        value = map20(compile_model(fp32), heldout)
+        metrics.update(val_map20_fp32_engine=value, val_map20_engine=value)
+    metrics.update(bf16_check(engine, heldout, max_drop))
+    save_ir(engine, dest, overwrite=overwrite)
+    return metrics
