@@ -2,19 +2,23 @@
 
     make bench                      # or: .venv/bin/python benchmarks/run.py [--quick]
 
-Steps (everything under benchmarks/work/, git-ignored; trained models are reused when present):
+Steps (everything under benchmarks/work/, git-ignored; trained models and exports are reused when present):
 
 1. Data, made by ``fathombatch synth``: a JPEG dive of 1920x1080 frames, a PNG dive at the real mix of sizes, a
    training dive, and 2,000 / 20,000 small frames for the memory check.
-2. Models: DenseNet121 and ResNet18 at 224 px, trained briefly with fathombatch, exported as ``.pt`` (for the
-   baseline), fp32 ONNX and int8 ONNX (static quantisation; its held-out MAP@20 is checked against fp32).
+2. Models: DenseNet121 at 224 px, trained briefly with fathombatch, exported as ``.pt`` (for the baseline), fp32 and
+   int8 ONNX (ONNX Runtime static quantisation) and fp32 and int8 OpenVINO (NNCF with accuracy control); each int8
+   export records its held-out MAP@20 beside fp32's.
 3. Measurements, each ratio taken in one run, side by side; every figure is the median of repeated runs:
-   * end-to-end ``score`` vs ``benchmarks/baseline_seed.py`` (same weights, same JPEG dive);
-   * end-to-end vs engine-only at the same batch size;
+   * whole processes, alternated: ``fathombatch score DIR --engine densenet121-int8.xml`` with no other flag vs
+     ``benchmarks/baseline_seed.py`` (same weights, same JPEG dive; imports and model loading included in both);
+   * the four engines alone (ONNX Runtime and OpenVINO, fp32 and int8) at batch 32;
+   * ``score``'s default configuration against alternatives (decoder, decode threads, batch size), alternated run
+     by run, and against the int8 engine alone;
    * peak RSS scoring 20,000 vs 2,000 small images (separate processes);
    * PNG decoding with 1 vs 2 threads;
    * a sweep of decode / engine / end-to-end throughput over batch sizes for the plot.
-4. ``benchmarks/results/*.json``, ``benchmarks/results/throughput.png`` and ``benchmarks/RESULTS.md``.
+4. ``benchmarks/results/*.json``, ``benchmarks/results/throughput-*.png`` and ``benchmarks/RESULTS.md``.
 """
 
 from __future__ import annotations
@@ -56,8 +60,18 @@ def synth(name: str, *args: str) -> Path:
     return out
 
 
-def model(arch: str, train_dive: Path, epochs: int, size: int = 224) -> dict[str, Path]:
-    """Train (once) and export an architecture; returns its engines (.pt, fp32 ONNX, int8 ONNX)."""
+EXPORTS = {  # key: (--format, --precision, file suffix)
+    "pt-fp32": ("pt", "fp32", ".pt"),
+    "onnx-fp32": ("onnx", "fp32", ".onnx"),
+    "onnx-int8": ("onnx", "int8", "-int8.onnx"),
+    "openvino-fp32": ("openvino", "fp32", ".xml"),
+    "openvino-int8": ("openvino", "int8", "-int8.xml"),
+}
+
+
+def model(arch: str, train_dive: Path, epochs: int, size: int = 224, keys: tuple[str, ...] = tuple(EXPORTS)
+          ) -> dict[str, Path]:
+    """Train (once) and export an architecture; returns its engines by key of :data:`EXPORTS`."""
     tag = f"{arch}-{size}-{train_dive.name}-e{epochs}"  # a quick run's models are never reused by a full one
     run = WORK / "runs" / tag
     if not (run / "checkpoints" / "best.pt").is_file():
@@ -70,12 +84,13 @@ def model(arch: str, train_dive: Path, epochs: int, size: int = 224) -> dict[str
             str(train_dive / "images"), "--labels", str(train_dive / "train.csv"), "--out", str(run), "--img-size",
             str(size), "--epochs", str(epochs), "--early-stop", "0", "--quiet"])
     engines = {}
-    for fmt, precision, suffix in (("pt", "fp32", ".pt"), ("onnx", "fp32", ".onnx"), ("onnx", "int8", "-int8.onnx")):
+    for key in keys:
+        fmt, precision, suffix = EXPORTS[key]
         path = WORK / "engines" / f"{tag}{suffix}"
-        if not path.is_file():
+        if not Path(str(path) + ".json").is_file():
             say(f"export {path.name}")
             sh([*FB, "export", str(run), "--format", fmt, "--precision", precision, "--out", str(path), "--overwrite"])
-        engines[f"{fmt}-{precision}"] = path
+        engines[key] = path
     return engines
 
 
@@ -138,9 +153,33 @@ def machine() -> dict[str, Any]:
     return {"cores": os.cpu_count(), "cpu": cpu, "isa": isa, "gpu": gpu, "python": platform.python_version()}
 
 
-def median_of(fn: Any, repeats: int) -> tuple[float, list[float]]:
-    values = [fn() for _ in range(repeats)]
-    return statistics.median(values), values
+def whole_processes(images: Path, int8: Path, pt: Path, repeats: int) -> dict[str, Any]:
+    """Wall time of whole processes, alternated: ``fathombatch score DIR --engine INT8`` exactly as a user types it
+    (run in a scratch folder, so its default ``--out scores.parquet`` lands there) and the seed-style script."""
+    scratch = WORK / "whole"
+    scratch.mkdir(exist_ok=True)
+    console = Path(sys.executable).with_name("fathombatch")
+    score = [str(console) if console.is_file() else FB[0], *([] if console.is_file() else FB[1:]),
+             "score", str(images), "--engine", str(int8)]
+    baseline = [sys.executable, str(HERE / "baseline_seed.py"), str(images), "--engine", str(pt), "--out",
+                str(scratch / "baseline.csv")]
+    seconds: dict[str, list[float]] = {"baseline": [], "score": []}
+    for round_ in range(repeats + 1):  # round 0 warms the page cache and the import caches of both
+        for name, cmd in (("baseline", baseline), ("score", score)):
+            for f in ("scores.parquet", "baseline.csv"):
+                (scratch / f).unlink(missing_ok=True)
+            start = time.perf_counter()
+            proc = subprocess.run(cmd, cwd=scratch, capture_output=True, text=True, check=False)
+            elapsed = time.perf_counter() - start
+            if proc.returncode != 0:
+                raise SystemExit(f"{name} failed: {' '.join(cmd)}\n{proc.stderr[-3000:]}")
+            if round_:
+                seconds[name].append(elapsed)
+    n = sum(1 for p in images.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
+    med = {k: statistics.median(v) for k, v in seconds.items()}
+    return {"command": " ".join(["fathombatch", *score[score.index("score"):]]), "images": n, "seconds": seconds,
+            "baseline_images_per_s": n / med["baseline"], "score_images_per_s": n / med["score"],
+            "speedup": med["baseline"] / med["score"]}
 
 
 def main() -> None:
@@ -162,51 +201,47 @@ def main() -> None:
     WORK.mkdir(parents=True, exist_ok=True)
     RESULTS.mkdir(parents=True, exist_ok=True)
 
-    from baseline_seed import run_baseline
-
-    from fathombatch.bench import BenchConfig, bench_decode, bench_e2e, bench_engine
+    from fathombatch.bench import BenchConfig, Variant, bench_decode, bench_e2e_variants, bench_engine
+    from fathombatch.score import decode_threads
 
     jpeg = synth(f"jpeg-1080p-{n_jpeg}", "--images", str(n_jpeg), "--seed", "21", "--size", "1920x1080")
     png = synth(f"png-mix-{n_png}", "--images", str(n_png), "--seed", "22", "--format", "png")
     train_dive = synth(f"train-{n_train}", "--images", str(n_train), "--seed", "23", "--size", "640x360",
                        "--box-scale", "2.5")
     small = [synth(f"small-{n}", "--images", str(n), "--seed", "24", "--size", "64x48") for n in n_small]
-    engines = {arch: model(arch, train_dive, epochs) for arch in ("densenet121", "resnet18")}
-    tiny = model("resnet18", train_dive, 1, size=64)["onnx-fp32"]  # the memory check scores 20,000 images
+    dn = model("densenet121", train_dive, epochs)
+    tiny = model("resnet18", train_dive, 1, size=64, keys=("openvino-fp32",))["openvino-fp32"]  # memory check
     records: dict[str, Any] = {"machine": machine(), "quick": args.quick, "repeats": repeats}
+    on_jpeg = lambda engine, **kw: BenchConfig(root=jpeg / "images", engine=engine, repeats=repeats, **kw)  # noqa: E731
 
-    # 1. Accuracy of the reduced-precision engines (recorded at export on the held-out split).
-    accuracy = {}
-    for arch, eng in engines.items():
-        m = manifest_metrics(eng["onnx-int8"])
-        accuracy[arch] = {"fp32": m.get("val_map20_fp32_engine"), "int8": m.get("val_map20_engine"),
-                          "check": m.get("precision_check")}
-    records["accuracy"] = accuracy
-    say(f"accuracy: {accuracy}")
+    # 1. Accuracy of the int8 engines (recorded at export on the held-out split).
+    records["accuracy"] = {}
+    for key in ("onnx-int8", "openvino-int8", "openvino-fp32"):
+        m = manifest_metrics(dn[key])
+        records["accuracy"][key] = {k: m.get(k) for k in ("val_map20_fp32_engine", "val_map20_engine",
+                                                          "precision_check", "bf16_check", "val_map20_bf16")}
+    say(f"accuracy: {records['accuracy']}")
 
-    # 2. Headline: end-to-end vs the seed-style baseline, DenseNet121 at 224 on the 1080p JPEG dive. Every engine
-    #    that passed its accuracy check is measured end to end; the fastest counts.
-    dn = engines["densenet121"]
-    candidates = {"fp32": dn["onnx-fp32"]}
-    if accuracy["densenet121"]["check"] == "passed":
-        candidates["int8"] = dn["onnx-int8"]
-    base = median_of(lambda: run_baseline(jpeg / "images", dn["pt-fp32"])["images_per_s"], repeats)
-    e2e = {f"{p}-{d}": bench_e2e(BenchConfig(root=jpeg / "images", engine=eng, repeats=repeats), d, 32)
-           for p, eng in candidates.items() for d in ("pil", "dali")}
-    best_key = max(e2e, key=lambda k: e2e[k]["images_per_s"])
-    best_precision, best_decoder = best_key.split("-")
-    best = candidates[best_precision]
-    engine_only = bench_engine(BenchConfig(root=jpeg / "images", engine=best, repeats=repeats), 32)
-    records["headline"] = {
-        "baseline_images_per_s": base[0], "baseline_runs": base[1],
-        "engine": str(best), "e2e": e2e, "engine_only": engine_only,
-        "speedup_vs_baseline": e2e[best_key]["images_per_s"] / base[0],
-        "e2e_over_engine": e2e[best_key]["images_per_s"] / engine_only["images_per_s"],
-        "best": best_key, "best_decoder": best_decoder,
-    }
-    say(f"headline: {json.dumps({k: v for k, v in records['headline'].items() if not isinstance(v, dict)})}")
+    # 2. Headline: whole processes, fathombatch's defaults with the int8 OpenVINO engine vs the seed-style script.
+    records["whole"] = whole_processes(jpeg / "images", dn["openvino-int8"], dn["pt-fp32"], repeats)
+    say(f"whole processes: {records['whole']['speedup']:.2f}x ({records['whole']['score_images_per_s']:.1f} vs "
+        f"{records['whole']['baseline_images_per_s']:.1f} images/s)")
 
-    # 3. Memory: peak RSS of whole score processes, 20,000 vs 2,000 small images.
+    # 3. The engines alone, side by side, at batch 32.
+    records["engines"] = {k: bench_engine(on_jpeg(dn[k]), 32)
+                          for k in ("onnx-fp32", "onnx-int8", "openvino-fp32", "openvino-int8")}
+    say("engines: " + ", ".join(f"{k} {v['images_per_s']:.1f}/s" for k, v in records["engines"].items()))
+
+    # 4. score's defaults against alternatives, alternated run by run, with the int8 OpenVINO engine.
+    cores = os.cpu_count() or 1
+    variants = [Variant("default"), Variant(f"pil, {cores} decode threads", decode_threads=cores),
+                Variant("pil, batch 16", batch_size=16), Variant("pil, batch 64", batch_size=64),
+                Variant("dali", decoder="dali")]
+    records["defaults"] = {"decode_threads_default": decode_threads(None),
+                           "variants": bench_e2e_variants(on_jpeg(dn["openvino-int8"]), variants)}
+    say("variants: " + ", ".join(f"{r['variant']} {r['images_per_s']:.1f}/s" for r in records["defaults"]["variants"]))
+
+    # 5. Memory: peak RSS of whole score processes, 20,000 vs 2,000 small images.
     mem = {}
     for root in small:
         rss, seconds = peak_rss_of_score(root / "images", tiny, WORK / "mem.parquet")
@@ -214,21 +249,19 @@ def main() -> None:
     records["memory"] = {**mem, "ratio": mem[small[1].name]["peak_rss_mb"] / mem[small[0].name]["peak_rss_mb"]}
     say(f"memory: {records['memory']}")
 
-    # 4. PNG decoding, 1 vs 2 threads.
+    # 6. PNG decoding, 1 vs 2 threads.
     png_cfg = lambda t: BenchConfig(root=png / "images", engine=dn["onnx-fp32"], repeats=repeats, threads=t)  # noqa: E731
     records["png_threads"] = {f"{d}-{t}": bench_decode(png_cfg(t), d, 32) for d in ("pil", "dali") for t in (1, 2)}
     say("png threads: " + ", ".join(f"{k} {v['images_per_s']:.1f}/s" for k, v in records["png_threads"].items()))
 
-    # 5. Sweep for the plot.
+    # 7. Sweep for the plot.
     sweep = []
     for bs in ((8, 32) if args.quick else (8, 16, 32, 64)):
         for d in ("pil", "dali"):
-            sweep.append(bench_decode(BenchConfig(root=jpeg / "images", engine=best, repeats=repeats), d, bs))
-        for name in ("onnx-fp32", "onnx-int8"):
-            sweep.append(bench_engine(BenchConfig(root=jpeg / "images", engine=dn[name], repeats=repeats), bs))
-        sweep.append(bench_engine(BenchConfig(root=jpeg / "images", engine=engines["resnet18"]["onnx-fp32"],
-                                              repeats=repeats), bs))
-        sweep.append(bench_e2e(BenchConfig(root=jpeg / "images", engine=best, repeats=repeats), best_decoder, bs))
+            sweep.append(bench_decode(on_jpeg(dn["openvino-int8"]), d, bs))
+        for key in ("onnx-fp32", "onnx-int8", "openvino-fp32", "openvino-int8"):
+            sweep.append(bench_engine(on_jpeg(dn[key]), bs))
+        sweep += bench_e2e_variants(on_jpeg(dn["openvino-int8"]), [Variant("default", batch_size=bs)])
     records["sweep"] = sweep
 
     name = "quick" if args.quick else "full"

@@ -14,7 +14,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -148,15 +148,14 @@ def bench_engine(cfg: BenchConfig, batch_size: int, n_images: int | None = None)
         rate, seconds, rates = timed(once, cfg.repeats)
     m = engine.manifest
     return {"stage": "engine", "engine": str(engine.path), "arch": m.arch, "runtime": m.runtime,
-            "precision": m.precision, "input": f"{spec.height}x{spec.width}", "batch_size": batch_size,
+            "precision": m.precision, "inference_precision": engine.inference_precision, "input": f"{spec.height}x{spec.width}", "batch_size": batch_size,
             "threads": cfg.threads or os.cpu_count(), "images": n, "images_per_s": rate, "seconds": seconds,
             "runs": rates, **mem}
 
 
-def bench_e2e(cfg: BenchConfig, decoder: str, batch_size: int) -> Record:
-    """The whole ``score`` path, Parquet writing and the final merge included, into a scratch folder."""
-    from fathombatch.score import ScoreConfig, score_folder
-
+@contextmanager
+def _dump(cfg: BenchConfig) -> Iterator[tuple[Path, Path, int]]:
+    """(folder to score, scratch folder, number of images): ``cfg.root``, or a subset of it as symlinks."""
     files = _files(cfg)
     with tempfile.TemporaryDirectory(prefix="fb-bench-") as scratch:
         root = Path(scratch) / "dump"
@@ -166,35 +165,78 @@ def bench_e2e(cfg: BenchConfig, decoder: str, batch_size: int) -> Record:
                 (root / f.name).symlink_to(f.resolve())
         else:
             root = cfg.root
-        out = Path(scratch) / "scores.parquet"
+        yield root, Path(scratch), len(files)
 
-        def once() -> int:
-            summary = score_folder(ScoreConfig(root=root, engine=cfg.engine, out=out, batch_size=batch_size,
-                                               decoder=decoder, threads=cfg.threads, overwrite=True,
-                                               device="cpu" if cfg.device is None else "cuda"))
-            return summary.files
 
+def _score_once(cfg: BenchConfig, root: Path, out: Path, decoder: str, batch_size: int,
+                decode_threads: int | None = None) -> int:
+    from fathombatch.score import ScoreConfig, score_folder
+
+    summary = score_folder(ScoreConfig(root=root, engine=cfg.engine, out=out, batch_size=batch_size, decoder=decoder,
+                                       threads=cfg.threads, decode_threads=decode_threads, overwrite=True,
+                                       device="cpu" if cfg.device is None else "cuda"))
+    return summary.files
+
+
+def bench_e2e(cfg: BenchConfig, decoder: str, batch_size: int) -> Record:
+    """The whole ``score`` path, Parquet writing and the final merge included, into a scratch folder."""
+    with _dump(cfg) as (root, scratch, n):
         with peak_memory() as mem:
-            rate, seconds, rates = timed(once, cfg.repeats)
+            rate, seconds, rates = timed(lambda: _score_once(cfg, root, scratch / "scores.parquet", decoder,
+                                                             batch_size), cfg.repeats)
     return {"stage": "e2e", "decoder": decoder, "engine": str(cfg.engine), "batch_size": batch_size,
-            "threads": cfg.threads or os.cpu_count(), "images": len(files), "images_per_s": rate, "seconds": seconds,
+            "threads": cfg.threads or os.cpu_count(), "images": n, "images_per_s": rate, "seconds": seconds,
             "runs": rates, **mem}
 
 
-def run_suite(cfg: BenchConfig, stages: Sequence[str], progress: Callable[[Record], None] | None = None) -> list[Record]:
-    """Run the chosen stages (``decode``, ``engine``, ``e2e``) over the batch sizes and decoders."""
+@dataclass(frozen=True)
+class Variant:
+    """One ``score`` configuration for :func:`bench_e2e_variants`; None fields keep ``score``'s defaults."""
+
+    name: str
+    decoder: str = "auto"
+    batch_size: int = 32
+    decode_threads: int | None = None
+
+
+def bench_e2e_variants(cfg: BenchConfig, variants: Sequence[Variant]) -> list[Record]:
+    """End-to-end ``score`` in several configurations, alternated run by run (one warm-up round, then
+    ``cfg.repeats`` rounds), so that drift of the machine spreads over all of them alike; median images/s each."""
+    rates: dict[str, list[float]] = {v.name: [] for v in variants}
+    with _dump(cfg) as (root, scratch, n):
+        for round_ in range(cfg.repeats + 1):
+            for v in variants:
+                start = time.perf_counter()
+                done = _score_once(cfg, root, scratch / "scores.parquet", v.decoder, v.batch_size, v.decode_threads)
+                if round_:
+                    rates[v.name].append(done / (time.perf_counter() - start))
+    return [{"stage": "e2e", "variant": v.name, "decoder": v.decoder, "batch_size": v.batch_size,
+             "decode_threads": v.decode_threads, "engine": str(cfg.engine), "images": n,
+             "images_per_s": statistics.median(rates[v.name]), "runs": rates[v.name]} for v in variants]
+
+
+def run_suite(
+    cfg: BenchConfig,
+    stages: Sequence[str],
+    progress: Callable[[Record], None] | None = None,
+    *,
+    engines: Sequence[str | Path] = (),
+) -> list[Record]:
+    """Run the chosen stages (``decode``, ``engine``, ``e2e``) over the batch sizes and decoders; the engine and
+    end-to-end stages for ``cfg.engine`` and each of ``engines`` (e.g. ONNX Runtime and OpenVINO side by side)."""
     unknown = set(stages) - {"decode", "engine", "e2e"}
     if unknown:
         raise UsageError(f"unknown benchmark stage(s) {sorted(unknown)}; choose decode, engine, e2e or all")
+    configs = [cfg] + [replace(cfg, engine=e) for e in engines]
     records: list[Record] = []
     for batch_size in cfg.batch_sizes:
         jobs: list[Callable[[], Record]] = []
         if "decode" in stages:
             jobs += [lambda d=d, b=batch_size: bench_decode(cfg, d, b) for d in cfg.decoders]
         if "engine" in stages:
-            jobs.append(lambda b=batch_size: bench_engine(cfg, b))
+            jobs += [lambda c=c, b=batch_size: bench_engine(c, b) for c in configs]
         if "e2e" in stages:
-            jobs += [lambda d=d, b=batch_size: bench_e2e(cfg, d, b) for d in cfg.decoders]
+            jobs += [lambda c=c, d=d, b=batch_size: bench_e2e(c, d, b) for c in configs for d in cfg.decoders]
         for job in jobs:
             records.append(job())
             if progress:

@@ -192,8 +192,12 @@ def export(run: Path, fmt: str, out: Path, checkpoint: str, precision: str, cali
                                      overwrite=overwrite, calibration=calibration, max_drop=max_drop))
     check = f" (fp32 graph vs PyTorch: max |logit difference| {result.max_abs_diff:.1e})" if result.max_abs_diff is not None else ""
     click.echo(f"Wrote {result.engine}{check} and {result.manifest}")
-    if result.val_map20_fp32 is not None:
+    if result.val_map20_fp32 is not None and result.precision == "fp32":
+        click.echo(f"Held-out MAP@20 of the engine: {result.val_map20_engine:.4f}")
+    elif result.val_map20_fp32 is not None:
         click.echo(f"Held-out MAP@20: fp32 {result.val_map20_fp32:.4f}, {result.precision} {result.val_map20_engine:.4f}")
+    if result.bf16_check is not None:
+        click.echo(f"bf16 inference check: {result.bf16_check} (OpenVINO uses bf16 only where it passed)")
     if result.warning:
         click.echo(f"  warning: {result.warning}")
 
@@ -209,7 +213,9 @@ def export(run: Path, fmt: str, out: Path, checkpoint: str, precision: str, cali
 @click.option("--top-k", type=click.IntRange(min=1), default=20, show_default=True, help="Length of top_categories.")
 @click.option("--submission", type=click.Path(path_type=Path), help="Also write the competition CSV here.")
 @click.option("--osd", "osd_method", help="Out-of-sample method (default: the engine manifest's).")
-@click.option("--threads", type=click.IntRange(min=1), help="CPU threads (default: all cores).")
+@click.option("--threads", type=click.IntRange(min=1),
+              help="CPU threads for the engine and the decoder [default: engine one per core, decoder one more].")
+@click.option("--decode-threads", type=click.IntRange(1, 1024), help="Decoder threads, overriding --threads for decoding.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing table or discard an interrupted run.")
 @click.option("--part-rows", type=click.IntRange(min=1), default=2048, show_default=True,
               help="Rows per part file: the most work a hard kill can cost.")
@@ -225,7 +231,8 @@ def export(run: Path, fmt: str, out: Path, checkpoint: str, precision: str, cali
 @click.option("--gpus-per-worker", type=click.FloatRange(min=0), default=0.0, show_default=True)
 @quiet_option
 def score(root: Path, engine: str, out: Path, batch_size: int, decoder: str, top_k: int, submission: Path | None,
-          osd_method: str | None, threads: int | None, overwrite: bool, part_rows: int, device: str,
+          osd_method: str | None, threads: int | None, decode_threads: int | None, overwrite: bool, part_rows: int,
+          device: str,
           devices: str | None, torch_precision: str, use_ray: bool, ray_address: str | None, workers: int | None,
           cpus_per_worker: float, gpus_per_worker: float, quiet: bool) -> None:
     """Score every .jpg/.jpeg/.png under ROOT into a Parquet table (resumable).
@@ -250,7 +257,8 @@ def score(root: Path, engine: str, out: Path, batch_size: int, decoder: str, top
     elif ray_address or workers:
         raise UsageError("--ray-address and --workers need --ray")
     cfg = ScoreConfig(root=root, engine=engine, out=out, batch_size=batch_size, decoder=decoder, top_k=top_k,
-                      submission=submission, osd=osd_method, threads=threads, overwrite=overwrite, part_rows=part_rows,
+                      submission=submission, osd=osd_method, threads=threads, decode_threads=decode_threads,
+                      overwrite=overwrite, part_rows=part_rows,
                       ray=ray, device=device, devices=parse_devices(devices) if devices else None,
                       torch_precision=torch_precision)
     s = score_folder(cfg, progress=_progress(quiet))
@@ -297,14 +305,15 @@ def evaluate(scores: Path, truth: Path, osd_truth: Path | None, report: Path | N
 @cli.command()
 @click.argument("stage", type=click.Choice(["decode", "engine", "e2e", "all"]))
 @click.argument("root", type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.option("--engine", required=True, help="Engine file (or name in engines/).")
+@click.option("--engine", "engines", required=True, multiple=True,
+              help="Engine file (or name in engines/); repeat to measure several side by side.")
 @click.option("--batch-sizes", default="8,16,32,64", show_default=True, help="Comma-separated batch sizes.")
 @click.option("--decoders", default="dali,pil", show_default=True, help="Comma-separated decoders.")
 @click.option("--repeats", type=click.IntRange(min=1), default=3, show_default=True, help="Timed runs; the median is reported.")
 @click.option("--max-images", type=click.IntRange(min=1), help="Use at most this many images of ROOT.")
 @click.option("--threads", type=click.IntRange(min=1), help="CPU threads (default: all cores).")
 @click.option("--json", "json_out", type=click.Path(path_type=Path), help="Also write the records as json.")
-def bench(stage: str, root: Path, engine: str, batch_sizes: str, decoders: str, repeats: int, max_images: int | None,
+def bench(stage: str, root: Path, engines: tuple[str, ...], batch_sizes: str, decoders: str, repeats: int, max_images: int | None,
           threads: int | None, json_out: Path | None) -> None:
     """Measure images/s and peak memory of decoding, the engine alone, or the whole score path.
 
@@ -313,6 +322,7 @@ def bench(stage: str, root: Path, engine: str, batch_sizes: str, decoders: str, 
     \b
     Example:
       fathombatch bench all dive/images --engine engines/densenet121.onnx --batch-sizes 16,32 --json bench.json
+      fathombatch bench engine dive/images --engine densenet121.onnx --engine densenet121-int8.xml
     """
 
     from fathombatch.bench import BenchConfig, run_suite
@@ -322,17 +332,18 @@ def bench(stage: str, root: Path, engine: str, batch_sizes: str, decoders: str, 
         sizes = tuple(int(b) for b in batch_sizes.split(","))
     except ValueError:
         raise UsageError(f"--batch-sizes must be comma-separated integers, got {batch_sizes!r}") from None
-    cfg = BenchConfig(root=root, engine=engine, batch_sizes=sizes, decoders=tuple(decoders.split(",")), repeats=repeats,
+    cfg = BenchConfig(root=root, engine=engines[0], batch_sizes=sizes, decoders=tuple(decoders.split(",")), repeats=repeats,
                       max_images=max_images, threads=threads)
     stages = ["decode", "engine", "e2e"] if stage == "all" else [stage]
 
     def show(r: dict[str, Any]) -> None:
-        what = r.get("decoder") or r.get("precision", "")
+        what = r.get("decoder") or f"{r['runtime']} {r['inference_precision']}"
+        engine = f"  {Path(r['engine']).name}" if len(engines) > 1 and r["stage"] != "decode" else ""
         mem = f"{r['peak_rss_mb']:.0f} MiB" if r.get("peak_rss_mb") is not None else "n/a"
-        click.echo(f"{r['stage']:7s} {what:6s} batch {r['batch_size']:3d}  {r['images_per_s']:8.1f} images/s  "
-                   f"peak RSS {mem}")
+        click.echo(f"{r['stage']:7s} {what:18s} batch {r['batch_size']:3d}  {r['images_per_s']:8.1f} images/s  "
+                   f"peak RSS {mem}{engine}")
 
-    records = run_suite(cfg, stages, progress=show)
+    records = run_suite(cfg, stages, progress=show, engines=engines[1:])
     if json_out is not None:
         from fathombatch.fsutil import write_json_atomic
 

@@ -48,6 +48,17 @@ def engines(tmp_path_factory: pytest.TempPathFactory, run_dir: Path) -> dict[str
     return {"onnx": onnx, "pt": pt}
 
 
+@pytest.fixture(scope="session")
+def ov_engines(tmp_path_factory: pytest.TempPathFactory, run_dir: Path) -> dict[str, Path]:
+    """The tiny run as fp32 and int8 OpenVINO engines (int8 through NNCF with accuracy control)."""
+    from fathombatch.backends.export import ExportConfig, export_run
+
+    store = tmp_path_factory.mktemp("ov")
+    fp32 = export_run(ExportConfig(run=run_dir, format="openvino", out=store / "tiny.xml")).engine
+    int8 = export_run(ExportConfig(run=run_dir, format="openvino", precision="int8", out=store / "tiny-int8.xml")).engine
+    return {"fp32": fp32, "int8": int8}
+
+
 @pytest.fixture(autouse=True)
 def _no_engine_store_env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("FATHOMBATCH_ENGINES", raising=False)

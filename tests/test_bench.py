@@ -12,7 +12,7 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-from fathombatch.bench import BenchConfig, bench_decode, bench_e2e, bench_engine, run_suite
+from fathombatch.bench import BenchConfig, Variant, bench_decode, bench_e2e, bench_e2e_variants, bench_engine, run_suite
 from fathombatch.cli import cli
 from fathombatch.score import ScoreConfig, score_folder
 from fathombatch.taxonomy import fathomnet2023
@@ -66,3 +66,20 @@ def test_bench_command_writes_json(png_dive: Path, engines: dict, tmp_path: Path
     bad = CliRunner().invoke(cli, ["bench", "engine", str(png_dive), "--engine", str(engines["onnx"]),
                                    "--batch-sizes", "x"])
     assert bad.exit_code == 2 and bad.stderr.startswith("Error: --batch-sizes")
+
+
+def test_engines_side_by_side_and_e2e_variants(png_dive: Path, engines: dict, ov_engines: dict, tmp_path: Path) -> None:
+    result = CliRunner().invoke(cli, ["bench", "engine", str(png_dive), "--engine", str(engines["onnx"]),
+                                      "--engine", str(ov_engines["int8"]), "--batch-sizes", "4", "--repeats", "1",
+                                      "--json", str(tmp_path / "b.json")])
+    assert result.exit_code == 0, result.stderr
+    records = json.loads((tmp_path / "b.json").read_text())
+    assert [(r["runtime"], r["precision"]) for r in records] == [("onnxruntime", "fp32"), ("openvino", "int8")]
+    assert "tiny-int8.xml" in result.stdout and "openvino int8" in result.stdout
+
+    cfg = BenchConfig(root=png_dive, engine=ov_engines["int8"], repeats=2)
+    variants = [Variant("default"), Variant("dali-16", decoder="dali", batch_size=16, decode_threads=1)]
+    rows = bench_e2e_variants(cfg, variants)
+    assert [r["variant"] for r in rows] == ["default", "dali-16"]
+    assert all(len(r["runs"]) == 2 and r["images"] == 12 and r["images_per_s"] > 0 for r in rows)
+    assert rows[1]["decoder"] == "dali" and rows[1]["decode_threads"] == 1

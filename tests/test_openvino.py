@@ -22,13 +22,9 @@ from fathombatch.metrics import map_at_k_from_lists
 from fathombatch.score import ScoreConfig, score_folder
 
 
-@pytest.fixture(scope="module")
-def ov(tmp_path_factory: pytest.TempPathFactory, run_dir: Path) -> dict[str, Path]:
-    """The tiny run as fp32 and int8 OpenVINO engines."""
-    store = tmp_path_factory.mktemp("ov")
-    fp32 = export_run(ExportConfig(run=run_dir, format="openvino", out=store / "tiny.xml")).engine
-    int8 = export_run(ExportConfig(run=run_dir, format="openvino", precision="int8", out=store / "tiny-int8.xml")).engine
-    return {"fp32": fp32, "int8": int8}
+@pytest.fixture()
+def ov(ov_engines: dict[str, Path]) -> dict[str, Path]:
+    return ov_engines
 
 
 def _copy(engine: Path, dest: Path) -> Path:

@@ -36,6 +36,12 @@ class Engine(ABC):
             Outputs by name: ``logits`` (N, C) float32 always; ``features`` (N, D) float32 when the engine has them.
         """
 
+    @property
+    def inference_precision(self) -> str:
+        """The precision this engine computes in here: the manifest's, unless the runtime chose otherwise on this
+        machine (OpenVINO's bf16, where the export's check allowed it)."""
+        return self.manifest.precision
+
     def infer(self, batch: np.ndarray) -> np.ndarray:
         """Return (N, C) float32 logits for a preprocessed batch; checks C against the manifest."""
         return self.run(batch)["logits"]

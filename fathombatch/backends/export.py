@@ -88,6 +88,7 @@ class ExportResult:
     val_map20_fp32: float | None = None
     val_map20_engine: float | None = None
     warning: str | None = None
+    bf16_check: str | None = None
 
 
 def _load_checkpoint(run: Path, which: str) -> dict[str, Any]:
@@ -257,6 +258,7 @@ class _Written:
     diff: float | None = None
     metrics: dict[str, Any] | None = None
     warning: str | None = None
+    versions: dict[str, str] | None = None
 
 
 def _check_config(cfg: ExportConfig) -> None:
@@ -342,7 +344,7 @@ def _write_openvino(cfg: ExportConfig, model: Any, spec: InputSpec, data: _Cache
         diff = _export_onnx(model, spec, onnx_path)
         metrics = ovx.export_ir(onnx_path, cfg.out, spec, precision=cfg.precision, heldout=heldout,
                                 calibration=cfg.calibration, max_drop=cfg.max_drop, overwrite=cfg.overwrite)
-    return _Written(diff=diff, metrics=metrics)
+    return _Written(diff=diff, metrics=metrics, versions=ovx.runtime_versions())
 
 
 def export_run(cfg: ExportConfig) -> ExportResult:
@@ -396,11 +398,12 @@ def export_run(cfg: ExportConfig) -> ExportResult:
             "exported_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "onnx_max_abs_diff": written.diff,
         },
-        versions=versions(),
+        versions={**versions(), **(written.versions or {})},
         engine_sha256=engine_sha256(cfg.out),
         thresholds=thresholds,
     )
     write_manifest(cfg.out, manifest)
     return ExportResult(engine=cfg.out, manifest=manifest_path(cfg.out), max_abs_diff=written.diff,
                         precision=cfg.precision, val_map20_fp32=extra.get("val_map20_fp32_engine"),
-                        val_map20_engine=extra.get("val_map20_engine"), warning=written.warning)
+                        val_map20_engine=extra.get("val_map20_engine"), warning=written.warning,
+                        bf16_check=extra.get("bf16_check"))

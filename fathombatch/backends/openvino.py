@@ -70,6 +70,13 @@ def infer_logits(compiled: Any, images: np.ndarray, batch: int = 32) -> np.ndarr
     return np.concatenate(out) if out else np.empty((0, 0), dtype=np.float32)
 
 
+def _output_name(names: set[str], expected: tuple[str, ...], index: int) -> str:
+    """The name to report an output under: one the manifest lists (an output may carry several tensor names), else
+    the alphabetically first, so the choice never depends on set order."""
+    listed = sorted(names & set(expected))
+    return listed[0] if listed else (sorted(names)[0] if names else f"output{index}")
+
+
 class OpenVinoEngine(Engine):
     """Run an OpenVINO IR model on the CPU; ``threads`` sets ``INFERENCE_NUM_THREADS`` (default: every core)."""
 
@@ -98,7 +105,7 @@ class OpenVinoEngine(Engine):
             )
         # The first output is the logits whatever its name; others keep their first name (e.g. "features").
         self._outputs = list(self._compiled.outputs)
-        self._names = [next(iter(o.get_names()), f"output{i}") for i, o in enumerate(self._outputs)]
+        self._names = [_output_name(o.get_names(), manifest.outputs, i) for i, o in enumerate(self._outputs)]
         width = self._outputs[0].get_partial_shape()[-1]
         if width.is_static and width.get_length() != manifest.num_classes:
             raise EngineError(
@@ -106,6 +113,10 @@ class OpenVinoEngine(Engine):
                 "classes; the manifest does not belong to this engine"
             )
         self._request = self._compiled.create_infer_request()
+
+    @property
+    def inference_precision(self) -> str:
+        return f"{self.manifest.precision}+bf16" if self.bf16 else self.manifest.precision
 
     def run(self, batch: np.ndarray) -> dict[str, np.ndarray]:
         try:

@@ -20,6 +20,7 @@ import logging
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -59,6 +60,19 @@ def map20(compiled: Any, data: HeldOut) -> float:
     return map_at_k_from_scores(data.truth, infer_logits(compiled, data.images))
 
 
+def runtime_versions() -> dict[str, str]:
+    """Versions of OpenVINO and NNCF (when installed), for the manifest."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {}
+    for package in ("openvino", "nncf"):
+        try:
+            out[package] = version(package)
+        except PackageNotFoundError:
+            pass
+    return out
+
+
 def convert_onnx(onnx_path: Path) -> Any:
     """Read an ONNX file into an ``openvino.Model`` (inputs and outputs keep their ONNX names)."""
     ov = import_openvino("OpenVINO export")
@@ -77,8 +91,9 @@ def quantize_int8(model: Any, calibration: np.ndarray, data: HeldOut, max_drop: 
         data: held-out images and labels; the validation metric is MAP@20 with per-image AP@20 for NNCF's ranking.
         max_drop: largest tolerated absolute drop of held-out MAP@20.
     """
-    nncf = require("nncf", "openvino", "int8 OpenVINO export")
-    from nncf.quantization.advanced_parameters import AdvancedAccuracyRestorerParameters
+    with _quiet_nncf():
+        nncf = require("nncf", "openvino", "int8 OpenVINO export")
+        from nncf.quantization.advanced_parameters import AdvancedAccuracyRestorerParameters
 
     from fathombatch.metrics import average_precision_at_k, ranking_from_scores
 
@@ -97,7 +112,7 @@ def quantize_int8(model: Any, calibration: np.ndarray, data: HeldOut, max_drop: 
     calibration_set = nncf.Dataset([calibration[i : i + 1] for i in range(len(calibration))])
     validation_set = nncf.Dataset([(data.images[i : i + 1], data.truth[i]) for i in range(len(data.images))])
     # NNCF reports through its own logger and prints progress bars on stdout; fathombatch reports the outcome itself.
-    with _quiet_nncf(nncf):
+    with _quiet_nncf():
         return nncf.quantize_with_accuracy_control(
             model, calibration_set, validation_set, validate,
             max_drop=max_drop, drop_type=nncf.DropType.ABSOLUTE, preset=nncf.QuantizationPreset.PERFORMANCE,
@@ -108,15 +123,19 @@ def quantize_int8(model: Any, calibration: np.ndarray, data: HeldOut, max_drop: 
 
 
 @contextlib.contextmanager
-def _quiet_nncf(nncf: Any) -> Any:
-    nncf_log = logging.getLogger("nncf")
-    level = nncf_log.level
-    nncf_log.setLevel(logging.ERROR)
+def _quiet_nncf() -> Iterator[None]:
+    """Silence NNCF's logger and progress bars, and the warning torch logs when NNCF imports its C++ extension
+    loader on a machine without CUDA (it concerns NNCF's PyTorch backend, which fathombatch does not use)."""
+    loggers = [logging.getLogger(name) for name in ("nncf", "torch.utils.cpp_extension")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.ERROR)
     try:
         with contextlib.redirect_stdout(io.StringIO()):
             yield
     finally:
-        nncf_log.setLevel(level)
+        for lg, level in zip(loggers, levels):
+            lg.setLevel(level)
 
 
 def check_precision(
@@ -141,18 +160,19 @@ def check_precision(
     return map_fp32, map_candidate
 
 
-def bf16_check(model: Any, data: HeldOut | None, max_drop: float) -> dict[str, Any]:
-    """Measure the model under OpenVINO's bf16 hint where the CPU has bf16; the manifest metrics to record."""
+def bf16_check(fp32: Any, model: Any, data: HeldOut | None, max_drop: float) -> dict[str, Any]:
+    """Measure ``model`` (the engine about to be written) under OpenVINO's bf16 hint where the CPU has bf16, against
+    the fp32 model in f32, so that bf16 on top of int8 counts in the same drop; the manifest metrics to record."""
     if not cpu_has_bf16():
         return {"bf16_check": "not run (this CPU has no bf16 units)"}
     if data is None or len(data.images) == 0:
         return {"bf16_check": "not run (no held-out images)"}
     try:
-        fp32, bf16 = check_precision(model, model, data, max_drop, "bf16", bf16=True)
+        reference, bf16 = check_precision(fp32, model, data, max_drop, "bf16", bf16=True)
     except EngineError as exc:
         log.warning("bf16 inference is not used for this engine: %s", exc)
         return {"bf16_check": "failed"}
-    return {"bf16_check": "passed", "val_map20_bf16": bf16, "bf16_drop": fp32 - bf16}
+    return {"bf16_check": "passed", "val_map20_bf16": bf16, "bf16_drop": reference - bf16}
 
 
 def save_ir(model: Any, dest: Path, *, overwrite: bool) -> None:
@@ -222,6 +242,6 @@ def export_ir(
     elif heldout is not None:
         value = map20(compile_model(fp32), heldout)
         metrics.update(val_map20_fp32_engine=value, val_map20_engine=value)
-    metrics.update(bf16_check(engine, heldout, max_drop))
+    metrics.update(bf16_check(fp32, engine, heldout, max_drop))
     save_ir(engine, dest, overwrite=overwrite)
     return metrics
