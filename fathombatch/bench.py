@@ -180,10 +180,9 @@ def _score_once(cfg: BenchConfig, root: Path, out: Path, decoder: str, batch_siz
 
 def bench_e2e(cfg: BenchConfig, decoder: str, batch_size: int) -> Record:
     """The whole ``score`` path, Parquet writing and the final merge included, into a scratch folder."""
-    with _dump(cfg) as (root, scratch, n):
-        with peak_memory() as mem:
-            rate, seconds, rates = timed(lambda: _score_once(cfg, root, scratch / "scores.parquet", decoder,
-                                                             batch_size), cfg.repeats)
+    with _dump(cfg) as (root, scratch, n), peak_memory() as mem:
+        rate, seconds, rates = timed(lambda: _score_once(cfg, root, scratch / "scores.parquet", decoder, batch_size),
+                                     cfg.repeats)
     return {"stage": "e2e", "decoder": decoder, "engine": str(cfg.engine), "batch_size": batch_size,
             "threads": cfg.threads or os.cpu_count(), "images": n, "images_per_s": rate, "seconds": seconds,
             "runs": rates, **mem}

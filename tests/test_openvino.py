@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -17,9 +18,10 @@ from fathombatch.backends.export import ExportConfig, export_run
 from fathombatch.backends.openvino import cpu_has_bf16
 from fathombatch.cli import cli
 from fathombatch.datasets import read_labels
-from fathombatch.errors import EngineError, ManifestError, MissingDependencyError, UsageError
+from fathombatch.errors import EngineError, ManifestError, MissingDependencyError, OutputError, UsageError
 from fathombatch.metrics import map_at_k_from_lists
 from fathombatch.score import ScoreConfig, score_folder
+from fathombatch.table import read_metadata
 
 
 @pytest.fixture()
@@ -113,7 +115,7 @@ def test_precision_hint_follows_the_bf16_check(ov: dict[str, Path], tmp_path: Pa
     for check in ("passed", "failed", "not run (no held-out images)"):
         _set_bf16_check(engine, check)
         with open_engine(engine) as e:
-            hint = str(e._compiled.get_property("INFERENCE_PRECISION_HINT"))  # noqa: SLF001
+            hint = str(e._compiled.get_property("INFERENCE_PRECISION_HINT"))
         uses_bf16 = check == "passed" and cpu_has_bf16()
         assert ("bfloat16" in hint) == uses_bf16, (check, hint)
 
@@ -150,3 +152,83 @@ def test_calibration_folder(run_dir: Path, dive: Path, tmp_path: Path) -> None:
     result = export_run(ExportConfig(run=run_dir, format="openvino", precision="int8", out=tmp_path / "c.xml",
                                      calibration=dive / "images"))
     assert read_manifest(result.engine).metrics["calibration"] == str(dive / "images")
+
+
+def test_resume_where_the_cpu_computes_otherwise_is_refused(
+    ov: dict[str, Path], dive: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run interrupted on a CPU that ran the engine in bf16 must not be finished in f32 on another machine."""
+    import fathombatch.backends.openvino as ov_module
+    import fathombatch.score as score_module
+
+    engine = _copy(ov["fp32"], tmp_path / "e")
+    _set_bf16_check(engine, "passed")
+    real, calls = score_module._score_batch, {"n": 0}
+
+    def interrupted(*args: object, **kwargs: object) -> pl.DataFrame:
+        calls["n"] += 1
+        if calls["n"] > 2:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    cfg = ScoreConfig(root=dive / "images", engine=engine, out=tmp_path / "s.parquet", batch_size=4, part_rows=4)
+    monkeypatch.setattr(ov_module, "cpu_has_bf16", lambda: True)
+    monkeypatch.setattr(score_module, "_score_batch", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        score_folder(cfg)
+    monkeypatch.setattr(score_module, "_score_batch", real)
+    monkeypatch.setattr(ov_module, "cpu_has_bf16", lambda: False)
+    with pytest.raises(OutputError, match="different inference_precision"):
+        score_folder(cfg)
+    monkeypatch.setattr(ov_module, "cpu_has_bf16", lambda: True)
+    summary = score_folder(cfg)  # the same CPU behaviour resumes
+    assert summary.resumed == 8 and summary.files == 24
+    assert read_metadata(tmp_path / "s.parquet")["run"]["inference_precision"] == "fp32+bf16"
+
+
+def test_decode_threads_change_speed_not_scores(ov: dict[str, Path], dive: Path, tmp_path: Path) -> None:
+    from fathombatch.score import decode_threads
+
+    assert decode_threads(None) == (os.cpu_count() or 1) + 1 and decode_threads(3) == 3
+    tables = []
+    for i, n in enumerate((None, 1)):
+        score_folder(ScoreConfig(root=dive / "images", engine=ov["int8"], out=tmp_path / f"{i}.parquet",
+                                 decode_threads=n))
+        tables.append(pl.read_parquet(tmp_path / f"{i}.parquet"))
+    assert tables[0].equals(tables[1])
+
+
+def test_an_existing_weights_file_is_refused_before_any_work(run_dir: Path, tmp_path: Path) -> None:
+    (tmp_path / "e.bin").write_bytes(b"someone's weights")
+    with pytest.raises(OutputError, match=r"e\.bin already exists; pass --overwrite"):
+        export_run(ExportConfig(run=run_dir, format="openvino", out=tmp_path / "e.xml"))
+    assert (tmp_path / "e.bin").read_bytes() == b"someone's weights" and not (tmp_path / "e.xml").exists()
+
+
+def test_an_isa_cap_below_bf16_means_no_bf16(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "avx2")
+    assert cpu_has_bf16() is False
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX512_CORE_AMX")
+    monkeypatch.delenv("DNNL_MAX_CPU_ISA", raising=False)
+    import openvino as openvino_runtime
+
+    capabilities = openvino_runtime.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+    assert cpu_has_bf16() is ("BF16" in capabilities)
+
+
+@pytest.mark.skipif(not cpu_has_bf16(), reason="needs a CPU with bf16 units (AVX-512 BF16 or AMX) to make bf16 fail")
+def test_bf16_that_cannot_compile_falls_back_to_f32(ov: dict[str, Path], tmp_path: Path) -> None:
+    """With oneDNN capped at AVX2 on a bf16 CPU, OpenVINO has no bf16 max-pooling kernel; the engine must still load."""
+    import subprocess
+
+    engine = _copy(ov["fp32"], tmp_path / "g")
+    _set_bf16_check(engine, "passed")
+    code = ("import fathombatch.backends.openvino as m; m.cpu_has_bf16 = lambda: True\n"
+            "from fathombatch.backends import open_engine\nimport numpy as np\n"
+            f"e = open_engine({str(engine)!r})\n"
+            "print(e.inference_precision, e.run(np.zeros((2, 3, 32, 32), np.float32))['logits'].shape)")
+    env = {**os.environ, "ONEDNN_MAX_CPU_ISA": "AVX2"}
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=False)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.split() == ["fp32", "(2,", "290)"]
+    assert "bf16 is not available for this engine on this CPU" in proc.stderr

@@ -36,7 +36,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from fathombatch.backends.manifest import Manifest, engine_sha256, manifest_path, write_manifest
+from fathombatch.backends.manifest import Manifest, engine_files, engine_sha256, manifest_path, write_manifest
 from fathombatch.backends.torch_engine import TORCH_ENGINE_FORMAT
 from fathombatch.errors import EngineError, OutputError, UsageError
 from fathombatch.fsutil import atomic_path
@@ -277,8 +277,9 @@ def _check_config(cfg: ExportConfig) -> None:
         raise UsageError("--calibration applies to --format openvino --precision int8 only")
     if cfg.calibration is not None and not cfg.calibration.is_dir():
         raise UsageError(f"--calibration {cfg.calibration} is not a folder")
-    if cfg.out.exists() and not cfg.overwrite:
-        raise OutputError(f"{cfg.out} already exists; pass --overwrite to replace it")
+    for path in engine_files(cfg.out):
+        if path.exists() and not cfg.overwrite:
+            raise OutputError(f"{path} already exists; pass --overwrite to replace it")
 
 
 def _osd_section(cfg: ExportConfig, blob: dict[str, Any]) -> dict[str, Any]:
@@ -343,7 +344,7 @@ def _write_openvino(cfg: ExportConfig, model: Any, spec: InputSpec, data: _Cache
         onnx_path = Path(scratch) / "fp32.onnx"
         diff = _export_onnx(model, spec, onnx_path)
         metrics = ovx.export_ir(onnx_path, cfg.out, spec, precision=cfg.precision, heldout=heldout,
-                                calibration=cfg.calibration, max_drop=cfg.max_drop, overwrite=cfg.overwrite)
+                                calibration=cfg.calibration, max_drop=cfg.max_drop)
     return _Written(diff=diff, metrics=metrics, versions=ovx.runtime_versions())
 
 

@@ -12,6 +12,8 @@ unless the manifest records that the bf16 run passed the held-out accuracy check
 
 from __future__ import annotations
 
+import logging
+import os
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -21,6 +23,8 @@ import numpy as np
 from fathombatch.backends.base import Engine
 from fathombatch.backends.manifest import Manifest
 from fathombatch.errors import EngineError, require
+
+log = logging.getLogger(__name__)
 
 #: OpenVINO's name for this project's CPU device.
 DEVICE = "CPU"
@@ -37,8 +41,19 @@ def core() -> Any:
     return import_openvino().Core()
 
 
+#: oneDNN ISA caps (``ONEDNN_MAX_CPU_ISA``) below the first ISA with bf16 arithmetic.
+_CAPS_WITHOUT_BF16 = {"SSE41", "AVX", "AVX2", "AVX2_VNNI", "AVX2_VNNI_2", "AVX512_CORE", "AVX512_CORE_VNNI"}
+
+
 def cpu_has_bf16() -> bool:
-    """True when OpenVINO's CPU plugin reports native bf16 (AVX-512 BF16 or AMX)."""
+    """True when OpenVINO's CPU plugin reports native bf16 (AVX-512 BF16 or AMX) and oneDNN is not capped below it.
+
+    The plugin reports its capabilities from the CPU alone; a ``ONEDNN_MAX_CPU_ISA`` (or ``DNNL_MAX_CPU_ISA``) cap
+    below AVX512_CORE_BF16 removes bf16 kernels it would then fail to find, so such a cap counts as no bf16.
+    """
+    cap = (os.environ.get("ONEDNN_MAX_CPU_ISA") or os.environ.get("DNNL_MAX_CPU_ISA") or "").upper()
+    if cap in _CAPS_WITHOUT_BF16:
+        return False
     try:
         return "BF16" in core().get_property(DEVICE, "OPTIMIZATION_CAPABILITIES")
     except Exception:  # noqa: BLE001 - an old plugin without the property: treat as no bf16
@@ -73,8 +88,8 @@ def infer_logits(compiled: Any, images: np.ndarray, batch: int = 32) -> np.ndarr
 def _output_name(names: set[str], expected: tuple[str, ...], index: int) -> str:
     """The name to report an output under: one the manifest lists (an output may carry several tensor names), else
     the alphabetically first, so the choice never depends on set order."""
-    listed = sorted(names & set(expected))
-    return listed[0] if listed else (sorted(names)[0] if names else f"output{index}")
+    listed = names & set(expected)
+    return min(listed) if listed else (min(names) if names else f"output{index}")
 
 
 class OpenVinoEngine(Engine):
@@ -88,7 +103,7 @@ class OpenVinoEngine(Engine):
         self.bf16 = manifest.metrics.get("bf16_check") == "passed" and cpu_has_bf16()
         try:
             model = core().read_model(str(path))
-            self._compiled = compile_model(model, threads=threads, bf16=self.bf16)
+            self._compiled = self._compile(model, threads)
         except Exception as exc:  # noqa: BLE001 - OpenVINO raises its own untyped RuntimeErrors
             raise EngineError(f"OpenVINO cannot load {path}: {str(exc).strip().splitlines()[0][:300]}") from None
         inputs = self._compiled.inputs
@@ -113,6 +128,16 @@ class OpenVinoEngine(Engine):
                 "classes; the manifest does not belong to this engine"
             )
         self._request = self._compiled.create_infer_request()
+
+    def _compile(self, model: Any, threads: int | None) -> Any:
+        if self.bf16:
+            try:
+                return compile_model(model, threads=threads, bf16=True)
+            except Exception as exc:  # noqa: BLE001 - a layer without a bf16 kernel here: f32 is always available
+                log.warning("%s: bf16 is not available for this engine on this CPU (%s); running in f32", self.path,
+                            str(exc).strip().splitlines()[-1][:200])
+                self.bf16 = False
+        return compile_model(model, threads=threads, bf16=False)
 
     @property
     def inference_precision(self) -> str:

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from fathombatch.backends.openvino import compile_model, cpu_has_bf16, import_openvino, infer_logits
-from fathombatch.errors import EngineError, OutputError, UsageError, require
+from fathombatch.errors import EngineError, UsageError, require
 from fathombatch.preprocess import InputSpec
 
 #: Most images of ``--calibration DIR`` used to calibrate int8 (NNCF's default statistics subset).
@@ -172,16 +172,18 @@ def bf16_check(fp32: Any, model: Any, data: HeldOut | None, max_drop: float) -> 
     except EngineError as exc:
         log.warning("bf16 inference is not used for this engine: %s", exc)
         return {"bf16_check": "failed"}
+    except RuntimeError as exc:  # OpenVINO's own: no bf16 kernel for some layer here
+        reason = str(exc).strip().splitlines()[-1][:160]
+        return {"bf16_check": f"not run (OpenVINO cannot compile it in bf16 here: {reason})"}
     return {"bf16_check": "passed", "val_map20_bf16": bf16, "bf16_drop": reference - bf16}
 
 
-def save_ir(model: Any, dest: Path, *, overwrite: bool) -> None:
-    """Write ``dest`` (.xml) and its .bin without a moment where one is new and the other old is visible as a pair
-    with a manifest: both are written in a scratch folder beside ``dest`` and renamed into place, .bin first."""
+def save_ir(model: Any, dest: Path) -> None:
+    """Write ``dest`` (.xml) and its .bin (replacing them: the caller decides about overwriting). Both are written in
+    a scratch folder beside ``dest``, fsynced and renamed into place, .bin first; a reader between the two renames
+    sees a pair that no longer matches its manifest's hash and is refused, never a silently mixed engine."""
     ov = import_openvino("OpenVINO export")
     bin_dest = dest.with_suffix(".bin")
-    if not overwrite and bin_dest.exists():
-        raise OutputError(f"{bin_dest} already exists; pass --overwrite to replace it")
     dest.parent.mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent))
     try:
@@ -218,7 +220,6 @@ def export_ir(
     heldout: HeldOut | None,
     calibration: Path | None,
     max_drop: float,
-    overwrite: bool,
 ) -> dict[str, Any]:
     """Convert a checked fp32 ONNX file to OpenVINO IR at ``dest`` (fp32, or int8 calibrated on ``calibration``'s
     images or else the held-out ones) and return the precision metrics for the manifest.
@@ -243,5 +244,5 @@ def export_ir(
         value = map20(compile_model(fp32), heldout)
         metrics.update(val_map20_fp32_engine=value, val_map20_engine=value)
     metrics.update(bf16_check(fp32, engine, heldout, max_drop))
-    save_ir(engine, dest, overwrite=overwrite)
+    save_ir(engine, dest)
     return metrics

@@ -3,8 +3,9 @@
 ``create_decoder("auto" | "dali" | "pil" | "nvjpeg", spec, device=None | N)`` builds one. ``device=N`` decodes on GPU
 N (DALI's nvJPEG ``mixed`` backend, or torchvision's nvJPEG) and returns CUDA tensors. ``auto`` picks the decoder
 the throughput suite measured fastest for the device: Pillow on the CPU (its JPEG DCT-domain downscaling decodes a
-1080p frame bound for 224 px about 2x faster than DALI's CPU backend: 199 vs 102 images/s at batch 32 on 2 cores,
-benchmarks/RESULTS.md), and on a GPU DALI's nvJPEG where DALI is installed, else torchvision's nvJPEG.
+1080p frame bound for 224 px about 1.8x as fast as DALI's CPU backend on the 2-core benchmark machine, and end to end
+the Pillow default beat ``--decoder dali`` too; benchmarks/RESULTS.md), and on a GPU DALI's nvJPEG where DALI is
+installed, else torchvision's nvJPEG.
 """
 
 from __future__ import annotations
