@@ -148,7 +148,8 @@ def bench_engine(cfg: BenchConfig, batch_size: int, n_images: int | None = None)
         rate, seconds, rates = timed(once, cfg.repeats)
     m = engine.manifest
     return {"stage": "engine", "engine": str(engine.path), "arch": m.arch, "runtime": m.runtime,
-            "precision": m.precision, "inference_precision": engine.inference_precision, "input": f"{spec.height}x{spec.width}", "batch_size": batch_size,
+            "precision": m.precision, "inference_precision": engine.inference_precision,
+            "input": f"{spec.height}x{spec.width}", "batch_size": batch_size,
             "threads": cfg.threads or os.cpu_count(), "images": n, "images_per_s": rate, "seconds": seconds,
             "runs": rates, **mem}
 

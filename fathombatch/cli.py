@@ -17,7 +17,7 @@ import click
 
 from fathombatch import __version__
 from fathombatch.cli_curate import curate, download
-from fathombatch.clikit import CONTEXT, Group, quiet_option
+from fathombatch.clikit import CONTEXT, MAX_THREADS, Group, output_file, quiet_option
 from fathombatch.clikit import progress as _progress
 
 
@@ -101,7 +101,7 @@ _TRAIN_OPTIONS: list[tuple[str, dict[str, Any]]] = [
     ("--seed", {"type": int, "help": "[default: 0]"}),
     ("--pretrained/--no-pretrained", {"default": None, "help": "Start from ImageNet weights."}),
     ("--weights", {"type": click.Path(exists=True, dir_okay=False, path_type=Path), "help": "Start from a local weights file."}),
-    ("--threads", {"type": click.IntRange(min=1), "help": "CPU threads (default: all cores)."}),
+    ("--threads", {"type": click.IntRange(1, MAX_THREADS), "help": "CPU threads (default: all cores)."}),
     ("--device", {"type": click.Choice(["auto", "cpu", "cuda"]), "help": "[default: auto]"}),
 ]
 
@@ -206,16 +206,16 @@ def export(run: Path, fmt: str, out: Path, checkpoint: str, precision: str, cali
 @click.argument("root", type=click.Path(path_type=Path))
 @click.option("--engine", required=True,
               help="Engine file (.xml OpenVINO, .onnx, .pt, .plan); a bare name is also looked up in engines/.")
-@click.option("--out", type=click.Path(path_type=Path), default=Path("scores.parquet"), show_default=True)
+@click.option("--out", default="scores.parquet", show_default=True, callback=output_file, help="The scores table.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
 @click.option("--decoder", type=click.Choice(["auto", "dali", "pil"]), default="auto", show_default=True,
               help="auto = Pillow on the CPU (fastest there); on a GPU DALI where installed, else nvJPEG.")
 @click.option("--top-k", type=click.IntRange(min=1), default=20, show_default=True, help="Length of top_categories.")
-@click.option("--submission", type=click.Path(path_type=Path), help="Also write the competition CSV here.")
+@click.option("--submission", callback=output_file, help="Also write the competition CSV here.")
 @click.option("--osd", "osd_method", help="Out-of-sample method (default: the engine manifest's).")
-@click.option("--threads", type=click.IntRange(min=1),
+@click.option("--threads", type=click.IntRange(1, MAX_THREADS),
               help="CPU threads for the engine and the decoder [default: engine one per core, decoder one more].")
-@click.option("--decode-threads", type=click.IntRange(1, 1024), help="Decoder threads, overriding --threads for decoding.")
+@click.option("--decode-threads", type=click.IntRange(1, MAX_THREADS), help="Decoder threads, overriding --threads for decoding.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing table or discard an interrupted run.")
 @click.option("--part-rows", type=click.IntRange(min=1), default=2048, show_default=True,
               help="Rows per part file: the most work a hard kill can cost.")
@@ -311,7 +311,7 @@ def evaluate(scores: Path, truth: Path, osd_truth: Path | None, report: Path | N
 @click.option("--decoders", default="dali,pil", show_default=True, help="Comma-separated decoders.")
 @click.option("--repeats", type=click.IntRange(min=1), default=3, show_default=True, help="Timed runs; the median is reported.")
 @click.option("--max-images", type=click.IntRange(min=1), help="Use at most this many images of ROOT.")
-@click.option("--threads", type=click.IntRange(min=1), help="CPU threads (default: all cores).")
+@click.option("--threads", type=click.IntRange(1, MAX_THREADS), help="CPU threads (default: all cores).")
 @click.option("--json", "json_out", type=click.Path(path_type=Path), help="Also write the records as json.")
 def bench(stage: str, root: Path, engines: tuple[str, ...], batch_sizes: str, decoders: str, repeats: int, max_images: int | None,
           threads: int | None, json_out: Path | None) -> None:

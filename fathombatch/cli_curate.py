@@ -13,7 +13,7 @@ from typing import Any
 
 import click
 
-from fathombatch.clikit import CONTEXT, Command, Group, quiet_option
+from fathombatch.clikit import CONTEXT, MAX_THREADS, Command, Group, quiet_option
 from fathombatch.clikit import progress as _progress
 from fathombatch.errors import LabelFileError, OutputError
 
@@ -175,7 +175,7 @@ def review(scores: Path, out: Path, n: int, strategy: str, other: Path | None, t
 @click.option("--out", type=_OUT, required=True, help="Folder for hashes.parquet, clusters.csv/.parquet, drop.txt.")
 @click.option("--max-distance", type=click.IntRange(0, 8), default=4, show_default=True,
               help="Near-duplicate radius in pHash bits (the bucket index stays sub-quadratic up to 8).")
-@click.option("--threads", type=click.IntRange(min=1), help="Hashing threads (default: all cores).")
+@click.option("--threads", type=click.IntRange(1, MAX_THREADS), help="Hashing threads (default: all cores).")
 @click.option("--engine", help="Also compare by content: SimHashes of this engine's embeddings (file or name).")
 @click.option("--embedding-distance", type=click.IntRange(0, 8), default=3, show_default=True,
               help="With --engine: near-duplicate radius in embedding SimHash bits (64 bits in all).")

@@ -6,12 +6,16 @@ error's exit code (1 runtime failure, 2 usage error, 130 interrupted); see docs/
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import click
 
-from fathombatch.errors import FathombatchError
+from fathombatch.errors import MAX_THREADS, FathombatchError, UsageError
+
+__all__ = ["CONTEXT", "MAX_THREADS", "Command", "ErrorsToExit", "Group", "output_file", "progress", "quiet_option"]
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 110}
 
@@ -51,3 +55,15 @@ def progress(quiet: bool) -> Any:
 
 def quiet_option(f: Callable[..., Any]) -> Callable[..., Any]:
     return click.option("--quiet", "-q", is_flag=True, help="No progress bars; print only the summary.")(f)
+
+
+def output_file(_ctx: click.Context, param: click.Parameter, value: str | None) -> Path | None:
+    """Callback for options that name an output *file*: ``--out newdir/`` must not quietly write a file ``newdir``,
+    and a folder (``.``, ``/``, an existing directory) is refused with one ``Error:`` line instead of a traceback."""
+    if value is None:
+        return None
+    path = Path(value)
+    if value.endswith(("/", os.sep)) or path.is_dir() or path.name in ("", ".", ".."):
+        flag = "--" + (param.name or "out").replace("_", "-")
+        raise UsageError(f"{flag} {value} is a folder; name the file to write (a path inside it)")
+    return path

@@ -11,6 +11,17 @@ Library code raises these; the CLI prints ``Error: <message>`` on one line and e
 from __future__ import annotations
 
 
+#: The most CPU threads any option may ask for: far above any machine's cores, far below what exhausts memory
+#: (``--threads 100000`` once grew memory without a word).
+MAX_THREADS = 1024
+
+
+def check_threads(threads: int | None, name: str = "threads") -> None:
+    """Raise :class:`UsageError` unless ``threads`` is None or 1..:data:`MAX_THREADS`."""
+    if threads is not None and not 1 <= threads <= MAX_THREADS:
+        raise UsageError(f"{name} must be between 1 and {MAX_THREADS}, got {threads}")
+
+
 class FathombatchError(Exception):
     """Root of all fathombatch errors. The message is one sentence a user can act on."""
 

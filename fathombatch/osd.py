@@ -125,13 +125,16 @@ def create_osd(name: str, stats: Mapping[str, Any] | None) -> OsdScorer:
         return _max_prob
     if name not in METHODS:
         raise UsageError(f"unknown out-of-sample method {name!r}; choose one of {', '.join(METHODS)}")
-    if not stats or "knn_bank" not in stats:
+    if not stats or "knn_bank" not in stats or "knn_quantiles" not in stats:
         raise UsageError(
             f"out-of-sample method {name!r} needs training statistics that this engine's manifest lacks; "
             "export the engine again from its training run, or use --osd max-prob"
         )
     bank = decode_array(stats["knn_bank"], "knn_bank")
     quantiles = decode_array(stats["knn_quantiles"], "knn_quantiles")
+    if bank.ndim != 2 or bank.shape[0] < 1 or quantiles.ndim != 1 or quantiles.size < 2:
+        raise ManifestError(f"manifest osd statistics are misshapen: knn_bank {bank.shape} must be (N, D) with N >= 1, "
+                            f"knn_quantiles {quantiles.shape} a list of at least 2 values; re-export the engine")
 
     def knn(probs: np.ndarray, features: np.ndarray | None) -> np.ndarray:
         if features is None:

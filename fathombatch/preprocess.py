@@ -59,15 +59,33 @@ class InputSpec:
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> InputSpec:
-        try:
-            return cls(
-                height=int(data["height"]),
-                width=int(data["width"]),
-                mean=tuple(float(x) for x in data["mean"]),  # type: ignore[arg-type]
-                std=tuple(float(x) for x in data["std"]),  # type: ignore[arg-type]
-            )
-        except (KeyError, TypeError, ValueError) as exc:
-            raise ManifestError(f"manifest 'input' block is invalid ({exc!r}): {dict(data)!r}") from None
+        """Build from a manifest's ``input`` block; strict: sizes must be json integers and mean/std finite numbers
+        (``32.9``, ``"32"``, ``true``, NaN or infinity would otherwise be coerced into a spec that silently decodes
+        every image wrongly or turns every row into an error)."""
+        missing = [k for k in ("height", "width", "mean", "std") if k not in data]
+        if missing:
+            raise ManifestError(f"manifest 'input' block is missing {', '.join(missing)}")
+        for key in ("height", "width"):
+            if not _is_int(data[key]):
+                raise ManifestError(f"manifest 'input.{key}' must be a whole number of pixels, got {data[key]!r}")
+        for key in ("mean", "std"):
+            values = data[key]
+            if not isinstance(values, (list, tuple)) or len(values) != 3 or not all(_is_finite(v) for v in values):
+                raise ManifestError(f"manifest 'input.{key}' must be three finite numbers, got {values!r}")
+        return cls(
+            height=data["height"],
+            width=data["width"],
+            mean=tuple(float(x) for x in data["mean"]),  # type: ignore[arg-type]
+            std=tuple(float(x) for x in data["std"]),  # type: ignore[arg-type]
+        )
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_finite(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and bool(np.isfinite(value))
 
 
 def normalize(batch_hwc: np.ndarray, spec: InputSpec) -> np.ndarray:

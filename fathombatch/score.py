@@ -197,6 +197,7 @@ def score_folder(cfg: ScoreConfig, *, progress: Progress | None = None) -> Score
     files = discover(cfg.root, on_error=warnings.append)
     if not files:
         raise UsageError(f"no .jpg, .jpeg or .png images under {cfg.root}")
+    check_outputs(cfg, files)
     if cfg.devices:
         require_gpu("--devices", cfg.devices)
         device: int | None = cfg.devices[0]
@@ -213,8 +214,10 @@ def score_folder(cfg: ScoreConfig, *, progress: Progress | None = None) -> Score
     out = cfg.out
     parts_dir = out.with_name(out.name + ".parts")
     with FileLock(out.with_name(out.name + ".lock"), what=str(out)):
-        if out.exists() and not parts_dir.exists() and not cfg.overwrite:
-            raise OutputError(f"{out} already exists; pass --overwrite to replace it, or choose another --out")
+        resuming = parts_dir.exists()
+        for path, flag in ((out, "--out"), (cfg.submission, "--submission")):
+            if path is not None and path.exists() and not resuming and not cfg.overwrite:
+                raise OutputError(f"{path} already exists; pass --overwrite to replace it, or choose another {flag}")
         for stale in out.parent.glob(f".{out.name}.*.tmp"):
             stale.unlink(missing_ok=True)  # a merge killed half-way; its parts are still there
         params = _run_params(cfg, engine, decoder_name, osd_name)
@@ -288,6 +291,41 @@ def score_folder(cfg: ScoreConfig, *, progress: Progress | None = None) -> Score
         top_errors=top_errors,
         warnings=warnings,
     )
+
+
+def check_outputs(cfg: ScoreConfig, files: list[str]) -> None:
+    """Refuse outputs that are folders or inputs: the table and the submission must be two different files, and
+    neither may be the engine (or a file of it), its manifest, or an image of the dump; ``overwrite`` never
+    allows that.
+
+    Args:
+        files: the dump's images, relative to ``cfg.root`` (from :func:`~fathombatch.decode.discover`).
+    """
+    from fathombatch.backends import engine_files, manifest_path, resolve_engine_path
+
+    outputs = [(cfg.out, "--out")] + ([(cfg.submission, "--submission")] if cfg.submission is not None else [])
+    for path, flag in outputs:
+        if path.is_dir() or path.name in ("", ".", ".."):
+            raise UsageError(f"{flag} {path} is a folder; name the file to write (a path inside it)")
+    names = [(_spellings(path), path, flag) for path, flag in outputs]
+    if len(names) == 2 and names[0][0] & names[1][0]:
+        raise UsageError(f"--out and --submission name the same file ({cfg.out}); give the submission CSV its own name")
+    engine = resolve_engine_path(cfg.engine)
+    protected = set().union(*(_spellings(f) for f in (*engine_files(engine), manifest_path(engine))))
+    roots = _spellings(cfg.root) | {cfg.root.resolve()}
+    inputs = set(files)
+    for spellings, path, flag in names:
+        inside = any(s.is_relative_to(r) and s.relative_to(r).as_posix() in inputs for s in spellings for r in roots)
+        if inside or spellings & protected:
+            what = "an image of the dump being scored" if inside else "the engine or its manifest"
+            raise UsageError(f"{flag} {path} is {what}; outputs never replace inputs, choose another {flag}")
+
+
+def _spellings(path: Path) -> set[Path]:
+    """Absolute names of a path: as written (symlinks kept, which is how discovery names files) and with its folder's
+    symlinks resolved (how another spelling of the same folder names it); the last component is never resolved, so
+    a symlink in the dump is itself the input, not its target."""
+    return {Path(os.path.abspath(path)), Path(os.path.abspath(path)).parent.resolve() / path.name}
 
 
 def _local_frames(

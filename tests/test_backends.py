@@ -10,7 +10,7 @@ import torch
 
 from fathombatch.backends import manifest_path, open_engine, read_manifest, resolve_engine_path
 from fathombatch.backends.export import ExportConfig, export_run
-from fathombatch.backends.manifest import Manifest
+from fathombatch.backends.manifest import Manifest, file_sha256
 from fathombatch.errors import EngineError, ManifestError, OutputError, UsageError
 from fathombatch.models import create_model
 
@@ -95,6 +95,18 @@ def test_replaced_engine_file_is_detected(engines: dict[str, Path], tmp_path: Pa
         (lambda d: d.update(format_version=99), "format_version 99"),
         (lambda d: d.update(class_counts=[1, 2]), "class_counts"),
         (lambda d: d["input"].update(height=-3), "input size"),
+        # Values that used to be coerced or accepted and then gave silently wrong or all-error tables.
+        (lambda d: d.update(engine_sha256=None), "engine_sha256 must be the engine's SHA-256"),
+        (lambda d: d.update(engine_sha256="abc"), "engine_sha256 must be the engine's SHA-256"),
+        (lambda d: d["input"].update(height=32.9), r"input.height' must be a whole number of pixels, got 32.9"),
+        (lambda d: d["input"].update(width="32"), r"input.width' must be a whole number of pixels, got '32'"),
+        (lambda d: d["input"].update(mean=[float("nan"), 0.5, 0.5]), r"input.mean' must be three finite numbers"),
+        (lambda d: d["input"].update(std=[1.0, float("inf"), 1.0]), r"input.std' must be three finite numbers"),
+        (lambda d: d["input"].update(std=[True, 1.0, 1.0]), r"input.std' must be three finite numbers"),
+        (lambda d: d.update(class_counts=[True] * 290), "class_counts must list 290 non-negative integers"),
+        (lambda d: d.update(feature_dim="abc"), "feature_dim must be a positive whole number"),
+        (lambda d: d.update(osd={"method": "knn", "stats": [1, 2]}), r"'osd.stats', if present, an object"),
+        (lambda d: d.update(osd="knn"), r"'osd' must be an object"),
     ],
 )
 def test_invalid_manifests(engines: dict[str, Path], tmp_path: Path, edit, message: str) -> None:
@@ -112,7 +124,7 @@ def test_tensorrt_plan_says_what_it_needs(engines: dict[str, Path], tmp_path: Pa
     dest = tmp_path / "m.plan"
     dest.write_bytes(b"plan")
     data = json.loads(manifest_path(engines["onnx"]).read_text())
-    data.update(runtime="tensorrt", engine_sha256=None)
+    data.update(runtime="tensorrt", engine_sha256=file_sha256(dest))
     manifest_path(dest).write_text(json.dumps(data))
     with pytest.raises(UsageError, match="is a TensorRT plan, which needs an NVIDIA GPU"):
         open_engine(dest)
@@ -133,7 +145,7 @@ def test_pt_engine_loads_without_running_code(tmp_path: Path, engines: dict[str,
     dest = copy_engine(engines["pt"], tmp_path)
     torch.save({"format": "fathombatch-torch-engine", "payload": Evil()}, dest)
     data = json.loads(manifest_path(dest).read_text())
-    data["engine_sha256"] = None
+    data["engine_sha256"] = file_sha256(dest)
     manifest_path(dest).write_text(json.dumps(data))
     with pytest.raises(EngineError, match="could run code"):
         open_engine(dest)

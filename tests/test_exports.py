@@ -276,3 +276,26 @@ def test_occurrence_ids_differ_between_datasets(dump_scores: Path, tmp_path: Pat
                                        media_prefix=prefix))
     a, b = pl.read_csv(tmp_path / "a.csv"), pl.read_csv(tmp_path / "b.csv")
     assert a.height == b.height and not set(a["occurrenceID"]) & set(b["occurrenceID"])
+
+
+def test_csv_exports_neutralise_formulas_but_keep_numbers(dump_scores: Path, tmp_path: Path) -> None:
+    from fathombatch.csvsafe import safe_cell, safe_frame
+    from fathombatch.curate.download import Failure, write_failures
+
+    assert [safe_cell(v) for v in ("=1+1", "+cmd", "-x", "@SUM(A1)", "\tq", "-12.5", "+3", "plain", "")] == [
+        "'=1+1", "'+cmd", "'-x", "'@SUM(A1)", "'\tq", "-12.5", "+3", "plain", ""]
+    frame = pl.DataFrame({"s": ["=A1", "-7.25", "ok", None], "n": [1.0, -2.0, 3.0, 4.0]})
+    assert safe_frame(frame).to_dict(as_series=False) == {"s": ["'=A1", "-7.25", "ok", None], "n": [1.0, -2.0, 3.0, 4.0]}
+
+    table = pl.read_parquet(dump_scores)
+    log = tmp_path / "log.csv"
+    hostile = '=HYPERLINK("http://evil.example","x")'
+    pl.DataFrame({"image_id": table["image_id"], "site": hostile, "depth_m": "-812.5"}).write_csv(log)
+    export_table(ExportTableConfig(scores=dump_scores, out=tmp_path / "long.csv", threshold=0.02, metadata=log))
+    out = pl.read_csv(tmp_path / "long.csv", infer_schema_length=0)
+    assert out.height > 0 and (out["site"] == "'" + hostile).all() and (out["depth_m"] == "-812.5").all()
+    export_table(ExportTableConfig(scores=dump_scores, out=tmp_path / "long.parquet", threshold=0.02, metadata=log))
+    assert (pl.read_parquet(tmp_path / "long.parquet")["site"] == hostile).all()  # Parquet keeps values verbatim
+
+    write_failures(tmp_path / "failures.csv", (Failure(file_name="=cmd|' /C calc'!A0.jpg", url="@x", reason="-"),))
+    assert (tmp_path / "failures.csv").read_text().splitlines()[1] == "'=cmd|' /C calc'!A0.jpg,'@x,'-"

@@ -27,7 +27,7 @@ from fathombatch.backends.manifest import (
     read_manifest,
     write_manifest,
 )
-from fathombatch.errors import ManifestError, UsageError
+from fathombatch.errors import ManifestError, UsageError, check_threads
 
 __all__ = [
     "ENGINE_SUFFIXES",
@@ -96,6 +96,13 @@ def resolve_engine_path(name: str | Path) -> Path:
         UsageError: neither exists, or the suffix is not one of :data:`ENGINE_SUFFIXES`.
     """
     path = Path(name)
+    if path.is_dir():
+        if (path / "checkpoints").is_dir():
+            hint = ("it is a training run: export it first "
+                    "(fathombatch export RUN --format openvino --out engines/NAME.xml)")
+        else:
+            hint = f"expected a file ending in {', '.join(ENGINE_SUFFIXES)}"
+        raise UsageError(f"engine {name} is a folder, not an engine file; {hint}")
     if path.suffix.lower() not in _RUNTIMES:
         raise UsageError(f"engine {name}: unknown engine type {path.suffix or '(none)'!r}; "
                          f"expected one of {', '.join(ENGINE_SUFFIXES)}")
@@ -124,6 +131,7 @@ def open_engine(
         device: GPU to run on (None: the CPU; TensorRT plans always run on a GPU, GPU 0 by default).
         precision: ``.pt`` engines on a GPU: ``fp32``, or autocast to ``fp16``/``bf16``.
     """
+    check_threads(threads, "engine threads")
     path = resolve_engine_path(name)
     manifest = read_manifest(path)
     runtime, factory = _RUNTIMES[path.suffix.lower()]

@@ -135,16 +135,28 @@ class Manifest:
         if counts is not None and (
             not isinstance(counts, list)
             or len(counts) != len(taxonomy)
-            or not all(isinstance(c, int) and c >= 0 for c in counts)
+            or not all(isinstance(c, int) and not isinstance(c, bool) and c >= 0 for c in counts)
         ):
             raise ManifestError(f"{source}: class_counts must list {len(taxonomy)} non-negative integers")
         thresholds = data.get("thresholds")
         if thresholds is not None and (
             not isinstance(thresholds, list)
             or len(thresholds) != len(taxonomy)
-            or not all(isinstance(t, (int, float)) and 0.0 < t <= 1.0 for t in thresholds)
+            or not all(isinstance(t, (int, float)) and not isinstance(t, bool) and 0.0 < t <= 1.0 for t in thresholds)
         ):
             raise ManifestError(f"{source}: thresholds must list {len(taxonomy)} numbers in (0, 1]")
+        feature_dim = data.get("feature_dim")
+        if feature_dim is not None and (not isinstance(feature_dim, int) or isinstance(feature_dim, bool)
+                                        or feature_dim < 1):
+            raise ManifestError(f"{source}: feature_dim must be a positive whole number or null, got {feature_dim!r}")
+        digest = data.get("engine_sha256")
+        if not (isinstance(digest, str) and len(digest) == 64 and all(c in "0123456789abcdef" for c in digest)):
+            raise ManifestError(f"{source}: engine_sha256 must be the engine's SHA-256 (64 hex digits), got "
+                                f"{digest!r}; a manifest without it cannot prove which engine it describes: re-export "
+                                "the engine")
+        osd = data.get("osd") or {"method": "max-prob"}
+        if not isinstance(osd, dict) or not isinstance(osd.get("stats", {}), dict):
+            raise ManifestError(f"{source}: 'osd' must be an object and 'osd.stats', if present, an object")
         outputs = data.get("outputs", ["logits"])
         if not isinstance(outputs, list) or not outputs or outputs[0] != "logits":
             raise ManifestError(f"{source}: outputs must be a list starting with 'logits', got {outputs!r}")
@@ -159,13 +171,13 @@ class Manifest:
             input=spec,
             taxonomy=taxonomy,
             outputs=tuple(str(o) for o in outputs),
-            feature_dim=data.get("feature_dim"),
-            osd=data.get("osd") or {"method": "max-prob"},
+            feature_dim=feature_dim,
+            osd=osd,
             class_counts=tuple(counts) if counts is not None else None,
             metrics=data.get("metrics", {}),
             provenance=data.get("provenance", {}),
             versions=data.get("versions", {}),
-            engine_sha256=data.get("engine_sha256"),
+            engine_sha256=digest,
             thresholds=tuple(float(t) for t in thresholds) if thresholds is not None else None,
         )
 

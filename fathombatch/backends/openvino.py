@@ -93,7 +93,8 @@ def _output_name(names: set[str], expected: tuple[str, ...], index: int) -> str:
 
 
 class OpenVinoEngine(Engine):
-    """Run an OpenVINO IR model on the CPU; ``threads`` sets ``INFERENCE_NUM_THREADS`` (default: every core)."""
+    """Run an OpenVINO IR model on the CPU; ``threads`` sets ``INFERENCE_NUM_THREADS`` (default: OpenVINO's, one per
+    physical core)."""
 
     runtime = "openvino"
 
@@ -118,7 +119,7 @@ class OpenVinoEngine(Engine):
                 f"engine {path} takes input {shape} but its manifest says 3x{manifest.input.height}"
                 f"x{manifest.input.width}; the manifest does not belong to this engine"
             )
-        # The first output is the logits whatever its name; others keep their first name (e.g. "features").
+        # The first output is the logits whatever its name; others go by a name the manifest lists (e.g. "features").
         self._outputs = list(self._compiled.outputs)
         self._names = [_output_name(o.get_names(), manifest.outputs, i) for i, o in enumerate(self._outputs)]
         width = self._outputs[0].get_partial_shape()[-1]

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from fathombatch.csvsafe import safe_frame
 from fathombatch.curate.hashindex import near_pairs, popcount64
 from fathombatch.curate.hashing import FileHash, hash_files
 from fathombatch.curate.scoretable import images_root, open_scores, resolve_image
@@ -208,7 +209,7 @@ def run_dedupe(cfg: DedupeConfig, progress: Progress | None = None) -> DedupeRes
             frame.write_parquet(tmp)
         outputs.append(cfg.out / f"{name}.parquet")
     with atomic_path(cfg.out / "clusters.csv") as tmp:
-        clusters.write_csv(tmp)
+        safe_frame(clusters).write_csv(tmp)
     drop = clusters.filter(~pl.col("keep"))["path"].to_list()
     write_text_atomic(cfg.out / "drop.txt", "".join(f"{p}\n" for p in drop))
     outputs += [cfg.out / "clusters.csv", cfg.out / "drop.txt"]

@@ -36,6 +36,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from fathombatch import __version__
+from fathombatch.csvsafe import safe_cell
 from fathombatch.curate.scoretable import check_inside
 from fathombatch.datasets import load_coco_json, safe_relative_path
 from fathombatch.decode.base import MAX_FILE_BYTES, read_image_file
@@ -254,6 +255,6 @@ def write_failures(dest: Path, failures: tuple[Failure, ...]) -> Path:
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(["file_name", "url", "reason"])
-    writer.writerows((f.file_name, f.url, f.reason) for f in failures)
+    writer.writerows((safe_cell(f.file_name), safe_cell(f.url), safe_cell(f.reason)) for f in failures)
     write_text_atomic(dest, buf.getvalue())
     return dest

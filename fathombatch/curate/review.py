@@ -21,6 +21,7 @@ from typing import Literal
 
 import polars as pl
 
+from fathombatch.csvsafe import safe_frame
 from fathombatch.curate.contact_sheet import Card, render_html, write_thumbnails
 from fathombatch.curate.scoretable import ScoresTable, images_root, open_scores, resolve_image
 from fathombatch.errors import UsageError
@@ -156,7 +157,7 @@ def build_review(cfg: ReviewConfig, progress: Progress | None = None) -> ReviewR
     queue = queue.with_columns(thumbnail=pl.Series([t and f"thumbs/{t.name}" for t in thumbs], dtype=pl.String))
     csv_path = cfg.out / "queue.csv"
     with atomic_path(csv_path) as tmp:
-        queue.write_csv(tmp)
+        safe_frame(queue).write_csv(tmp)
     cards = [
         Card(rank=r, path=p, source=src, priority=prio, thumbnail=t and f"thumbs/{t.name}",
              predictions=preds.get(p, []), other_predictions=other_preds.get(p) if other is not None else None,

@@ -35,6 +35,7 @@ from typing import Any
 
 import polars as pl
 
+from fathombatch.csvsafe import safe_frame
 from fathombatch.curate.labelfiles import label_format
 from fathombatch.datasets import load_coco_json, safe_relative_path
 from fathombatch.decode.base import header_size
@@ -325,7 +326,7 @@ def validate(cfg: ValidateConfig, taxonomy: Taxonomy | None = None) -> Validatio
     if cfg.out is not None:
         if cfg.out.suffix.lower() == ".csv":
             with atomic_path(cfg.out) as tmp:
-                frame.write_csv(tmp)
+                safe_frame(frame).write_csv(tmp)
         else:
             write_json_atomic(cfg.out, {"file": str(cfg.labels), "images": n_images, "annotations": n_ann,
                                         "pycocotools_ok": indexed, "counts": report.counts(),

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from fathombatch.errors import DecodeError
+from fathombatch.errors import DecodeError, check_threads
 from fathombatch.preprocess import InputSpec
 
 #: Images whose header declares more pixels than this are refused before decoding (decompression-bomb guard):
@@ -202,6 +202,7 @@ class Decoder(ABC):
     def __init__(self, spec: InputSpec, *, batch_size: int = 32, threads: int | None = None) -> None:
         self.spec = spec
         self.batch_size = batch_size
+        check_threads(threads, "decoder threads")
         self.threads = max(1, threads or os.cpu_count() or 1)
 
     @abstractmethod

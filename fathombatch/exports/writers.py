@@ -10,6 +10,7 @@ from typing import Any
 
 import polars as pl
 
+from fathombatch.csvsafe import safe_frame
 from fathombatch.errors import UsageError
 from fathombatch.fsutil import atomic_path, write_json_atomic
 
@@ -65,7 +66,7 @@ def stream_table(dest: Path, provenance: dict[str, Any], empty: pl.DataFrame) ->
                 header = [True]
 
                 def write(frame: pl.DataFrame) -> None:
-                    frame.write_csv(fh, include_header=header[0])
+                    safe_frame(frame).write_csv(fh, include_header=header[0])
                     header[0] = False
 
                 yield write
