@@ -138,44 +138,41 @@ def _quiet_nncf() -> Iterator[None]:
             lg.setLevel(level)
 
 
-def check_precision(
-    fp32: Any, candidate: Any, data: HeldOut, max_drop: float, what: str, *, bf16: bool = False
-) -> tuple[float, float]:
-    """Held-out MAP@20 of the fp32 model and of a candidate (int8 model, or the fp32 one under the bf16 hint).
-
-    Returns:
-        (fp32 MAP@20, candidate MAP@20).
+def check_drop(reference: float, candidate: Any, data: HeldOut, max_drop: float, what: str, *,
+               bf16: bool = False) -> float:
+    """Held-out MAP@20 of a candidate (the int8 model, or a model under the bf16 hint), checked against the fp32
+    model's ``reference`` MAP@20 measured in f32.
 
     Raises:
         EngineError: the candidate's MAP@20 is lower by more than ``max_drop``.
     """
-    map_fp32 = map20(compile_model(fp32), data)
-    map_candidate = map20(compile_model(candidate, bf16=bf16), data)
-    drop = map_fp32 - map_candidate
+    value = map20(compile_model(candidate, bf16=bf16), data)
+    drop = reference - value
     if drop > max_drop:
         raise EngineError(
-            f"the {what} engine's held-out MAP@20 drops by {drop:.4f} ({map_fp32:.4f} fp32 -> {map_candidate:.4f}), "
+            f"the {what} engine's held-out MAP@20 drops by {drop:.4f} ({reference:.4f} fp32 -> {value:.4f}), "
             f"more than the limit {max_drop}; not written (export fp32, or relax the limit with --max-drop)"
         )
-    return map_fp32, map_candidate
+    return value
 
 
-def bf16_check(fp32: Any, model: Any, data: HeldOut | None, max_drop: float) -> dict[str, Any]:
+def bf16_check(reference: float | None, model: Any, data: HeldOut | None, max_drop: float) -> dict[str, Any]:
     """Measure ``model`` (the engine about to be written) under OpenVINO's bf16 hint where the CPU has bf16, against
-    the fp32 model in f32, so that bf16 on top of int8 counts in the same drop; the manifest metrics to record."""
+    the fp32 model's ``reference`` MAP@20 in f32, so that bf16 on top of int8 counts in the same drop; returns the
+    manifest metrics to record."""
     if not cpu_has_bf16():
         return {"bf16_check": "not run (this CPU has no bf16 units)"}
-    if data is None or len(data.images) == 0:
+    if data is None or reference is None:
         return {"bf16_check": "not run (no held-out images)"}
     try:
-        reference, bf16 = check_precision(fp32, model, data, max_drop, "bf16", bf16=True)
+        value = check_drop(reference, model, data, max_drop, "bf16", bf16=True)
     except EngineError as exc:
         log.warning("bf16 inference is not used for this engine: %s", exc)
         return {"bf16_check": "failed"}
     except RuntimeError as exc:  # OpenVINO's own: no bf16 kernel for some layer here
         reason = str(exc).strip().splitlines()[-1][:160]
         return {"bf16_check": f"not run (OpenVINO cannot compile it in bf16 here: {reason})"}
-    return {"bf16_check": "passed", "val_map20_bf16": bf16, "bf16_drop": reference - bf16}
+    return {"bf16_check": "passed", "val_map20_bf16": value, "bf16_drop": reference - value}
 
 
 def save_ir(model: Any, dest: Path) -> None:
@@ -232,17 +229,15 @@ def export_ir(
         raise UsageError("int8 export needs the run's held-out images and labels to check its accuracy, and they "
                          "are not available on this machine; export fp32, or export where the run's images are")
     fp32 = convert_onnx(onnx_path)
-    metrics: dict[str, Any] = {"max_drop": max_drop}
+    reference = map20(compile_model(fp32), heldout) if heldout is not None else None
+    metrics: dict[str, Any] = {"max_drop": max_drop, "val_map20_fp32_engine": reference, "val_map20_engine": reference}
     engine = fp32
-    if precision == "int8" and heldout is not None:
+    if precision == "int8" and heldout is not None and reference is not None:
         images = calibration_images(calibration, spec) if calibration is not None else heldout.images
         engine = quantize_int8(fp32, images, heldout, max_drop)
-        map_fp32, map_int8 = check_precision(fp32, engine, heldout, max_drop, "int8")
-        metrics.update(val_map20_fp32_engine=map_fp32, val_map20_engine=map_int8, precision_drop=map_fp32 - map_int8,
-                       precision_check="passed", calibration=str(calibration) if calibration else "held-out images")
-    elif heldout is not None:
-        value = map20(compile_model(fp32), heldout)
-        metrics.update(val_map20_fp32_engine=value, val_map20_engine=value)
-    metrics.update(bf16_check(fp32, engine, heldout, max_drop))
+        value = check_drop(reference, engine, heldout, max_drop, "int8")
+        metrics.update(val_map20_engine=value, precision_drop=reference - value, precision_check="passed",
+                       calibration=str(calibration) if calibration else "held-out images")
+    metrics.update(bf16_check(reference, engine, heldout, max_drop))
     save_ir(engine, dest)
     return metrics
