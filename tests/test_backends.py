@@ -147,8 +147,10 @@ def test_pt_engine_loads_without_running_code(tmp_path: Path, engines: dict[str,
     data = json.loads(manifest_path(dest).read_text())
     data["engine_sha256"] = file_sha256(dest)
     manifest_path(dest).write_text(json.dumps(data))
-    with pytest.raises(EngineError, match="could run code"):
+    with pytest.raises(EngineError, match=r"could run code \(Unsupported global: GLOBAL (builtins\.)?print\)") as info:
         open_engine(dest)
+    # The refusal must not talk the user into the unsafe way of loading it.
+    assert "weights_only" not in str(info.value) and "trust" not in str(info.value) and "\x1b" not in str(info.value)
 
 
 def test_manifest_thresholds_are_validated(engines: dict[str, Path], tmp_path: Path) -> None:
