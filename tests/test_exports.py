@@ -299,3 +299,12 @@ def test_csv_exports_neutralise_formulas_but_keep_numbers(dump_scores: Path, tmp
 
     write_failures(tmp_path / "failures.csv", (Failure(file_name="=cmd|' /C calc'!A0.jpg", url="@x", reason="-"),))
     assert (tmp_path / "failures.csv").read_text().splitlines()[1] == "'=cmd|' /C calc'!A0.jpg,'@x,'-"
+
+
+def test_a_parquet_that_is_not_a_scores_table_is_one_error_line(tmp_path: Path) -> None:
+    pl.DataFrame({"a": [1, 2]}).write_parquet(tmp_path / "other.parquet")
+    result = CliRunner().invoke(cli, ["export-table", str(tmp_path / "other.parquet"), "--out", str(tmp_path / "o.csv"),
+                                      "--threshold", "0.5"])
+    assert result.exit_code == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines() == [result.stderr.strip()]
+    assert "is not a fathombatch scores table (missing columns" in result.stderr and not (tmp_path / "o.csv").exists()

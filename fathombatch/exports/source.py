@@ -19,8 +19,7 @@ import polars as pl
 
 from fathombatch.errors import LabelFileError, UsageError
 from fathombatch.exports.thresholds import DEFAULT
-from fathombatch.table import read_metadata, taxonomy_from_metadata
-from fathombatch.taxonomy import Taxonomy, fathomnet2023
+from fathombatch.taxonomy import Taxonomy
 
 #: Rows of the scores table read per batch: 2.4 MB of probabilities at 290 classes, and at most 600,000 unpivoted
 #: (image, class) pairs before the threshold filter.
@@ -189,11 +188,16 @@ def open_source(
     images_root: Path | None = None,
     exif: bool = False,
 ) -> Source:
-    """Open a scores table for export (see :class:`Source`)."""
-    if not scores.is_file():
-        raise UsageError(f"scores table {scores} does not exist")
-    meta = read_metadata(scores)
-    taxonomy = taxonomy_from_metadata(meta) or fathomnet2023()
+    """Open a scores table for export (see :class:`Source`).
+
+    Raises:
+        UsageError: the file is missing or is not a scores table (checked by
+            :func:`~fathombatch.curate.scoretable.open_scores`, the one place that says what a scores table is).
+    """
+    from fathombatch.curate.scoretable import open_scores
+
+    table = open_scores(scores)
+    meta, taxonomy = table.meta, table.taxonomy
     warnings: list[str] = []
     manifest_thresholds = (meta.get("engine_manifest") or {}).get("thresholds")
     if threshold is not None:
