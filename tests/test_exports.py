@@ -308,3 +308,30 @@ def test_a_parquet_that_is_not_a_scores_table_is_one_error_line(tmp_path: Path) 
     assert result.exit_code == 2 and "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines() == [result.stderr.strip()]
     assert "is not a fathombatch scores table (missing columns" in result.stderr and not (tmp_path / "o.csv").exists()
+
+
+def test_darwin_core_leaves_impossible_coordinates_and_depths_empty(dump_scores: Path, tmp_path: Path) -> None:
+    table = pl.read_parquet(dump_scores)
+    n = table.height
+    lat = [999.0, 36.7] + [36.7] * (n - 2)
+    lon = [float("inf"), -122.05] + [-122.05] * (n - 2)
+    depth = [float("nan"), -5.0] + [812.5] * (n - 2)
+    log = tmp_path / "log.csv"
+    pl.DataFrame({"image_id": table["image_id"], "lat": lat, "lon": lon, "depth": depth}).write_csv(log)
+    out = tmp_path / "occ.csv"
+    result = export_table(ExportTableConfig(scores=dump_scores, out=out, format="dwc", threshold=0.02, metadata=log))
+    occ = pl.read_csv(out, infer_schema_length=0)
+    first, second = table["image_id"][0], table["image_id"][1]
+    ids = occ["associatedMedia"].str.extract(r"([^/]+)\.[a-z]+$")
+    bad_lat = occ.filter(ids == first)
+    assert bad_lat.height > 0 and bad_lat["decimalLatitude"].is_null().all()
+    assert bad_lat["decimalLongitude"].is_null().all() and bad_lat["minimumDepthInMeters"].is_null().all()
+    neg_depth = occ.filter(ids == second)
+    assert neg_depth.height > 0 and neg_depth["minimumDepthInMeters"].is_null().all()
+    assert (neg_depth["decimalLatitude"].cast(float) == 36.7).all()
+    good = occ.filter((ids != first) & (ids != second))
+    assert (good["minimumDepthInMeters"].cast(float) == 812.5).all() and (good["decimalLatitude"].cast(float) == 36.7).all()
+    warning = " ".join(result.warnings)
+    assert "left empty, because out of range or not a number" in warning
+    assert f"{bad_lat.height} decimalLatitude" in warning and f"{bad_lat.height} decimalLongitude" in warning
+    assert f"{bad_lat.height + neg_depth.height} minimumDepthInMeters" in warning

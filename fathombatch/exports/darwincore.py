@@ -34,6 +34,10 @@ DWC_COLUMNS = ["occurrenceID", "eventID", "basisOfRecord", "occurrenceStatus", "
                "associatedMedia", "eventDate", "decimalLatitude", "decimalLongitude", "minimumDepthInMeters",
                "maximumDepthInMeters"]
 _NAMESPACE = uuid.UUID("6f1b6a2e-3c39-4f7e-9d0b-6a1f0c5b7e21")
+#: Valid values of the numeric terms; anything else (latitude 999, longitude inf, depth NaN or negative, as some ROV
+#: logs store it) is left empty with a warning rather than published. 11,100 m is just below the Challenger Deep.
+RANGES = {"decimalLatitude": (-90.0, 90.0), "decimalLongitude": (-180.0, 180.0),
+          "minimumDepthInMeters": (0.0, 11_100.0)}
 
 
 def occurrences(source: Source, media_prefix: str | None = None) -> Iterator[pl.DataFrame]:
@@ -55,12 +59,22 @@ def occurrences(source: Source, media_prefix: str | None = None) -> Iterator[pl.
     # Two cruises both have dive01/IMG_0001.jpg: the dataset (its public URL prefix, or where it was scored) keeps
     # their occurrence IDs apart.
     dataset = media_prefix or str((source.meta.get("run") or {}).get("root") or source.path.resolve())
+    invalid = dict.fromkeys(RANGES, 0)
     for rows in presence_rows(source):
         frame = rows.rename(renames)
         ids = [str(uuid.uuid5(_NAMESPACE, f"{engine['sha256']}|{dataset}|{p}|{c}"))
                for p, c in zip(frame["path"], frame["category_id"], strict=True)]
         media = (pl.lit(media_prefix.rstrip("/") + "/") + pl.col("path")) if media_prefix else pl.col("path")
-        depth = column("minimumDepthInMeters", pl.Float64)
+        checked = {}
+        for term, (low, high) in RANGES.items():
+            if term not in frame.columns:
+                checked[term] = pl.lit(None, pl.Float64)
+                continue
+            value = pl.col(term).cast(pl.Float64, strict=False)  # "n/a" in a log is a missing value, not a crash
+            ok = (value.is_finite() & value.is_between(low, high)).fill_null(False)
+            invalid[term] += frame.select((pl.col(term).is_not_null() & ~ok).sum()).item()
+            checked[term] = pl.when(ok).then(value).otherwise(None)
+        depth = checked["minimumDepthInMeters"]
         exif_date = column("exif_datetime", pl.String)
         out = frame.with_columns(
             occurrenceID=pl.Series(ids, dtype=pl.String),
@@ -78,12 +92,17 @@ def occurrences(source: Source, media_prefix: str | None = None) -> Iterator[pl.
             identificationVerificationStatus=pl.lit("unverified"),
             associatedMedia=media,
             eventDate=pl.coalesce(column("eventDate", pl.String), exif_date),
-            decimalLatitude=column("decimalLatitude", pl.Float64),
-            decimalLongitude=column("decimalLongitude", pl.Float64),
+            decimalLatitude=checked["decimalLatitude"],
+            decimalLongitude=checked["decimalLongitude"],
             minimumDepthInMeters=depth,
             maximumDepthInMeters=depth,
         )
         yield out.select(DWC_COLUMNS)
+    bad = {term: n for term, n in invalid.items() if n}
+    if bad:
+        source.warnings.append(
+            "left empty, because out of range or not a number: " + ", ".join(
+                f"{n} {term} value(s) (valid {RANGES[term][0]:g} to {RANGES[term][1]:g})" for term, n in bad.items()))
 
 
 def empty() -> pl.DataFrame:
