@@ -199,6 +199,8 @@ def dedupe(source: Path, out: Path, max_distance: int, threads: int | None, engi
     click.echo(f"{r.files} files ({r.errors} unreadable): {r.exact_clusters} exact and {r.near_clusters} near "
                f"duplicate clusters; {r.drop} files suggested to drop ({out / 'drop.txt'}, details in "
                f"{out / 'clusters.csv'})")
+    for warning in r.warnings:
+        click.echo(f"  warning: {warning}")
 
 
 @curate.command(context_settings=_CONTEXT)

@@ -122,3 +122,19 @@ class FileLock:
             fcntl.flock(self._fh.fileno(), fcntl.LOCK_UN)
             self._fh.close()
             self._fh = None
+
+
+def has_line_break(path: str) -> bool:
+    """True when a path cannot be written one per line unambiguously (a file name may contain ``\\n`` or ``\\r``)."""
+    return "\n" in path or "\r" in path
+
+
+def write_path_list(dest: str | Path, paths: list[str]) -> list[str]:
+    """Write ``paths`` one per line (for ``xargs``, shell loops) and the same list as a json array beside it
+    (``dest`` with ``.json``), atomically. A path with a line break would read back as two paths, so it goes to the
+    json list only; returns those left out of the text list."""
+    dest = Path(dest)
+    unsafe = [p for p in paths if has_line_break(p)]
+    write_text_atomic(dest, "".join(f"{p}\n" for p in paths if not has_line_break(p)))
+    write_json_atomic(dest.with_suffix(".json"), paths)
+    return unsafe

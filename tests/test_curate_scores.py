@@ -328,3 +328,26 @@ def test_dedupe_drops_only_images_close_to_the_one_kept(tmp_path: Path) -> None:
     dropped = clusters.filter(~pl.col("keep"))
     assert dropped["path"].to_list() == ["f1.jpg"]  # the only frame within 4 bits of the kept f0
     assert (dropped["distance"] <= 4).all()
+
+
+def test_a_line_break_in_a_name_never_adds_another_file_to_the_drop_list(dive: Path, tmp_path: Path) -> None:
+    root = tmp_path / "images"
+    root.mkdir()
+    first, other = sorted((dive / "images").glob("*.jpg"))[:2]
+    shutil.copy(first, root / "a.jpg")
+    shutil.copy(first, root / "z\nunique.jpg")  # an exact duplicate of a.jpg whose name spells a second file
+    shutil.copy(other, root / "unique.jpg")  # a different image: must never be proposed for deletion
+    result = run_dedupe(DedupeConfig(source=root, out=tmp_path / "d"))
+    assert result.drop == 1
+    assert (tmp_path / "d" / "drop.txt").read_text() == ""
+    import json
+
+    assert json.loads((tmp_path / "d" / "drop.json").read_text()) == ["z\nunique.jpg"]
+    assert len(result.warnings) == 1 and "listed in drop.json only" in result.warnings[0]
+
+    table = make_scores(root, tmp_path / "s.parquet")
+    with pytest.raises(UsageError, match=r"contain a line break .* write \.parquet or \.csv instead"):
+        run_select(SelectConfig(scores=table, out=tmp_path / "sel.txt"))
+    assert not (tmp_path / "sel.txt").exists()
+    run_select(SelectConfig(scores=table, out=tmp_path / "sel.csv"))
+    assert "z\nunique.jpg" in pl.read_csv(tmp_path / "sel.csv")["path"].to_list()

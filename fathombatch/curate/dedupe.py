@@ -24,7 +24,7 @@ from fathombatch.curate.hashing import FileHash, hash_files
 from fathombatch.curate.scoretable import images_root, open_scores, resolve_image
 from fathombatch.decode.discover import discover
 from fathombatch.errors import UsageError
-from fathombatch.fsutil import atomic_path, write_text_atomic
+from fathombatch.fsutil import atomic_path, write_path_list
 from fathombatch.progress import Progress
 
 CLUSTER_SCHEMA = {"cluster": pl.Int64, "kind": pl.String, "path": pl.String, "keep": pl.Boolean,
@@ -35,7 +35,7 @@ CLUSTER_SCHEMA = {"cluster": pl.Int64, "kind": pl.String, "path": pl.String, "ke
 class DedupeConfig:
     """Attributes:
     source: a folder of images (searched recursively) or a scores table (``.parquet``).
-    out: folder for ``hashes.parquet``, ``clusters.csv``, ``clusters.parquet`` and ``drop.txt``.
+    out: folder for ``hashes.parquet``, ``clusters.csv``, ``clusters.parquet``, ``drop.txt`` and ``drop.json``.
     max_distance: near-duplicate radius in pHash bits (0..8; 0 = identical hashes). Beyond 8 bits the bucket index
         (9 chunks of about 7 bits) would compare nearly every pair of a large collection.
     images_root: for a scores table, the folder its paths are relative to (default: its ``run.root``).
@@ -59,7 +59,7 @@ class DedupeResult:
     files: listed; errors: files that could not be hashed (see ``hashes.parquet``);
     clusters: rows of :data:`CLUSTER_SCHEMA`, one per file in a cluster;
     exact_clusters, near_clusters: cluster counts by kind; drop: files suggested for dropping.
-    outputs: files written.
+    outputs: files written; warnings: what the summary should say besides the counts.
     """
 
     files: int
@@ -69,6 +69,7 @@ class DedupeResult:
     near_clusters: int
     drop: int
     outputs: tuple[Path, ...]
+    warnings: tuple[str, ...] = ()
 
 
 def _listing(cfg: DedupeConfig) -> tuple[Path, list[str]]:
@@ -211,8 +212,10 @@ def run_dedupe(cfg: DedupeConfig, progress: Progress | None = None) -> DedupeRes
     with atomic_path(cfg.out / "clusters.csv") as tmp:
         safe_frame(clusters).write_csv(tmp)
     drop = clusters.filter(~pl.col("keep"))["path"].to_list()
-    write_text_atomic(cfg.out / "drop.txt", "".join(f"{p}\n" for p in drop))
-    outputs += [cfg.out / "clusters.csv", cfg.out / "drop.txt"]
+    unlisted = write_path_list(cfg.out / "drop.txt", drop)
+    outputs += [cfg.out / "clusters.csv", cfg.out / "drop.txt", cfg.out / "drop.json"]
+    warnings = [f"{len(unlisted)} path(s) to drop contain a line break and are listed in drop.json only (as one line "
+                f"each they would name other files), e.g. {unlisted[0]!r}"] if unlisted else []
     kinds = clusters.unique("cluster")["kind"]
     return DedupeResult(
         files=len(paths),
@@ -222,4 +225,5 @@ def run_dedupe(cfg: DedupeConfig, progress: Progress | None = None) -> DedupeRes
         near_clusters=int((kinds == "near").sum()),
         drop=len(drop),
         outputs=tuple(outputs),
+        warnings=tuple(warnings),
     )

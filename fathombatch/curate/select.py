@@ -118,6 +118,12 @@ def selection(table: ScoresTable, cfg: SelectConfig) -> pl.LazyFrame:
 
 def _write(lazy: pl.LazyFrame, out: Path) -> int:
     suffix = out.suffix.lower()
+    if suffix == ".txt":
+        broken = lazy.filter(pl.col("path").str.contains("[\r\n]")).select("path").collect()
+        if broken.height:
+            raise UsageError(f"--out {out}: {broken.height} selected path(s) contain a line break (e.g. "
+                             f"{broken['path'][0]!r}) and would read back as other paths one per line; write .parquet "
+                             "or .csv instead")
     with atomic_path(out) as tmp:
         if suffix == ".parquet":
             lazy.sink_parquet(tmp)
