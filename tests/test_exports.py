@@ -335,3 +335,11 @@ def test_darwin_core_leaves_impossible_coordinates_and_depths_empty(dump_scores:
     assert "left empty, because out of range or not a number" in warning
     assert f"{bad_lat.height} decimalLatitude" in warning and f"{bad_lat.height} decimalLongitude" in warning
     assert f"{bad_lat.height + neg_depth.height} minimumDepthInMeters" in warning
+
+
+def test_dive_summary_csv_with_dives_that_look_like_numbers(dump_scores: Path, tmp_path: Path) -> None:
+    """`--dive-regex '(.)'` names dives by one character; numeric-looking names must not break the row count."""
+    result = export_table(ExportTableConfig(scores=dump_scores, out=tmp_path / "d", format="dives",
+                                            dive_regex="(.)", threshold=0.02, table_ext=".csv"))
+    written = pl.read_csv(tmp_path / "d" / "dives.csv", infer_schema=False)
+    assert result.rows == written.height > 0

@@ -74,7 +74,10 @@ def export_table(cfg: ExportTableConfig) -> ExportTableResult:
         from fathombatch.exports.dives import write_dives
 
         files = write_dives(source, cfg.out, cfg.table_ext)
-        rows = pl.read_parquet(files["dives"]).height if cfg.table_ext == ".parquet" else pl.read_csv(files["dives"]).height
+        dives = files["dives"]
+        # Count rows without inferring types: a dive named "0" above one named "a" would fail a typed CSV read.
+        rows = (pl.scan_parquet(dives) if cfg.table_ext == ".parquet" else pl.scan_csv(dives, infer_schema=False)
+                ).select(pl.len()).collect().item()
         return ExportTableResult(files=files, rows=rows, threshold_source=source.threshold_source,
                                  warnings=source.warnings)
     if cfg.format == "dwc":
