@@ -43,16 +43,52 @@ def file_signature(path: Path) -> tuple[int | None, int | None]:
     return st.st_size, st.st_mtime_ns
 
 
+def _read_run_file(path: Path) -> dict[str, Any] | None:
+    """The settings of an interrupted run, or None when ``run.json`` is damaged."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _readable_part(path: Path) -> bool:
+    """True when ``path`` is a Parquet file with the columns every part has."""
+    try:
+        names = set(pl.read_parquet_schema(path))
+    except Exception:  # noqa: BLE001 - polars raises several kinds for truncated or foreign files
+        return False
+    return {"path", "status", *PRIVATE_COLUMNS} <= names
+
+
+def _free_name(path: Path) -> Path:
+    """``path``, or ``path`` with ``-2``, ``-3``... appended when it exists (nothing set aside is ever replaced)."""
+    candidate, n = path, 1
+    while candidate.exists():
+        n += 1
+        candidate = path.with_name(f"{path.name}-{n}")
+    return candidate
+
+
 class PartStore:
     """Part files of one output; see the module docstring."""
 
     def __init__(self, directory: Path, params: dict[str, Any], *, overwrite: bool) -> None:
         self.dir = directory
+        #: What a resume had to set aside; the caller shows these in its summary.
+        self.warnings: list[str] = []
         run_file = directory / "run.json"
         if directory.exists() and overwrite:
             shutil.rmtree(directory)
-        if directory.exists() and run_file.is_file():
-            previous = json.loads(run_file.read_text(encoding="utf-8"))
+        previous = _read_run_file(run_file) if directory.exists() and run_file.is_file() else {}
+        if previous is None:
+            # Nothing says which engine or settings produced these parts: keep them, but apart, and start afresh.
+            aside = _free_name(directory.with_name(directory.name + ".unverified"))
+            directory.rename(aside)
+            self.warnings.append(f"the interrupted run's {run_file.name} was unreadable, so its parts cannot be "
+                                 f"matched to these settings; they were moved to {aside} and every file is scored again")
+            previous = {}
+        if previous:
             changed = [k for k in params if k != "engine" and previous.get(k) != params[k]]
             if changed:
                 names = {"engine_fingerprint": "engine (manifest hash)", "root": "folder"}
@@ -64,7 +100,22 @@ class PartStore:
         directory.mkdir(parents=True, exist_ok=True)
         for stale in directory.glob(".*.tmp"):
             stale.unlink(missing_ok=True)  # half-written parts of a killed run
+        self._quarantine_broken_parts()
         write_json_atomic(run_file, params)
+
+    def _quarantine_broken_parts(self) -> None:
+        """Move parts that are not readable part files to ``OUT.parts.quarantine/`` (outside the parts folder, which
+        a finished run removes): their rows are scored again and the rest of the interrupted run is kept (a damaged
+        part used to need ``--overwrite``, which threw away the good ones too)."""
+        broken = [part for part in self.parts if not _readable_part(part)]
+        if not broken:
+            return
+        folder = self.dir.with_name(self.dir.name + ".quarantine")
+        folder.mkdir(exist_ok=True)
+        for part in broken:
+            part.rename(_free_name(folder / part.name))
+        self.warnings.append(f"{len(broken)} damaged part file(s) of the interrupted run were moved to {folder}; "
+                             "their files are scored again")
 
     @property
     def parts(self) -> list[Path]:

@@ -222,6 +222,7 @@ def score_folder(cfg: ScoreConfig, *, progress: Progress | None = None) -> Score
             stale.unlink(missing_ok=True)  # a merge killed half-way; its parts are still there
         params = _run_params(cfg, engine, decoder_name, osd_name)
         store = PartStore(parts_dir, params, overwrite=cfg.overwrite)
+        warnings += store.warnings
         shown = [display_path(f) for f in files]
         done: set[str] = set()
         if store.parts:

@@ -175,3 +175,32 @@ def test_fifo_gets_an_error_row(dump: Path, engines: dict, tmp_path: Path) -> No
     table = pl.read_parquet(tmp_path / "s.parquet")
     assert summary.errors == 1
     assert table.filter(pl.col("path") == "pipe.jpg")["error"][0] == "not a regular file (a FIFO); not read"
+
+
+def test_damaged_resume_state_is_set_aside_not_fatal(dump: Path, engines: dict, tmp_path: Path, monkeypatch) -> None:
+    out = tmp_path / "s.parquet"
+    reference = run(dump, engines["onnx"], tmp_path / "ref.parquet")
+    parts = out.with_name(out.name + ".parts")
+
+    interrupt_after(monkeypatch, 3)
+    with pytest.raises(KeyboardInterrupt):
+        run(dump, engines["onnx"], out)
+    monkeypatch.undo()
+    damaged = sorted(parts.glob("part-*.parquet"))[0]
+    damaged.write_bytes(b"PAR1 not really")
+    summary = run(dump, engines["onnx"], out)
+    quarantined = out.with_name(out.name + ".parts.quarantine") / damaged.name
+    assert quarantined.read_bytes() == b"PAR1 not really"  # kept, not deleted
+    assert 0 < summary.resumed < summary.files and any("damaged part file" in w for w in summary.warnings)
+    table = pl.read_parquet(out)
+    assert table["path"].to_list() == pl.read_parquet(reference.out)["path"].to_list() and table["path"].is_unique().all()
+
+    out.unlink()
+    interrupt_after(monkeypatch, 2)
+    with pytest.raises(KeyboardInterrupt):
+        run(dump, engines["onnx"], out)
+    monkeypatch.undo()
+    (parts / "run.json").write_text("{not json")
+    summary = run(dump, engines["onnx"], out)
+    assert summary.resumed == 0 and any("was unreadable" in w for w in summary.warnings)
+    assert out.with_name(out.name + ".parts.unverified").is_dir() and pl.read_parquet(out).height == summary.files
