@@ -61,3 +61,42 @@ def test_offline_pretrained_efficientnet_lite0_differs_from_random() -> None:
     wa = next(a.backbone.parameters())
     wb = next(b.backbone.parameters())
     assert not torch.equal(wa, wb)
+
+
+def test_runs_that_cannot_train_say_why_and_leave_no_half_made_folder(dive: Path, tmp_path: Path) -> None:
+    import shutil
+
+    base = {"images": dive / "images", "arch": "resnet18", "epochs": 1, "img_size": 32, "seed": 0}
+    with pytest.raises(UsageError, match="--batch-size must be at least 2, got 1: batch normalisation"):
+        train(TrainConfig(labels=dive / "train.csv", out=tmp_path / "a", batch_size=1, **base))
+    assert not (tmp_path / "a").exists()
+
+    rows = (dive / "train.csv").read_text().splitlines()
+    two = tmp_path / "two.csv"
+    two.write_text("\n".join(rows[:3]) + "\n")  # header + 2 images: one goes to the held-out split
+    with pytest.raises(TrainingError, match="1 of its 2 images are left for training after the held-out split"):
+        train(TrainConfig(labels=two, out=tmp_path / "b", batch_size=8, **base))
+    assert not (tmp_path / "b").exists()  # nothing blocks the next attempt
+
+    empty = tmp_path / "empty.csv"
+    empty.write_text("id,categories\n" + "".join(f"{r.split(',')[0]},[]\n" for r in rows[1:]))
+    with pytest.raises(TrainingError, match="every image has an empty category list"):
+        train(TrainConfig(labels=empty, out=tmp_path / "c", batch_size=8, **base))
+
+    # Ctrl-C in the first epoch, after the run files were written but before any checkpoint: nothing is left behind.
+    import fathombatch.models.train as train_module
+
+    def interrupted(path: Path, payload: dict) -> None:
+        assert (tmp_path / "d" / "config.json").is_file()  # the folder was made
+        raise KeyboardInterrupt
+
+    real = train_module.save_checkpoint
+    train_module.save_checkpoint = interrupted
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            train(TrainConfig(labels=dive / "train.csv", out=tmp_path / "d", batch_size=8, **base))
+    finally:
+        train_module.save_checkpoint = real
+    assert not (tmp_path / "d").exists()
+    train(TrainConfig(labels=dive / "train.csv", out=tmp_path / "d", batch_size=8, **base))  # the same command works
+    assert (tmp_path / "d" / "checkpoints" / "last.pt").is_file()

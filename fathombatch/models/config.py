@@ -118,8 +118,11 @@ def config_from(preset: str | None = None, **values: Any) -> TrainConfig:
 def validate_config(cfg: TrainConfig) -> None:
     if not cfg.images.is_dir():
         raise UsageError(f"image folder {cfg.images} does not exist")
-    if cfg.epochs < 1 or cfg.batch_size < 1 or cfg.lr <= 0:
-        raise UsageError("--epochs and --batch-size must be at least 1 and --lr positive")
+    if cfg.epochs < 1 or cfg.lr <= 0:
+        raise UsageError("--epochs must be at least 1 and --lr positive")
+    if cfg.batch_size < 2:
+        raise UsageError(f"--batch-size must be at least 2, got {cfg.batch_size}: batch normalisation cannot train on "
+                         "one image per step")
     if not 8 <= cfg.img_size <= 1024:
         raise UsageError(f"--img-size must be between 8 and 1024 pixels, got {cfg.img_size}")
     for name, value, allowed in (

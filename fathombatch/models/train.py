@@ -21,6 +21,7 @@ import dataclasses
 import json
 import os
 import platform
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -196,6 +197,13 @@ def _load_data(cfg: TrainConfig, progress: Progress, val_ids: list[str] | None) 
     else:
         in_val = np.isin(np.array(ids, dtype=object), np.array(val_ids, dtype=object))
         train_idx, val_idx = np.flatnonzero(~in_val), np.flatnonzero(in_val)
+    if len(train_idx) < 2:
+        raise TrainingError(f"{cfg.labels}: {len(train_idx)} of its {len(labels)} images are left for training after "
+                            "the held-out split; training needs at least 2 (label more images, or lower "
+                            "--val-fraction)")
+    if not y.any():
+        raise TrainingError(f"{cfg.labels}: every image has an empty category list, so there is nothing to learn "
+                            "(a model trained on it scores MAP@20 0); check the file's categories column")
     spec = InputSpec(height=cfg.img_size, width=cfg.img_size)
     cache = preload(paths, spec.size, threads=cfg.threads, progress=progress)
     class_counts = y[train_idx].sum(axis=0, dtype=np.int64)
@@ -264,7 +272,14 @@ def train(
     validate_config(cfg)
     if cfg.out.exists() and any(cfg.out.iterdir()):
         raise UsageError(f"run folder {cfg.out} already exists and is not empty; choose a new --out or --resume it")
-    return _run(cfg, progress=progress, on_epoch=on_epoch, resume_from=None)
+    try:
+        return _run(cfg, progress=progress, on_epoch=on_epoch, resume_from=None)
+    except BaseException:
+        # A run that fails before its first checkpoint leaves nothing worth resuming; its half-made folder (which
+        # this call created, or found empty) would block both a new run and --resume.
+        if not (cfg.out / "checkpoints" / "last.pt").exists():
+            shutil.rmtree(cfg.out, ignore_errors=True)
+        raise
 
 
 def resume(
