@@ -11,6 +11,7 @@ import contextlib
 import functools
 import json
 import os
+import re
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -62,12 +63,22 @@ def write_json_atomic(dest: str | Path, obj: Any) -> None:
 
 
 def display_path(path: str | os.PathLike[str]) -> str:
-    """A path as text that always encodes to UTF-8: undecodable bytes in file names become ``\\xNN`` escapes.
+    """A path as text that always encodes to UTF-8 and names exactly one file: bytes of the name that are not UTF-8
+    become ``\\xNN`` and a literal backslash becomes ``\\\\``, so no two names share a spelling (a name holding
+    the four characters ``\\xff`` and one holding the byte 0xFF used to); :func:`fs_path` undoes it.
 
-    Python decodes such bytes to lone surrogates (PEP 383), which Parquet, json and terminals cannot store.
+    Python decodes undecodable bytes to lone surrogates (PEP 383), which Parquet, json and terminals cannot store.
     """
-    text = os.fspath(path)
+    text = os.fspath(path).replace("\\", "\\\\")
     return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
+_ESCAPE = re.compile(r"\\(\\|x[0-9a-f]{2})")
+
+
+def fs_path(shown: str) -> str:
+    """The file-system name (undecodable bytes as PEP 383 surrogates) of a :func:`display_path` spelling."""
+    return _ESCAPE.sub(lambda m: "\\" if m.group(1) == "\\" else chr(0xDC00 + int(m.group(1)[1:], 16)), shown)
 
 
 class FileLock:

@@ -351,3 +351,16 @@ def test_a_line_break_in_a_name_never_adds_another_file_to_the_drop_list(dive: P
     assert not (tmp_path / "sel.txt").exists()
     run_select(SelectConfig(scores=table, out=tmp_path / "sel.csv"))
     assert "z\nunique.jpg" in pl.read_csv(tmp_path / "sel.csv")["path"].to_list()
+
+
+def test_dedupe_of_a_folder_with_a_name_that_is_not_utf8(dive: Path, tmp_path: Path) -> None:
+    import os
+
+    root = tmp_path / "images"
+    root.mkdir()
+    first = sorted((dive / "images").glob("*.jpg"))[0]
+    shutil.copy(first, root / "a.jpg")
+    shutil.copy(first, os.path.join(os.fsencode(root), b"latin1_\xe9.jpg"))
+    result = run_dedupe(DedupeConfig(source=root, out=tmp_path / "d"))
+    assert result.files == 2 and result.drop == 1
+    assert (tmp_path / "d" / "drop.txt").read_text() == "latin1_\\xe9.jpg\n"  # the table spelling, one line

@@ -117,3 +117,27 @@ def test_knn_statistics_that_are_missing_or_misshapen_are_one_error_line(
     manifest_path(engine).write_text(json.dumps(data))
     code, _, err = invoke("score", dump, "--engine", engine, "--out", tmp_path / "s.parquet")
     one_error_line(code, err, 1, "osd statistics are misshapen")
+
+
+def test_names_that_are_not_utf8_keep_one_row_each_and_resolve_back(dump: Path, engine: Path, tmp_path: Path) -> None:
+    import os
+
+    import polars as pl
+
+    from fathombatch.curate.select import SelectConfig, run_select
+    from fathombatch.score import ScoreConfig, score_folder
+
+    first = sorted(dump.glob("*.jpg"))[0]
+    shutil.copy(first, os.path.join(os.fsencode(dump), b"latin1_\xe9.jpg"))  # the byte 0xE9: not UTF-8
+    shutil.copy(first, dump / "latin1_\\xe9.jpg")  # the four characters \ x e 9, once spelled the same
+    shutil.copy(first, dump / "back\\slash.jpg")
+    summary = score_folder(ScoreConfig(root=dump, engine=engine, out=tmp_path / "s.parquet"))
+    table = pl.read_parquet(tmp_path / "s.parquet")
+    assert table.height == summary.files and table["path"].is_unique().all() and summary.errors == 0
+    assert {"latin1_\\xe9.jpg", "latin1_\\\\xe9.jpg", "back\\\\slash.jpg"} <= set(table["path"])
+
+    result = run_select(SelectConfig(scores=tmp_path / "s.parquet", out=tmp_path / "sel.parquet",
+                                     copy_to=tmp_path / "copies"))
+    assert result.not_placed == () and result.placed == table.height
+    copied = {os.fsencode(p.name) for p in (tmp_path / "copies").rglob("*.jpg")}
+    assert {b"latin1_\xe9.jpg", b"latin1_\\xe9.jpg", b"back\\slash.jpg"} <= copied

@@ -24,7 +24,7 @@ from fathombatch.curate.hashing import FileHash, hash_files
 from fathombatch.curate.scoretable import images_root, open_scores, resolve_image
 from fathombatch.decode.discover import discover
 from fathombatch.errors import UsageError
-from fathombatch.fsutil import atomic_path, write_path_list
+from fathombatch.fsutil import atomic_path, display_path, write_path_list
 from fathombatch.progress import Progress
 
 CLUSTER_SCHEMA = {"cluster": pl.Int64, "kind": pl.String, "path": pl.String, "keep": pl.Boolean,
@@ -73,8 +73,8 @@ class DedupeResult:
 
 
 def _listing(cfg: DedupeConfig) -> tuple[Path, list[str]]:
-    if cfg.source.is_dir():
-        return cfg.source, discover(cfg.source)
+    if cfg.source.is_dir():  # paths spelled as scores tables spell them, so names that are not UTF-8 can be stored
+        return cfg.source, [display_path(p) for p in discover(cfg.source)]
     if cfg.source.suffix.lower() == ".parquet":
         table = open_scores(cfg.source)
         root = images_root(table, cfg.images_root)

@@ -9,13 +9,14 @@ from __future__ import annotations
 import difflib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import polars as pl
 
 from fathombatch.datasets import safe_relative_path
 from fathombatch.errors import LabelFileError, UsageError
+from fathombatch.fsutil import fs_path
 from fathombatch.table import FIXED_COLUMNS, read_metadata, taxonomy_from_metadata
 from fathombatch.taxonomy import Taxonomy, fathomnet2023
 
@@ -81,12 +82,16 @@ def images_root(table: ScoresTable, given: Path | None) -> Path:
 
 
 def resolve_image(root: Path, rel: str, where: str) -> Path:
-    """``root / rel`` after refusing paths that leave ``root`` (absolute, drive letters, ``..``).
+    """``root / rel`` after refusing paths that leave ``root`` (absolute, drive letters, ``..``); ``rel`` is a table's
+    ``path`` (its ``\\xNN`` escapes of names that are not UTF-8 are undone, see :func:`fathombatch.fsutil.fs_path`).
 
     Raises:
         LabelFileError: ``rel`` escapes the root; ``where`` names the record in the message.
     """
-    return root.joinpath(*safe_relative_path(rel, where).parts)
+    name = fs_path(rel)
+    safe_relative_path(name, where)  # refuses what a label file may not name either (absolute, drive, "..")
+    # A table's paths come from discovery on this machine: POSIX, where a backslash is part of a file name.
+    return root.joinpath(*PurePosixPath(name).parts)
 
 
 def check_inside(root: Path, path: Path, where: str) -> Path:

@@ -33,7 +33,7 @@ from fathombatch.curate.scoretable import (
     supercategory_columns,
 )
 from fathombatch.errors import UsageError
-from fathombatch.fsutil import atomic_path
+from fathombatch.fsutil import atomic_path, fs_path
 from fathombatch.progress import Progress
 
 OUTPUT_COLUMNS = ("image_id", "path", "status", "error", "osd", "category", "probability")
@@ -182,7 +182,7 @@ def place_images(
                 stem, dot, ext = name.rpartition(".")
                 tag = hashlib.sha1(rel.encode("utf-8", "surrogateescape")).hexdigest()[:8]
                 name = f"{stem}__{tag}.{ext}" if dot else f"{name}__{tag}"
-            target = dest / (sub or "_unnamed") / name
+            target = dest / (sub or "_unnamed") / fs_path(name)  # the file's own name, not the table's spelling
             try:
                 if mode == "symlink":
                     _place_link(src, target)

@@ -19,6 +19,7 @@ import polars as pl
 
 from fathombatch.errors import LabelFileError, UsageError
 from fathombatch.exports.thresholds import DEFAULT
+from fathombatch.fsutil import fs_path
 from fathombatch.taxonomy import Taxonomy
 
 #: Rows of the scores table read per batch: 2.4 MB of probabilities at 290 classes, and at most 600,000 unpivoted
@@ -138,7 +139,7 @@ class Source:
         if self.images_root is None:
             return None
         try:
-            with Image.open(self.images_root / rel) as im:
+            with Image.open(self.images_root / fs_path(rel)) as im:
                 exif = im.getexif()
                 value = exif.get_ifd(0x8769).get(36867) or exif.get(306)
         except Exception:  # noqa: BLE001 - any unreadable image simply has no timestamp
