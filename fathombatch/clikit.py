@@ -6,8 +6,11 @@ error's exit code (1 runtime failure, 2 usage error, 130 interrupted); see docs/
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Callable
+import signal
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,22 +23,66 @@ __all__ = ["CONTEXT", "MAX_THREADS", "Command", "ErrorsToExit", "Group", "output
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 110}
 
 
+class _SigintSeen:
+    """A SIGINT handler that remembers it fired, then raises KeyboardInterrupt as Python's default one does.
+
+    Native code (polars, pyarrow) that is running when Ctrl-C arrives may turn the KeyboardInterrupt into an error of
+    its own; remembering the signal lets the command still exit 130, "interrupted", instead of 1 with a traceback.
+    """
+
+    def __init__(self) -> None:
+        self.seen = False
+
+    def __call__(self, signum: int, frame: Any) -> None:
+        self.seen = True
+        raise KeyboardInterrupt
+
+    @contextlib.contextmanager
+    def watching(self) -> Iterator[None]:
+        """Install the handler for the duration of a command (main thread only) and restore the previous one."""
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        previous = signal.signal(signal.SIGINT, self)
+        self.seen = False
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGINT, previous)
+
+
+SIGINT = _SigintSeen()
+
+
 class ErrorsToExit:
     """Mixin for click commands and groups: no traceback for a user's mistake, one ``Error:`` line instead."""
 
     def invoke(self, ctx: click.Context) -> Any:
-        try:
-            return super().invoke(ctx)  # type: ignore[misc]
-        except FathombatchError as exc:
-            click.echo(f"Error: {exc}", err=True)
-            ctx.exit(exc.exit_code)
-        except KeyboardInterrupt:
-            click.echo("Error: interrupted; finished work is saved - run the same command again to resume", err=True)
-            ctx.exit(130)
-        except OSError as exc:
-            where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
-            click.echo(f"Error: {exc.strerror or exc}{where}", err=True)
-            ctx.exit(1)
+        with SIGINT.watching():
+            try:
+                return super().invoke(ctx)  # type: ignore[misc]
+            except FathombatchError as exc:
+                if SIGINT.seen:
+                    _exit_interrupted(ctx)
+                click.echo(f"Error: {exc}", err=True)
+                ctx.exit(exc.exit_code)
+            except KeyboardInterrupt:
+                _exit_interrupted(ctx)
+            except OSError as exc:
+                if SIGINT.seen:
+                    _exit_interrupted(ctx)
+                where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
+                click.echo(f"Error: {exc.strerror or exc}{where}", err=True)
+                ctx.exit(1)
+            except Exception:
+                if SIGINT.seen:  # Ctrl-C surfaced as another library's error
+                    _exit_interrupted(ctx)
+                raise
+
+
+def _exit_interrupted(ctx: click.Context) -> None:
+    click.echo("Error: interrupted; finished work is saved - run the same command again to resume", err=True)
+    ctx.exit(130)
 
 
 class Group(ErrorsToExit, click.Group):

@@ -141,3 +141,25 @@ def test_names_that_are_not_utf8_keep_one_row_each_and_resolve_back(dump: Path, 
     assert result.not_placed == () and result.placed == table.height
     copied = {os.fsencode(p.name) for p in (tmp_path / "copies").rglob("*.jpg")}
     assert {b"latin1_\xe9.jpg", b"latin1_\\xe9.jpg", b"back\\slash.jpg"} <= copied
+
+
+def test_ctrl_c_that_a_native_library_turns_into_its_own_error_still_exits_130(
+    dump: Path, engine: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import os
+    import signal
+
+    import fathombatch.score as score_module
+
+    def polars_like(*args: object, **kwargs: object) -> None:
+        try:
+            os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C, delivered while "native code" runs
+        except KeyboardInterrupt:
+            raise RuntimeError("polars: ComputeError while collecting") from None  # what the user used to see
+
+    monkeypatch.setattr(score_module, "score_folder", polars_like)
+    code, _, err = invoke("score", dump, "--engine", engine, "--out", tmp_path / "s.parquet")
+    assert code == 130 and err.strip() == "Error: interrupted; finished work is saved - run the same command again to resume"
+    monkeypatch.undo()
+    code, _, _ = invoke("score", dump, "--engine", engine, "--out", tmp_path / "s.parquet")
+    assert code == 0  # the next command is not taken for interrupted
