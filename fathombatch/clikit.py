@@ -61,6 +61,8 @@ class ErrorsToExit:
         with SIGINT.watching():
             try:
                 return super().invoke(ctx)  # type: ignore[misc]
+            except (click.exceptions.Exit, click.ClickException):
+                raise  # a subcommand's own exit (its error already printed), or click's usage errors
             except FathombatchError as exc:
                 if SIGINT.seen:
                     _exit_interrupted(ctx)

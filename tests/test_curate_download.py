@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import threading
+import time
 from collections import Counter
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -47,6 +48,12 @@ class Server:
                 self.send_header("Content-Type", "image/jpeg")
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
+                if name in ("trickle.jpg", "silent.jpg"):
+                    for i in range(len(body) if name == "trickle.jpg" else 1):  # a byte every 0.2 s, or one then none
+                        self.wfile.write(body[i : i + 1])
+                        self.wfile.flush()
+                        time.sleep(0.2 if name == "trickle.jpg" else 60)
+                    return
                 if name == "cut.jpg":
                     self.wfile.write(body[: len(body) // 2])
                     self.wfile.flush()
@@ -80,6 +87,7 @@ def server(dive: Path) -> Iterator[Server]:
     files = {f"ok{i}.jpg": p.read_bytes() for i, p in enumerate(images[:5])}
     files["flaky.jpg"] = images[5].read_bytes()
     files["cut.jpg"] = images[6].read_bytes()
+    files["trickle.jpg"] = files["silent.jpg"] = images[7].read_bytes()
     srv = Server(files)
     yield srv
     srv.close()
@@ -193,3 +201,39 @@ def test_a_malformed_url_fails_that_file_only(server: Server, tmp_path: Path) ->
     summary = download(config(ann, tmp_path / "images"))
     assert summary.downloaded == 2
     assert [(f.file_name, f.reason.startswith("malformed URL")) for f in summary.failures] == [("broken.jpg", True)]
+
+
+def test_a_trickling_server_is_abandoned_not_waited_for(server: Server, tmp_path: Path) -> None:
+    ann = annotations(server, tmp_path, ["trickle.jpg", "ok0.jpg"])
+    start = time.monotonic()
+    result = download(DownloadConfig(annotations=ann, out=tmp_path / "images", workers=2, retries=1, backoff=0.01,
+                                     timeout=1.0))
+    assert time.monotonic() - start < 10  # a byte every 0.2 s never trips the 1 s silence timeout on its own
+    reasons = {f.file_name: f.reason for f in result.failures}
+    assert reasons["trickle.jpg"].startswith("too slow:") and "after 2 attempts" in reasons["trickle.jpg"]
+    assert result.downloaded == 1 and not [p for p in (tmp_path / "images").rglob("*") if p.name.endswith(".tmp")]
+
+
+def test_ctrl_c_during_a_stalled_download_exits_at_once_and_leaves_no_temporary_file(
+    server: Server, tmp_path: Path
+) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    ann = annotations(server, tmp_path, ["silent.jpg"])
+    out = tmp_path / "images"
+    env = {k: v for k, v in os.environ.items() if "proxy" not in k.lower()}
+    proc = subprocess.Popen([sys.executable, "-m", "fathombatch", "download", str(ann), "--out", str(out),
+                             "--timeout", "30", "--quiet"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    deadline = time.monotonic() + 60
+    while not server.counts["silent.jpg"] and time.monotonic() < deadline:  # the transfer has started
+        time.sleep(0.05)
+    time.sleep(0.5)
+    sent = time.monotonic()
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=20)
+    assert time.monotonic() - sent < 5, "Ctrl-C waited for the stalled transfer"
+    assert proc.returncode == 130 and err.decode().strip().startswith("Error: interrupted")
+    assert not [p for p in out.rglob("*") if p.name.endswith(".tmp")]

@@ -20,16 +20,19 @@ fetched.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import http.client
 import io
 import itertools
+import queue
 import random
+import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
-from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from collections.abc import Callable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,12 +44,16 @@ from fathombatch.curate.scoretable import check_inside
 from fathombatch.datasets import load_coco_json, safe_relative_path
 from fathombatch.decode.base import MAX_FILE_BYTES, read_image_file
 from fathombatch.decode.pil import decode_rgb
-from fathombatch.errors import DecodeError, LabelFileError, UsageError
+from fathombatch.errors import DecodeError, LabelFileError, UsageError, check_threads
 from fathombatch.fsutil import atomic_path, write_text_atomic
 from fathombatch.progress import Progress
 
 _RETRY_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
 _CHUNK = 1 << 16
+#: Slowest transfer tolerated once ``timeout`` seconds have passed (bytes/s, averaged over the attempt): a server that
+#: trickles a byte every half second never goes silent long enough for the socket timeout, and would hold a worker
+#: for days.
+MIN_RATE = 1024
 
 
 @dataclass(frozen=True)
@@ -57,7 +64,8 @@ class DownloadConfig:
     workers: concurrent downloads.
     retries: extra attempts after the first for a retryable failure.
     backoff: seconds before the first retry; doubled each time (with +-50 % jitter).
-    timeout: seconds without data before a connection is abandoned.
+    timeout: seconds without data before a connection is abandoned; past it, a transfer averaging under
+        :data:`MIN_RATE` bytes/s is abandoned too (and retried).
     verify: fully decode every downloaded file (headers, end markers and sizes are always checked).
     """
 
@@ -157,19 +165,46 @@ def _complete(job: _Job) -> bool:
     return True
 
 
-def _fetch(job: _Job, cfg: DownloadConfig) -> None:
+#: Temporary files being written right now, so that an interrupted run can remove those of blocked workers.
+_INFLIGHT: set[Path] = set()
+_INFLIGHT_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def _inflight(tmp: Path) -> Iterator[None]:
+    with _INFLIGHT_LOCK:
+        _INFLIGHT.add(tmp)
+    try:
+        yield
+    finally:
+        with _INFLIGHT_LOCK:
+            _INFLIGHT.discard(tmp)
+
+
+class _Stopped(Exception):
+    """The run is being interrupted: abandon the transfer (its temporary file is removed on the way out)."""
+
+
+def _fetch(job: _Job, cfg: DownloadConfig, stop: threading.Event | None = None) -> None:
     """One attempt: stream the body to a temporary file, check length and image, rename into place."""
     request = urllib.request.Request(job.url, headers={"User-Agent": f"fathombatch/{__version__}"})
     try:
-        with urllib.request.urlopen(request, timeout=cfg.timeout) as resp, atomic_path(job.dest) as tmp:
+        with urllib.request.urlopen(request, timeout=cfg.timeout) as resp, atomic_path(job.dest) as tmp, \
+                _inflight(tmp):
             expected = resp.headers.get("Content-Length")
-            received = 0
+            received, start = 0, time.monotonic()
             with tmp.open("wb") as fh:
-                while chunk := resp.read(_CHUNK):
+                # read1 returns what has arrived: a trickle cannot keep one read() blocked past these checks
+                while chunk := resp.read1(_CHUNK):
                     received += len(chunk)
                     if received > MAX_FILE_BYTES:
                         raise _Final(f"larger than the {MAX_FILE_BYTES} byte limit")
                     fh.write(chunk)
+                    if stop is not None and stop.is_set():
+                        raise _Stopped
+                    elapsed = time.monotonic() - start
+                    if elapsed > cfg.timeout and received / elapsed < MIN_RATE:
+                        raise _Retryable(f"too slow: {received} bytes in {elapsed:.0f} s (under {MIN_RATE} bytes/s)")
             if expected is not None and expected.isdigit() and received != int(expected):
                 raise _Retryable(f"truncated: received {received} of {expected} bytes")
             try:
@@ -188,7 +223,8 @@ def _fetch(job: _Job, cfg: DownloadConfig) -> None:
         raise _Retryable(f"connection failed: {reason}") from None
 
 
-def download_one(job: _Job, cfg: DownloadConfig, sleep: Callable[[float], None] = time.sleep) -> str:
+def download_one(job: _Job, cfg: DownloadConfig, sleep: Callable[[float], None] = time.sleep,
+                 stop: threading.Event | None = None) -> str:
     """Fetch one image with retries. Returns ``"downloaded"``; raises _Final with the last reason on failure."""
     try:
         scheme = urlsplit(job.url).scheme
@@ -200,40 +236,103 @@ def download_one(job: _Job, cfg: DownloadConfig, sleep: Callable[[float], None] 
     last = ""
     for attempt in range(cfg.retries + 1):
         try:
-            _fetch(job, cfg)
+            _fetch(job, cfg, stop)
             return "downloaded"
         except _Retryable as exc:
             last = str(exc)
         except OSError as exc:  # the local side: disk full, permission denied
             raise _Final(f"cannot write {job.dest}: {exc.strerror or exc}") from None
+        if stop is not None and stop.is_set():
+            raise _Stopped
         if attempt < cfg.retries:
             sleep(cfg.backoff * (2**attempt) * random.uniform(0.5, 1.5))
     raise _Final(f"{last} (after {cfg.retries + 1} attempts)")
+
+
+class _DaemonPool:
+    """``workers`` daemon threads running submitted calls: unlike a ThreadPoolExecutor, whose threads the interpreter
+    joins at exit, a download blocked on a silent server can never hold up the exit after Ctrl-C."""
+
+    def __init__(self, workers: int) -> None:
+        self._jobs: queue.SimpleQueue[tuple[Future[Any], Callable[[Any], Any], Any] | None] = queue.SimpleQueue()
+        self._threads = [threading.Thread(target=self._work, name=f"fb-dl-{i}", daemon=True) for i in range(workers)]
+        for thread in self._threads:
+            thread.start()
+
+    def submit(self, fn: Callable[[Any], Any], arg: Any) -> Future[Any]:
+        future: Future[Any] = Future()
+        self._jobs.put((future, fn, arg))
+        return future
+
+    def _work(self) -> None:
+        while (item := self._jobs.get()) is not None:
+            future, fn, arg = item
+            if not future.set_running_or_notify_cancel():
+                continue
+            try:
+                future.set_result(fn(arg))
+            except BaseException as exc:  # noqa: BLE001 - handed to the caller through the future
+                future.set_exception(exc)
+
+    def shutdown(self, wait_seconds: float | None = None) -> None:
+        """Stop the workers after their current call; wait for them (at most ``wait_seconds``; None: as long as it
+        takes)."""
+        for _ in self._threads:
+            self._jobs.put(None)
+        deadline = None if wait_seconds is None else time.monotonic() + wait_seconds
+        for thread in self._threads:
+            thread.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
 
 
 def download(cfg: DownloadConfig, progress: Progress | None = None) -> DownloadSummary:
     """Download every image of ``cfg.annotations`` into ``cfg.out``; see the module docstring."""
     if cfg.workers < 1 or cfg.retries < 0 or cfg.backoff < 0 or cfg.timeout <= 0:
         raise UsageError("--workers must be >= 1, --retries >= 0, --backoff >= 0 and --timeout > 0")
+    check_threads(cfg.workers, "--workers")
     jobs = plan(cfg)
     cfg.out.mkdir(parents=True, exist_ok=True)
     progress = progress or Progress(enabled=False)
     done: dict[str, int] = {"downloaded": 0, "skipped": 0}
     failures: list[Failure] = []
 
+    stop = threading.Event()
+
     def run(job: _Job) -> str:
+        if stop.is_set():
+            raise _Stopped
         if _complete(job):
             return "skipped"
-        return download_one(job, cfg)
+        return download_one(job, cfg, stop=stop)
 
     window = cfg.workers * 4  # bounded number of pending futures, however many images
+    pool = _DaemonPool(cfg.workers)
+    try:
+        _run_window(pool, run, jobs, window, progress, done, failures)
+    except BaseException:
+        # Ctrl-C (or an error): workers stop at their next chunk and remove their temporary files; one blocked on a
+        # silent server is given 2 s, then its temporary file is removed for it (its daemon thread dies with us).
+        stop.set()
+        pool.shutdown(wait_seconds=2.0)
+        with _INFLIGHT_LOCK:
+            for tmp in list(_INFLIGHT):
+                tmp.unlink(missing_ok=True)
+        raise
+    pool.shutdown()
+    failures.sort(key=lambda f: f.file_name)
+    return DownloadSummary(total=len(jobs), downloaded=done["downloaded"], skipped=done["skipped"],
+                           failures=tuple(failures))
+
+
+def _run_window(pool: _DaemonPool, run: Callable[[_Job], str], jobs: list[_Job], window: int,
+                progress: Progress, done: dict[str, int], failures: list[Failure]) -> None:
     pending_jobs = iter(jobs)
-    with progress.task("Downloading", len(jobs), show_errors=True) as task, \
-            ThreadPoolExecutor(max_workers=cfg.workers, thread_name_prefix="fb-dl") as pool:
+    with progress.task("Downloading", len(jobs), show_errors=True) as task:
         # A sliding window: a new job starts as soon as any finishes, so one slow file never idles the others.
         futures: dict[Any, _Job] = {pool.submit(run, job): job for job in itertools.islice(pending_jobs, window)}
         while futures:
-            finished, _ = wait(futures, return_when=FIRST_COMPLETED)
+            # A timeout, so the main thread wakes to run Python's Ctrl-C handler: the kernel may deliver SIGINT to a
+            # worker thread, and an untimed wait would then sleep through it.
+            finished, _ = wait(futures, timeout=0.25, return_when=FIRST_COMPLETED)
             for fut in finished:
                 job = futures.pop(fut)
                 try:
@@ -245,9 +344,6 @@ def download(cfg: DownloadConfig, progress: Progress | None = None) -> DownloadS
                 nxt = next(pending_jobs, None)
                 if nxt is not None:
                     futures[pool.submit(run, nxt)] = nxt
-    failures.sort(key=lambda f: f.file_name)
-    return DownloadSummary(total=len(jobs), downloaded=done["downloaded"], skipped=done["skipped"],
-                           failures=tuple(failures))
 
 
 def write_failures(dest: Path, failures: tuple[Failure, ...]) -> Path:
