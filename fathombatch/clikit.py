@@ -107,12 +107,14 @@ def quiet_option(f: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def output_file(_ctx: click.Context, param: click.Parameter, value: str | None) -> Path | None:
-    """Callback for options that name an output *file*: ``--out newdir/`` must not quietly write a file ``newdir``,
-    and a folder (``.``, ``/``, an existing directory) is refused with one ``Error:`` line instead of a traceback."""
+    """Callback for options that name an output *file*: ``--out newdir/`` must not quietly write a file ``newdir``.
+
+    Only the trailing separator is checked here, since ``Path`` drops it; folders (``.``, ``/``, an existing
+    directory) are refused by the library (e.g. :func:`fathombatch.score.check_outputs`), for callers without a CLI.
+    """
     if value is None:
         return None
-    path = Path(value)
-    if value.endswith(("/", os.sep)) or path.is_dir() or path.name in ("", ".", ".."):
+    if value.endswith(("/", os.sep)):
         flag = "--" + (param.name or "out").replace("_", "-")
         raise UsageError(f"{flag} {value} is a folder; name the file to write (a path inside it)")
-    return path
+    return Path(value)
