@@ -32,7 +32,7 @@ import numpy as np
 import polars as pl
 
 from fathombatch import __version__
-from fathombatch.backends import Engine, engine_device, open_engine
+from fathombatch.backends import Engine, engine_device, engine_files, manifest_path, open_engine, resolve_engine_path
 from fathombatch.decode import create_decoder, discover, resolve_decoder_name
 from fathombatch.decode.base import DecodedBatch
 from fathombatch.errors import OutputError, UsageError
@@ -302,8 +302,6 @@ def check_outputs(cfg: ScoreConfig, files: list[str]) -> None:
     Args:
         files: the dump's images, relative to ``cfg.root`` (from :func:`~fathombatch.decode.discover`).
     """
-    from fathombatch.backends import engine_files, manifest_path, resolve_engine_path
-
     outputs = [(cfg.out, "--out")] + ([(cfg.submission, "--submission")] if cfg.submission is not None else [])
     for path, flag in outputs:
         if path.is_dir() or path.name in ("", ".", ".."):
