@@ -44,12 +44,15 @@ def file_signature(path: Path) -> tuple[int | None, int | None]:
 
 
 def _read_run_file(path: Path) -> dict[str, Any] | None:
-    """The settings of an interrupted run, or None when ``run.json`` is damaged."""
+    """The settings of an interrupted run; ``{}`` when its folder holds no parts yet (nothing to match); None when
+    parts exist but ``run.json`` is missing, damaged or empty, so nothing says what produced them."""
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return {} if not any(path.parent.glob(PART_GLOB)) else None
     except (OSError, ValueError):
         return None
-    return data if isinstance(data, dict) else None
+    return data if isinstance(data, dict) and data else None
 
 
 def _readable_part(path: Path) -> bool:
@@ -80,15 +83,15 @@ class PartStore:
         run_file = directory / "run.json"
         if directory.exists() and overwrite:
             shutil.rmtree(directory)
-        previous = _read_run_file(run_file) if directory.exists() and run_file.is_file() else {}
+        previous = _read_run_file(run_file) if directory.exists() else {}
         if previous is None:
             # Nothing says which engine or settings produced these parts: keep them, but apart, and start afresh.
             aside = _free_name(directory.with_name(directory.name + ".unverified"))
             directory.rename(aside)
-            self.warnings.append(f"the interrupted run's {run_file.name} was unreadable, so its parts cannot be "
-                                 f"matched to these settings; they were moved to {aside} and every file is scored again")
-            previous = {}
-        if previous:
+            self.warnings.append(f"the interrupted run's {run_file.name} was missing or unreadable, so its parts "
+                                 f"cannot be matched to these settings; they were moved to {aside} and every file is "
+                                 "scored again")
+        elif previous:
             changed = [k for k in params if k != "engine" and previous.get(k) != params[k]]
             if changed:
                 names = {"engine_fingerprint": "engine (manifest hash)", "root": "folder"}

@@ -202,5 +202,19 @@ def test_damaged_resume_state_is_set_aside_not_fatal(dump: Path, engines: dict, 
     monkeypatch.undo()
     (parts / "run.json").write_text("{not json")
     summary = run(dump, engines["onnx"], out)
-    assert summary.resumed == 0 and any("was unreadable" in w for w in summary.warnings)
+    assert summary.resumed == 0 and any("was missing or unreadable" in w for w in summary.warnings)
     assert out.with_name(out.name + ".parts.unverified").is_dir() and pl.read_parquet(out).height == summary.files
+
+    for damage in ("{}", None):  # an empty run.json, and none at all beside the parts
+        out.unlink()
+        interrupt_after(monkeypatch, 2)
+        with pytest.raises(KeyboardInterrupt):
+            run(dump, engines["onnx"], out)
+        monkeypatch.undo()
+        if damage is None:
+            (parts / "run.json").unlink()
+        else:
+            (parts / "run.json").write_text(damage)
+        summary = run(dump, engines["onnx"], out)
+        assert summary.resumed == 0 and any("was missing or unreadable" in w for w in summary.warnings)
+    assert out.with_name(out.name + ".parts.unverified-3").is_dir()  # each set-aside folder kept, none replaced
