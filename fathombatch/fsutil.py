@@ -145,7 +145,7 @@ def write_path_list(dest: str | Path, paths: list[str]) -> list[str]:
     (``dest`` with ``.json``), atomically. A path with a line break would read back as two paths, so it goes to the
     json list only; returns those left out of the text list."""
     dest = Path(dest)
-    unsafe = [p for p in paths if has_line_break(p)]
-    write_text_atomic(dest, "".join(f"{p}\n" for p in paths if not has_line_break(p)))
+    breaks = [has_line_break(p) for p in paths]
+    write_text_atomic(dest, "".join(f"{p}\n" for p, broken in zip(paths, breaks) if not broken))
     write_json_atomic(dest.with_suffix(".json"), paths)
-    return unsafe
+    return [p for p, broken in zip(paths, breaks) if broken]
