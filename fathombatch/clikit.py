@@ -96,14 +96,14 @@ class Command(ErrorsToExit, click.Command):
 
 
 def progress(quiet: bool) -> Any:
-    """Progress bars, silent with ``--quiet`` or when stderr is not a terminal."""
+    """Progress bars on a terminal, a status line every few seconds elsewhere; silent with ``--quiet``."""
     from fathombatch.progress import Progress
 
     return Progress(enabled=False if quiet else None)
 
 
 def quiet_option(f: Callable[..., Any]) -> Callable[..., Any]:
-    return click.option("--quiet", "-q", is_flag=True, help="No progress bars; print only the summary.")(f)
+    return click.option("--quiet", "-q", is_flag=True, help="No progress bars or status lines; print only the summary.")(f)
 
 
 def output_file(_ctx: click.Context, param: click.Parameter, value: str | None) -> Path | None:
