@@ -134,6 +134,7 @@ def train(preset: str | None, list_presets: bool, resume: Path | None, quiet: bo
     import os
 
     from fathombatch.errors import UsageError
+    from fathombatch.models.checks import floor_warning
     from fathombatch.models.presets import describe_presets
     from fathombatch.models.train import config_from
     from fathombatch.models.train import resume as resume_run
@@ -162,6 +163,8 @@ def train(preset: str | None, list_presets: bool, resume: Path | None, quiet: bo
         click.echo(f"Best held-out MAP@20 {result.best_val_map20:.4f} at epoch {result.best_epoch}{early} "
                    f"(prior floor {result.val_prior_floor:.4f}; {result.n_train} train / {result.n_val} held-out "
                    f"images). Run saved in {result.out}")
+        if (verdict := floor_warning(result.best_val_map20, result.val_prior_floor)) is not None:
+            click.echo(f"  warning: {verdict}")
 
 
 @cli.command()

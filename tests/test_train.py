@@ -1,14 +1,20 @@
 from __future__ import annotations
 
 import json
+import logging
+import shlex
+import subprocess
 from pathlib import Path
 
 import polars as pl
 import pytest
 import torch
+from click.testing import CliRunner
 
+from fathombatch.cli import cli
 from fathombatch.errors import TrainingError, UsageError
 from fathombatch.models import create_model, list_models
+from fathombatch.models.checks import floor_warning
 from fathombatch.models.train import TrainConfig, train
 
 
@@ -33,11 +39,82 @@ def test_training_reduces_the_loss(dive: Path, tmp_path: Path) -> None:
     assert result.n_train + result.n_val == 24
 
 
-def test_missing_images_are_listed(dive: Path, tmp_path: Path) -> None:
+def test_missing_images_are_listed_with_the_command_that_drops_them(
+    dive: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     labels = tmp_path / "labels.csv"
     labels.write_text((dive / "train.csv").read_text() + "ghost-1,[1.0]\nghost-2,[2.0]\n")
-    with pytest.raises(TrainingError, match=r"2 of 26 labelled images .* no file .*ghost-1, ghost-2"):
+    with pytest.raises(TrainingError, match=r"2 of 26 labelled images .* no file .*ghost-1, ghost-2; to train on the "
+                       r"24 that are present, .* `find .* fathombatch curate subset .*`") as failure:
         train(TrainConfig(images=dive / "images", labels=labels, out=tmp_path / "r", arch="mlp", epochs=1, img_size=16))
+    # The suggested command works as written: run it, then train on the file it wrote.
+    command = str(failure.value).split("`")[1]
+    listing, subset = command.split(" && ")
+    monkeypatch.chdir(tmp_path)
+    subprocess.run(listing, shell=True, check=True)
+    argv = shlex.split(subset)
+    assert argv[:3] == ["fathombatch", "curate", "subset"]
+    done = CliRunner().invoke(cli, argv[1:])
+    assert done.exit_code == 0, done.stderr
+    present = Path(argv[argv.index("--out") + 1])
+    assert present == tmp_path / "labels-present.csv"
+    result = train(TrainConfig(images=dive / "images", labels=present, out=tmp_path / "r", arch="mlp", epochs=1,
+                               img_size=16))
+    assert result.n_train + result.n_val == 24
+
+
+def test_images_without_a_label_row_are_counted_in_a_warning(
+    dive: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    labels = tmp_path / "half.csv"
+    rows = (dive / "train.csv").read_text().splitlines()
+    labels.write_text("\n".join(rows[:13]) + "\n")  # header + 12 of the 24 images
+    with caplog.at_level(logging.WARNING):
+        result = train(TrainConfig(images=dive / "images", labels=labels, out=tmp_path / "r", arch="mlp", epochs=1,
+                                   img_size=16, batch_size=4))
+    assert result.n_train + result.n_val == 12
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    expected = f"12 of the 24 images under {dive / 'images'} have no label row in {labels} and are left out of training"
+    assert warnings == [expected]
+
+
+def test_fully_labelled_folder_trains_without_a_warning(dive: Path, tmp_path: Path,
+                                                        caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING):
+        train(TrainConfig(images=dive / "images", labels=dive / "annotations.json", out=tmp_path / "r", arch="mlp",
+                          epochs=1, img_size=16, batch_size=4))
+    assert [r for r in caplog.records if r.levelno >= logging.WARNING] == []
+
+
+def test_a_model_at_or_below_the_prior_floor_is_flagged_in_the_summary_and_the_run(dive: Path, tmp_path: Path) -> None:
+    # Every image has the same one category: ranking by frequency is perfect (floor 1.0), so no model can beat it.
+    labels = tmp_path / "one.csv"
+    ids = [row.split(",")[0] for row in (dive / "train.csv").read_text().splitlines()[1:]]
+    labels.write_text("id,categories\n" + "".join(f"{i},[7.0]\n" for i in ids))
+    run = tmp_path / "r"
+    result = CliRunner().invoke(cli, ["train", "--images", str(dive / "images"), "--labels", str(labels), "--out",
+                                      str(run), "--arch", "mlp", "--epochs", "1", "--img-size", "16", "--quiet"])
+    assert result.exit_code == 0, result.stderr
+    summary = result.stdout.splitlines()
+    assert summary[-1].startswith("  warning: the best held-out MAP@20 (") and summary[-1].endswith(
+        ") is at or below the prior floor (1.0000): the model ranks categories no better than their training "
+        "frequencies alone")
+    outcome = json.loads((run / "config.json").read_text())["outcome"]
+    assert outcome["at_or_below_prior_floor"] is True and outcome["val_prior_floor"] == 1.0
+    assert outcome["best_epoch"] == 1 and outcome["best_val_map20"] <= 1.0
+
+
+def test_floor_verdict_is_strict_above_and_inclusive_at_the_floor(run_dir: Path) -> None:
+    assert floor_warning(0.5001, 0.5) is None
+    assert floor_warning(0.5, 0.5) is not None and floor_warning(0.2, 0.5) is not None
+    config = json.loads((run_dir / "config.json").read_text())
+    metrics = pl.read_parquet(run_dir / "metrics.parquet")
+    assert config["outcome"] == {
+        "best_epoch": 1,
+        "best_val_map20": metrics["val_map20"][0],
+        "val_prior_floor": metrics["val_prior_floor"][0],
+        "at_or_below_prior_floor": metrics["val_map20"][0] <= metrics["val_prior_floor"][0],
+    }
 
 
 def test_unknown_architecture_and_existing_run(dive: Path, run_dir: Path, tmp_path: Path) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -26,18 +27,49 @@ def _listing(items: list[str], limit: int = 10) -> str:
     return shown + (f" and {len(items) - limit} more" if len(items) > limit else "")
 
 
-def match_images(labels: Labels, images_dir: Path) -> list[Path]:
-    """Find the image file of every label row.
+@dataclass(frozen=True)
+class ImageMatch:
+    """How the rows of a label file met the image files under a folder.
 
-    A COCO row is looked up by its ``file_name`` under ``images_dir``; a Kaggle row (no file name), or a COCO file
-    name that is not there, by its ``image_id`` as a file stem anywhere under ``images_dir``.
-
-    Raises:
-        TrainingError: listing the ids without an image (and stems that match two files).
+    Attributes:
+        paths: the file of every label row that has exactly one, in label order.
+        missing: ids of label rows with no file.
+        clashes: ids whose stem names more than one file.
+        unlabelled: how many image files under the folder no label row uses.
+        n_files: how many image files are under the folder.
     """
+
+    paths: list[Path]
+    missing: list[str]
+    clashes: list[str]
+    unlabelled: int
+    n_files: int
+
+    def require_all(self, labels: Labels, images_dir: Path, *, fix: str = "") -> list[Path]:
+        """``paths``, one per label row, or a TrainingError listing the rows without exactly one file.
+
+        Args:
+            fix: a sentence appended to the missing-files error, telling how to mend it.
+        """
+        if self.missing:
+            raise TrainingError(
+                f"{len(self.missing)} of {len(labels)} labelled images in {labels.source} have no file under "
+                f"{images_dir}: {_listing(self.missing)}" + (f"; {fix}" if fix else "")
+            )
+        if self.clashes:
+            raise TrainingError(
+                f"{len(self.clashes)} image ids match more than one file under {images_dir} (same stem in two "
+                f"folders): {_listing(self.clashes)}; use COCO labels with file names to disambiguate"
+            )
+        return self.paths
+
+
+def find_images(labels: Labels, images_dir: Path) -> ImageMatch:
+    """Look up the image file of every label row (see :func:`match_images`), and count the files left over."""
     by_stem: dict[str, str] = {}
     ambiguous: set[str] = set()
-    for rel in discover(images_dir):
+    found = discover(images_dir)
+    for rel in found:
         stem = Path(rel).stem
         if stem in by_stem:
             ambiguous.add(stem)
@@ -54,17 +86,21 @@ def match_images(labels: Labels, images_dir: Path) -> list[Path]:
             paths.append(images_dir / by_stem[image_id])
         else:
             missing.append(image_id)
-    if missing:
-        raise TrainingError(
-            f"{len(missing)} of {len(labels)} labelled images in {labels.source} have no file under {images_dir}: "
-            f"{_listing(missing)}"
-        )
-    if clashes:
-        raise TrainingError(
-            f"{len(clashes)} image ids match more than one file under {images_dir} (same stem in two folders): "
-            f"{_listing(clashes)}; use COCO labels with file names to disambiguate"
-        )
-    return paths
+    used = {os.path.normpath(p) for p in paths}
+    unlabelled = sum(os.path.normpath(images_dir / rel) not in used for rel in found)
+    return ImageMatch(paths=paths, missing=missing, clashes=clashes, unlabelled=unlabelled, n_files=len(found))
+
+
+def match_images(labels: Labels, images_dir: Path) -> list[Path]:
+    """Find the image file of every label row.
+
+    A COCO row is looked up by its ``file_name`` under ``images_dir``; a Kaggle row (no file name), or a COCO file
+    name that is not there, by its ``image_id`` as a file stem anywhere under ``images_dir``.
+
+    Raises:
+        TrainingError: listing the ids without an image (and stems that match two files).
+    """
+    return find_images(labels, images_dir).require_all(labels, images_dir)
 
 
 def preload(

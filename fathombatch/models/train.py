@@ -2,7 +2,8 @@
 
 A run folder holds everything needed to reproduce, resume and export it::
 
-    RUN/config.json            the TrainConfig, split sizes, labels hash, device, world size, library versions
+    RUN/config.json            the TrainConfig, split sizes, labels hash, device, world size, library versions;
+                               at the end its outcome: best epoch, its MAP@20 and whether it beat the prior floor
     RUN/split.json             held-out image ids
     RUN/metrics.parquet        one row per epoch: losses, held-out MAP@20, prior floor, learning rate, seconds
     RUN/checkpoints/last.pt    model, optimizer, scheduler, RNG state, early-stopping state, history
@@ -40,8 +41,9 @@ from fathombatch.errors import TrainingError, UsageError
 from fathombatch.fsutil import atomic_path, write_json_atomic
 from fathombatch.metrics import map_at_k_from_scores, prior_floor
 from fathombatch.models.augment import augment_batch
+from fathombatch.models.checks import record_outcome, training_images
 from fathombatch.models.config import TrainConfig, config_from, lr_factor, resolve_amp, validate_config
-from fathombatch.models.data import match_images, preload
+from fathombatch.models.data import preload
 from fathombatch.models.distributed import (
     DistContext,
     broadcast_object,
@@ -189,7 +191,7 @@ def _load_data(cfg: TrainConfig, progress: Progress, val_ids: list[str] | None) 
     labels = read_labels(cfg.labels)
     if len(labels) < 2:
         raise TrainingError(f"{cfg.labels} has {len(labels)} labelled image(s); training needs at least 2")
-    paths = match_images(labels, cfg.images)
+    paths = training_images(labels, cfg.images)
     y = labels.multi_hot()
     ids = labels.image_ids
     if val_ids is None:
@@ -444,6 +446,7 @@ def _run_in_context(
 
     if ctx.is_main:
         _fit_osd(cfg, data, state, device)
+        record_outcome(cfg.out, best_epoch=state.best_epoch, best_val_map20=state.best_map, prior_floor=data.floor)
     return TrainResult(
         out=cfg.out,
         best_epoch=state.best_epoch,
@@ -495,10 +498,3 @@ def _write_history(path: Path, history: list[EpochMetrics]) -> None:
     with atomic_path(path) as tmp:
         frame.write_parquet(tmp)
 
-
-def read_run_config(run: Path) -> dict[str, Any]:
-    """The ``config.json`` of a run folder."""
-    path = run / "config.json"
-    if not path.is_file():
-        raise UsageError(f"{run} is not a training run folder ({path} is missing)")
-    return json.loads(path.read_text(encoding="utf-8"))

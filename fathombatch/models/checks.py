@@ -1,0 +1,96 @@
+"""What a training run must not pass over silently: images it leaves out, and a model no better than the prior.
+
+* Image files under the image folder that no label row uses are left out of training with a warning that counts
+  them (an unlabelled file is not an error: a folder often holds test images too, but half a dive dropped without a
+  word is a wrong answer). Label rows whose image is missing stop the run, with the command that writes a label
+  file of the images that are present.
+* A run whose best held-out MAP@20 is at or below the prior floor (MAP@20 of ranking every image by the training
+  part's category frequencies) learned nothing an image model adds; :func:`floor_warning` words it for the summary
+  and :func:`record_outcome` writes the verdict into ``RUN/config.json`` under ``"outcome"`` for tools.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shlex
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from fathombatch.datasets import Labels
+from fathombatch.errors import UsageError
+from fathombatch.fsutil import write_json_atomic
+from fathombatch.models.data import find_images
+
+log = logging.getLogger(__name__)
+
+__all__ = ["floor_warning", "read_run_config", "record_outcome", "subset_command", "training_images"]
+
+
+def subset_command(labels: Path, images_dir: Path) -> str:
+    """Shell commands that write a copy of ``labels`` restricted to the images present under ``images_dir``.
+
+    ``curate subset --ids`` takes one path per line and matches it by file stem, as training does.
+    """
+    present = labels.with_name(f"{labels.stem}-present{labels.suffix}")
+    return (f"find {shlex.quote(str(images_dir))} -type f > present.txt && fathombatch curate subset "
+            f"{shlex.quote(str(labels))} --ids present.txt --out {shlex.quote(str(present))}")
+
+
+def training_images(labels: Labels, images_dir: Path) -> list[Path]:
+    """The image file of every label row; warns (once, on rank 0) about image files no row uses.
+
+    Returns:
+        one path per label row, in label order.
+
+    Raises:
+        TrainingError: label rows without a file (with the command that drops them), or ids naming two files.
+    """
+    match = find_images(labels, images_dir)
+    fix = (f"to train on the {len(labels) - len(match.missing)} that are present, write their labels to a new file "
+           f"with `{subset_command(labels.source, images_dir)}` and train on that")
+    paths = match.require_all(labels, images_dir, fix=fix)
+    if match.unlabelled and _is_main_process():
+        log.warning("%d of the %d images under %s have no label row in %s and are left out of training",
+                    match.unlabelled, match.n_files, images_dir, labels.source)
+    return paths
+
+
+def floor_warning(best_val_map20: float, prior_floor: float) -> str | None:
+    """A sentence when the best held-out MAP@20 is at or below the prior floor, else None."""
+    if best_val_map20 > prior_floor:
+        return None
+    return (f"the best held-out MAP@20 ({best_val_map20:.4f}) is at or below the prior floor ({prior_floor:.4f}): "
+            "the model ranks categories no better than their training frequencies alone")
+
+
+def record_outcome(run: Path, *, best_epoch: int, best_val_map20: float, prior_floor: float) -> None:
+    """Write the run's best epoch and its verdict against the prior floor into ``RUN/config.json`` (``"outcome"``).
+
+    ``at_or_below_prior_floor`` is true exactly when :func:`floor_warning` has something to say.
+    """
+    config = read_run_config(run)
+    config["outcome"] = {
+        "best_epoch": best_epoch,
+        "best_val_map20": best_val_map20,
+        "val_prior_floor": prior_floor,
+        "at_or_below_prior_floor": floor_warning(best_val_map20, prior_floor) is not None,
+    }
+    write_json_atomic(run / "config.json", config)
+
+
+def read_run_config(run: Path) -> dict[str, Any]:
+    """The ``config.json`` of a run folder."""
+    path = run / "config.json"
+    if not path.is_file():
+        raise UsageError(f"{run} is not a training run folder ({path} is missing)")
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def _is_main_process() -> bool:
+    # Under torchrun every rank loads the data; one warning is enough.
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_rank() == 0
+    return True
