@@ -180,8 +180,9 @@ def train(preset: str | None, list_presets: bool, resume: Path | None, quiet: bo
 @click.option("--max-drop", type=click.FloatRange(0, 1), default=0.005, show_default=True,
               help="OpenVINO int8: refuse an engine whose held-out MAP@20 drops by more than this.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing engine file.")
+@quiet_option
 def export(run: Path, fmt: str, out: Path, checkpoint: str, precision: str, calibration: Path | None, max_drop: float,
-           overwrite: bool) -> None:
+           overwrite: bool, quiet: bool) -> None:
     """Export a training run as an engine plus its manifest.
 
     \b
@@ -192,7 +193,8 @@ def export(run: Path, fmt: str, out: Path, checkpoint: str, precision: str, cali
     from fathombatch.backends.export import ExportConfig, export_run
 
     result = export_run(ExportConfig(run=run, format=fmt, out=out, checkpoint=checkpoint, precision=precision,  # type: ignore[arg-type]
-                                     overwrite=overwrite, calibration=calibration, max_drop=max_drop))
+                                     overwrite=overwrite, calibration=calibration, max_drop=max_drop),
+                        progress=_progress(quiet))
     check = f" (fp32 graph vs PyTorch: max |logit difference| {result.max_abs_diff:.1e})" if result.max_abs_diff is not None else ""
     click.echo(f"Wrote {result.engine}{check} and {result.manifest}")
     if result.val_map20_fp32 is not None and result.precision == "fp32":

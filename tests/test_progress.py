@@ -72,3 +72,29 @@ def test_cli_prints_status_lines_when_stderr_is_not_a_terminal(tmp_path: Path, m
     ]  # no closing line repeating the last one
     quiet = CliRunner().invoke(cli, ["synth", str(tmp_path / "b"), "--images", "3", "--size", "64x48", "--quiet"])
     assert quiet.exit_code == 0 and quiet.stderr == ""
+
+
+def status_steps(stderr: str) -> set[str]:
+    """The step names of the status lines in a command's stderr (``Step: done/total ...``)."""
+    return {line.split(":")[0] for line in stderr.splitlines() if "/s, " in line}
+
+
+def test_train_and_export_report_their_long_steps_outside_a_terminal(
+    dive: Path, run_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(progress_module, "STATUS_INTERVAL", 0.0)
+    train = ["train", "--images", str(dive / "images"), "--labels", str(dive / "train.csv"), "--arch", "mlp",
+             "--epochs", "2", "--img-size", "16"]
+    result = CliRunner().invoke(cli, [*train, "--out", str(tmp_path / "r")])
+    assert result.exit_code == 0, result.stderr
+    assert {"Decoding training images", "Epoch 1/2", "Epoch 2/2"} <= status_steps(result.stderr)
+    assert "\r" not in result.stderr and "\x1b" not in result.stderr
+    quiet = CliRunner().invoke(cli, [*train, "--out", str(tmp_path / "q"), "--quiet"])
+    assert quiet.exit_code == 0 and status_steps(quiet.stderr) == set()
+
+    export = ["export", str(run_dir), "--format", "onnx", "--precision", "int8"]
+    result = CliRunner().invoke(cli, [*export, "--out", str(tmp_path / "e.onnx")])
+    assert result.exit_code == 0, result.stderr
+    assert {"Decoding held-out images", "Decoding calibration images"} <= status_steps(result.stderr)
+    quiet = CliRunner().invoke(cli, ["export", str(run_dir), "--out", str(tmp_path / "q.onnx"), "--quiet"])
+    assert quiet.exit_code == 0 and status_steps(quiet.stderr) == set()

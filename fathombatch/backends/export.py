@@ -41,6 +41,7 @@ from fathombatch.backends.torch_engine import TORCH_ENGINE_FORMAT
 from fathombatch.errors import EngineError, OutputError, UsageError
 from fathombatch.fsutil import atomic_path
 from fathombatch.preprocess import InputSpec
+from fathombatch.progress import Progress
 from fathombatch.safeload import load_torch_file
 from fathombatch.taxonomy import Taxonomy
 
@@ -109,7 +110,9 @@ def _load_checkpoint(run: Path, which: str) -> dict[str, Any]:
 _Cache = tuple[np.ndarray, np.ndarray, np.ndarray]
 
 
-def _heldout_cache(run: Path, spec: InputSpec, *, calibration: bool = True) -> _Cache | None:
+def _heldout_cache(
+    run: Path, spec: InputSpec, *, calibration: bool = True, progress: Progress | None = None
+) -> _Cache | None:
     """The run's images as uint8 caches: (held-out images, held-out multi-hot labels, training images for
     calibration, empty unless ``calibration``), or None when the images are not on this machine any more."""
     from fathombatch.datasets import read_labels
@@ -127,7 +130,9 @@ def _heldout_cache(run: Path, spec: InputSpec, *, calibration: bool = True) -> _
     is_val = np.array([i in val_ids for i in labels.image_ids])
     val_paths = [p for p, v in zip(paths, is_val, strict=True) if v]
     train_paths = [p for p, v in zip(paths, is_val, strict=True) if not v][:CALIBRATION_IMAGES] if calibration else []
-    return preload(val_paths, spec.size), labels.multi_hot()[is_val], preload(train_paths, spec.size)
+    return (preload(val_paths, spec.size, progress=progress, description="Decoding held-out images"),
+            labels.multi_hot()[is_val],
+            preload(train_paths, spec.size, progress=progress, description="Decoding calibration images"))
 
 
 def _presence_thresholds(
@@ -348,8 +353,9 @@ def _write_openvino(cfg: ExportConfig, model: Any, spec: InputSpec, data: _Cache
     return _Written(diff=diff, metrics=metrics, versions=ovx.runtime_versions())
 
 
-def export_run(cfg: ExportConfig) -> ExportResult:
-    """Export a run's checkpoint as an engine and write its manifest (atomically, both)."""
+def export_run(cfg: ExportConfig, *, progress: Progress | None = None) -> ExportResult:
+    """Export a run's checkpoint as an engine and write its manifest (atomically, both); ``progress`` reports
+    the decoding of the run's images (the quantisers run as one step each)."""
     from fathombatch.models import create_model
     from fathombatch.models.train import versions
 
@@ -362,7 +368,7 @@ def export_run(cfg: ExportConfig) -> ExportResult:
     model.eval()
     osd = _osd_section(cfg, blob)
 
-    data = _heldout_cache(cfg.run, spec, calibration=(cfg.format, cfg.precision) == ("onnx", "int8"))
+    data = _heldout_cache(cfg.run, spec, calibration=(cfg.format, cfg.precision) == ("onnx", "int8"), progress=progress)
     thresholds, threshold_metrics = _presence_thresholds(model, data, spec)
     if cfg.format == "pt":
         written = _write_pt(cfg, model, blob, len(taxonomy))

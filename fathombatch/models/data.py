@@ -104,9 +104,10 @@ def match_images(labels: Labels, images_dir: Path) -> list[Path]:
 
 
 def preload(
-    paths: list[Path], size: tuple[int, int], *, threads: int | None = None, progress: Progress | None = None
+    paths: list[Path], size: tuple[int, int], *, threads: int | None = None, progress: Progress | None = None,
+    description: str = "Decoding training images",
 ) -> np.ndarray:
-    """Decode and resize every image once.
+    """Decode and resize every image once (``description`` names the step in the progress report).
 
     Returns:
         (N, H, W, 3) uint8 RGB.
@@ -126,7 +127,7 @@ def preload(
 
     progress = progress or Progress(enabled=False)
     with ThreadPoolExecutor(max_workers=threads or os.cpu_count() or 1) as pool, progress.task(
-        "Decoding training images", len(paths)
+        description, len(paths)
     ) as task:
         for _ in pool.map(load, range(len(paths))):
             task.advance()
