@@ -98,3 +98,17 @@ def test_train_and_export_report_their_long_steps_outside_a_terminal(
     assert {"Decoding held-out images", "Decoding calibration images"} <= status_steps(result.stderr)
     quiet = CliRunner().invoke(cli, ["export", str(run_dir), "--out", str(tmp_path / "q.onnx"), "--quiet"])
     assert quiet.exit_code == 0 and status_steps(quiet.stderr) == set()
+
+
+def test_score_and_dedupe_report_their_long_steps_outside_a_terminal(
+    dive: Path, engines: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(progress_module, "STATUS_INTERVAL", 0.0)
+    result = CliRunner().invoke(cli, ["score", str(dive / "images"), "--engine", str(engines["onnx"]), "--out",
+                                      str(tmp_path / "s.parquet")])
+    assert result.exit_code == 0, result.stderr
+    scoring = [line for line in result.stderr.splitlines() if line.startswith("Scoring: ")]
+    assert scoring and scoring[-1].startswith("Scoring: 24/24 img (100%)") and scoring[-1].endswith("errors: 0")
+    result = CliRunner().invoke(cli, ["curate", "dedupe", str(dive / "images"), "--out", str(tmp_path / "d")])
+    assert result.exit_code == 0, result.stderr
+    assert "Hashing" in status_steps(result.stderr)
