@@ -273,7 +273,7 @@ def score(root: Path, engine: str, out: Path, batch_size: int, decoder: str, top
     for message, count in s.top_errors:
         click.echo(f"  {count} x {message}")
     for warning in s.warnings:
-        click.echo(f"  warning: {warning}")
+        click.echo(f"  warning: {warning}", err=True)
     click.echo(f"Table: {s.out}" + (f"   Submission: {s.submission}" if s.submission else ""))
 
 

@@ -36,12 +36,13 @@ from fathombatch.backends import Engine, engine_device, engine_files, manifest_p
 from fathombatch.decode import create_decoder, discover, resolve_decoder_name
 from fathombatch.decode.base import DecodedBatch
 from fathombatch.errors import OutputError, UsageError
-from fathombatch.fsutil import FileLock, atomic_path, display_path
+from fathombatch.fsutil import FileLock, display_path
 from fathombatch.gpu import require_gpu
 from fathombatch.metrics import ranking_from_scores
 from fathombatch.osd import create_osd
 from fathombatch.parts import PartStore, file_signature
 from fathombatch.progress import Progress
+from fathombatch.submission import error_prior, write_submission
 from fathombatch.table import build_frame, encode_metadata
 
 if TYPE_CHECKING:
@@ -110,6 +111,7 @@ class ScoreSummary:
     id_collisions: int
     top_errors: list[tuple[str, int]] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    error_prior_source: str | None = None  # where the submission's error rows got their ranking; None: no submission
 
 
 def _batches(items: list[str], size: int) -> Iterator[list[str]]:
@@ -246,6 +248,7 @@ def score_folder(cfg: ScoreConfig, *, progress: Progress | None = None) -> Score
                 frames = _local_frames(cfg, engine, decoder_name, osd_fn, pending, device)
             _score_pending(cfg, frames, store, progress, resumed, len(files))
         scored_seconds = time.perf_counter() - started
+        prior = error_prior(engine.manifest, cfg.top_k)
         meta = {
             "version": __version__,
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -257,11 +260,13 @@ def score_folder(cfg: ScoreConfig, *, progress: Progress | None = None) -> Score
                 "batch_size": cfg.batch_size,
                 "files": len(files),
             },
+            "error_prior": prior.to_json(),
         }
         store.merge(out, set(shown), encode_metadata(meta))
         final = pl.read_parquet(out, columns=["image_id", "path", "status", "error", "top_categories", "osd"])
-        if cfg.submission is not None:
-            write_submission(final, cfg.submission)
+        if cfg.submission is not None and (n_prior := write_submission(final, cfg.submission, prior=prior)):
+            warnings.append(f"{n_prior} file(s) could not be scored; their submission rows carry the prior ranking "
+                            f"({prior.description}) and osd 1.0")
         store.remove()
 
     counts = final.select(
@@ -291,6 +296,7 @@ def score_folder(cfg: ScoreConfig, *, progress: Progress | None = None) -> Score
         id_collisions=counts["collisions"],
         top_errors=top_errors,
         warnings=warnings,
+        error_prior_source=prior.source if cfg.submission is not None else None,
     )
 
 
@@ -430,20 +436,3 @@ def _score_batch(
         pl.Series("_size", sizes, dtype=pl.Int64), pl.Series("_mtime_ns", mtimes, dtype=pl.Int64)
     )
 
-
-def write_submission(table: pl.DataFrame, dest: Path) -> int:
-    """Write the competition CSV (``id,categories,osd``; categories space-separated, best first).
-
-    Rows with status ``error`` are left out (they have no prediction); returns the number of rows written.
-    """
-    ok = table.filter(pl.col("status") == "ok").select(
-        pl.col("image_id").alias("id"),
-        pl.col("top_categories").cast(pl.List(pl.String)).list.join(" ").alias("categories"),
-        pl.col("osd").round(6),
-    )
-    try:
-        with atomic_path(dest) as tmp:
-            ok.write_csv(tmp)
-    except OSError as exc:
-        raise OutputError(f"cannot write {dest}: {exc.strerror or exc}") from None
-    return ok.height

@@ -52,6 +52,43 @@ def test_engine_store_lookup(engines: dict[str, Path], monkeypatch: pytest.Monke
         resolve_engine_path("model.h5")
 
 
+def message(name: str | Path) -> str:
+    with pytest.raises(UsageError) as info:
+        resolve_engine_path(name)
+    return str(info.value)
+
+
+def test_engine_not_found_names_the_store_its_contents_and_close_names(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    store = tmp_path / "engines"
+    store.mkdir()
+    for name in ("densenet121-int8.xml", "densenet121-int8.bin", "densenet121-int8.xml.json", "a.onnx", "b.onnx",
+                 "c.pt", "d.plan", "e.onnx", "notes.txt"):
+        (store / name).write_bytes(b"")
+    (store / "f.onnx").mkdir()  # a folder is not an engine
+    assert message("densenet121.onnx") == (
+        "engine 'densenet121.onnx' not found (looked in the current folder and in the engine store engines/ (set "
+        "FATHOMBATCH_ENGINES to change it)); did you mean 'densenet121-int8.xml'? The store has: a.onnx, b.onnx, "
+        "c.pt, d.plan, densenet121-int8.xml (+1 more)"
+    )
+    assert message("zzz.onnx").endswith("; the store has: a.onnx, b.onnx, c.pt, d.plan, densenet121-int8.xml (+1 more)")
+    assert "did you mean 'densenet121-int8.xml'?" in message("DenseNet121")  # no suffix: unknown type, same help
+    assert message("models/B.pt").startswith(
+        "engine 'models/B.pt' not found (looked at models/B.pt, then for B.pt in the engine store engines/ (set "
+        "FATHOMBATCH_ENGINES to change it)); did you mean 'b.onnx'?"
+    )
+
+    monkeypatch.setenv("FATHOMBATCH_ENGINES", str(tmp_path / "elsewhere"))
+    assert message("a.onnx") == (
+        f"engine 'a.onnx' not found (looked in the current folder and in the engine store {tmp_path}/elsewhere/ "
+        f"(from FATHOMBATCH_ENGINES)); the store {tmp_path / 'elsewhere'} does not exist"
+    )
+    (tmp_path / "elsewhere").mkdir()
+    assert message("a.onnx").endswith(f"; the store {tmp_path / 'elsewhere'} has no engine files")
+
+
 def copy_engine(src: Path, dest_dir: Path) -> Path:
     dest = dest_dir / src.name
     shutil.copy(src, dest)

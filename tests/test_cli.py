@@ -54,6 +54,21 @@ def test_bad_files_in_a_dump_exit_zero_and_are_counted(dive: Path, engines: dict
     assert "1 x empty file (0 bytes)" in stdout and "1 x an HTML file, not an image" in stdout
 
 
+def test_score_warns_on_stderr_that_error_rows_carry_the_prior(dive: Path, engines: dict, tmp_path: Path) -> None:
+    root = tmp_path / "dump"
+    shutil.copytree(dive / "images", root)
+    (root / "zero.jpg").write_bytes(b"")
+    code, stdout, stderr = invoke("score", root, "--engine", engines["onnx"], "--out", tmp_path / "s.parquet",
+                                  "--submission", tmp_path / "sub.csv", "-q")
+    assert code == 0, stderr
+    assert "warning" not in stdout
+    assert stderr.splitlines() == [
+        ("  warning: 1 file(s) could not be scored; their submission rows carry the prior ranking (the engine's "
+         "training class frequencies) and osd 1.0")
+    ]
+    assert (tmp_path / "sub.csv").read_text().splitlines()[-1].endswith(",1.0")  # zero.jpg sorts last
+
+
 def test_synth_command(tmp_path: Path) -> None:
     code, stdout, _ = invoke("synth", tmp_path / "d", "--images", "3", "--size", "64x48", "--quiet")
     assert code == 0 and "Wrote 3 images" in stdout

@@ -55,11 +55,17 @@ def compare(a: Path, b: Path) -> None:
 @pytest.mark.slow
 def test_ray_run_equals_the_local_run(local_ray: Path, dump: Path, engines: dict, tmp_path: Path) -> None:
     local = score_folder(ScoreConfig(root=dump, engine=engines["onnx"], out=tmp_path / "local.parquet", decoder="pil",
-                                     batch_size=8))
+                                     batch_size=8, submission=tmp_path / "local.csv"))
     remote = score_folder(ScoreConfig(root=dump, engine=engines["onnx"], out=tmp_path / "ray.parquet", decoder="pil",
-                                      batch_size=8, ray=RayOptions(workers=2)))
+                                      batch_size=8, ray=RayOptions(workers=2), submission=tmp_path / "ray.csv"))
     assert (remote.files, remote.ok, remote.errors) == (local.files, local.ok, local.errors) == (50, 48, 2)
     compare(tmp_path / "ray.parquet", tmp_path / "local.parquet")
+    # The submission is written from the final table on every path: a line per file, error rows with the prior.
+    local_rows = pl.read_csv(tmp_path / "local.csv", schema_overrides={"id": pl.String, "categories": pl.String})
+    remote_rows = pl.read_csv(tmp_path / "ray.csv", schema_overrides={"id": pl.String, "categories": pl.String})
+    assert remote_rows.height == 50 and remote_rows.drop("osd").equals(local_rows.drop("osd"))
+    np.testing.assert_allclose(remote_rows["osd"].to_numpy(), local_rows["osd"].to_numpy(), atol=1e-6)
+    assert (remote_rows["osd"] == 1.0).sum() == 2 and remote.error_prior_source == "engine"
 
 
 @pytest.mark.slow

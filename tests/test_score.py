@@ -1,6 +1,9 @@
 from __future__ import annotations
 
+import csv
+import dataclasses
 import shutil
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -9,11 +12,13 @@ import pytest
 
 import fathombatch.score as score_module
 from fathombatch import __version__
+from fathombatch.backends import read_manifest
 from fathombatch.errors import OutputError, UsageError
 from fathombatch.fsutil import FileLock
 from fathombatch.score import ScoreConfig, score_folder
 from fathombatch.table import FIXED_COLUMNS, read_metadata
-from fathombatch.taxonomy import fathomnet2023
+from fathombatch.taxonomy import Category, Taxonomy, fathomnet2023
+from tests.conftest import data_file
 
 BAD = {"bad/empty.jpg": b"", "bad/notes.png": b"dive log, not an image\n", "bad/z_random.jpg": bytes(range(256)) * 8}
 
@@ -72,14 +77,79 @@ def test_table_has_one_row_per_file_with_the_documented_columns(dump: Path, engi
     assert not (tmp_path / "scores.parquet.parts").exists()
 
 
-def test_submission_csv(dump: Path, engines: dict, tmp_path: Path) -> None:
-    run(dump, engines["onnx"], tmp_path / "s.parquet", submission=tmp_path / "sub.csv", top_k=5)
-    sub = pl.read_csv(tmp_path / "sub.csv", schema_overrides={"id": pl.String, "categories": pl.String})
-    table = pl.read_parquet(tmp_path / "s.parquet").filter(pl.col("status") == "ok")
-    assert sub.columns == ["id", "categories", "osd"] and sub.height == 24
+def read_submission(path: Path) -> pl.DataFrame:
+    return pl.read_csv(path, schema_overrides={"id": pl.String, "categories": pl.String})
+
+
+def test_submission_csv_has_a_row_for_every_file_errors_with_the_engines_prior(
+    dump: Path, engines: dict, tmp_path: Path
+) -> None:
+    summary = run(dump, engines["onnx"], tmp_path / "s.parquet", submission=tmp_path / "sub.csv", top_k=5)
+    sub = read_submission(tmp_path / "sub.csv")
+    table = pl.read_parquet(tmp_path / "s.parquet")
+    assert sub.columns == ["id", "categories", "osd"] and sub.height == table.height == 28
     assert sub["id"].to_list() == table["image_id"].to_list()
-    first = [int(c) for c in sub["categories"][0].split(" ")]
-    assert first == table["top_categories"][0].to_list() and len(first) == 5
+    is_error = (table["status"] == "error").to_numpy()
+    ok, ok_rows = table.filter(~is_error), sub.filter(~is_error)
+    assert [[int(c) for c in cats.split(" ")] for cats in ok_rows["categories"]] == ok["top_categories"].to_list()
+    np.testing.assert_allclose(ok_rows["osd"].to_numpy(), ok["osd"].to_numpy(), atol=1e-6)
+
+    # Error rows: the classes most frequent in the engine's training set (its manifest's class_counts), best first.
+    counts = read_manifest(engines["onnx"]).class_counts
+    by_frequency = sorted(range(1, 291), key=lambda cid: (-counts[cid - 1], cid))[:5]
+    errors = sub.filter(is_error)
+    assert errors.height == 4 and (errors["osd"] == 1.0).all()
+    assert {tuple(int(c) for c in cats.split(" ")) for cats in errors["categories"]} == {tuple(by_frequency)}
+    assert read_metadata(tmp_path / "s.parquet")["error_prior"] == {"source": "engine", "categories": by_frequency,
+                                                                   "osd": 1.0}
+    assert summary.error_prior_source == "engine"
+    assert [w for w in summary.warnings if "could not be scored" in w] == [
+        ("4 file(s) could not be scored; their submission rows carry the prior ranking (the engine's training class "
+         "frequencies) and osd 1.0")
+    ]
+
+
+def test_error_prior_without_engine_counts_is_fathomnet2023s_then_taxonomy_order(engines: dict) -> None:
+    from fathombatch.submission import error_prior
+
+    manifest = read_manifest(engines["onnx"])
+    without_counts = dataclasses.replace(manifest, class_counts=None)
+    counts: Counter[int] = Counter()
+    with data_file("train.csv").open(newline="") as fh:
+        for row in csv.DictReader(fh):
+            counts.update({int(float(c)) for c in row["categories"].strip("[]").split(",") if c.strip()})
+    expected = sorted(range(1, 291), key=lambda cid: (-counts[cid], cid))[:20]
+    prior = error_prior(without_counts, 20)
+    assert prior.source == "fathomnet2023" and list(prior.categories) == expected
+
+    renamed = Taxonomy(tuple(Category(c.id + 1000, c.name + " x", c.supercategory)
+                             for c in manifest.taxonomy.categories), name="custom")
+    custom = error_prior(dataclasses.replace(without_counts, taxonomy=renamed), 7)
+    assert custom.source == "taxonomy-order" and list(custom.categories) == list(range(1001, 1008))
+
+
+def test_a_resumed_run_writes_the_prior_rows_too(
+    dump: Path, engines: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = score_module._score_batch
+    calls = {"n": 0}
+
+    def dies_on_the_second_batch(*args: object, **kwargs: object) -> pl.DataFrame:
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(score_module, "_score_batch", dies_on_the_second_batch)
+    out, sub = tmp_path / "s.parquet", tmp_path / "sub.csv"
+    with pytest.raises(KeyboardInterrupt):
+        run(dump, engines["onnx"], out, submission=sub, batch_size=8, part_rows=8)
+    monkeypatch.setattr(score_module, "_score_batch", real)
+    summary = run(dump, engines["onnx"], out, submission=sub, batch_size=8, part_rows=8)
+    assert 0 < summary.resumed < 28 and summary.errors == 4
+    rows = read_submission(sub)
+    assert rows.height == 28 and rows["id"].to_list() == pl.read_parquet(out)["image_id"].to_list()
+    assert (rows["osd"] == 1.0).sum() == 4
 
 
 def test_torch_engine_gives_the_same_probabilities(dive: Path, engines: dict, tmp_path: Path) -> None:

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+import shlex
 import shutil
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
-from fathombatch.backends import manifest_path, open_engine
+from fathombatch.backends import manifest_path, open_engine, resolve_engine_path
 from fathombatch.cli import cli
 from fathombatch.decode import create_decoder
 from fathombatch.errors import MAX_THREADS, ManifestError, UsageError
@@ -87,12 +88,36 @@ def test_out_must_name_a_file(dump: Path, engine: Path, tmp_path: Path, monkeypa
     assert not (tmp_path / "newdir").exists()
 
 
-def test_an_engine_folder_says_what_it_is(run_dir: Path, dump: Path, tmp_path: Path) -> None:
+def test_an_engine_folder_says_what_it_is_and_a_run_gets_the_export_command_that_works(
+    run_dir: Path, dump: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
     code, _, err = invoke("score", dump, "--engine", run_dir, "--out", tmp_path / "s.parquet")
-    one_error_line(code, err, 2, "is a folder, not an engine file; it is a training run: export it first")
+    one_error_line(code, err, 2, "is a folder, not an engine file: this is a training run; export it first: ")
+    command = err.split("export it first: ", 1)[1].split(" (then use the engine ")[0]
+    assert command == f"fathombatch export {run_dir} --format onnx --out engines/{run_dir.name}.onnx"
+    code, _, err = invoke(*shlex.split(command)[1:])  # the command as given works, and the engine then resolves
+    assert code == 0, err
+    assert resolve_engine_path(f"{run_dir.name}.onnx") == Path("engines") / f"{run_dir.name}.onnx"
+
     (tmp_path / "plain.onnx").mkdir()
-    with pytest.raises(UsageError, match="is a folder, not an engine file; expected a file ending in"):
+    with pytest.raises(UsageError, match="is a folder, not an engine file: expected a file ending in"):
         open_engine(tmp_path / "plain.onnx")
+
+
+def test_a_run_folder_without_best_checkpoint_is_still_named_a_run(tmp_path: Path) -> None:
+    run = tmp_path / "r"
+    (run / "checkpoints").mkdir(parents=True)
+    with pytest.raises(UsageError, match="this is a training run with no checkpoint yet; export it once"):
+        resolve_engine_path(run)
+    (run / "checkpoints" / "last.pt").write_bytes(b"")
+    with pytest.raises(UsageError, match=f"fathombatch export {run} --format onnx --checkpoint last --out"):
+        resolve_engine_path(run)
+    only_config = tmp_path / "c"
+    only_config.mkdir()
+    (only_config / "config.json").write_text("{}")
+    with pytest.raises(UsageError, match="this is a training run with no checkpoint yet"):
+        resolve_engine_path(only_config)
 
 
 def test_thread_counts_are_bounded(dump: Path, engine: Path, tmp_path: Path) -> None:

@@ -13,7 +13,6 @@ The package is named apart from the top-level ``engines/`` folder (the engine st
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -27,6 +26,7 @@ from fathombatch.backends.manifest import (
     read_manifest,
     write_manifest,
 )
+from fathombatch.backends.store import engine_store, export_hint, is_training_run, suggestions, where_looked
 from fathombatch.errors import ManifestError, UsageError, check_threads
 
 __all__ = [
@@ -84,34 +84,27 @@ _RUNTIMES: dict[str, tuple[str, Callable[[Path, Manifest, int | None, int | None
 ENGINE_SUFFIXES = tuple(_RUNTIMES)
 
 
-def engine_store() -> Path:
-    """The engine store: ``$FATHOMBATCH_ENGINES`` if set, else ``./engines``."""
-    return Path(os.environ.get("FATHOMBATCH_ENGINES", "engines"))
-
-
 def resolve_engine_path(name: str | Path) -> Path:
     """Find an engine file: the path as given, else the same name inside the engine store.
 
     Raises:
-        UsageError: neither exists, or the suffix is not one of :data:`ENGINE_SUFFIXES`.
+        UsageError: neither exists, the path is a folder (a training run gets the command that exports it), or the
+            suffix is not one of :data:`ENGINE_SUFFIXES`. The message stays one line and lists the store's engines
+            and the closest names.
     """
     path = Path(name)
     if path.is_dir():
-        if (path / "checkpoints").is_dir():
-            hint = ("it is a training run: export it first "
-                    "(fathombatch export RUN --format openvino --out engines/NAME.xml)")
-        else:
-            hint = f"expected a file ending in {', '.join(ENGINE_SUFFIXES)}"
-        raise UsageError(f"engine {name} is a folder, not an engine file; {hint}")
+        hint = export_hint(path) if is_training_run(path) else f"expected a file ending in {', '.join(ENGINE_SUFFIXES)}"
+        raise UsageError(f"engine {name} is a folder, not an engine file: {hint}")
     if path.suffix.lower() not in _RUNTIMES:
-        raise UsageError(f"engine {name}: unknown engine type {path.suffix or '(none)'!r}; "
-                         f"expected one of {', '.join(ENGINE_SUFFIXES)}")
+        raise UsageError(f"engine {name}: unknown engine type {path.suffix or '(none)'!r}; expected one of "
+                         f"{', '.join(ENGINE_SUFFIXES)}; {suggestions(name, ENGINE_SUFFIXES)}")
     if path.is_file():
         return path
     stored = engine_store() / path.name
     if stored.is_file():
         return stored
-    raise UsageError(f"engine {name} not found (looked at {path} and {stored})")
+    raise UsageError(f"engine {str(name)!r} not found ({where_looked(name)}); {suggestions(name, ENGINE_SUFFIXES)}")
 
 
 def open_engine(
