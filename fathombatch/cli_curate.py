@@ -149,10 +149,13 @@ def select(scores: Path, out: Path, categories: tuple[str, ...], supercategories
 @click.option("--other", type=_FILE, help="Second scores table of the same files, for --strategy disagree.")
 @click.option("--top", type=click.IntRange(1, 20), default=5, show_default=True, help="Predictions shown per image.")
 @click.option("--thumb-size", type=click.IntRange(16, 1024), default=256, show_default=True, help="Thumbnail pixels.")
+@click.option("--threshold", type=float,
+              help="uncertain: one presence threshold for every class (default: the engine's per-class ones, "
+                   "as export-table uses).")
 @_images_root_option
 @quiet_option
 def review(scores: Path, out: Path, n: int, strategy: str, other: Path | None, top: int, thumb_size: int,
-           images_root: Path | None, quiet: bool) -> None:
+           threshold: float | None, images_root: Path | None, quiet: bool) -> None:
     """Build a review queue from SCORES: a CSV and an HTML contact sheet with thumbnails and top predictions.
 
     \b
@@ -163,11 +166,14 @@ def review(scores: Path, out: Path, n: int, strategy: str, other: Path | None, t
     from fathombatch.curate.review import ReviewConfig, build_review
 
     cfg = ReviewConfig(scores=scores, out=out, n=n, strategy=strategy, other=other,  # type: ignore[arg-type]
-                       images_root=images_root, top=top, thumb_size=thumb_size)
+                       images_root=images_root, top=top, thumb_size=thumb_size, threshold=threshold)
     r = build_review(cfg, progress=_progress(quiet))
-    click.echo(f"Queue of {r.queue.height} images ({strategy}): {r.csv}   Contact sheet: {r.html}")
+    source = f", {r.threshold_source} thresholds" if r.threshold_source else ""
+    click.echo(f"Queue of {r.queue.height} images ({strategy}{source}): {r.csv}   Contact sheet: {r.html}")
     if r.missing:
         click.echo(f"  {len(r.missing)} images without a thumbnail (reasons in the sheet)")
+    for warning in r.warnings:
+        click.echo(f"warning: {warning}", err=True)
 
 
 @curate.command(context_settings=_CONTEXT)

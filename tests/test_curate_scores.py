@@ -179,6 +179,69 @@ def test_review_disagree_ranks_by_the_largest_probability_gap(scores: Path, scor
         build_review(ReviewConfig(scores=scores, out=tmp_path / "x", strategy="disagree"))
 
 
+def test_review_uncertain_ranks_by_distance_from_the_thresholds_the_exports_use(dump: Path, tmp_path: Path) -> None:
+    from fathombatch.exports.source import open_source
+
+    thresholds = np.random.default_rng(7).uniform(0.05, 0.9, len(NAMES)).round(3)
+    scores = make_scores(dump, tmp_path / "s.parquet", thresholds=thresholds.tolist())
+    ok = pl.read_parquet(scores).filter(pl.col("status") == "ok")
+    p = ok.select(NAMES).to_numpy().astype(np.float64)
+    want = expected_order(ok, 1 - 2 * np.abs(p - thresholds).min(axis=1))
+    assert want[:10] != expected_order(ok, 1 - 2 * np.abs(p - 0.5).min(axis=1))[:10]  # the thresholds matter here
+
+    result = build_review(ReviewConfig(scores=scores, out=tmp_path / "r", n=10))
+    queue = pl.read_csv(tmp_path / "r" / "queue.csv")
+    assert queue["path"].to_list() == want[:10]
+    assert result.threshold_source == "manifest" and not result.warnings
+    assert set(queue["threshold_source"]) == {"manifest"}
+    export_thresholds = dict(zip(NAMES, open_source(scores).thresholds))
+    row = ok.filter(pl.col("path") == want[0])
+    closest = NAMES[int(np.abs(row.select(NAMES).to_numpy()[0] - thresholds).argmin())]
+    assert queue["closest_class"][0] == closest and queue["threshold"][0] == export_thresholds[closest]
+    assert "per-class presence thresholds of the engine manifest" in (tmp_path / "r" / "index.html").read_text()
+
+    single = build_review(ReviewConfig(scores=scores, out=tmp_path / "g", n=10, threshold=0.3))
+    assert single.queue["path"].to_list() == expected_order(ok, 1 - 2 * np.abs(p - 0.3).min(axis=1))[:10]
+    assert single.threshold_source == "global" and set(single.queue["threshold"]) == {0.3}
+
+    plain = build_review(ReviewConfig(scores=make_scores(dump, tmp_path / "p.parquet"), out=tmp_path / "d", n=3))
+    assert plain.threshold_source == "default" and "no per-class thresholds" in plain.warnings[0]
+    with pytest.raises(UsageError, match="--threshold must be in"):
+        build_review(ReviewConfig(scores=scores, out=tmp_path / "x", threshold=1.5))
+    with pytest.raises(UsageError, match="only used by --strategy uncertain"):
+        build_review(ReviewConfig(scores=scores, out=tmp_path / "x", strategy="rare", threshold=0.3))
+
+
+def test_contact_sheet_links_originals_relative_to_the_page(dive: Path, tmp_path: Path) -> None:
+    import re
+    from urllib.parse import unquote
+
+    images = tmp_path / "hand-on" / "my dive"
+    images.mkdir(parents=True)
+    first, second = sorted((dive / "images").glob("*.jpg"))[:2]
+    shutil.copy(first, images / "a b#1%2?.jpg")
+    shutil.copy(second, images / "plain.jpg")
+    scores = make_scores(images, tmp_path / "s.parquet")
+    out = tmp_path / "hand-on" / "review"
+    result = build_review(ReviewConfig(scores=scores, out=out, n=5, strategy="out-of-sample"))
+    hrefs = re.findall(r"<a href='([^']*)'>", (out / "index.html").read_text())
+    assert sorted(hrefs) == ["../my%20dive/a%20b%231%252%3F.jpg", "../my%20dive/plain.jpg"]
+    assert not result.warnings
+    moved = tmp_path / "elsewhere"
+    shutil.move(tmp_path / "hand-on", moved)  # the folder handed on: links still reach the originals
+    for href in hrefs:
+        assert (moved / "review" / unquote(href)).is_file()
+
+
+def test_relative_href_has_no_answer_across_drives() -> None:
+    from pathlib import PureWindowsPath
+
+    from fathombatch.curate.contact_sheet import relative_href
+
+    assert relative_href(PureWindowsPath("C:/dives/d 1/x#.jpg"), PureWindowsPath("C:/review")) == "../dives/d%201/x%23.jpg"
+    assert relative_href(PureWindowsPath("D:/dives/x.jpg"), PureWindowsPath("C:/review")) is None
+
+
 # ---------------------------------------------------------------- dedupe
 
 
