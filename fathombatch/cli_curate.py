@@ -185,10 +185,13 @@ def review(scores: Path, out: Path, n: int, strategy: str, other: Path | None, t
 @click.option("--engine", help="Also compare by content: SimHashes of this engine's embeddings (file or name).")
 @click.option("--embedding-distance", type=click.IntRange(0, 8), default=3, show_default=True,
               help="With --engine: near-duplicate radius in embedding SimHash bits (64 bits in all).")
+@click.option("--labels", type=_FILE,
+              help="Label file (CSV or COCO, matched by file stem): never suggest dropping an image labelled "
+                   "otherwise than the one kept.")
 @_images_root_option
 @quiet_option
 def dedupe(source: Path, out: Path, max_distance: int, threads: int | None, engine: str | None,
-           embedding_distance: int, images_root: Path | None, quiet: bool) -> None:
+           embedding_distance: int, labels: Path | None, images_root: Path | None, quiet: bool) -> None:
     """Find exact and near-duplicate images in SOURCE (a folder, or a scores table's files).
 
     \b
@@ -196,17 +199,18 @@ def dedupe(source: Path, out: Path, max_distance: int, threads: int | None, engi
       fathombatch curate dedupe dive/images --out dupes/
       fathombatch curate dedupe scores.parquet --max-distance 6 --out dupes/
       fathombatch curate dedupe dive/images --engine densenet121.onnx --out dupes/
+      fathombatch curate dedupe dive/images --labels dive/annotations.json --out dupes/
     """
     from fathombatch.curate.dedupe import DedupeConfig, run_dedupe
 
     r = run_dedupe(DedupeConfig(source=source, out=out, max_distance=max_distance, images_root=images_root,
                                 threads=threads, engine=Path(engine) if engine else None,
-                                embedding_distance=embedding_distance), progress=_progress(quiet))
+                                embedding_distance=embedding_distance, labels=labels), progress=_progress(quiet))
     click.echo(f"{r.files} files ({r.errors} unreadable): {r.exact_clusters} exact and {r.near_clusters} near "
                f"duplicate clusters; {r.drop} files suggested to drop ({out / 'drop.txt'}, details in "
                f"{out / 'clusters.csv'})")
     for warning in r.warnings:
-        click.echo(f"  warning: {warning}")
+        click.echo(f"warning: {warning}", err=True)
 
 
 @curate.command(context_settings=_CONTEXT)

@@ -427,3 +427,65 @@ def test_dedupe_of_a_folder_with_a_name_that_is_not_utf8(dive: Path, tmp_path: P
     result = run_dedupe(DedupeConfig(source=root, out=tmp_path / "d"))
     assert result.files == 2 and result.drop == 1
     assert (tmp_path / "d" / "drop.txt").read_text() == "latin1_\\xe9.jpg\n"  # the table spelling, one line
+
+
+def two_species_one_background(root: Path) -> None:
+    """An ROV on station: one background, category 37 in one frame and 160 in the next (pHashes 0 bits apart)."""
+    from fathombatch.synth import render_scene
+
+    root.mkdir(parents=True)
+    for name, category in (("first", 37), ("second", 160)):
+        pixels = render_scene(320, 240, [(category, 150, 110, 24, 18)], np.random.default_rng([4, 1]))
+        Image.fromarray(pixels).save(root / f"{name}.jpg", quality=90)
+    shutil.copy(root / "first.jpg", root / "first-copy.jpg")
+    with Image.open(root / "first.jpg") as im:
+        im.resize((640, 480)).save(root / "first-big.png")  # unlabelled, more pixels than the labelled original
+
+
+def test_dedupe_never_drops_an_image_labelled_otherwise_than_the_kept_one(tmp_path: Path) -> None:
+    from fathombatch.cli_curate import curate
+    from tests.test_curate_common import invoke
+
+    root = tmp_path / "images"
+    two_species_one_background(root)
+    blind = run_dedupe(DedupeConfig(source=root, out=tmp_path / "blind"))
+    assert "second.jpg" in blind.clusters.filter(~pl.col("keep"))["path"].to_list()  # the reported incident
+    assert any("rest on pixel similarity alone" in w for w in blind.warnings)
+
+    labels = tmp_path / "labels.csv"
+    labels.write_text('id,categories\nfirst,"[37]"\nsecond,"[160]"\nfirst-copy,"[37]"\n')
+    result = run_dedupe(DedupeConfig(source=root, out=tmp_path / "d", labels=labels))
+    rows = {r["path"]: r for r in result.clusters.iter_rows(named=True)}
+    name37, name160 = NAMES[fathomnet2023().column_of[37]], NAMES[fathomnet2023().column_of[160]]
+    assert rows["second.jpg"]["keep"] and f"images labelled [{name160}]; an image is never dropped for one labelled " \
+        "otherwise" in rows["second.jpg"]["reason"]
+    assert rows["first-big.png"]["keep"]  # not in the label file: never dropped for a labelled image either
+    assert (tmp_path / "d" / "drop.txt").read_text().splitlines() == ["first.jpg"]  # same labels, same bytes
+    assert rows["first.jpg"]["reason"] == "byte-identical copy of first-copy.jpg"
+    assert not result.warnings
+
+    relabelled = tmp_path / "relabelled.csv"
+    relabelled.write_text('id,categories\nfirst,"[37]"\nfirst-copy,"[160]"\n')  # identical bytes, labels disagree
+    conflict = run_dedupe(DedupeConfig(source=root, out=tmp_path / "c", labels=relabelled))
+    first = conflict.clusters.filter(pl.col("path") == "first.jpg").row(0, named=True)
+    assert first["keep"] and f"byte-identical to first-copy.jpg, labelled [{name160}]: the labels disagree" in first["reason"]
+
+    elsewhere = tmp_path / "elsewhere.csv"
+    elsewhere.write_text('id,categories\nnot-here,"[37]"\n')
+    code, _, err = invoke(curate, "dedupe", root, "--labels", elsewhere, "--out", tmp_path / "e", "-q")
+    assert code == 0 and err.splitlines()[0].startswith("warning: none of the 4 files is in ")
+    assert "rest on pixel similarity alone" in err.splitlines()[1]
+
+
+def test_dedupe_keeps_a_pixel_match_whose_embedding_disagrees() -> None:
+    from fathombatch.curate.dedupe import find_clusters
+    from fathombatch.curate.hashing import FileHash
+
+    paths = ["a.jpg", "b.jpg"]
+    hashes = [FileHash(100, 20, 10, "sha-a", 0), FileHash(100, 10, 10, "sha-b", 1)]  # pHashes 1 bit apart
+    agree = (np.array([0, 1], dtype=np.uint64), np.array([True, True]))
+    rows = find_clusters(paths, hashes, 4, agree, embedding_distance=3)
+    assert rows.filter(pl.col("path") == "b.jpg")["keep"].to_list() == [False]
+    differ = (np.array([0, 2**64 - 1], dtype=np.uint64), np.array([True, True]))  # 64 bits apart
+    b = find_clusters(paths, hashes, 4, differ, embedding_distance=3).filter(pl.col("path") == "b.jpg").row(0, named=True)
+    assert b["keep"] and b["reason"] == "kept: pHash distance 1 from a.jpg, but embedding distance 64 is over 3: the contents differ"
