@@ -65,7 +65,7 @@ def plant(work: Path, scenes: int, seed: int) -> tuple[list[str], dict[str, str]
     labels: list[tuple[str, list[int]]] = []
     for k, (image_id, ann) in enumerate(sorted(first.items())):
         w, h = size[image_id]
-        x, y, bw, bh = (int(round(v)) for v in ann["bbox"])
+        x, y, bw, bh = (round(v) for v in ann["bbox"])
         bw, bh = max(6, min(bw, w - x)), max(6, min(bh, h - y))
         cat = int(ann["category_id"])
         other = int(rng.choice([c for c in ids if c != cat]))

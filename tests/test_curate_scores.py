@@ -238,7 +238,8 @@ def test_relative_href_has_no_answer_across_drives() -> None:
 
     from fathombatch.curate.contact_sheet import relative_href
 
-    assert relative_href(PureWindowsPath("C:/dives/d 1/x#.jpg"), PureWindowsPath("C:/review")) == "../dives/d%201/x%23.jpg"
+    same_drive = relative_href(PureWindowsPath("C:/dives/d 1/x#.jpg"), PureWindowsPath("C:/review"))
+    assert same_drive == "../dives/d%201/x%23.jpg"
     assert relative_href(PureWindowsPath("D:/dives/x.jpg"), PureWindowsPath("C:/review")) is None
 
 
@@ -456,7 +457,7 @@ def test_dedupe_never_drops_an_image_labelled_otherwise_than_the_kept_one(tmp_pa
     labels.write_text('id,categories\nfirst,"[37]"\nsecond,"[160]"\nfirst-copy,"[37]"\n')
     result = run_dedupe(DedupeConfig(source=root, out=tmp_path / "d", labels=labels))
     rows = {r["path"]: r for r in result.clusters.iter_rows(named=True)}
-    name37, name160 = NAMES[fathomnet2023().column_of[37]], NAMES[fathomnet2023().column_of[160]]
+    name160 = NAMES[fathomnet2023().column_of[160]]
     assert rows["second.jpg"]["keep"] and f"images labelled [{name160}]; an image is never dropped for one labelled " \
         "otherwise" in rows["second.jpg"]["reason"]
     assert rows["first-big.png"]["keep"]  # not in the label file: never dropped for a labelled image either
@@ -468,7 +469,8 @@ def test_dedupe_never_drops_an_image_labelled_otherwise_than_the_kept_one(tmp_pa
     relabelled.write_text('id,categories\nfirst,"[37]"\nfirst-copy,"[160]"\n')  # identical bytes, labels disagree
     conflict = run_dedupe(DedupeConfig(source=root, out=tmp_path / "c", labels=relabelled))
     first = conflict.clusters.filter(pl.col("path") == "first.jpg").row(0, named=True)
-    assert first["keep"] and f"byte-identical to first-copy.jpg, labelled [{name160}]: the labels disagree" in first["reason"]
+    assert first["keep"]
+    assert f"byte-identical to first-copy.jpg, labelled [{name160}]: the labels disagree" in first["reason"]
 
     elsewhere = tmp_path / "elsewhere.csv"
     elsewhere.write_text('id,categories\nnot-here,"[37]"\n')
@@ -487,5 +489,7 @@ def test_dedupe_keeps_a_pixel_match_whose_embedding_disagrees() -> None:
     rows = find_clusters(paths, hashes, 4, agree, embedding_distance=3)
     assert rows.filter(pl.col("path") == "b.jpg")["keep"].to_list() == [False]
     differ = (np.array([0, 2**64 - 1], dtype=np.uint64), np.array([True, True]))  # 64 bits apart
-    b = find_clusters(paths, hashes, 4, differ, embedding_distance=3).filter(pl.col("path") == "b.jpg").row(0, named=True)
-    assert b["keep"] and b["reason"] == "kept: pHash distance 1 from a.jpg, but embedding distance 64 is over 3: the contents differ"
+    rows = find_clusters(paths, hashes, 4, differ, embedding_distance=3)
+    b = rows.filter(pl.col("path") == "b.jpg").row(0, named=True)
+    assert b["keep"]
+    assert b["reason"] == "kept: pHash distance 1 from a.jpg, but embedding distance 64 is over 3: the contents differ"

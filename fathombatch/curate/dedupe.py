@@ -164,7 +164,8 @@ def _verdict(pair: _Pair, max_distance: int, embedding_distance: int) -> tuple[b
         return False, f"near duplicate of {pair.kept} by content (embedding distance {e})"
     # Clusters are transitive (a slow pan links frame 1 to frame 8 through the ones between); only images close to
     # the kept one itself are suggested for dropping.
-    reason = f"kept: linked to the cluster through other images, but pHash distance {d} from {pair.kept} is over {max_distance}"
+    reason = (f"kept: linked to the cluster through other images, but pHash distance {d} from {pair.kept} is over "
+              f"{max_distance}")
     return True, reason + (f" and embedding distance {e} over {embedding_distance}" if e is not None else "")
 
 

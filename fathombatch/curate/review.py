@@ -211,7 +211,8 @@ def build_review(cfg: ReviewConfig, progress: Progress | None = None) -> ReviewR
         safe_frame(queue).write_csv(tmp)
     cards = [
         Card(rank=r, path=p, source=src, priority=prio, thumbnail=t and f"thumbs/{t.name}",
-             predictions=preds.get(p, []), other_predictions=other_preds.get(p, []) if other_preds is not None else None,
+             predictions=preds.get(p, []),
+             other_predictions=other_preds.get(p, []) if other_preds is not None else None,
              problem=missing.get(i))
         for i, (r, p, prio, src, t) in enumerate(zip(chosen["rank"], paths, chosen["priority"], sources, thumbs))
     ]
