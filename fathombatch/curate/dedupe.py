@@ -232,6 +232,30 @@ def find_clusters(
     return pl.DataFrame(records, schema=CLUSTER_SCHEMA, orient="row")
 
 
+def _hash_table(paths: list[str], hashes: list[FileHash], embeddings: tuple[np.ndarray, np.ndarray] | None
+                ) -> pl.DataFrame:
+    """``hashes.parquet``: one row per file (hex hashes; ``embedding_hash`` only with an engine)."""
+    table = pl.DataFrame(
+        {
+            "path": paths,
+            "bytes": [h.bytes for h in hashes],
+            "width": [h.width for h in hashes],
+            "height": [h.height for h in hashes],
+            "sha256": [h.sha256 for h in hashes],
+            "phash": [None if h.phash is None else f"{h.phash:016x}" for h in hashes],
+            "error": [h.error for h in hashes],
+        },
+        schema={"path": pl.String, "bytes": pl.Int64, "width": pl.Int32, "height": pl.Int32, "sha256": pl.String,
+                "phash": pl.String, "error": pl.String},
+    )
+    if embeddings is not None:
+        emb, ok = embeddings
+        table = table.with_columns(
+            pl.Series("embedding_hash", [f"{int(e):016x}" if v else None for e, v in zip(emb, ok)], dtype=pl.String)
+        )
+    return table
+
+
 def run_dedupe(cfg: DedupeConfig, progress: Progress | None = None) -> DedupeResult:
     """Hash every file, cluster duplicates, and write the results into ``cfg.out``."""
     if not 0 <= cfg.max_distance <= 8:
@@ -255,24 +279,7 @@ def run_dedupe(cfg: DedupeConfig, progress: Progress | None = None) -> DedupeRes
         embeddings = embedding_hashes(files, cfg.engine, threads=cfg.threads, progress=progress)
     clusters = find_clusters(paths, hashes, cfg.max_distance, embeddings, cfg.embedding_distance, tags)
 
-    table = pl.DataFrame(
-        {
-            "path": paths,
-            "bytes": [h.bytes for h in hashes],
-            "width": [h.width for h in hashes],
-            "height": [h.height for h in hashes],
-            "sha256": [h.sha256 for h in hashes],
-            "phash": [None if h.phash is None else f"{h.phash:016x}" for h in hashes],
-            "error": [h.error for h in hashes],
-        },
-        schema={"path": pl.String, "bytes": pl.Int64, "width": pl.Int32, "height": pl.Int32, "sha256": pl.String,
-                "phash": pl.String, "error": pl.String},
-    )
-    if embeddings is not None:
-        emb, ok = embeddings
-        table = table.with_columns(
-            pl.Series("embedding_hash", [f"{int(e):016x}" if v else None for e, v in zip(emb, ok)], dtype=pl.String)
-        )
+    table = _hash_table(paths, hashes, embeddings)
     outputs = []
     for name, frame in (("hashes", table), ("clusters", clusters)):
         with atomic_path(cfg.out / f"{name}.parquet") as tmp:
