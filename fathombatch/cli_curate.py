@@ -149,10 +149,13 @@ def select(scores: Path, out: Path, categories: tuple[str, ...], supercategories
 @click.option("--other", type=_FILE, help="Second scores table of the same files, for --strategy disagree.")
 @click.option("--top", type=click.IntRange(1, 20), default=5, show_default=True, help="Predictions shown per image.")
 @click.option("--thumb-size", type=click.IntRange(16, 1024), default=256, show_default=True, help="Thumbnail pixels.")
+@click.option("--threshold", type=float,
+              help="uncertain: one presence threshold for every class (default: the engine's per-class ones, "
+                   "as export-table uses).")
 @_images_root_option
 @quiet_option
 def review(scores: Path, out: Path, n: int, strategy: str, other: Path | None, top: int, thumb_size: int,
-           images_root: Path | None, quiet: bool) -> None:
+           threshold: float | None, images_root: Path | None, quiet: bool) -> None:
     """Build a review queue from SCORES: a CSV and an HTML contact sheet with thumbnails and top predictions.
 
     \b
@@ -163,11 +166,14 @@ def review(scores: Path, out: Path, n: int, strategy: str, other: Path | None, t
     from fathombatch.curate.review import ReviewConfig, build_review
 
     cfg = ReviewConfig(scores=scores, out=out, n=n, strategy=strategy, other=other,  # type: ignore[arg-type]
-                       images_root=images_root, top=top, thumb_size=thumb_size)
+                       images_root=images_root, top=top, thumb_size=thumb_size, threshold=threshold)
     r = build_review(cfg, progress=_progress(quiet))
-    click.echo(f"Queue of {r.queue.height} images ({strategy}): {r.csv}   Contact sheet: {r.html}")
+    source = f", {r.threshold_source} thresholds" if r.threshold_source else ""
+    click.echo(f"Queue of {r.queue.height} images ({strategy}{source}): {r.csv}   Contact sheet: {r.html}")
     if r.missing:
         click.echo(f"  {len(r.missing)} images without a thumbnail (reasons in the sheet)")
+    for warning in r.warnings:
+        click.echo(f"warning: {warning}", err=True)
 
 
 @curate.command(context_settings=_CONTEXT)
@@ -179,10 +185,13 @@ def review(scores: Path, out: Path, n: int, strategy: str, other: Path | None, t
 @click.option("--engine", help="Also compare by content: SimHashes of this engine's embeddings (file or name).")
 @click.option("--embedding-distance", type=click.IntRange(0, 8), default=3, show_default=True,
               help="With --engine: near-duplicate radius in embedding SimHash bits (64 bits in all).")
+@click.option("--labels", type=_FILE,
+              help="Label file (CSV or COCO, matched by file stem): never suggest dropping an image labelled "
+                   "otherwise than the one kept.")
 @_images_root_option
 @quiet_option
 def dedupe(source: Path, out: Path, max_distance: int, threads: int | None, engine: str | None,
-           embedding_distance: int, images_root: Path | None, quiet: bool) -> None:
+           embedding_distance: int, labels: Path | None, images_root: Path | None, quiet: bool) -> None:
     """Find exact and near-duplicate images in SOURCE (a folder, or a scores table's files).
 
     \b
@@ -190,17 +199,18 @@ def dedupe(source: Path, out: Path, max_distance: int, threads: int | None, engi
       fathombatch curate dedupe dive/images --out dupes/
       fathombatch curate dedupe scores.parquet --max-distance 6 --out dupes/
       fathombatch curate dedupe dive/images --engine densenet121.onnx --out dupes/
+      fathombatch curate dedupe dive/images --labels dive/annotations.json --out dupes/
     """
     from fathombatch.curate.dedupe import DedupeConfig, run_dedupe
 
     r = run_dedupe(DedupeConfig(source=source, out=out, max_distance=max_distance, images_root=images_root,
                                 threads=threads, engine=Path(engine) if engine else None,
-                                embedding_distance=embedding_distance), progress=_progress(quiet))
+                                embedding_distance=embedding_distance, labels=labels), progress=_progress(quiet))
     click.echo(f"{r.files} files ({r.errors} unreadable): {r.exact_clusters} exact and {r.near_clusters} near "
                f"duplicate clusters; {r.drop} files suggested to drop ({out / 'drop.txt'}, details in "
                f"{out / 'clusters.csv'})")
     for warning in r.warnings:
-        click.echo(f"  warning: {warning}")
+        click.echo(f"warning: {warning}", err=True)
 
 
 @curate.command(context_settings=_CONTEXT)

@@ -19,10 +19,11 @@ from fathombatch.taxonomy import fathomnet2023
 
 
 def make_scores(root: Path, out: Path, *, seed: int = 0, error_paths: tuple[str, ...] = (),
-                extra_root_meta: bool = True) -> Path:
+                extra_root_meta: bool = True, thresholds: list[float] | None = None) -> Path:
     """Write a scores table for every image under ``root`` (plus error rows for ``error_paths``).
 
     Probabilities are Beta(0.3, 3) draws (mostly small, a few large, some near 0.5), seeded, float32.
+    ``thresholds``: per-class presence thresholds recorded in the table's engine manifest (None: no manifest).
     """
     tax = fathomnet2023()
     paths = discover(root)
@@ -41,6 +42,8 @@ def make_scores(root: Path, out: Path, *, seed: int = 0, error_paths: tuple[str,
         osd=(1.0 - probs.max(axis=1)).astype(np.float32),
     ).sort("path")
     meta = {"version": "test", "taxonomy": {"name": tax.name, "classes": tax.to_records()}}
+    if thresholds is not None:
+        meta["engine_manifest"] = {"name": "fake", "thresholds": thresholds}
     if extra_root_meta:
         meta["run"] = {"root": str(root.resolve())}
     table = frame.to_arrow().replace_schema_metadata(encode_metadata(meta))

@@ -179,6 +179,70 @@ def test_review_disagree_ranks_by_the_largest_probability_gap(scores: Path, scor
         build_review(ReviewConfig(scores=scores, out=tmp_path / "x", strategy="disagree"))
 
 
+def test_review_uncertain_ranks_by_distance_from_the_thresholds_the_exports_use(dump: Path, tmp_path: Path) -> None:
+    from fathombatch.exports.source import open_source
+
+    thresholds = np.random.default_rng(7).uniform(0.05, 0.9, len(NAMES)).round(3)
+    scores = make_scores(dump, tmp_path / "s.parquet", thresholds=thresholds.tolist())
+    ok = pl.read_parquet(scores).filter(pl.col("status") == "ok")
+    p = ok.select(NAMES).to_numpy().astype(np.float64)
+    want = expected_order(ok, 1 - 2 * np.abs(p - thresholds).min(axis=1))
+    assert want[:10] != expected_order(ok, 1 - 2 * np.abs(p - 0.5).min(axis=1))[:10]  # the thresholds matter here
+
+    result = build_review(ReviewConfig(scores=scores, out=tmp_path / "r", n=10))
+    queue = pl.read_csv(tmp_path / "r" / "queue.csv")
+    assert queue["path"].to_list() == want[:10]
+    assert result.threshold_source == "manifest" and not result.warnings
+    assert set(queue["threshold_source"]) == {"manifest"}
+    export_thresholds = dict(zip(NAMES, open_source(scores).thresholds))
+    row = ok.filter(pl.col("path") == want[0])
+    closest = NAMES[int(np.abs(row.select(NAMES).to_numpy()[0] - thresholds).argmin())]
+    assert queue["closest_class"][0] == closest and queue["threshold"][0] == export_thresholds[closest]
+    assert "per-class presence thresholds of the engine manifest" in (tmp_path / "r" / "index.html").read_text()
+
+    single = build_review(ReviewConfig(scores=scores, out=tmp_path / "g", n=10, threshold=0.3))
+    assert single.queue["path"].to_list() == expected_order(ok, 1 - 2 * np.abs(p - 0.3).min(axis=1))[:10]
+    assert single.threshold_source == "global" and set(single.queue["threshold"]) == {0.3}
+
+    plain = build_review(ReviewConfig(scores=make_scores(dump, tmp_path / "p.parquet"), out=tmp_path / "d", n=3))
+    assert plain.threshold_source == "default" and "no per-class thresholds" in plain.warnings[0]
+    with pytest.raises(UsageError, match="--threshold must be in"):
+        build_review(ReviewConfig(scores=scores, out=tmp_path / "x", threshold=1.5))
+    with pytest.raises(UsageError, match="only used by --strategy uncertain"):
+        build_review(ReviewConfig(scores=scores, out=tmp_path / "x", strategy="rare", threshold=0.3))
+
+
+def test_contact_sheet_links_originals_relative_to_the_page(dive: Path, tmp_path: Path) -> None:
+    import re
+    from urllib.parse import unquote
+
+    images = tmp_path / "hand-on" / "my dive"
+    images.mkdir(parents=True)
+    first, second = sorted((dive / "images").glob("*.jpg"))[:2]
+    shutil.copy(first, images / "a b#1%2?.jpg")
+    shutil.copy(second, images / "plain.jpg")
+    scores = make_scores(images, tmp_path / "s.parquet")
+    out = tmp_path / "hand-on" / "review"
+    result = build_review(ReviewConfig(scores=scores, out=out, n=5, strategy="out-of-sample"))
+    hrefs = re.findall(r"<a href='([^']*)'>", (out / "index.html").read_text())
+    assert sorted(hrefs) == ["../my%20dive/a%20b%231%252%3F.jpg", "../my%20dive/plain.jpg"]
+    assert not result.warnings
+    moved = tmp_path / "elsewhere"
+    shutil.move(tmp_path / "hand-on", moved)  # the folder handed on: links still reach the originals
+    for href in hrefs:
+        assert (moved / "review" / unquote(href)).is_file()
+
+
+def test_relative_href_has_no_answer_across_drives() -> None:
+    from pathlib import PureWindowsPath
+
+    from fathombatch.curate.contact_sheet import relative_href
+
+    same_drive = relative_href(PureWindowsPath("C:/dives/d 1/x#.jpg"), PureWindowsPath("C:/review"))
+    assert same_drive == "../dives/d%201/x%23.jpg"
+    assert relative_href(PureWindowsPath("D:/dives/x.jpg"), PureWindowsPath("C:/review")) is None
+
+
 # ---------------------------------------------------------------- dedupe
 
 
@@ -364,3 +428,68 @@ def test_dedupe_of_a_folder_with_a_name_that_is_not_utf8(dive: Path, tmp_path: P
     result = run_dedupe(DedupeConfig(source=root, out=tmp_path / "d"))
     assert result.files == 2 and result.drop == 1
     assert (tmp_path / "d" / "drop.txt").read_text() == "latin1_\\xe9.jpg\n"  # the table spelling, one line
+
+
+def two_species_one_background(root: Path) -> None:
+    """An ROV on station: one background, category 37 in one frame and 160 in the next (pHashes 0 bits apart)."""
+    from fathombatch.synth import render_scene
+
+    root.mkdir(parents=True)
+    for name, category in (("first", 37), ("second", 160)):
+        pixels = render_scene(320, 240, [(category, 150, 110, 24, 18)], np.random.default_rng([4, 1]))
+        Image.fromarray(pixels).save(root / f"{name}.jpg", quality=90)
+    shutil.copy(root / "first.jpg", root / "first-copy.jpg")
+    with Image.open(root / "first.jpg") as im:
+        im.resize((640, 480)).save(root / "first-big.png")  # unlabelled, more pixels than the labelled original
+
+
+def test_dedupe_never_drops_an_image_labelled_otherwise_than_the_kept_one(tmp_path: Path) -> None:
+    from fathombatch.cli_curate import curate
+    from tests.test_curate_common import invoke
+
+    root = tmp_path / "images"
+    two_species_one_background(root)
+    blind = run_dedupe(DedupeConfig(source=root, out=tmp_path / "blind"))
+    assert "second.jpg" in blind.clusters.filter(~pl.col("keep"))["path"].to_list()  # the reported incident
+    assert any("rest on pixel similarity alone" in w for w in blind.warnings)
+
+    labels = tmp_path / "labels.csv"
+    labels.write_text('id,categories\nfirst,"[37]"\nsecond,"[160]"\nfirst-copy,"[37]"\n')
+    result = run_dedupe(DedupeConfig(source=root, out=tmp_path / "d", labels=labels))
+    rows = {r["path"]: r for r in result.clusters.iter_rows(named=True)}
+    name160 = NAMES[fathomnet2023().column_of[160]]
+    assert rows["second.jpg"]["keep"] and f"images labelled [{name160}]; an image is never dropped for one labelled " \
+        "otherwise" in rows["second.jpg"]["reason"]
+    assert rows["first-big.png"]["keep"]  # not in the label file: never dropped for a labelled image either
+    assert (tmp_path / "d" / "drop.txt").read_text().splitlines() == ["first.jpg"]  # same labels, same bytes
+    assert rows["first.jpg"]["reason"] == "byte-identical copy of first-copy.jpg"
+    assert not result.warnings
+
+    relabelled = tmp_path / "relabelled.csv"
+    relabelled.write_text('id,categories\nfirst,"[37]"\nfirst-copy,"[160]"\n')  # identical bytes, labels disagree
+    conflict = run_dedupe(DedupeConfig(source=root, out=tmp_path / "c", labels=relabelled))
+    first = conflict.clusters.filter(pl.col("path") == "first.jpg").row(0, named=True)
+    assert first["keep"]
+    assert f"byte-identical to first-copy.jpg, labelled [{name160}]: the labels disagree" in first["reason"]
+
+    elsewhere = tmp_path / "elsewhere.csv"
+    elsewhere.write_text('id,categories\nnot-here,"[37]"\n')
+    code, _, err = invoke(curate, "dedupe", root, "--labels", elsewhere, "--out", tmp_path / "e", "-q")
+    assert code == 0 and err.splitlines()[0].startswith("warning: none of the 4 files is in ")
+    assert "rest on pixel similarity alone" in err.splitlines()[1]
+
+
+def test_dedupe_keeps_a_pixel_match_whose_embedding_disagrees() -> None:
+    from fathombatch.curate.dedupe import find_clusters
+    from fathombatch.curate.hashing import FileHash
+
+    paths = ["a.jpg", "b.jpg"]
+    hashes = [FileHash(100, 20, 10, "sha-a", 0), FileHash(100, 10, 10, "sha-b", 1)]  # pHashes 1 bit apart
+    agree = (np.array([0, 1], dtype=np.uint64), np.array([True, True]))
+    rows = find_clusters(paths, hashes, 4, agree, embedding_distance=3)
+    assert rows.filter(pl.col("path") == "b.jpg")["keep"].to_list() == [False]
+    differ = (np.array([0, 2**64 - 1], dtype=np.uint64), np.array([True, True]))  # 64 bits apart
+    rows = find_clusters(paths, hashes, 4, differ, embedding_distance=3)
+    b = rows.filter(pl.col("path") == "b.jpg").row(0, named=True)
+    assert b["keep"]
+    assert b["reason"] == "kept: pHash distance 1 from a.jpg, but embedding distance 64 is over 3: the contents differ"

@@ -3,17 +3,26 @@
 Thumbnails are decoded with the scorer's own Pillow path (EXIF orientation applied, any mode to RGB), shrunk to
 ``size`` pixels on the longest side, and written atomically as ``NNNNN.jpg`` (the queue rank). A file that
 cannot be read gets no thumbnail and its card says why; one bad file never stops the sheet.
+
+Each card links to its original by a URL *relative to the HTML file's folder* (:func:`relative_href`), so the
+review folder and the images can be moved or handed on together. Relative paths are taken lexically, as a browser
+resolves ``..`` in a URL, not through symlinks. An original on another drive (Windows), where no relative path
+exists, is linked by its absolute ``file://`` URL and counted in :func:`render_html`'s result, so the caller can say
+that those links will break once the folder is moved.
 """
 
 from __future__ import annotations
 
 import html
 import io
+import ntpath
 import os
+import posixpath
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePath, PureWindowsPath
+from urllib.parse import quote
 
 from PIL import Image
 
@@ -31,7 +40,7 @@ class Card:
     Attributes:
         rank: 1-based position in the queue.
         path: the table's relative path.
-        source: the absolute image file (linked from the card).
+        source: the image file (linked from the card, relative to the HTML file's folder).
         priority: the strategy's value for this image.
         thumbnail: path of the thumbnail relative to the HTML file, or None.
         predictions: (class name, probability) best first.
@@ -110,15 +119,46 @@ def _predictions(title: str | None, preds: Sequence[tuple[str, float]]) -> str:
     return f"{head}<table>{rows}</table>"
 
 
-def render_html(title: str, strategy: str, cards: Sequence[Card]) -> str:
-    """One HTML page: a grid of cards with thumbnail, rank, priority, path and the top predictions."""
+def relative_href(target: PurePath, base: PurePath) -> str | None:
+    """The URL of the file ``target`` relative to the folder ``base`` (both absolute), or None where none exists.
+
+    Every path component is percent-encoded from its file-system bytes (a space, ``#``, ``%`` or ``?`` in a name
+    would otherwise cut or change the URL); Windows paths (``PureWindowsPath``) are compared as Windows does, and a
+    file on another drive than ``base`` has no relative path.
+    """
+    mod = ntpath if isinstance(target, PureWindowsPath) else posixpath
+    try:
+        rel = mod.relpath(str(target), str(base))
+    except ValueError:  # ntpath: "path is on mount 'D:', start on mount 'C:'"
+        return None
+    if mod is ntpath and ntpath.splitdrive(rel)[0]:  # a UNC share of another server: no relative path either
+        return None
+    return "/".join(quote(os.fsencode(part), safe="") for part in rel.split(mod.sep))
+
+
+def render_html(title: str, strategy: str, cards: Sequence[Card], folder: Path) -> tuple[str, int]:
+    """One HTML page: a grid of cards with thumbnail, rank, priority, path and the top predictions.
+
+    Args:
+        folder: where the page will be written; links to the originals are relative to it.
+
+    Returns:
+        the page, and how many originals had no relative path (linked by absolute ``file://`` URL instead).
+    """
     parts = []
+    absolute = 0
+    base = Path(os.path.abspath(folder))
     for c in cards:
         if c.thumbnail:
             picture = f"<img src='{html.escape(c.thumbnail)}' alt='{html.escape(c.path)}' loading=lazy>"
         else:
             picture = f"<div class=missing>no thumbnail: {html.escape(c.problem or 'unknown error')}</div>"
-        link = html.escape(c.source.resolve().as_uri())
+        source = Path(os.path.abspath(c.source))
+        href = relative_href(source, base)
+        if href is None:
+            absolute += 1
+            href = source.as_uri()
+        link = html.escape(href)
         priority = "n/a" if c.priority is None else f"{c.priority:.3f}"
         preds = _predictions("this table" if c.other_predictions is not None else None, c.predictions)
         if c.other_predictions is not None:
@@ -128,8 +168,9 @@ def render_html(title: str, strategy: str, cards: Sequence[Card]) -> str:
             f"<div class=meta>#{c.rank} &middot; {html.escape(strategy)} {priority}<br>{html.escape(c.path)}</div>"
             f"{preds}</div>"
         )
-    return (
+    page = (
         "<!doctype html><html><head><meta charset='utf-8'>"
         f"<title>{html.escape(title)}</title><style>{_CSS}</style></head><body>"
         f"<h1>{html.escape(title)}</h1><div class=grid>{''.join(parts)}</div></body></html>\n"
     )
+    return page, absolute

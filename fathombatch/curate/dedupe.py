@@ -8,10 +8,21 @@
 * Clusters are the connected components of these relations (so A~B and B~C put A, B, C together).
 * In each cluster the image with the most pixels is kept (then the larger file, then the first path); the others
   are suggested for dropping, each with the reason and its pHash (or embedding) distance to the kept one.
+
+Looking alike is not showing the same thing: on murky, low-contrast frames a different animal over the same
+background can land within a few pHash bits (benchmarks/dedupe_precision.py measures it). So a member is never
+suggested for dropping when
+
+* a label file is given and its label set differs from the kept image's (with labels, a labelled image is kept in
+  preference to unlabelled copies), or
+* an engine is given and, though its pHash is close, its embedding is not (pixels alike, contents differ).
+
+Without either, near duplicates rest on pixels alone and the summary says so.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +30,7 @@ import numpy as np
 import polars as pl
 
 from fathombatch.csvsafe import safe_frame
+from fathombatch.curate.dupelabels import LabelSet, describe, label_sets
 from fathombatch.curate.hashindex import near_pairs, popcount64
 from fathombatch.curate.hashing import FileHash, hash_files
 from fathombatch.curate.scoretable import images_root, open_scores, resolve_image
@@ -42,6 +54,8 @@ class DedupeConfig:
     threads: hashing threads (default: all cores).
     engine: an engine whose ``features`` embed each image (None: exact and pHash only).
     embedding_distance: near-duplicate radius in embedding SimHash bits (0..8; 64 bits, ~2.8 degrees a bit).
+    labels: a label file (Kaggle CSV or COCO json); images are matched by file stem, and one labelled otherwise
+        than the kept image of its cluster is never suggested for dropping (None: no label check).
     """
 
     source: Path
@@ -51,6 +65,7 @@ class DedupeConfig:
     threads: int | None = None
     engine: Path | None = None
     embedding_distance: int = 3
+    labels: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -86,23 +101,13 @@ def _pixels(h: FileHash) -> int:
     return (h.width or 0) * (h.height or 0)
 
 
-def find_clusters(
-    paths: list[str],
-    hashes: list[FileHash],
-    max_distance: int,
-    embeddings: tuple[np.ndarray, np.ndarray] | None = None,
-    embedding_distance: int = 3,
-) -> pl.DataFrame:
-    """Group duplicates; see the module docstring for the rules. Returns rows of :data:`CLUSTER_SCHEMA`.
-
-    Args:
-        embeddings: optional ``(hashes, valid)`` from :func:`~fathombatch.curate.embeddings.embedding_hashes`,
-            (N,) uint64 and (N,) bool in ``paths`` order.
-    """
+def _groups(hashes: list[FileHash], max_distance: int, emb: np.ndarray, emb_ok: np.ndarray,
+            embedding_distance: int) -> list[list[int]]:
+    """Connected components (of two or more files) of the exact, pHash and embedding relations, as index lists."""
     from scipy import sparse
     from scipy.sparse.csgraph import connected_components
 
-    n = len(paths)
+    n = len(hashes)
     edges: list[np.ndarray] = []
     first_of: dict[str, int] = {}
     for i, h in enumerate(hashes):
@@ -116,7 +121,6 @@ def find_clusters(
     if len(reps) > 1:
         pairs, _ = near_pairs(phash[reps], max_distance)
         edges.append(reps[pairs])
-    emb, emb_ok = embeddings if embeddings is not None else (np.zeros(n, dtype=np.uint64), np.zeros(n, dtype=bool))
     emb_reps = np.array([i for i in first_of.values() if emb_ok[i]], dtype=np.int64)
     if len(emb_reps) > 1:
         pairs, _ = near_pairs(emb[emb_reps], embedding_distance)
@@ -128,64 +132,109 @@ def find_clusters(
     grouped: dict[int, list[int]] = {}
     for i in np.flatnonzero(sizes[label] > 1):
         grouped.setdefault(int(label[i]), []).append(int(i))
+    return list(grouped.values())
 
+
+def _bits(a: int, b: int) -> int:
+    return int(popcount64(np.array([a ^ b], dtype=np.uint64))[0])
+
+
+@dataclass(frozen=True)
+class _Pair:
+    """A cluster member next to the kept image: pHash and embedding distances (None where a hash is missing)."""
+
+    kept: str
+    same_bytes: bool
+    distance: int | None
+    emb_distance: int | None
+
+
+def _verdict(pair: _Pair, max_distance: int, embedding_distance: int) -> tuple[bool, str]:
+    """(keep, reason) for a cluster member next to the kept image of its label group."""
+    d, e = pair.distance, pair.emb_distance
+    if pair.same_bytes:
+        return False, f"byte-identical copy of {pair.kept}"
+    if d is not None and d <= max_distance:
+        if e is not None and e > embedding_distance:
+            # Alike in pixels but not in content: on murky frames, different animals on one background hash alike.
+            return True, (f"kept: pHash distance {d} from {pair.kept}, but embedding distance {e} is over "
+                          f"{embedding_distance}: the contents differ")
+        return False, f"near duplicate of {pair.kept} (pHash distance {d})"
+    if e is not None and e <= embedding_distance:
+        return False, f"near duplicate of {pair.kept} by content (embedding distance {e})"
+    # Clusters are transitive (a slow pan links frame 1 to frame 8 through the ones between); only images close to
+    # the kept one itself are suggested for dropping.
+    reason = (f"kept: linked to the cluster through other images, but pHash distance {d} from {pair.kept} is over "
+              f"{max_distance}")
+    return True, reason + (f" and embedding distance {e} over {embedding_distance}" if e is not None else "")
+
+
+def _kept_reason(keeper: int, group: list[int], members: list[int], paths: list[str], hashes: list[FileHash],
+                 tags: Sequence[LabelSet]) -> str:
+    """Why the kept image of a label group is kept; says when the cluster holds images labelled otherwise."""
+    k = hashes[keeper]
+    if len(group) == len(members):
+        return f"kept: most pixels ({k.width}x{k.height}, {k.bytes} bytes) of its cluster"
+    which = "not in the label file" if tags[keeper] is None else f"labelled {describe(tags[keeper])}"
+    reason = (f"kept: most pixels ({k.width}x{k.height}, {k.bytes} bytes) of its cluster's images {which}; an image "
+              "is never dropped for one labelled otherwise")
+    twin = next((i for i in members if i not in group and k.sha256 is not None and hashes[i].sha256 == k.sha256), None)
+    if twin is not None:
+        reason += f"; byte-identical to {paths[twin]}, labelled {describe(tags[twin])}: the labels disagree"
+    return reason
+
+
+def find_clusters(
+    paths: list[str],
+    hashes: list[FileHash],
+    max_distance: int,
+    embeddings: tuple[np.ndarray, np.ndarray] | None = None,
+    embedding_distance: int = 3,
+    labels: Sequence[LabelSet] | None = None,
+) -> pl.DataFrame:
+    """Group duplicates; see the module docstring for the rules. Returns rows of :data:`CLUSTER_SCHEMA`.
+
+    Args:
+        embeddings: optional ``(hashes, valid)`` from :func:`~fathombatch.curate.embeddings.embedding_hashes`,
+            (N,) uint64 and (N,) bool in ``paths`` order.
+        labels: optional label set per path (:func:`~fathombatch.curate.dupelabels.label_sets`). A cluster is then
+            split by label set (images not in the label file form one group) and each group keeps its own image,
+            so no image is ever suggested for dropping in favour of one labelled otherwise.
+    """
+    n = len(paths)
+    emb, emb_ok = embeddings if embeddings is not None else (np.zeros(n, dtype=np.uint64), np.zeros(n, dtype=bool))
+    tags: Sequence[LabelSet] = labels if labels is not None else [None] * n
     records = []
-    for cluster_no, members in enumerate(sorted(grouped.values(), key=lambda m: paths[m[0]]), start=1):
-        keeper = max(members, key=lambda i: (_pixels(hashes[i]), hashes[i].bytes or 0, -i))
+    groups = _groups(hashes, max_distance, emb, emb_ok, embedding_distance)
+    for cluster_no, members in enumerate(sorted(groups, key=lambda m: paths[m[0]]), start=1):
         kind = "exact" if len({hashes[i].sha256 for i in members}) == 1 else "near"
-        k = hashes[keeper]
+        by_tag: dict[LabelSet, list[int]] = {}
         for i in members:
-            h = hashes[i]
-            distance = None
-            if h.phash is not None and k.phash is not None:
-                distance = int(popcount64(np.array([h.phash ^ k.phash], dtype=np.uint64))[0])
-            emb_distance = None
-            if emb_ok[i] and emb_ok[keeper]:
-                emb_distance = int(popcount64(np.array([emb[i] ^ emb[keeper]], dtype=np.uint64))[0])
-            keep = i == keeper
-            if keep:
-                reason = f"kept: most pixels ({k.width}x{k.height}, {k.bytes} bytes) of its cluster"
-            elif h.sha256 == k.sha256:
-                reason = f"byte-identical copy of {paths[keeper]}"
-            elif distance is not None and distance <= max_distance:
-                reason = f"near duplicate of {paths[keeper]} (pHash distance {distance})"
-            elif emb_distance is not None and emb_distance <= embedding_distance:
-                reason = f"near duplicate of {paths[keeper]} by content (embedding distance {emb_distance})"
-            else:
-                # Clusters are transitive (a slow pan links frame 1 to frame 8 through the ones between); only images
-                # close to the kept one itself are suggested for dropping.
-                keep = True
-                reason = (f"kept: linked to the cluster through other images, but pHash distance {distance} from "
-                          f"{paths[keeper]} is over {max_distance}")
-                if emb_distance is not None:
-                    reason += f" and embedding distance {emb_distance} over {embedding_distance}"
-
+            by_tag.setdefault(tags[i], []).append(i)
+        decided: dict[int, tuple[bool, int | None, str]] = {}
+        for group in by_tag.values():
+            keeper = max(group, key=lambda i: (_pixels(hashes[i]), hashes[i].bytes or 0, -i))
+            k = hashes[keeper]
+            for i in group:
+                h = hashes[i]
+                distance = _bits(h.phash, k.phash) if h.phash is not None and k.phash is not None else None
+                if i == keeper:
+                    decided[i] = (True, distance, _kept_reason(keeper, group, members, paths, hashes, tags))
+                    continue
+                both = emb_ok[i] and emb_ok[keeper]
+                pair = _Pair(kept=paths[keeper], same_bytes=h.sha256 == k.sha256, distance=distance,
+                             emb_distance=_bits(int(emb[i]), int(emb[keeper])) if both else None)
+                keep, reason = _verdict(pair, max_distance, embedding_distance)
+                decided[i] = (keep, distance, reason)
+        for i in members:
+            keep, distance, reason = decided[i]
             records.append((cluster_no, kind, paths[i], keep, distance, reason))
     return pl.DataFrame(records, schema=CLUSTER_SCHEMA, orient="row")
 
 
-def run_dedupe(cfg: DedupeConfig, progress: Progress | None = None) -> DedupeResult:
-    """Hash every file, cluster duplicates, and write the results into ``cfg.out``."""
-    if not 0 <= cfg.max_distance <= 8:
-        raise UsageError(f"--max-distance must be between 0 and 8 bits, got {cfg.max_distance}")
-    if not 0 <= cfg.embedding_distance <= 8:
-        raise UsageError(f"--embedding-distance must be between 0 and 8 bits, got {cfg.embedding_distance}")
-    if cfg.engine is not None:
-        from fathombatch.backends import resolve_engine_path
-
-        resolve_engine_path(cfg.engine)  # a wrong name fails now, not after hours of hashing
-    root, paths = _listing(cfg)
-    if not paths:
-        raise UsageError(f"no images to compare in {cfg.source}")
-    files = [resolve_image(root, p, f"{cfg.source}: path {p!r}") for p in paths]
-    hashes = hash_files(files, threads=cfg.threads, progress=progress)
-    embeddings = None
-    if cfg.engine is not None:
-        from fathombatch.curate.embeddings import embedding_hashes
-
-        embeddings = embedding_hashes(files, cfg.engine, threads=cfg.threads, progress=progress)
-    clusters = find_clusters(paths, hashes, cfg.max_distance, embeddings, cfg.embedding_distance)
-
+def _hash_table(paths: list[str], hashes: list[FileHash], embeddings: tuple[np.ndarray, np.ndarray] | None
+                ) -> pl.DataFrame:
+    """``hashes.parquet``: one row per file (hex hashes; ``embedding_hash`` only with an engine)."""
     table = pl.DataFrame(
         {
             "path": paths,
@@ -204,6 +253,33 @@ def run_dedupe(cfg: DedupeConfig, progress: Progress | None = None) -> DedupeRes
         table = table.with_columns(
             pl.Series("embedding_hash", [f"{int(e):016x}" if v else None for e, v in zip(emb, ok)], dtype=pl.String)
         )
+    return table
+
+
+def run_dedupe(cfg: DedupeConfig, progress: Progress | None = None) -> DedupeResult:
+    """Hash every file, cluster duplicates, and write the results into ``cfg.out``."""
+    if not 0 <= cfg.max_distance <= 8:
+        raise UsageError(f"--max-distance must be between 0 and 8 bits, got {cfg.max_distance}")
+    if not 0 <= cfg.embedding_distance <= 8:
+        raise UsageError(f"--embedding-distance must be between 0 and 8 bits, got {cfg.embedding_distance}")
+    if cfg.engine is not None:
+        from fathombatch.backends import resolve_engine_path
+
+        resolve_engine_path(cfg.engine)  # a wrong name fails now, not after hours of hashing
+    root, paths = _listing(cfg)
+    if not paths:
+        raise UsageError(f"no images to compare in {cfg.source}")
+    tags = label_sets(cfg.labels, paths) if cfg.labels is not None else None  # a bad label file fails before hashing
+    files = [resolve_image(root, p, f"{cfg.source}: path {p!r}") for p in paths]
+    hashes = hash_files(files, threads=cfg.threads, progress=progress)
+    embeddings = None
+    if cfg.engine is not None:
+        from fathombatch.curate.embeddings import embedding_hashes
+
+        embeddings = embedding_hashes(files, cfg.engine, threads=cfg.threads, progress=progress)
+    clusters = find_clusters(paths, hashes, cfg.max_distance, embeddings, cfg.embedding_distance, tags)
+
+    table = _hash_table(paths, hashes, embeddings)
     outputs = []
     for name, frame in (("hashes", table), ("clusters", clusters)):
         with atomic_path(cfg.out / f"{name}.parquet") as tmp:
@@ -216,6 +292,7 @@ def run_dedupe(cfg: DedupeConfig, progress: Progress | None = None) -> DedupeRes
     outputs += [cfg.out / "clusters.csv", cfg.out / "drop.txt", cfg.out / "drop.json"]
     warnings = [f"{len(unlisted)} path(s) to drop contain a line break and are listed in drop.json only (as one line "
                 f"each they would name other files), e.g. {unlisted[0]!r}"] if unlisted else []
+    warnings += _guard_warnings(cfg, clusters, paths, tags)
     kinds = clusters.unique("cluster")["kind"]
     return DedupeResult(
         files=len(paths),
@@ -227,3 +304,22 @@ def run_dedupe(cfg: DedupeConfig, progress: Progress | None = None) -> DedupeRes
         outputs=tuple(outputs),
         warnings=tuple(warnings),
     )
+
+
+def _guard_warnings(cfg: DedupeConfig, clusters: pl.DataFrame, paths: list[str],
+                    tags: list[LabelSet] | None) -> list[str]:
+    """What the summary must say about drops nothing but pixels vouches for, and labels that matched nothing."""
+    out = []
+    if tags is not None and all(t is None for t in tags):
+        out.append(f"none of the {len(tags)} files is in {cfg.labels} (matched by file stem): no drop was checked "
+                   "against labels")
+    if cfg.engine is None:
+        near = clusters.filter(~pl.col("keep") & pl.col("reason").str.starts_with("near duplicate"))["path"]
+        if tags is not None:  # drops within a label group are vouched for by the labels
+            unlabelled = [p for p, t in zip(paths, tags) if t is None]
+            near = near.filter(near.is_in(unlabelled))
+        if len(near):
+            out.append(f"{len(near)} near-duplicate drop(s) of images without labels rest on pixel similarity alone; "
+                       "on murky frames a different animal over the same background can hash alike: check them, or "
+                       "give a label file or an engine")
+    return out

@@ -18,7 +18,7 @@ import numpy as np
 import polars as pl
 
 from fathombatch.errors import LabelFileError, UsageError
-from fathombatch.exports.thresholds import DEFAULT
+from fathombatch.exports.thresholds import presence_thresholds
 from fathombatch.fsutil import fs_path
 from fathombatch.taxonomy import Taxonomy
 
@@ -199,18 +199,9 @@ def open_source(
 
     table = open_scores(scores)
     meta, taxonomy = table.meta, table.taxonomy
-    warnings: list[str] = []
-    manifest_thresholds = (meta.get("engine_manifest") or {}).get("thresholds")
-    if threshold is not None:
-        if not 0.0 < threshold <= 1.0:
-            raise UsageError(f"--threshold must be in (0, 1], got {threshold}")
-        values, source = np.full(len(taxonomy), threshold), "global"
-    elif manifest_thresholds is not None and len(manifest_thresholds) == len(taxonomy):
-        values, source = np.asarray(manifest_thresholds, dtype=np.float64), "manifest"
-    else:
-        values, source = np.full(len(taxonomy), DEFAULT), "default"
-        warnings.append(f"the engine manifest has no per-class thresholds; every class uses {DEFAULT} "
-                        "(export the engine again, or pass --threshold)")
+    chosen = presence_thresholds(meta, len(taxonomy), threshold)
+    values, source = chosen.values, chosen.source
+    warnings: list[str] = [chosen.warning] if chosen.warning else []
     if dive_regex is not None:
         try:
             re.compile(dive_regex)

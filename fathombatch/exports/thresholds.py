@@ -11,16 +11,64 @@ Rules (:func:`fit_thresholds`):
 * a rarer class (1 to MIN_SUPPORT-1 positives) gets max(its F1-maximising threshold, :data:`RARE_FLOOR`): a handful of
   images cannot justify a low threshold;
 * a class with no held-out positive keeps the seed study's :data:`DEFAULT`.
+
+:func:`presence_thresholds` is the one place that decides which thresholds a scores table is read with (the
+engine manifest's, one global value, or the default); every export and ``curate review`` use it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
 import numpy as np
+
+from fathombatch.errors import UsageError
 
 DEFAULT = 0.5
 FLOOR = 0.05
 RARE_FLOOR = 0.5
 MIN_SUPPORT = 5
+
+
+@dataclass(frozen=True)
+class PresenceThresholds:
+    """The thresholds a scores table is read with.
+
+    Attributes:
+        values: (C,) float64 presence threshold per class, in taxonomy order.
+        source: ``manifest`` (per-class, chosen on held-out data), ``global`` (one value for every class) or
+            ``default`` (:data:`DEFAULT`: the engine records none).
+        warning: why the default is used, or None.
+    """
+
+    values: np.ndarray
+    source: str
+    warning: str | None = None
+
+
+def presence_thresholds(meta: Mapping[str, Any], classes: int, threshold: float | None = None) -> PresenceThresholds:
+    """Choose the presence thresholds for a scores table.
+
+    Args:
+        meta: the table's ``fathombatch`` metadata (its ``engine_manifest`` may hold ``thresholds``).
+        classes: number of classes of the table's taxonomy.
+        threshold: one threshold for every class, overriding the manifest's (None: use the manifest's).
+
+    Raises:
+        UsageError: ``threshold`` is not in (0, 1].
+    """
+    manifest_thresholds = (meta.get("engine_manifest") or {}).get("thresholds")
+    if threshold is not None:
+        if not 0.0 < threshold <= 1.0:
+            raise UsageError(f"--threshold must be in (0, 1], got {threshold}")
+        return PresenceThresholds(np.full(classes, float(threshold)), "global")
+    if manifest_thresholds is not None and len(manifest_thresholds) == classes:
+        return PresenceThresholds(np.asarray(manifest_thresholds, dtype=np.float64), "manifest")
+    return PresenceThresholds(np.full(classes, DEFAULT), "default",
+                              f"the engine manifest has no per-class thresholds; every class uses {DEFAULT} "
+                              "(export the engine again, or pass --threshold)")
 
 
 def best_f1_threshold(y: np.ndarray, p: np.ndarray) -> tuple[float, float]:
