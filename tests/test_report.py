@@ -11,7 +11,7 @@ from fathombatch.datasets import read_labels
 from fathombatch.errors import LabelFileError, UsageError
 from fathombatch.metrics import prior_floor
 from fathombatch.report import EvalConfig, evaluate
-from fathombatch.score import ScoreConfig, score_folder, write_submission
+from fathombatch.score import ScoreConfig, score_folder
 from fathombatch.table import read_metadata
 from fathombatch.taxonomy import fathomnet2023
 
@@ -118,6 +118,17 @@ def rewrite_ids(labels: Path, dest: Path, rename) -> Path:  # type: ignore[no-un
     frame = pl.read_csv(labels, schema_overrides={"id": pl.String})
     frame = frame.with_columns(pl.Series("id", [rename(i, v) for i, v in enumerate(frame["id"].to_list())]))
     frame.write_csv(dest)
+    return dest
+
+
+def write_submission(table: pl.DataFrame, dest: Path) -> Path:
+    """The competition's submission CSV of a table's ok rows: ``id,categories,osd``, categories best first."""
+    ok = table.filter(pl.col("status") == "ok")
+    ok.select(
+        pl.col("image_id").alias("id"),
+        pl.col("top_categories").cast(pl.List(pl.String)).list.join(" ").alias("categories"),
+        pl.col("osd").round(6),
+    ).write_csv(dest)
     return dest
 
 
