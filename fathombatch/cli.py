@@ -286,11 +286,15 @@ def score(root: Path, engine: str, out: Path, batch_size: int, decoder: str, top
 @click.option("--run", type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="Training run folder for the training curves (default: the one named in the engine manifest).")
 def evaluate(scores: Path, truth: Path, osd_truth: Path | None, report: Path | None, run: Path | None) -> None:
-    """Print MAP@20 next to the frequency-prior floor, and sAUC with osd truth.
+    """Print MAP@20 of SCORES (a scores table, or a submission CSV) next to the frequency-prior floor, and sAUC.
+
+    Warnings (ids matched without their extension, truth the engine was trained on, a model at or below the
+    floor) go to stderr; truth that is the predictions themselves is refused.
 
     \b
     Example:
       fathombatch evaluate scores.parquet --truth dive/train.csv --osd-truth dive/osd.csv --report report/
+      fathombatch evaluate submission.csv --truth heldout.csv
     """
     from fathombatch.report import EvalConfig
     from fathombatch.report import evaluate as run_evaluation
@@ -302,7 +306,7 @@ def evaluate(scores: Path, truth: Path, osd_truth: Path | None, report: Path | N
     click.echo(f"Images: {r.n_truth} in truth, {r.n_scored} scored, {len(r.missing)} missing (counted as 0), "
                f"{r.n_extra} scored but not in truth")
     for warning in r.warnings:
-        click.echo(f"  warning: {warning}")
+        click.echo(f"warning: {warning}", err=True)
     if report is not None:
         click.echo(f"Report: {report / 'report.html'} (and report.md, metrics.json, per_class.parquet)")
 

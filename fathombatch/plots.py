@@ -1,6 +1,7 @@
 """Report plots (matplotlib, Agg backend): PNG files a scientist can look at instead of reading tables.
 
-Every function writes one PNG atomically and returns its path. The prior floor is drawn wherever MAP@20 is.
+Every function writes one PNG atomically and returns its path; ``draw_*`` functions draw the same on given axes.
+The prior floor is drawn wherever MAP@20 is, and only there.
 """
 
 from __future__ import annotations
@@ -35,8 +36,18 @@ def _save(fig, path: Path) -> Path:  # type: ignore[no-untyped-def]
 
 
 def headline(path: Path, map_k: float, floor: float, k: int, sauc: float | None, competition: float | None) -> Path:
-    """Bars of MAP@k, sAUC and the competition score, with the prior floor as a dashed line."""
+    """Bars of MAP@k, the prior floor, sAUC and the competition score (see :func:`draw_headline`)."""
     _, (fig, ax) = _figure(6.0, 3.6)
+    draw_headline(ax, map_k, floor, k, sauc, competition)
+    return _save(fig, path)
+
+
+def draw_headline(ax, map_k: float, floor: float, k: int, sauc: float | None, competition: float | None) -> None:  # type: ignore[no-untyped-def]
+    """Draw the headline bars on ``ax``; the floor's dashed line spans only the MAP@k and floor bars.
+
+    The floor is a MAP@k figure: drawn across sAUC (in [-1, 1]) or the competition score it would read as their
+    floor too, which it is not.
+    """
     labels, values, colours = [f"MAP@{k}", "prior floor"], [map_k, floor], ["#1f77b4", "#aaaaaa"]
     if sauc is not None:
         labels.append("sAUC")
@@ -47,13 +58,13 @@ def headline(path: Path, map_k: float, floor: float, k: int, sauc: float | None,
         values.append(competition)
         colours.append("#9467bd")
     bars = ax.bar(labels, values, color=colours)
-    ax.axhline(floor, color="#d62728", linestyle="--", linewidth=1.2, label=f"prior floor {floor:.3f}")
+    left, right = bars[0].get_x(), bars[1].get_x() + bars[1].get_width()
+    ax.hlines(floor, left, right, color="#d62728", linestyle="--", linewidth=1.2, label=f"prior floor {floor:.3f}")
     for bar, value in zip(bars, values):
         ax.text(bar.get_x() + bar.get_width() / 2, value, f"{value:.3f}", ha="center", va="bottom", fontsize=9)
     ax.set_ylim(min(0.0, *values) - 0.05, 1.05)
     ax.set_title(f"MAP@{k} against the frequency-prior floor")
     ax.legend(loc="upper right", fontsize=8)
-    return _save(fig, path)
 
 
 def per_class(path: Path, table: pl.DataFrame) -> Path:
@@ -94,21 +105,30 @@ def supercategories(path: Path, table: pl.DataFrame) -> Path:
 
 
 def training_curves(path: Path, history: pl.DataFrame) -> Path:
-    """Loss (train, held-out) and held-out MAP@20 per epoch, with the prior floor."""
-    _, (fig, (ax_loss, ax_map)) = _figure(9.0, 3.6, ncols=2)
+    """Loss (train, held-out) and held-out MAP@20 per epoch, with the prior floor (see :func:`draw_training_curves`)."""
+    _, (fig, axes) = _figure(9.0, 3.6, ncols=2)
+    draw_training_curves(axes, history)
+    return _save(fig, path)
+
+
+def draw_training_curves(axes, history: pl.DataFrame) -> None:  # type: ignore[no-untyped-def]
+    """Draw loss and held-out MAP@20 on the two ``axes``; epoch axes tick whole epochs only (no epoch 1.5)."""
+    from matplotlib.ticker import MaxNLocator
+
+    ax_loss, ax_map = axes
     epochs = history["epoch"].to_list()
     ax_loss.plot(epochs, history["train_loss"].to_list(), marker="o", label="training")
     ax_loss.plot(epochs, history["val_loss"].to_list(), marker="o", label="held-out")
-    ax_loss.set_xlabel("epoch")
     ax_loss.set_ylabel("loss")
     ax_loss.set_title("Loss")
     ax_loss.legend(fontsize=8)
     ax_map.plot(epochs, history["val_map20"].to_list(), marker="o", color="#1f77b4", label="held-out MAP@20")
     floor = float(history["val_prior_floor"][0])
     ax_map.axhline(floor, color="#d62728", linestyle="--", label=f"prior floor {floor:.3f}")
-    ax_map.set_xlabel("epoch")
     ax_map.set_ylabel("MAP@20")
     ax_map.set_ylim(0, 1)
     ax_map.set_title("Held-out MAP@20")
     ax_map.legend(fontsize=8)
-    return _save(fig, path)
+    for ax in axes:
+        ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))

@@ -1,23 +1,28 @@
-"""Evaluate a scores table against truth labels and write a report.
+"""Evaluate a scores table (or a submission CSV) against truth labels and write a report.
 
 MAP@20 is computed the competition's way (see :mod:`fathombatch.metrics`) over *every image in the truth*: an
 image the table lacks, or has only as an error row, scores 0 and is listed, never silently dropped. The
 frequency-prior floor is printed beside it: ranking categories by the engine's training-set frequency (from its
-manifest), or by the truth's own frequency when the engine records none.
+manifest), or by the truth's own frequency when the engine records none; a model that does not clear it is flagged.
+What makes a figure wrong without looking wrong (ids that do not match, predictions passed as truth, truth the
+engine was trained on) is checked by :mod:`fathombatch.evalchecks` and :mod:`fathombatch.trainset`.
 """
 
 from __future__ import annotations
 
-import html
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import polars as pl
 
+from fathombatch import __version__
 from fathombatch.datasets import Labels, read_labels
 from fathombatch.errors import LabelFileError, UsageError
+from fathombatch.evalchecks import floor_warning, match_ids, refuse_predictions_as_truth
+from fathombatch.evalinput import Aligned, Predictions, align, open_predictions
 from fathombatch.fsutil import atomic_path, write_json_atomic, write_text_atomic
 from fathombatch.metrics import (
     K,
@@ -28,8 +33,9 @@ from fathombatch.metrics import (
     ranking_from_scores,
     sauc,
 )
-from fathombatch.table import read_metadata, taxonomy_from_metadata
-from fathombatch.taxonomy import Taxonomy, fathomnet2023
+from fathombatch.reportpages import render_html, render_markdown
+from fathombatch.taxonomy import Taxonomy
+from fathombatch.trainset import resolve_run, training_overlap
 
 
 @dataclass(frozen=True)
@@ -37,7 +43,7 @@ class EvalConfig:
     """What to evaluate.
 
     Attributes:
-        scores: a scores table written by ``fathombatch score``.
+        scores: a scores table written by ``fathombatch score``, or a submission CSV (``id,categories,osd``).
         truth: Kaggle CSV or COCO json with the true labels.
         osd_truth: optional ``id,osd`` CSV (1 = out of sample) for sAUC and the competition score.
         report: optional folder for metrics.json, per_class.parquet, report.md, report.html, plots (and missing.csv).
@@ -70,6 +76,14 @@ class EvalResult:
     report: Path | None = None
     warnings: list[str] = field(default_factory=list)
     run: Path | None = None
+    n_truth_in_training: int | None = None
+    evaluated: str = "table"
+    provenance: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def at_or_below_floor(self) -> bool:
+        """MAP@k does not clear the frequency-prior floor: nothing learnt from the pixels shows."""
+        return self.map_at_k <= self.prior_floor
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -77,6 +91,8 @@ class EvalResult:
             "prior_floor": self.prior_floor,
             "floor_source": self.floor_source,
             "margin_over_floor": self.map_at_k - self.prior_floor,
+            "at_or_below_floor": self.at_or_below_floor,
+            "n_truth_in_training": self.n_truth_in_training,
             "sauc": self.sauc,
             "competition_score": self.competition_score,
             "n_truth_images": self.n_truth,
@@ -86,6 +102,7 @@ class EvalResult:
             "n_osd_images": self.n_osd,
             "k": self.k,
             "warnings": self.warnings,
+            "provenance": self.provenance,
         }
 
 
@@ -106,129 +123,134 @@ def _read_osd_truth(path: Path) -> dict[str, int]:
     return values
 
 
-def _scores_matrix(
-    scores: Path, taxonomy: Taxonomy, truth_ids: list[str], k: int
-) -> tuple[np.ndarray, np.ndarray | None, np.ndarray, np.ndarray, int, list[str]]:
-    """Align the table's ok rows with the truth order.
-
-    Returns:
-        probs (N, C) float32 (zeros where missing); ranked (N, k) column indices from ``top_categories`` (-1 where
-        missing), or None when the table kept fewer than k; present (N,) bool; osd (N,) float32 (NaN where
-        missing); the number of scored images not in the truth; warnings.
-    """
-    lazy = pl.scan_parquet(scores)
-    names = lazy.collect_schema().names()
-    absent = [c for c in ("image_id", "status", "osd", "top_categories", *taxonomy.names) if c not in names]
-    if absent:
-        raise UsageError(f"{scores} is not a fathombatch scores table for this taxonomy (missing columns {absent[:5]})")
-    ok = lazy.filter(pl.col("status") == "ok").select("image_id", "osd", "top_categories", *taxonomy.names).collect()
-    warnings = []
-    dupes = ok.height - ok["image_id"].n_unique()
-    if dupes:
-        warnings.append(f"{dupes} duplicate image_id(s) in {scores}; the first row (by path) of each is used")
-        ok = ok.unique(subset="image_id", keep="first", maintain_order=True)
-    truth_frame = pl.DataFrame({"image_id": truth_ids, "_row": np.arange(len(truth_ids))})
-    joined = truth_frame.join(ok, on="image_id", how="inner")
-    rows = joined["_row"].to_numpy()
-    probs = np.zeros((len(truth_ids), len(taxonomy)), dtype=np.float32)
-    probs[rows] = joined.select(taxonomy.names).to_numpy().astype(np.float32)
-    present = np.zeros(len(truth_ids), dtype=bool)
-    present[rows] = True
-    osd = np.full(len(truth_ids), np.nan, dtype=np.float32)
-    osd[rows] = joined["osd"].to_numpy()
-    ranked: np.ndarray | None = None
-    lengths = joined["top_categories"].list.len()
-    if joined.height == 0 or int(lengths.min()) >= min(k, len(taxonomy)):
-        # The table's own ranking (made from logits, so saturated probabilities cannot tie) is what a submission holds.
-        ranked = np.full((len(truth_ids), k), -1, dtype=np.int64)
-        column = taxonomy.column_of
-        for r, top in zip(rows, joined["top_categories"].to_list(), strict=True):
-            cols = [column.get(c, -1) for c in top[:k]]
-            ranked[r, : len(cols)] = cols
-    else:
-        warnings.append(f"the table keeps fewer than {k} top categories; MAP@{k} ranks the probability columns instead")
-    extra = ok.height - joined.height
-    return probs, ranked, present, osd, extra, warnings
-
-
 def evaluate(cfg: EvalConfig) -> EvalResult:
-    """Compute MAP@k, the prior floor, per-class AP and (with osd truth) sAUC and the competition score."""
-    if not cfg.scores.is_file():
-        raise UsageError(f"scores table {cfg.scores} does not exist")
-    meta = read_metadata(cfg.scores)
-    taxonomy = taxonomy_from_metadata(meta) or fathomnet2023()
+    """Compute MAP@k, the prior floor, per-class AP and (with osd truth) sAUC and the competition score.
+
+    Raises:
+        UsageError: a missing file, no truth id among the evaluated ids, or truth that is a ranking (a submission).
+    """
+    preds = open_predictions(cfg.scores)
+    taxonomy = preds.taxonomy
     truth: Labels = read_labels(cfg.truth, taxonomy)
     if len(truth) == 0:
         raise UsageError(f"{cfg.truth} contains no images")
+    evaluated_ids = preds.rows.select("image_id").collect()["image_id"]
+    match = match_ids(truth.image_ids, evaluated_ids.to_list(), cfg.truth, cfg.scores)
+    got = align(preds, match.keys, cfg.k, cfg.scores)
+    categories = truth.frame["categories"]
+    refuse_predictions_as_truth(categories, categories.filter(pl.Series(got.present)), got.predicted, got.top_k,
+                                cfg.k, cfg.truth)
+    warnings = [*match.warnings, *got.warnings]
     y = truth.multi_hot()
-    ids = truth.image_ids
-    probs, ranked, present, osd, extra, warnings = _scores_matrix(cfg.scores, taxonomy, ids, cfg.k)
-    if ranked is None:
-        ranked = ranking_from_scores(probs, cfg.k)
-    ranked[~present] = -1  # no prediction at all: AP 0
-    ap = average_precision_at_k(y, ranked, cfg.k)
-    map_k = float(ap.mean())
-
-    counts = (meta.get("engine_manifest") or {}).get("class_counts")
+    ranked = got.ranked if got.ranked is not None else ranking_from_scores(got.probs, cfg.k)
+    ranked[~got.present] = -1  # no prediction at all: AP 0
+    map_k = float(average_precision_at_k(y, ranked, cfg.k).mean())
+    manifest = preds.meta.get("engine_manifest") or {}
+    counts = manifest.get("class_counts")
     if counts is not None and len(counts) == len(taxonomy):
         train_counts, floor_source = np.asarray(counts), "engine training-set frequencies"
     else:
         train_counts, floor_source = y.sum(axis=0), "frequencies of the truth labels themselves"
     floor = prior_floor(y, train_counts, cfg.k)
-
-    sauc_value = comp = None
-    n_osd = None
-    if cfg.osd_truth is not None:
-        osd_truth = _read_osd_truth(cfg.osd_truth)
-        have = [i for i, image_id in enumerate(ids) if present[i] and image_id in osd_truth]
-        n_osd = len(have)
-        if n_osd < len(ids):
-            warnings.append(f"sAUC uses {n_osd} of {len(ids)} truth images (the others lack a score or an osd label)")
-        labels_osd = np.array([osd_truth[ids[i]] for i in have])
-        try:
-            sauc_value = sauc(labels_osd, osd[have])
-            comp = competition_score(sauc_value, map_k)
-        except ValueError as exc:
-            warnings.append(f"sAUC not computed: {exc}")
-
-    support = y.sum(axis=0)
-    class_ap = per_class_ap(y, probs)
-    per_class = pl.DataFrame(
-        {
-            "category_id": list(taxonomy.ids),
-            "name": list(taxonomy.names),
-            "supercategory": list(taxonomy.supercategories),
-            "support": support.astype(np.int64),
-            "ap": pl.Series(class_ap, dtype=pl.Float64).fill_nan(None),
-        }
-    )
-    missing = [ids[i] for i in np.flatnonzero(~present)]
-    run = cfg.run
-    if run is None and (meta.get("engine_manifest") or {}).get("provenance", {}).get("run"):
-        run = Path(meta["engine_manifest"]["provenance"]["run"])
-    if run is not None and not (run / "metrics.parquet").is_file():
-        warnings.append(f"no training curves: {run / 'metrics.parquet'} not found")
-        run = None
+    below = floor_warning(map_k, floor, cfg.k)
+    warnings += [below] if below else []
+    overlap = _training_overlap(match.keys, cfg, manifest, warnings)
+    ids = truth.image_ids
+    sauc_value, comp, n_osd = _osd_metrics(cfg, ids, match.keys, got, map_k, warnings)
     result = EvalResult(
-        map_at_k=map_k,
-        prior_floor=floor,
-        floor_source=floor_source,
-        k=cfg.k,
-        n_truth=len(ids),
-        n_scored=int(present.sum()),
-        missing=missing,
-        n_extra=extra,
-        sauc=sauc_value,
-        competition_score=comp,
-        n_osd=n_osd,
-        per_class=per_class,
-        report=cfg.report,
-        warnings=warnings,
-        run=run,
+        map_at_k=map_k, prior_floor=floor, floor_source=floor_source, k=cfg.k, n_truth=len(ids),
+        n_scored=int(got.present.sum()), missing=[ids[i] for i in np.flatnonzero(~got.present)], n_extra=got.n_extra,
+        sauc=sauc_value, competition_score=comp, n_osd=n_osd, per_class=_per_class(taxonomy, y, got.probs),
+        report=cfg.report, warnings=warnings, run=_training_run(cfg, preds.meta, warnings),
+        n_truth_in_training=overlap, evaluated=preds.kind, provenance=_provenance(preds),
     )
     if cfg.report is not None:
         write_report(result, cfg, cfg.report)
     return result
+
+
+def _training_overlap(keys: list[str], cfg: EvalConfig, manifest: dict[str, Any], warnings: list[str]) -> int | None:
+    """Truth images the engine was trained on (None: unknown), with a warning either way but zero."""
+    if not manifest:
+        return None  # a submission, or a table without an engine manifest: nothing to check against
+    provenance = manifest.get("provenance") or {}
+    overlap = training_overlap(keys, cfg.truth, provenance if isinstance(provenance, dict) else {})
+    if overlap is None:
+        warnings.append("cannot tell whether the truth holds images the engine was trained on: its manifest does not "
+                        "record its training images (export the run again to record them)")
+    elif overlap:
+        warnings.append(f"{overlap} of {len(keys)} truth images were used to train the engine "
+                        f"{manifest.get('name', '')!r}: MAP@{cfg.k} over them is not a held-out figure")
+    return overlap
+
+
+def _osd_metrics(
+    cfg: EvalConfig, ids: list[str], keys: list[str], got: Aligned, map_k: float, warnings: list[str]
+) -> tuple[float | None, float | None, int | None]:
+    """(sAUC, competition score, images used) with osd truth; Nones without. An osd id is the truth's id or the
+    id it was matched to (without its image extension)."""
+    if cfg.osd_truth is None:
+        return None, None, None
+    osd_truth = _read_osd_truth(cfg.osd_truth)
+    labels = {i: osd_truth.get(ids[i], osd_truth.get(keys[i])) for i in range(len(ids))}
+    have = [i for i in range(len(ids)) if got.present[i] and labels[i] is not None and not np.isnan(got.osd[i])]
+    if len(have) < len(ids):
+        warnings.append(f"sAUC uses {len(have)} of {len(ids)} truth images (the others lack a score or an osd label)")
+    try:
+        value = sauc(np.array([labels[i] for i in have]), got.osd[have])
+    except ValueError as exc:
+        warnings.append(f"sAUC not computed: {exc}")
+        return None, None, len(have)
+    return value, competition_score(value, map_k), len(have)
+
+
+def _per_class(taxonomy: Taxonomy, y: np.ndarray, probs: np.ndarray) -> pl.DataFrame:
+    return pl.DataFrame(
+        {
+            "category_id": list(taxonomy.ids),
+            "name": list(taxonomy.names),
+            "supercategory": list(taxonomy.supercategories),
+            "support": y.sum(axis=0).astype(np.int64),
+            "ap": pl.Series(per_class_ap(y, probs), dtype=pl.Float64).fill_nan(None),
+        }
+    )
+
+
+def _training_run(cfg: EvalConfig, meta: dict[str, Any], warnings: list[str]) -> Path | None:
+    """The run folder for the training curves: ``cfg.run``, else the one the engine manifest names."""
+    run = cfg.run
+    recorded = ((meta.get("engine_manifest") or {}).get("provenance") or {}).get("run")
+    note = ""
+    if run is None and isinstance(recorded, str) and recorded:
+        # A relative run path is relative to the manifest's folder (the engine's, as the table recorded it), never
+        # to wherever evaluate happens to run.
+        engine = (meta.get("run") or {}).get("engine")
+        run = resolve_run(recorded, Path(engine).parent if isinstance(engine, str) else Path())
+        if not Path(recorded).is_absolute():
+            note = f" (the engine manifest names the run folder {recorded!r}, relative to the manifest's folder)"
+    if run is not None and not (run / "metrics.parquet").is_file():
+        warnings.append(f"no training curves: {run / 'metrics.parquet'} not found{note}")
+        return None
+    return run
+
+
+def _provenance(preds: Predictions) -> dict[str, Any]:
+    """What was evaluated, by what and when: engine name and fingerprint, fathombatch versions, dates (UTC)."""
+    manifest = preds.meta.get("engine_manifest") or {}
+    run = preds.meta.get("run") or {}
+    return {
+        "evaluated": preds.kind,
+        "engine": manifest.get("name"),
+        "engine_arch": manifest.get("arch"),
+        "engine_runtime": manifest.get("runtime"),
+        "engine_precision": manifest.get("precision"),
+        "engine_file": run.get("engine"),
+        "engine_fingerprint": run.get("engine_fingerprint"),
+        "scored_with": preds.meta.get("version"),
+        "scored_at": preds.meta.get("created"),
+        "evaluated_with": __version__,
+        "evaluated_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
 
 
 def write_report(result: EvalResult, cfg: EvalConfig, out: Path) -> None:
@@ -254,93 +276,3 @@ def write_report(result: EvalResult, cfg: EvalConfig, out: Path) -> None:
     write_text_atomic(out / "report.md", render_markdown(result, cfg))
 
 
-def render_html(result: EvalResult, cfg: EvalConfig, figures: list[str]) -> str:
-    """One self-contained page (images by relative path) tying the plots and headline figures together."""
-    rows = [
-        (f"MAP@{result.k}", _fmt(result.map_at_k)),
-        ("frequency-prior floor", _fmt(result.prior_floor)),
-        ("margin over the floor", f"{result.map_at_k - result.prior_floor:+.4f}"),
-        ("sAUC", _fmt(result.sauc)),
-        ("competition score", _fmt(result.competition_score)),
-        ("images in truth / scored / missing", f"{result.n_truth} / {result.n_scored} / {len(result.missing)}"),
-    ]
-    table = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>" for k, v in rows)
-    warn = "".join(f"<li>{html.escape(w)}</li>" for w in result.warnings)
-    captions = {
-        "headline.png": "Headline metrics; the dashed line is the floor a pixel-blind frequency ranking reaches.",
-        "training_curves.png": f"Training run {result.run}: loss and held-out MAP@20 per epoch.",
-        "per_class_ap.png": "Per-class average precision against the number of truth images.",
-        "supercategories.png": "Mean AP of the classes of each supercategory.",
-    }
-    figs = "".join(
-        f'<figure><img src="{f}" alt="{f}"><figcaption>{html.escape(captions.get(f, f))}</figcaption></figure>'
-        for f in figures
-    )
-    return f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>fathombatch evaluation</title>
-<style>body{{font-family:sans-serif;max-width:60em;margin:2em auto;padding:0 1em}}
-table{{border-collapse:collapse}}th,td{{border:1px solid #ccc;padding:.3em .8em;text-align:left}}
-figure{{margin:2em 0}}img{{max-width:100%}}</style></head><body>
-<h1>fathombatch evaluation</h1>
-<p>Scores <code>{html.escape(str(cfg.scores))}</code> against <code>{html.escape(str(cfg.truth))}</code>.
-The floor ranks categories by {html.escape(result.floor_source)}; it is 0.497 on FathomNet 2023's own training labels.</p>
-<table>{table}</table>
-{f"<ul>{warn}</ul>" if warn else ""}
-{figs}
-<p>All per-class figures: <code>per_class.parquet</code>; all numbers: <code>metrics.json</code>; text: <code>report.md</code>.</p>
-</body></html>
-"""
-
-
-def _fmt(x: float | None) -> str:
-    return "n/a" if x is None else f"{x:.4f}"
-
-
-def render_markdown(result: EvalResult, cfg: EvalConfig) -> str:
-    """A readable report: headline metrics next to the floor, coverage, supercategories, best/worst classes."""
-    k = result.k
-    lines = [
-        "# fathombatch evaluation",
-        "",
-        f"- scores: `{cfg.scores}`",
-        f"- truth: `{cfg.truth}`" + (f"; out-of-sample truth: `{cfg.osd_truth}`" if cfg.osd_truth else ""),
-        "",
-        "| metric | value |",
-        "| --- | --- |",
-        f"| MAP@{k} | {_fmt(result.map_at_k)} |",
-        f"| frequency-prior floor (MAP@{k}) | {_fmt(result.prior_floor)} |",
-        f"| margin over the floor | {result.map_at_k - result.prior_floor:+.4f} |",
-        f"| sAUC (2·AUC − 1) | {_fmt(result.sauc)} |",
-        f"| competition score ((sAUC + MAP@20) / 2) | {_fmt(result.competition_score)} |",
-        "",
-        f"The floor ranks every image's categories by {result.floor_source}; a model has to clear it to have "
-        "learnt anything from the pixels (it is 0.497 on FathomNet 2023's own training labels).",
-        "",
-        "## Coverage",
-        "",
-        f"- images in the truth: {result.n_truth}",
-        f"- scored (status ok): {result.n_scored}",
-        f"- missing or errored, counted as AP 0: {len(result.missing)}"
-        + (" (listed in `missing.csv`)" if result.missing else ""),
-        f"- scored but not in the truth (ignored): {result.n_extra}",
-    ]
-    lines += [f"- warning: {w}" for w in result.warnings]
-    pc = result.per_class.filter(pl.col("support") > 0)
-    sup = (
-        pc.group_by("supercategory")
-        .agg(classes=pl.len(), support=pl.col("support").sum(), mean_ap=pl.col("ap").mean())
-        .sort("support", descending=True)
-    )
-    lines += ["", "## Per supercategory (classes present in the truth)", "", "| supercategory | classes | images | mean AP |", "| --- | --- | --- | --- |"]
-    lines += [f"| {r['supercategory']} | {r['classes']} | {r['support']} | {_fmt(r['mean_ap'])} |" for r in sup.iter_rows(named=True)]
-    for title, frame in (
-        ("Most frequent classes", pc.sort("support", descending=True).head(10)),
-        ("Weakest classes with at least 5 images", pc.filter(pl.col("support") >= 5).sort("ap").head(10)),
-    ):
-        lines += ["", f"## {title}", "", "| id | name | supercategory | images | AP |", "| --- | --- | --- | --- | --- |"]
-        lines += [
-            f"| {r['category_id']} | {r['name']} | {r['supercategory']} | {r['support']} | {_fmt(r['ap'])} |"
-            for r in frame.iter_rows(named=True)
-        ]
-    lines += ["", "Per-class AP for every class is in `per_class.parquet`; all figures in `metrics.json`.", ""]
-    return "\n".join(lines)

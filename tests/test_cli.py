@@ -121,3 +121,22 @@ def test_models_lists_the_registry() -> None:
     assert code == 0
     for name in ("resnet18", "densenet121", "efficientnet_lite0", "logreg", "mlp"):
         assert name in out
+
+
+def test_evaluate_refuses_the_runs_own_submission_and_warns_on_stderr(dive: Path, engines: dict, tmp_path: Path) -> None:
+    table, sub = tmp_path / "s.parquet", tmp_path / "submission.csv"
+    code, _, stderr = invoke("score", dive / "images", "--engine", engines["onnx"], "--out", table,
+                             "--submission", sub, "--quiet")
+    assert code == 0, stderr
+    code, _, err = invoke("evaluate", table, "--truth", sub)
+    one_line_error(code, err, 2, "is not truth: its category lists are the evaluated predictions' own top_categories")
+
+    code, stdout, stderr = invoke("evaluate", table, "--truth", dive / "train.csv")
+    assert code == 0, stderr
+    assert "MAP@20:" in stdout and "warning" not in stdout
+    assert any(line.startswith("warning: ") and "truth images were used to train the engine 'tiny'" in line
+               for line in stderr.splitlines()), stderr
+
+    code, stdout, stderr = invoke("evaluate", sub, "--truth", dive / "train.csv")
+    assert code == 0, stderr
+    assert "MAP@20:" in stdout and "Images: 24 in truth, 24 scored" in stdout

@@ -100,3 +100,267 @@ def test_error_rows_count_as_zero(scored: Path, dive: Path, tmp_path: Path) -> N
     table.write_parquet(tmp_path / "e.parquet", metadata=pl.read_parquet_metadata(perfect))
     result = evaluate(EvalConfig(scores=tmp_path / "e.parquet", truth=dive / "train.csv"))
     assert result.map_at_k == pytest.approx(23 / 24) and result.missing == [broken]
+
+
+# --- issue 16: no silent wrong answer ------------------------------------------------------------------------------
+
+
+def with_metadata(scored: Path, dest: Path, change) -> Path:  # type: ignore[no-untyped-def]
+    """A copy of the scores table whose ``fathombatch`` metadata went through ``change(meta)``."""
+    meta = read_metadata(scored)
+    change(meta)
+    pl.read_parquet(scored).write_parquet(dest, metadata={"fathombatch": json.dumps(meta)})
+    return dest
+
+
+def rewrite_ids(labels: Path, dest: Path, rename) -> Path:  # type: ignore[no-untyped-def]
+    """The Kaggle CSV ``labels`` with every id passed through ``rename(index, id)``."""
+    frame = pl.read_csv(labels, schema_overrides={"id": pl.String})
+    frame = frame.with_columns(pl.Series("id", [rename(i, v) for i, v in enumerate(frame["id"].to_list())]))
+    frame.write_csv(dest)
+    return dest
+
+
+def write_submission(table: pl.DataFrame, dest: Path) -> Path:
+    """The competition's submission CSV of a table's ok rows: ``id,categories,osd``, categories best first."""
+    ok = table.filter(pl.col("status") == "ok")
+    ok.select(
+        pl.col("image_id").alias("id"),
+        pl.col("top_categories").cast(pl.List(pl.String)).list.join(" ").alias("categories"),
+        pl.col("osd").round(6),
+    ).write_csv(dest)
+    return dest
+
+
+def test_own_submission_as_truth_is_refused(scored: Path, tmp_path: Path) -> None:
+    sub = tmp_path / "submission.csv"
+    write_submission(pl.read_parquet(scored), sub)
+    with pytest.raises(UsageError, match="is not truth: its category lists are the evaluated predictions' own"):
+        evaluate(EvalConfig(scores=scored, truth=sub))
+
+
+def test_truth_whose_label_sets_all_have_top_k_labels_is_refused(scored: Path, tmp_path: Path) -> None:
+    # Another run's submission: 20 categories per image, but not this table's own lists.
+    table = pl.read_parquet(scored)
+    ids = fathomnet2023().ids
+    others = [[c for c in ids if c not in own][:20] for own in table["top_categories"].to_list()]
+    other = table.with_columns(pl.Series("top_categories", others, dtype=pl.List(pl.Int32)))
+    sub = tmp_path / "other.csv"
+    write_submission(other, sub)
+    with pytest.raises(UsageError, match="every image in it has exactly 20 categories"):
+        evaluate(EvalConfig(scores=scored, truth=sub))
+
+
+def test_ids_with_an_image_extension_are_matched_and_said(scored: Path, dive: Path, tmp_path: Path) -> None:
+    perfect = perfect_copy(scored, dive, tmp_path / "p.parquet")
+    truth = rewrite_ids(dive / "train.csv", tmp_path / "ext.csv", lambda i, v: f"{v}.PNG" if i % 2 else f"{v}.jpg")
+    result = evaluate(EvalConfig(scores=perfect, truth=truth))
+    assert result.map_at_k == pytest.approx(1.0) and not result.missing
+    assert any("24 truth id(s) carry an image extension" in w for w in result.warnings)
+
+
+def test_mostly_unmatched_ids_say_what_both_sides_look_like(scored: Path, dive: Path, tmp_path: Path) -> None:
+    truth = rewrite_ids(dive / "train.csv", tmp_path / "t.csv", lambda i, v: f"dive7/{v}" if i >= 4 else v)
+    result = evaluate(EvalConfig(scores=scored, truth=truth))
+    warning = next(w for w in result.warnings if "only 4 of 24 truth ids" in w)
+    assert "truth ids look like 'dive7/" in warning and "evaluated ids like '" in warning
+    nothing = rewrite_ids(dive / "train.csv", tmp_path / "n.csv", lambda i, v: f"dive7/{v}")
+    with pytest.raises(UsageError, match="none of the 24 ids in .* is in .*truth ids look like 'dive7/"):
+        evaluate(EvalConfig(scores=scored, truth=nothing))
+
+
+def split_ids(run_dir: Path, dive: Path) -> tuple[list[str], list[str]]:
+    """(training ids, held-out ids) of the fixture run."""
+    heldout = json.loads((run_dir / "split.json").read_text())["val_image_ids"]
+    train = [i for i in read_labels(dive / "train.csv").image_ids if i not in set(heldout)]
+    return sorted(train), sorted(heldout)
+
+
+def test_export_records_the_training_images(engines: dict, run_dir: Path, dive: Path) -> None:
+    from fathombatch.backends import read_manifest
+
+    provenance = read_manifest(engines["onnx"]).provenance
+    train, heldout = split_ids(run_dir, dive)
+    record = provenance["training_images"]
+    assert record["train_image_ids"] == train and record["heldout_image_ids"] == heldout
+    assert record["labels_sha256"] == json.loads((run_dir / "config.json").read_text())["labels_sha256"]
+    assert Path(provenance["run"]).is_absolute() and Path(provenance["run"]).samefile(run_dir)
+
+
+def test_truth_the_engine_was_trained_on_is_counted(scored: Path, dive: Path, run_dir: Path, tmp_path: Path) -> None:
+    train, heldout = split_ids(run_dir, dive)
+    result = evaluate(EvalConfig(scores=scored, truth=dive / "train.csv", report=tmp_path / "r"))
+    assert result.n_truth_in_training == len(train) > 0
+    assert any(f"{len(train)} of 24 truth images were used to train the engine 'tiny'" in w for w in result.warnings)
+    assert json.loads((tmp_path / "r" / "metrics.json").read_text())["n_truth_in_training"] == len(train)
+    labels = pl.read_csv(dive / "train.csv", schema_overrides={"id": pl.String})
+    labels.filter(pl.col("id").is_in(heldout)).write_csv(tmp_path / "heldout.csv")
+    held = evaluate(EvalConfig(scores=scored, truth=tmp_path / "heldout.csv"))
+    assert held.n_truth_in_training == 0 and not any("train the engine" in w for w in held.warnings)
+
+
+def test_training_overlap_from_the_label_file_hash(scored: Path, dive: Path, run_dir: Path, tmp_path: Path) -> None:
+    # An engine exported where the training labels were gone records only their hash and the held-out ids.
+    def forget_train_ids(meta: dict) -> None:
+        meta["engine_manifest"]["provenance"]["training_images"]["train_image_ids"] = None
+
+    table = with_metadata(scored, tmp_path / "s.parquet", forget_train_ids)
+    train, _ = split_ids(run_dir, dive)
+    assert evaluate(EvalConfig(scores=table, truth=dive / "train.csv")).n_truth_in_training == len(train)
+    (tmp_path / "other.csv").write_text((dive / "train.csv").read_text() + "\n")  # same labels, other bytes
+    result = evaluate(EvalConfig(scores=table, truth=tmp_path / "other.csv"))
+    assert result.n_truth_in_training is None
+    assert any("cannot tell whether the truth holds images the engine was trained on" in w for w in result.warnings)
+
+
+def prior_copy(scored: Path, dest: Path) -> Path:
+    """The scores table with every image given the engine's frequency-prior ranking."""
+    from fathombatch.metrics import prior_ranking
+
+    table = pl.read_parquet(scored)
+    counts = np.array(read_metadata(scored)["engine_manifest"]["class_counts"])
+    ids = np.asarray(fathomnet2023().ids)[prior_ranking(counts)].tolist()
+    table = table.with_columns(pl.Series("top_categories", [ids] * table.height, dtype=pl.List(pl.Int32)))
+    table.write_parquet(dest, metadata=pl.read_parquet_metadata(scored))
+    return dest
+
+
+def test_a_model_at_the_prior_floor_is_flagged(scored: Path, dive: Path, tmp_path: Path) -> None:
+    report = tmp_path / "r"
+    result = evaluate(EvalConfig(scores=prior_copy(scored, tmp_path / "prior.parquet"), truth=dive / "train.csv",
+                                 report=report))
+    assert result.map_at_k == pytest.approx(result.prior_floor) and result.at_or_below_floor
+    assert any("is at or below the frequency-prior floor" in w for w in result.warnings)
+    assert json.loads((report / "metrics.json").read_text())["at_or_below_floor"] is True
+    assert "**At or below the floor:**" in (report / "report.md").read_text()
+    assert 'class="flag"' in (report / "report.html").read_text()
+    good = evaluate(EvalConfig(scores=perfect_copy(scored, dive, tmp_path / "p.parquet"), truth=dive / "train.csv"))
+    assert not good.at_or_below_floor and not any("frequency-prior floor" in w for w in good.warnings)
+
+
+def test_report_names_engine_fingerprint_version_and_date(scored: Path, dive: Path, tmp_path: Path) -> None:
+    from datetime import datetime
+
+    from fathombatch import __version__
+
+    meta = read_metadata(scored)
+    result = evaluate(EvalConfig(scores=scored, truth=dive / "train.csv", report=tmp_path / "r"))
+    evaluated_at = datetime.fromisoformat(result.provenance["evaluated_at"])
+    for page in ("report.md", "report.html"):
+        text = (tmp_path / "r" / page).read_text()
+        assert meta["engine_manifest"]["name"] in text and meta["run"]["engine_fingerprint"] in text, page
+        assert f"fathombatch {__version__}" in text and evaluated_at.date().isoformat() in text, page
+        assert f"fathombatch {meta['version']}, {meta['created']}" in text, page
+
+
+def test_supercategory_table_says_how_it_averages(scored: Path, dive: Path, tmp_path: Path) -> None:
+    result = evaluate(EvalConfig(scores=scored, truth=dive / "train.csv", report=tmp_path / "r"))
+    text = (tmp_path / "r" / "report.md").read_text()
+    assert "unweighted mean of the AP of the supercategory's classes" in text
+    assert "| supercategory | classes | images (summed over its classes) | mean AP | image-weighted AP |" in text
+    pc = result.per_class.filter(pl.col("support") > 0)
+    name = pc.group_by("supercategory").len().sort("len", descending=True)["supercategory"][0]
+    part = pc.filter(pl.col("supercategory") == name)
+    mean = part["ap"].mean()
+    weighted = float((part["ap"] * part["support"]).sum() / part["support"].sum())
+    row = next(line for line in text.splitlines() if line.startswith(f"| {name} |"))
+    assert row.endswith(f"| {mean:.4f} | {weighted:.4f} |")
+
+
+def test_headline_floor_line_spans_only_the_map_bars() -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.collections import LineCollection
+
+    from fathombatch.plots import draw_headline
+
+    fig, ax = plt.subplots()
+    draw_headline(ax, 0.62, 0.5, 20, sauc=0.3, competition=0.46)
+    fig.canvas.draw()
+    spans = []
+    for line in ax.lines:
+        if np.allclose(line.get_ydata(), 0.5):
+            spans.append(line.get_transform().transform(line.get_xydata())[:, 0])
+    for coll in ax.collections:
+        if isinstance(coll, LineCollection):
+            spans += [coll.get_transform().transform(s)[:, 0] for s in coll.get_segments() if np.allclose(s[:, 1], 0.5)]
+    bars = [p.get_window_extent() for p in ax.patches]
+    assert spans and any(s.min() <= bars[0].x0 and s.max() >= bars[0].x1 for s in spans)  # over MAP@20
+    for bar in bars[2:]:  # sAUC and the competition score
+        assert all(s.max() <= bar.x0 or s.min() >= bar.x1 for s in spans)
+    plt.close(fig)
+
+
+def test_training_curves_tick_whole_epochs() -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from fathombatch.plots import draw_training_curves
+
+    history = pl.DataFrame({"epoch": [1, 2, 3], "train_loss": [0.7, 0.5, 0.4], "val_loss": [0.6, 0.55, 0.5],
+                            "val_map20": [0.3, 0.4, 0.45], "val_prior_floor": [0.35] * 3})
+    fig, axes = plt.subplots(1, 2)
+    draw_training_curves(axes, history)
+    fig.canvas.draw()
+    for ax in axes:
+        low, high = ax.get_xlim()
+        ticks = [t for t in ax.get_xticks() if low <= t <= high]
+        assert ticks and all(float(t).is_integer() for t in ticks), ticks
+    plt.close(fig)
+
+
+def test_relative_run_path_resolves_against_the_manifest_folder(
+    scored: Path, dive: Path, run_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import os
+
+    def relative_run(meta: dict) -> None:
+        engine_dir = Path(meta["run"]["engine"]).resolve().parent
+        meta["run"]["engine"] = str(Path(meta["run"]["engine"]).resolve())
+        meta["engine_manifest"]["provenance"]["run"] = os.path.relpath(run_dir, engine_dir)
+
+    table = with_metadata(scored, tmp_path / "s.parquet", relative_run)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    result = evaluate(EvalConfig(scores=table, truth=dive / "train.csv", report=tmp_path / "r"))
+    assert result.run is not None and result.run.samefile(run_dir)
+    assert (tmp_path / "r" / "training_curves.png").is_file()
+
+
+def test_a_submission_csv_can_be_evaluated(scored: Path, dive: Path, tmp_path: Path) -> None:
+    sub = tmp_path / "submission.csv"
+    table = pl.read_parquet(scored)
+    write_submission(table, sub)
+    from_table = evaluate(EvalConfig(scores=scored, truth=dive / "annotations.json", osd_truth=dive / "osd.csv"))
+    result = evaluate(EvalConfig(scores=sub, truth=dive / "annotations.json", osd_truth=dive / "osd.csv",
+                                 report=tmp_path / "r"))
+    assert result.evaluated == "submission" and result.n_scored == 24
+    assert result.map_at_k == pytest.approx(from_table.map_at_k)
+    assert result.sauc == pytest.approx(from_table.sauc, abs=1e-4)
+    assert result.per_class.filter(pl.col("support") > 0)["ap"].null_count() == 0
+    assert "a submission CSV names no engine" in (tmp_path / "r" / "report.md").read_text()
+
+
+def test_a_submission_row_without_categories_scores_zero(scored: Path, dive: Path, tmp_path: Path) -> None:
+    perfect = pl.read_parquet(perfect_copy(scored, dive, tmp_path / "p.parquet"))
+    sub = tmp_path / "submission.csv"
+    write_submission(perfect, sub)
+    lines = sub.read_text().splitlines()
+    first = lines[1].split(",")
+    lines[1] = f"{first[0]},,1.0"  # what a scoring run may write for a file it could not decode
+    sub.write_text("\n".join(lines) + "\n")
+    assert evaluate(EvalConfig(scores=sub, truth=dive / "train.csv")).map_at_k == pytest.approx(23 / 24)
+
+
+def test_malformed_submission_names_the_line(dive: Path, tmp_path: Path) -> None:
+    for body, message in (("a,1 2 999,0.5\n", "line 2: category id '999' is not in taxonomy"),
+                          ("a,1 2,0.5\na,3,0.1\n", "line 3: id 'a' already appeared on line 2"),
+                          ("a,1 2,high\n", "line 2: osd 'high' is not a number")):
+        (tmp_path / "s.csv").write_text("id,categories,osd\n" + body)
+        with pytest.raises(LabelFileError, match=message):
+            evaluate(EvalConfig(scores=tmp_path / "s.csv", truth=dive / "train.csv"))

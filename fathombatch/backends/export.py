@@ -44,6 +44,7 @@ from fathombatch.preprocess import InputSpec
 from fathombatch.progress import Progress
 from fathombatch.safeload import load_torch_file
 from fathombatch.taxonomy import Taxonomy
+from fathombatch.trainset import run_reference, training_images
 
 #: Largest tolerated |logit difference| between the exported ONNX engine and the PyTorch model.
 ONNX_TOLERANCE = 1e-4
@@ -398,7 +399,8 @@ def export_run(cfg: ExportConfig, *, progress: Progress | None = None) -> Export
             **threshold_metrics,
         },
         provenance={
-            "run": str(cfg.run),
+            "run": run_reference(cfg.run),
+            "training_images": training_images(cfg.run),
             "checkpoint": cfg.checkpoint,
             "epoch": int(blob["epoch"]),
             "train_config": blob["config"],

@@ -1,0 +1,220 @@
+"""The thing ``evaluate`` scores: a scores table (Parquet) or a competition submission CSV.
+
+Both become one lazy frame with the scores-table columns ``image_id``, ``status``, ``osd`` and ``top_categories``
+(category ids, best first); a scores table adds one probability column per class. A submission CSV
+(``id,categories,osd``, categories space-separated and best first, as ``score``'s submission option writes it, or
+as any other tool writes the Kaggle format) has no probabilities and no metadata: every row counts as a prediction
+(also rows a scoring run wrote for files it could not decode), and the file's name decides the format
+(``.csv``: submission, anything else: Parquet scores table).
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import polars as pl
+
+from fathombatch.datasets import MAX_LABEL_FILE_BYTES
+from fathombatch.errors import LabelFileError, UsageError
+from fathombatch.table import read_metadata, taxonomy_from_metadata
+from fathombatch.taxonomy import Taxonomy, fathomnet2023
+
+SUBMISSION_SUFFIX = ".csv"
+_SPLIT_RE = re.compile(r"[,\s]+")
+
+
+@dataclass(frozen=True)
+class Predictions:
+    """What is being evaluated.
+
+    Attributes:
+        rows: lazy frame with ``image_id`` (str), ``status`` ('ok' | 'error'), ``osd`` (f32 | null),
+            ``top_categories`` (list[i32], best first) and, when ``has_probabilities``, one f32 column per class.
+        taxonomy: the class list the category ids and probability columns belong to.
+        kind: ``table`` or ``submission``.
+        meta: the scores table's ``fathombatch`` metadata (empty for a submission).
+    """
+
+    rows: pl.LazyFrame
+    taxonomy: Taxonomy
+    kind: Literal["table", "submission"]
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def has_probabilities(self) -> bool:
+        return self.kind == "table"
+
+
+def open_predictions(path: Path) -> Predictions:
+    """Open a scores table or a submission CSV (chosen by the ``.csv`` suffix).
+
+    Raises:
+        UsageError: the file does not exist, or is not a scores table.
+        LabelFileError: a submission CSV is malformed (the message names the line).
+    """
+    if not path.is_file():
+        raise UsageError(f"scores table {path} does not exist")
+    if path.suffix.lower() == SUBMISSION_SUFFIX:
+        taxonomy = fathomnet2023()
+        return Predictions(rows=read_submission(path, taxonomy).lazy(), taxonomy=taxonomy, kind="submission")
+    meta = read_metadata(path)
+    taxonomy = taxonomy_from_metadata(meta) or fathomnet2023()
+    lazy = pl.scan_parquet(path)
+    names = lazy.collect_schema().names()
+    absent = [c for c in ("image_id", "status", "osd", "top_categories", *taxonomy.names) if c not in names]
+    if absent:
+        raise UsageError(f"{path} is not a fathombatch scores table for this taxonomy (missing columns {absent[:5]})")
+    return Predictions(rows=lazy, taxonomy=taxonomy, kind="table", meta=meta)
+
+
+def read_submission(path: Path, taxonomy: Taxonomy) -> pl.DataFrame:
+    """Read ``id,categories[,osd]`` keeping each row's category order (the ranking is what MAP@k scores).
+
+    Returns:
+        columns ``image_id`` (str), ``status`` ('ok'), ``osd`` (f32, null where the column or value is absent) and
+        ``top_categories`` (list[i32]).
+
+    Raises:
+        LabelFileError: naming the line of a missing id, a repeated id, an unknown category id or a bad osd value.
+    """
+    if path.stat().st_size > MAX_LABEL_FILE_BYTES:
+        raise LabelFileError(f"{path}: larger than the {MAX_LABEL_FILE_BYTES} byte limit for CSV files")
+    ids: list[str] = []
+    tops: list[list[int]] = []
+    osds: list[float | None] = []
+    seen: dict[str, int] = {}
+    try:
+        with path.open(newline="", encoding="utf-8-sig") as fh:
+            reader = csv.reader(fh)
+            header = [h.strip() for h in next(reader, [])]
+            if "id" not in header or "categories" not in header:
+                raise LabelFileError(f"{path}, line 1: a submission's header must contain 'id' and 'categories' "
+                                     f"(and 'osd'), got {header}")
+            id_col, cat_col = header.index("id"), header.index("categories")
+            osd_col = header.index("osd") if "osd" in header else None
+            for row in reader:
+                if not row or all(not cell.strip() for cell in row):
+                    continue
+                where = f"{path}, line {reader.line_num}"
+                if len(row) != len(header):
+                    raise LabelFileError(f"{where}: expected {len(header)} fields, found {len(row)}")
+                image_id = row[id_col].strip()
+                if not image_id or image_id in seen:
+                    what = "missing id" if not image_id else f"id {image_id!r} already appeared on line {seen[image_id]}"
+                    raise LabelFileError(f"{where}: {what}")
+                seen[image_id] = reader.line_num
+                ids.append(image_id)
+                tops.append(_ranked_ids(row[cat_col], taxonomy, where))
+                osds.append(None if osd_col is None else _osd_value(row[osd_col], where))
+    except UnicodeDecodeError as exc:
+        raise LabelFileError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    except csv.Error as exc:
+        raise LabelFileError(f"{path}: malformed CSV ({exc})") from None
+    return pl.DataFrame(
+        {"image_id": ids, "status": ["ok"] * len(ids), "osd": osds, "top_categories": tops},
+        schema={"image_id": pl.String, "status": pl.String, "osd": pl.Float32, "top_categories": pl.List(pl.Int32)},
+    )
+
+
+def _ranked_ids(text: str, taxonomy: Taxonomy, where: str) -> list[int]:
+    """``"160 3 90"`` -> [160, 3, 90], in order; an id outside the taxonomy means another class list: refused."""
+    out = []
+    for token in _SPLIT_RE.split(text.strip().strip("[]")):
+        if not token:
+            continue
+        try:
+            value = float(token)
+        except ValueError:
+            raise LabelFileError(f"{where}: category id {token!r} is not a number") from None
+        if not value.is_integer() or int(value) not in taxonomy.column_of:
+            raise LabelFileError(f"{where}: category id {token!r} is not in taxonomy {taxonomy.name!r}")
+        out.append(int(value))
+    return out
+
+
+def _osd_value(text: str, where: str) -> float | None:
+    if not text.strip():
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        raise LabelFileError(f"{where}: osd {text!r} is not a number") from None
+    if not math.isfinite(value) or not 0.0 <= value <= 1.0:
+        raise LabelFileError(f"{where}: osd {text!r} is not a score in [0, 1]")
+    return value
+
+
+@dataclass(frozen=True)
+class Aligned:
+    """The evaluated rows with status ok, in truth order.
+
+    Attributes:
+        probs: (N, C) float32 probabilities, zeros where missing; for a submission, scores made from the ranking
+            (``(L - rank) / L`` for a list of length L, 0 for unlisted classes), so per-class AP ranks images by
+            where each class stands in their lists.
+        ranked: (N, k) int64 column indices from ``top_categories`` (-1 padding and where missing), or None when a
+            table kept fewer than k categories (then rank the probabilities).
+        present: (N,) bool, the truth row has an ok prediction.
+        osd: (N,) float32 out-of-sample scores, NaN where missing.
+        predicted: list[i32] ``top_categories`` of the present rows, in truth order.
+        top_k: the longest ``top_categories`` list among them.
+        n_extra: ok rows whose id is not in the truth.
+        warnings: one sentence each.
+    """
+
+    probs: np.ndarray
+    ranked: np.ndarray | None
+    present: np.ndarray
+    osd: np.ndarray
+    predicted: pl.Series
+    top_k: int
+    n_extra: int
+    warnings: list[str]
+
+
+def align(preds: Predictions, keys: list[str], k: int, source: Path) -> Aligned:
+    """Align the ok rows of ``preds`` with truth rows looked up by ``keys`` (truth order); see :class:`Aligned`."""
+    taxonomy = preds.taxonomy
+    columns = taxonomy.names if preds.has_probabilities else ()
+    ok = preds.rows.filter(pl.col("status") == "ok").select("image_id", "osd", "top_categories", *columns).collect()
+    warnings = []
+    dupes = ok.height - ok["image_id"].n_unique()
+    if dupes:
+        warnings.append(f"{dupes} duplicate image_id(s) in {source}; the first row (by path) of each is used")
+        ok = ok.unique(subset="image_id", keep="first", maintain_order=True)
+    truth_frame = pl.DataFrame({"image_id": keys, "_row": np.arange(len(keys))})
+    joined = truth_frame.join(ok, on="image_id", how="inner").sort("_row")
+    rows = joined["_row"].to_numpy()
+    n, c = len(keys), len(taxonomy)
+    present = np.zeros(n, dtype=bool)
+    present[rows] = True
+    osd = np.full(n, np.nan, dtype=np.float32)
+    osd[rows] = joined["osd"].cast(pl.Float32).fill_null(float("nan")).to_numpy()
+    tops = joined["top_categories"].fill_null([])
+    top_lists = tops.to_list()
+    top_k = int(tops.list.len().max() or 0) if joined.height else 0
+    column = taxonomy.column_of
+    probs = np.zeros((n, c), dtype=np.float32)
+    if preds.has_probabilities:
+        probs[rows] = joined.select(columns).to_numpy().astype(np.float32)
+    else:
+        for r, top in zip(rows, top_lists, strict=True):
+            for j, cid in reversed(list(enumerate(top))):  # reversed: a repeated id keeps its best rank
+                probs[r, column[cid]] = (len(top) - j) / len(top)
+    ranked: np.ndarray | None = None
+    if preds.kind == "submission" or joined.height == 0 or int(tops.list.len().min()) >= min(k, c):
+        # The table's own ranking (made from logits, so saturated probabilities cannot tie) is what a submission holds.
+        ranked = np.full((n, k), -1, dtype=np.int64)
+        for r, top in zip(rows, top_lists, strict=True):
+            cols = [column.get(cid, -1) for cid in top[:k]]
+            ranked[r, : len(cols)] = cols
+    else:
+        warnings.append(f"the table keeps fewer than {k} top categories; MAP@{k} ranks the probability columns instead")
+    return Aligned(probs=probs, ranked=ranked, present=present, osd=osd, predicted=tops, top_k=top_k,
+                   n_extra=ok.height - joined.height, warnings=warnings)
