@@ -86,6 +86,7 @@ def test_data_readme_lists_only_shipped_files() -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1800)  # the demo, the tour and the quickstart: about 5 minutes alone on 2 cores
 def test_readme_and_quickstart_commands_run_after_the_demo(tmp_path: Path) -> None:
     demo = makefile_demo()
     for words in demo:
@@ -139,6 +140,7 @@ def _kaggle_coco(dive: Path, web: Path, url: str, *, labelled: bool) -> dict:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1200)
 def test_walkthrough_runs_on_a_synthetic_coco_file_served_locally(tmp_path: Path, served: _Server) -> None:
     for name, n, deep in (("train-dive", 80, "0"), ("eval-dive", 30, "0.5")):
         run(["fathombatch", "synth", name, "--images", str(n), "--seed", "3", "--size", "320x180",
