@@ -17,7 +17,7 @@ import click
 
 from fathombatch import __version__
 from fathombatch.cli_curate import curate, download
-from fathombatch.clikit import CONTEXT, MAX_THREADS, Group, output_file, quiet_option
+from fathombatch.clikit import CONTEXT, MAX_THREADS, Group, LabelPath, output_file, quiet_option
 from fathombatch.clikit import progress as _progress
 
 
@@ -79,7 +79,7 @@ def synth(out: Path, n_images: int, seed: int, fmt: str, deep_fraction: float, s
 
 _TRAIN_OPTIONS: list[tuple[str, dict[str, Any]]] = [
     ("--images", {"type": click.Path(exists=True, file_okay=False, path_type=Path), "help": "Folder with the training images."}),
-    ("--labels", {"type": click.Path(exists=True, dir_okay=False, path_type=Path), "help": "Kaggle train.csv or COCO annotations.json."}),
+    ("--labels", {"type": LabelPath(), "help": "Kaggle train.csv or COCO annotations.json (or fathomnet2023:train.csv)."}),
     ("--out", {"type": click.Path(path_type=Path), "help": "Run folder to create."}),
     ("--arch", {"help": "Architecture (see `fathombatch models`) [default: resnet18]."}),
     ("--epochs", {"type": click.IntRange(min=1), "help": "[default: 10]"}),

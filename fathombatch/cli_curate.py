@@ -13,12 +13,13 @@ from typing import Any
 
 import click
 
-from fathombatch.clikit import CONTEXT, MAX_THREADS, Command, Group, quiet_option
+from fathombatch.clikit import CONTEXT, MAX_THREADS, Command, Group, LabelPath, quiet_option
 from fathombatch.clikit import progress as _progress
 from fathombatch.errors import LabelFileError, OutputError
 
 _CONTEXT = CONTEXT
 _FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
+_LABELS = LabelPath()
 _DIR = click.Path(exists=True, file_okay=False, path_type=Path)
 _OUT = click.Path(path_type=Path)
 
@@ -40,7 +41,7 @@ def curate() -> None:
 
 
 @curate.command(context_settings=_CONTEXT)
-@click.argument("labels", type=_FILE)
+@click.argument("labels", type=_LABELS)
 @click.option("--out", type=_OUT, required=True, help="Folder for the tables (Parquet, Markdown) and PNG charts.")
 @click.option("--top-pairs", type=click.IntRange(min=1), default=25, show_default=True,
               help="Co-occurring pairs listed.")
@@ -64,7 +65,7 @@ def stats(labels: Path, out: Path, top_pairs: int, top_categories: int) -> None:
 
 
 @curate.command(context_settings=_CONTEXT)
-@click.argument("labels", type=_FILE)
+@click.argument("labels", type=_LABELS)
 @click.option("--out", type=_OUT, required=True, help="Folder for train/val files (input's format) and coverage.")
 @click.option("--val", "val_fraction", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.2,
               show_default=True, help="Held-out share (ignored with --folds).")
@@ -214,7 +215,7 @@ def dedupe(source: Path, out: Path, max_distance: int, threads: int | None, engi
 
 
 @curate.command(context_settings=_CONTEXT)
-@click.argument("labels", type=_FILE)
+@click.argument("labels", type=_LABELS)
 @click.option("--out", type=_OUT, required=True, help="Output; .json = COCO, .csv = Kaggle multi-label CSV.")
 @click.option("--images", type=_DIR, help="CSV -> COCO: take file names and sizes from this folder.")
 @click.option("--ext", default="png", show_default=True, help="CSV -> COCO: extension of ids not found in --images.")
@@ -236,7 +237,7 @@ def convert(labels: Path, out: Path, images: Path | None, ext: str) -> None:
 
 
 @curate.command(context_settings=_CONTEXT)
-@click.argument("labels", type=_FILE)
+@click.argument("labels", type=_LABELS)
 @click.option("--images", type=_DIR, help="Image folder: report missing files and size mismatches.")
 @click.option("--out", type=_OUT, help="Problem report: .csv or .json.")
 def validate(labels: Path, images: Path | None, out: Path | None) -> None:
@@ -263,7 +264,7 @@ def validate(labels: Path, images: Path | None, out: Path | None) -> None:
 
 
 @curate.command(context_settings=_CONTEXT)
-@click.argument("labels", type=_FILE)
+@click.argument("labels", type=_LABELS)
 @click.option("--out", type=_OUT, required=True, help="New label file: .json (COCO) or .csv (Kaggle).")
 @click.option("--ids", type=_FILE, help="Text file: one image_id, file name or path per line.")
 @click.option("--from-select", type=_FILE, help="Output of `curate select` (.parquet, .csv or .txt).")

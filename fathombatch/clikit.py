@@ -118,3 +118,20 @@ def output_file(_ctx: click.Context, param: click.Parameter, value: str | None) 
         flag = "--" + (param.name or "out").replace("_", "-")
         raise UsageError(f"{flag} {value} is a folder; name the file to write (a path inside it)")
     return Path(value)
+
+
+class LabelPath(click.Path):
+    """An existing label file, or a shipped one by short name (``fathomnet2023:train.csv``, see :mod:`fathombatch.packaged`)."""
+
+    def __init__(self) -> None:
+        super().__init__(exists=True, dir_okay=False, path_type=Path)
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        from fathombatch.packaged import resolve_data_path
+
+        if isinstance(value, str):
+            try:
+                value = str(resolve_data_path(value))
+            except UsageError as exc:
+                self.fail(str(exc), param, ctx)
+        return super().convert(value, param, ctx)

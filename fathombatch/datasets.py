@@ -29,6 +29,7 @@ import polars as pl
 from fathombatch.errors import LabelFileError, UsageError
 from fathombatch.fsutil import write_text_atomic
 from fathombatch.taxonomy import Taxonomy, fathomnet2023
+from fathombatch.packaged import resolve_data_path
 
 #: Label files larger than this are refused before parsing (a guard against accidental or hostile inputs).
 MAX_LABEL_FILE_BYTES = 2 * 1024**3
@@ -77,13 +78,13 @@ def multi_hot(categories: Sequence[Sequence[int]], taxonomy: Taxonomy) -> np.nda
 
 
 def read_labels(path: str | Path, taxonomy: Taxonomy | None = None) -> Labels:
-    """Read a Kaggle CSV (``.csv``) or COCO json (``.json``) label file.
+    """Read a Kaggle CSV (``.csv``) or COCO json (``.json``) label file (or a shipped one: ``fathomnet2023:train.csv``).
 
     Raises:
         UsageError: the path does not exist or has another extension.
         LabelFileError: the file is malformed; the message names the file and line or record.
     """
-    path = Path(path)
+    path = resolve_data_path(path)
     taxonomy = taxonomy or fathomnet2023()
     if not path.is_file():
         raise UsageError(f"label file {path} does not exist")

@@ -119,3 +119,28 @@ def test_read_labels_checks_path_and_extension(tmp_path: Path) -> None:
     path = write(tmp_path, "labels.txt", "x")
     with pytest.raises(UsageError, match="expected a Kaggle .csv or a COCO .json"):
         read_labels(path)
+
+
+def test_shipped_labels_are_named_the_same_from_any_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from fathombatch.packaged import resolve_data_path
+
+    monkeypatch.chdir(tmp_path)
+    labels = read_labels("fathomnet2023:train.csv")
+    assert len(labels.frame) == 5950
+    assert resolve_data_path(Path("fathomnet2023:train.csv")) == Path("fathomnet2023:train.csv")  # a Path is a path
+    assert resolve_data_path("C:/labels.csv") == Path("C:/labels.csv")  # a drive letter is not a data set
+    with pytest.raises(UsageError, match="category_key.csv, train.csv, train_boxes.csv"):
+        resolve_data_path("fathomnet2023:sample_submission.csv")
+
+
+def test_curate_stats_takes_a_shipped_label_file_by_name(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from click.testing import CliRunner
+
+    from fathombatch.cli import cli
+
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(cli, ["curate", "stats", "fathomnet2023:train.csv", "--out", "stats"])
+    assert result.exit_code == 0, result.output
+    assert "5950 images" in result.output
+    bad = CliRunner().invoke(cli, ["curate", "stats", "fathomnet2023:nope.csv", "--out", "stats2"])
+    assert bad.exit_code == 2 and "not a shipped file" in bad.output
