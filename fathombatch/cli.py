@@ -17,6 +17,7 @@ import click
 
 from fathombatch import __version__
 from fathombatch.cli_curate import curate, download
+from fathombatch.cli_exports import export_table_cmd
 from fathombatch.clikit import CONTEXT, MAX_THREADS, Group, LabelPath, output_file, quiet_option
 from fathombatch.clikit import progress as _progress
 
@@ -388,42 +389,6 @@ def build_engine_cmd(onnx: Path, out: Path, precision: str, max_batch: int, opt_
     click.echo(f"Wrote {r.plan} (TensorRT {r.tensorrt}, {r.gpu}) and {r.manifest}")
 
 
-@cli.command("export-table")
-@click.argument("scores", type=click.Path(path_type=Path))
-@click.option("--out", type=click.Path(path_type=Path), required=True,
-              help="long: .parquet/.csv file; dwc: .csv file; dives: a folder.")
-@click.option("--format", "fmt", type=click.Choice(["long", "dives", "dwc"]), default="long", show_default=True)
-@click.option("--threshold", type=float, help="One presence threshold for every class (default: the engine's per-class ones).")
-@click.option("--metadata", type=click.Path(path_type=Path), help="Per-image CSV joined on image_id (depth, lat/lon, time...).")
-@click.option("--dive-regex", help="Regular expression on path giving the dive (its first group).")
-@click.option("--dive-column", help="A --metadata column giving the dive.")
-@click.option("--exif", is_flag=True, help="Add EXIF timestamps (reads every image; needs the scored folder).")
-@click.option("--images-root", type=click.Path(path_type=Path), help="The scored folder (default: the one recorded in the table).")
-@click.option("--media-prefix", help="URL prefix for Darwin Core associatedMedia.")
-@click.option("--tables", type=click.Choice(["parquet", "csv"]), default="parquet", show_default=True,
-              help="Table format of the dives folder.")
-def export_table_cmd(scores: Path, out: Path, fmt: str, threshold: float | None, metadata: Path | None,
-                     dive_regex: str | None, dive_column: str | None, exif: bool, images_root: Path | None,
-                     media_prefix: str | None, tables: str) -> None:
-    """Turn a scores table into presence tables, per-dive summaries or Darwin Core occurrences.
-
-    \b
-    Example:
-      fathombatch export-table scores.parquet --out present.parquet
-      fathombatch export-table scores.parquet --format dives --out dives/ --metadata rov_log.csv
-      fathombatch export-table scores.parquet --format dwc --out occurrences.csv --media-prefix https://data.example.org/dive7
-    """
-    from fathombatch.exports import ExportTableConfig, export_table
-
-    result = export_table(ExportTableConfig(
-        scores=scores, out=out, format=fmt, threshold=threshold, metadata=metadata, dive_regex=dive_regex,  # type: ignore[arg-type]
-        dive_column=dive_column, images_root=images_root, exif=exif, media_prefix=media_prefix, table_ext=f".{tables}"))
-    click.echo(f"Wrote {result.rows} rows ({result.threshold_source} thresholds): "
-               + ", ".join(str(p) for p in result.files.values()))
-    for warning in result.warnings:
-        click.echo(f"  warning: {warning}")
-
-
 @cli.command()
 def models() -> None:
     """List the registered architectures.
@@ -441,6 +406,7 @@ def models() -> None:
 
 
 cli.add_command(curate)
+cli.add_command(export_table_cmd)
 cli.add_command(download)
 
 

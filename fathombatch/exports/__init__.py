@@ -5,7 +5,8 @@
 * ``long``: one row per (image, category) present — ``image_id, path, dive, category_id, name, supercategory,
   probability, threshold`` plus any image metadata — Parquet or CSV by extension;
 * ``dives``: a folder with ``dives.<ext>`` (per dive and category), ``supercategories.<ext>`` and ``heatmap.png``;
-* ``dwc``: Darwin Core occurrence CSV.
+* ``dwc``: Darwin Core occurrences (Parquet or CSV) and their Extended Measurement or Fact table (probability and
+  threshold of every occurrence), for OBIS and GBIF.
 
 Presence means probability >= the class's threshold (see :mod:`fathombatch.exports.thresholds`). Every export records
 what produced it (scores table, engine, thresholds) in its Parquet metadata or a ``.meta.json`` sidecar.
@@ -20,6 +21,8 @@ from typing import Literal
 import polars as pl
 
 from fathombatch.errors import UsageError
+from fathombatch.exports import darwincore
+from fathombatch.exports.darwincore import DEFAULT_DATUM
 from fathombatch.exports.presence import LONG_COLUMNS, presence_rows
 from fathombatch.exports.source import Source, open_source
 from fathombatch.exports.writers import stream_table, table_format
@@ -33,7 +36,7 @@ class ExportTableConfig:
 
     Attributes:
         scores: the scores table.
-        out: output file (``long``: .parquet/.csv; ``dwc``: .csv) or folder (``dives``).
+        out: output file (``long``, ``dwc``: .parquet/.csv) or folder (``dives``).
         format: ``long``, ``dives`` or ``dwc``.
         threshold: one threshold for every class (None: the engine manifest's per-class thresholds).
         metadata: per-image CSV joined on ``image_id`` (depth, lat/lon, time...).
@@ -42,6 +45,10 @@ class ExportTableConfig:
         exif: add EXIF timestamps (``exif_datetime``; Darwin Core ``eventDate`` when the metadata has none).
         media_prefix: URL prefix for Darwin Core ``associatedMedia``.
         table_ext: ``.parquet`` or ``.csv`` for the ``dives`` tables.
+        dataset_id: Darwin Core ``datasetID``, and what identifies the images in occurrence and event IDs
+            (None: the SHA-256 of each image file, which needs the scored images).
+        aphia_ids: CSV of category -> WoRMS AphiaID, for ``scientificNameID``.
+        geodetic_datum: Darwin Core ``geodeticDatum`` of positioned occurrences.
     """
 
     scores: Path
@@ -55,6 +62,9 @@ class ExportTableConfig:
     exif: bool = False
     media_prefix: str | None = None
     table_ext: str = ".parquet"
+    dataset_id: str | None = None
+    aphia_ids: Path | None = None
+    geodetic_datum: str = DEFAULT_DATUM
 
 
 @dataclass(frozen=True)
@@ -81,11 +91,8 @@ def export_table(cfg: ExportTableConfig) -> ExportTableResult:
         return ExportTableResult(files=files, rows=rows, threshold_source=source.threshold_source,
                                  warnings=source.warnings)
     if cfg.format == "dwc":
-        from fathombatch.exports import darwincore
-
-        table_format(cfg.out, (".csv",))
-        batches, empty, kind = darwincore.occurrences(source, cfg.media_prefix), darwincore.empty(), "darwin core"
-    elif cfg.format == "long":
+        return _export_dwc(cfg, source)
+    if cfg.format == "long":
         table_format(cfg.out)
         batches, kind = presence_rows(source), "long presence table"
         empty = _empty_long(source)
@@ -98,6 +105,29 @@ def export_table(cfg: ExportTableConfig) -> ExportTableResult:
             rows += frame.height
     return ExportTableResult(files={cfg.format: cfg.out}, rows=rows, threshold_source=source.threshold_source,
                              warnings=source.warnings)
+
+
+def _export_dwc(cfg: ExportTableConfig, source: Source) -> ExportTableResult:
+    """Darwin Core occurrences at ``cfg.out`` and their eMoF table next to it, written together."""
+    table_format(cfg.out)
+    options = darwincore.DwcOptions(media_prefix=cfg.media_prefix, dataset_id=cfg.dataset_id,
+                                    aphia_ids=cfg.aphia_ids, geodetic_datum=cfg.geodetic_datum)
+    batches = darwincore.occurrences(source, options)
+    settings = {"dataset_id": cfg.dataset_id, "aphia_ids": str(cfg.aphia_ids) if cfg.aphia_ids else None,
+                "geodetic_datum": cfg.geodetic_datum, "media_prefix": cfg.media_prefix}
+    emof = darwincore.emof_path(cfg.out)
+    empty_occurrences, empty_emof = darwincore.empty()
+    rows = 0
+    with stream_table(cfg.out, {**source.provenance("darwin core"), "darwin_core": settings},
+                      empty_occurrences) as write, \
+            stream_table(emof, {**source.provenance("darwin core extended measurement or fact"),
+                                "darwin_core": settings}, empty_emof) as write_emof:
+        for occurrences, measurements in batches:
+            write(occurrences)
+            write_emof(measurements)
+            rows += occurrences.height
+    return ExportTableResult(files={"dwc": cfg.out, "emof": emof}, rows=rows,
+                             threshold_source=source.threshold_source, warnings=source.warnings)
 
 
 def _empty_long(source: Source) -> pl.DataFrame:

@@ -1,7 +1,7 @@
 """Per-dive summaries: which animals, in how many images of each dive; a supercategory roll-up; a heat map.
 
-Dives are the first-level sub-folders of the scored folder by default (a file directly in it belongs to dive "."),
-or come from ``--dive-regex`` (its first group, or the whole match) or a ``--dive-column`` of the metadata CSV.
+Dives are the first-level sub-folders of the scored folder by default (a file directly in it belongs to the dive named
+after the scored folder), or come from ``--dive-regex`` (its first group, or the whole match) or a ``--dive-column`` of the metadata CSV.
 """
 
 from __future__ import annotations
@@ -17,62 +17,88 @@ from fathombatch.exports.writers import stream_table, table_format
 from fathombatch.fsutil import atomic_path
 
 SUMMARY_SCHEMA = {"dive": pl.String, "category_id": pl.Int64, "name": pl.String, "supercategory": pl.String,
-                  "images_present": pl.Int64, "images_in_dive": pl.Int64, "fraction": pl.Float64,
-                  "mean_probability": pl.Float64}
-SUPER_SCHEMA = {"dive": pl.String, "supercategory": pl.String, "images_present": pl.Int64, "images_in_dive": pl.Int64,
+                  "threshold": pl.Float64, "images_present": pl.Int64, "images_in_dive": pl.Int64,
+                  "fraction": pl.Float64, "mean_probability": pl.Float64}
+SUPER_SCHEMA = {"dive": pl.String, "supercategory": pl.String, "min_threshold": pl.Float64,
+                "max_threshold": pl.Float64, "images_present": pl.Int64, "images_in_dive": pl.Int64,
                 "fraction": pl.Float64}
+
+
+class _Counts:
+    """Per dive: images, and per category / supercategory the images where it is present."""
+
+    def __init__(self, n_classes: int, n_supers: int) -> None:
+        self.shape = (n_classes, n_supers)
+        self.images: dict[str, int] = {}
+        self.present: dict[str, np.ndarray] = {}
+        self.prob_sum: dict[str, np.ndarray] = {}
+        self.super_present: dict[str, np.ndarray] = {}
+
+    def add(self, dive: str, probs: np.ndarray, hit: np.ndarray, super_hit: np.ndarray) -> None:
+        if dive not in self.images:
+            self.images[dive] = 0
+            self.present[dive] = np.zeros(self.shape[0], dtype=np.int64)
+            self.prob_sum[dive] = np.zeros(self.shape[0])
+            self.super_present[dive] = np.zeros(self.shape[1], dtype=np.int64)
+        self.images[dive] += hit.shape[0]
+        self.present[dive] += hit.sum(axis=0)
+        self.prob_sum[dive] += np.where(hit, probs, 0.0).sum(axis=0)
+        self.super_present[dive] += super_hit.sum(axis=0)
 
 
 def summarise(source: Source) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Stream the table once; return (per dive and category, per dive and supercategory) frames.
 
-    Per dive and category: images where the category is present, images in the dive, their fraction, and the mean
-    probability over the images where it is present. Per supercategory: images where any of its categories is present.
-    Only rows with at least one present image are listed.
+    Per dive and category: the category's threshold, images where it is present, images in the dive, their
+    fraction, and the mean probability over the images where it is present (null when none). Per supercategory: images
+    where any of its categories is present, and the lowest and highest threshold among those categories.
+    Every dive with a readable image gets a row for every category and every supercategory, zeros included: a dive
+    where nothing reached its threshold is survey effort with true zeros, not a dive that never happened.
     """
-    names = list(source.taxonomy.names)
-    supers = sorted(set(source.taxonomy.supercategories))
-    super_index = np.array([supers.index(s) for s in source.taxonomy.supercategories])
-    thresholds = source.thresholds
-    present: dict[str, np.ndarray] = {}
-    prob_sum: dict[str, np.ndarray] = {}
-    super_present: dict[str, np.ndarray] = {}
-    images: dict[str, int] = {}
+    tax = source.taxonomy
+    names = list(tax.names)
+    supers = sorted(set(tax.supercategories))
+    members = np.array([[s == t for s in tax.supercategories] for t in supers])  # (S, C)
+    counts = _Counts(len(names), len(supers))
     for batch in source.batches():
         probs = batch.select(names).to_numpy().astype(np.float64)
-        hit = probs >= thresholds
-        super_hit = np.zeros((hit.shape[0], len(supers)), dtype=bool)
-        for j in range(len(names)):
-            super_hit[:, super_index[j]] |= hit[:, j]
+        hit = probs >= source.thresholds
+        super_hit = (hit.astype(np.int64) @ members.T.astype(np.int64)) > 0
         dives = batch["dive"].to_numpy()
         for dive in np.unique(dives):
             rows = dives == dive
-            key = str(dive)
-            if key not in images:
-                present[key] = np.zeros(len(names), dtype=np.int64)
-                prob_sum[key] = np.zeros(len(names))
-                super_present[key] = np.zeros(len(supers), dtype=np.int64)
-                images[key] = 0
-            images[key] += int(rows.sum())
-            present[key] += hit[rows].sum(axis=0)
-            prob_sum[key] += np.where(hit[rows], probs[rows], 0.0).sum(axis=0)
-            super_present[key] += super_hit[rows].sum(axis=0)
-    rows_c: list[dict[str, Any]] = []
-    rows_s: list[dict[str, Any]] = []
-    for dive in sorted(images):
-        for j in np.flatnonzero(present[dive]):
-            rows_c.append({"dive": dive, "category_id": source.taxonomy.ids[j], "name": names[j],
-                           "supercategory": source.taxonomy.supercategories[j],
-                           "images_present": int(present[dive][j]), "images_in_dive": images[dive],
-                           "fraction": present[dive][j] / images[dive],
-                           "mean_probability": prob_sum[dive][j] / present[dive][j]})
-        for k in np.flatnonzero(super_present[dive]):
-            rows_s.append({"dive": dive, "supercategory": supers[k], "images_present": int(super_present[dive][k]),
-                           "images_in_dive": images[dive], "fraction": super_present[dive][k] / images[dive]})
-    by_category = pl.DataFrame(rows_c, schema=SUMMARY_SCHEMA).sort(["dive", "images_present", "category_id"],
-                                                                   descending=[False, True, False])
-    by_super = pl.DataFrame(rows_s, schema=SUPER_SCHEMA).sort(["dive", "images_present"], descending=[False, True])
-    return by_category, by_super
+            counts.add(str(dive), probs[rows], hit[rows], super_hit[rows])
+    return _category_frame(source, counts), _super_frame(source, supers, members, counts)
+
+
+def _category_frame(source: Source, counts: _Counts) -> pl.DataFrame:
+    tax, dives = source.taxonomy, sorted(counts.images)
+    n = len(tax)
+    present = np.concatenate([counts.present[d] for d in dives]) if dives else np.zeros(0, dtype=np.int64)
+    prob_sum = np.concatenate([counts.prob_sum[d] for d in dives]) if dives else np.zeros(0)
+    images = np.repeat([counts.images[d] for d in dives], n).astype(np.int64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = np.where(present > 0, prob_sum / np.maximum(present, 1), np.nan)
+    frame = pl.DataFrame({
+        "dive": np.repeat(dives, n).astype(str) if dives else [], "category_id": list(tax.ids) * len(dives),
+        "name": list(tax.names) * len(dives), "supercategory": list(tax.supercategories) * len(dives),
+        "threshold": np.tile(source.thresholds, len(dives)), "images_present": present,
+        "images_in_dive": images, "fraction": present / np.maximum(images, 1), "mean_probability": mean,
+    }, schema=SUMMARY_SCHEMA).with_columns(pl.col("mean_probability").fill_nan(None))
+    return frame.sort(["dive", "images_present", "category_id"], descending=[False, True, False])
+
+
+def _super_frame(source: Source, supers: list[str], members: np.ndarray, counts: _Counts) -> pl.DataFrame:
+    rows: list[dict[str, Any]] = []
+    thresholds = [source.thresholds[m] for m in members]
+    for dive in sorted(counts.images):
+        for k, name in enumerate(supers):
+            n = int(counts.super_present[dive][k])
+            rows.append({"dive": dive, "supercategory": name, "min_threshold": float(thresholds[k].min()),
+                         "max_threshold": float(thresholds[k].max()), "images_present": n,
+                         "images_in_dive": counts.images[dive], "fraction": n / counts.images[dive]})
+    return pl.DataFrame(rows, schema=SUPER_SCHEMA).sort(["dive", "images_present", "supercategory"],
+                                                        descending=[False, True, False])
 
 
 def heat_map(path: Path, by_category: pl.DataFrame, top: int = 25) -> Path:
@@ -83,8 +109,8 @@ def heat_map(path: Path, by_category: pl.DataFrame, top: int = 25) -> Path:
     import matplotlib.pyplot as plt
 
     common = (
-        by_category.group_by("name").agg(pl.col("images_present").sum()).sort("images_present", descending=True)
-        .head(top)["name"].to_list()
+        by_category.filter(pl.col("images_present") > 0).group_by("name").agg(pl.col("images_present").sum())
+        .sort("images_present", descending=True).head(top)["name"].to_list()
     )
     dives = sorted(by_category["dive"].unique().to_list())
     grid = np.zeros((len(dives), len(common)))

@@ -11,7 +11,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Any
 
 import numpy as np
@@ -45,8 +45,10 @@ class Source:
         metadata: optional per-image metadata frame (``image_id`` + user columns).
         dive_regex: where the dive comes from (None: the first folder of ``path``).
         dive_column: a metadata column naming the dive instead.
-        images_root: the scored folder (for EXIF), when it is available.
+        images_root: the scored folder (for EXIF and content hashes): the one given, else the one recorded at
+            scoring time (which may no longer exist).
         exif: read EXIF timestamps from the images.
+        top_dive: the dive of files directly in the scored folder (see :func:`top_level_dive`).
     """
 
     path: Path
@@ -60,6 +62,7 @@ class Source:
     images_root: Path | None = None
     exif: bool = False
     warnings: list[str] = field(default_factory=list)
+    top_dive: str = "."
 
     @property
     def classes(self) -> pl.DataFrame:
@@ -130,7 +133,7 @@ class Source:
             return pl.Series("dive", [match(p) for p in frame["path"]], dtype=pl.String)
         paths = frame["path"]
         first = paths.str.split("/").list.first()
-        return pl.select(pl.when(paths.str.contains("/", literal=True)).then(first).otherwise(pl.lit("."))).to_series().alias("dive")
+        return pl.select(pl.when(paths.str.contains("/", literal=True)).then(first).otherwise(pl.lit(self.top_dive))).to_series().alias("dive")
 
     def _exif_time(self, rel: str) -> str | None:
         """EXIF DateTimeOriginal (or DateTime) of an image as ISO 8601, or None."""
@@ -210,12 +213,20 @@ def open_source(
     meta_frame = _read_metadata_csv(metadata) if metadata is not None else None
     if dive_column is not None and (meta_frame is None or dive_column not in meta_frame.columns):
         raise UsageError(f"--dive-column {dive_column!r} must be a column of the --metadata CSV")
-    root = images_root
-    if root is None and exif:
-        run_root = (meta.get("run") or {}).get("root")
-        root = Path(run_root) if run_root else None
-        if root is None or not root.is_dir():
-            raise UsageError("--exif needs the scored images: pass --images-root DIR")
+    run_root = (meta.get("run") or {}).get("root")
+    root = images_root if images_root is not None else Path(run_root) if run_root else None
+    if exif and (root is None or not root.is_dir()):
+        raise UsageError("--exif needs the scored images: pass --images-root DIR")
     return Source(path=scores, taxonomy=taxonomy, meta=meta, thresholds=values, threshold_source=source,
                   metadata=meta_frame, dive_regex=dive_regex, dive_column=dive_column, images_root=root, exif=exif,
-                  warnings=warnings)
+                  warnings=warnings, top_dive=top_level_dive(run_root))
+
+
+def top_level_dive(run_root: str | None) -> str:
+    """The dive of files directly in the scored folder: the folder's name when scored (``.`` when unknown).
+
+    A flat folder of one dive (``/data/D1234/*.jpg``) is that dive; calling it "." would lose the only name it
+    has. The name recorded at scoring time is used, not where the folder lies now, so moving it keeps the dive.
+    """
+    name = PurePath(run_root).name if run_root else ""
+    return name or "."

@@ -1,0 +1,58 @@
+"""``fathombatch export-table``: a thin click wrapper over :func:`fathombatch.exports.export_table`.
+
+Errors follow :mod:`fathombatch.cli`: one ``Error: ...`` line on stderr and the error's exit code. Warnings (the
+export is written, but something in it deserves a look) go to stderr too, one ``warning: ...`` line each, so stdout
+holds only what was written.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from fathombatch.clikit import CONTEXT, Command
+from fathombatch.exports.darwincore import DEFAULT_DATUM
+
+_PATH = click.Path(path_type=Path)
+
+
+@click.command("export-table", cls=Command, context_settings=CONTEXT)
+@click.argument("scores", type=_PATH)
+@click.option("--out", type=_PATH, required=True, help="long, dwc: .parquet/.csv file; dives: a folder.")
+@click.option("--format", "fmt", type=click.Choice(["long", "dives", "dwc"]), default="long", show_default=True)
+@click.option("--threshold", type=float, help="One presence threshold for every class (default: the engine's per-class ones).")
+@click.option("--metadata", type=_PATH, help="Per-image CSV joined on image_id (depth, lat/lon, time...).")
+@click.option("--dive-regex", help="Regular expression on path giving the dive (its first group).")
+@click.option("--dive-column", help="A --metadata column giving the dive.")
+@click.option("--exif", is_flag=True, help="Add EXIF timestamps (reads every image; needs the scored folder).")
+@click.option("--images-root", type=_PATH, help="The scored folder (default: the one recorded in the table).")
+@click.option("--media-prefix", help="URL prefix for Darwin Core associatedMedia (never part of an ID).")
+@click.option("--dataset-id", help="dwc: datasetID, and what identifies the images in IDs [default: each image's SHA-256].")
+@click.option("--aphia-ids", type=_PATH, help="dwc: CSV of category_id or name -> aphia_id, for scientificNameID.")
+@click.option("--geodetic-datum", default=DEFAULT_DATUM, show_default=True, help="dwc: geodeticDatum of the coordinates.")
+@click.option("--tables", type=click.Choice(["parquet", "csv"]), default="parquet", show_default=True,
+              help="Table format of the dives folder.")
+def export_table_cmd(scores: Path, out: Path, fmt: str, threshold: float | None, metadata: Path | None,
+                     dive_regex: str | None, dive_column: str | None, exif: bool, images_root: Path | None,
+                     media_prefix: str | None, dataset_id: str | None, aphia_ids: Path | None, geodetic_datum: str,
+                     tables: str) -> None:
+    """Turn a scores table into presence tables, per-dive summaries or Darwin Core occurrences.
+
+    \b
+    Example:
+      fathombatch export-table scores.parquet --out present.parquet
+      fathombatch export-table scores.parquet --format dives --out dives/ --metadata rov_log.csv
+      fathombatch export-table scores.parquet --format dwc --out occurrences.csv --metadata rov_log.csv \\
+          --dataset-id https://doi.org/10.xxxx/cruise42 --aphia-ids aphia.csv
+    """
+    from fathombatch.exports import ExportTableConfig, export_table
+
+    result = export_table(ExportTableConfig(
+        scores=scores, out=out, format=fmt, threshold=threshold, metadata=metadata, dive_regex=dive_regex,  # type: ignore[arg-type]
+        dive_column=dive_column, images_root=images_root, exif=exif, media_prefix=media_prefix, table_ext=f".{tables}",
+        dataset_id=dataset_id, aphia_ids=aphia_ids, geodetic_datum=geodetic_datum))
+    click.echo(f"Wrote {result.rows} rows ({result.threshold_source} thresholds): "
+               + ", ".join(str(p) for p in result.files.values()))
+    for warning in result.warnings:
+        click.echo(f"warning: {warning}", err=True)
