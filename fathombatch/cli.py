@@ -7,7 +7,6 @@ error's exit code (1 runtime failure, 2 usage error); see docs/errors.md.
 
 from __future__ import annotations
 
-import logging
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -18,7 +17,7 @@ import click
 from fathombatch import __version__
 from fathombatch.cli_curate import curate, download
 from fathombatch.cli_exports import export_table_cmd
-from fathombatch.clikit import CONTEXT, MAX_THREADS, Group, LabelPath, output_file, quiet_option
+from fathombatch.clikit import CONTEXT, MAX_THREADS, Group, LabelPath, configure_logging, output_file, quiet_option
 from fathombatch.clikit import progress as _progress
 
 
@@ -46,7 +45,7 @@ def cli(verbose: bool) -> None:
       fathombatch score dive/images --engine r18.onnx --out scores.parquet
       fathombatch evaluate scores.parquet --truth dive/train.csv
     """
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    configure_logging(verbose)
 
 
 @cli.command()
@@ -165,7 +164,7 @@ def train(preset: str | None, list_presets: bool, resume: Path | None, quiet: bo
                    f"(prior floor {result.val_prior_floor:.4f}; {result.n_train} train / {result.n_val} held-out "
                    f"images). Run saved in {result.out}")
         if (verdict := floor_warning(result.best_val_map20, result.val_prior_floor)) is not None:
-            click.echo(f"  warning: {verdict}")
+            click.echo(f"warning: {verdict}", err=True)
 
 
 @cli.command()
@@ -205,7 +204,7 @@ def export(run: Path, fmt: str, out: Path, checkpoint: str, precision: str, cali
     if result.bf16_check is not None:
         click.echo(f"bf16 inference check: {result.bf16_check} (OpenVINO uses bf16 only where it passed)")
     if result.warning:
-        click.echo(f"  warning: {result.warning}")
+        click.echo(f"warning: {result.warning}", err=True)
 
 
 @cli.command()
@@ -274,7 +273,7 @@ def score(root: Path, engine: str, out: Path, batch_size: int, decoder: str, top
     for message, count in s.top_errors:
         click.echo(f"  {count} x {message}")
     for warning in s.warnings:
-        click.echo(f"  warning: {warning}", err=True)
+        click.echo(f"warning: {warning}", err=True)
     click.echo(f"Table: {s.out}" + (f"   Submission: {s.submission}" if s.submission else ""))
 
 

@@ -233,7 +233,7 @@ def convert(labels: Path, out: Path, images: Path | None, ext: str) -> None:
     r = run_convert(ConvertConfig(labels=labels, out=out, images=images, ext=ext))
     click.echo(f"Wrote {r.images} images, {r.annotations} labels to {r.out}")
     for warning in r.warnings:
-        click.echo(f"  warning: {warning}")
+        click.echo(f"warning: {warning}", err=True)
 
 
 @curate.command(context_settings=_CONTEXT)
@@ -283,8 +283,8 @@ def subset(labels: Path, out: Path, ids: Path | None, from_select: Path | None, 
     r = make_subset(SubsetConfig(labels=labels, out=out, ids=ids, from_select=from_select, images=images, ext=ext))
     click.echo(f"Wrote {r.images} images, {r.annotations} annotations to {r.out}")
     if r.not_found:
-        click.echo(f"  warning: {len(r.not_found)} of {r.requested} ids are not in {labels} "
-                   f"(e.g. {r.not_found[0]!r})")
+        click.echo(f"warning: {len(r.not_found)} of {r.requested} ids are not in {labels} "
+                   f"(e.g. {r.not_found[0]!r})", err=True)
 
 
 @click.command(cls=Command, context_settings=_CONTEXT)

@@ -7,6 +7,7 @@ error's exit code (1 runtime failure, 2 usage error, 130 interrupted); see docs/
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import signal
 import threading
@@ -135,3 +136,27 @@ class LabelPath(click.Path):
             except UsageError as exc:
                 self.fail(str(exc), param, ctx)
         return super().convert(value, param, ctx)
+
+
+class LogFormatter(logging.Formatter):
+    """Log lines as the commands print their own warnings: ``warning: ...`` (``--verbose`` adds the logger's name).
+
+    One format for every warning on stderr, whether a command prints it or the library logs it.
+    """
+
+    def __init__(self, verbose: bool) -> None:
+        super().__init__()
+        self.verbose = verbose
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = super().format(record)  # the message, plus any traceback
+        where = f" [{record.name}]" if self.verbose else ""
+        return f"{record.levelname.lower()}{where}: {text}"
+
+
+def configure_logging(verbose: bool) -> None:
+    """Send library log records to stderr: warnings always, progress detail with ``verbose``."""
+    handler = logging.StreamHandler()
+    handler.setFormatter(LogFormatter(verbose))
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, handlers=[handler])
+

@@ -63,7 +63,7 @@ def test_score_warns_on_stderr_that_error_rows_carry_the_prior(dive: Path, engin
     assert code == 0, stderr
     assert "warning" not in stdout
     assert stderr.splitlines() == [
-        ("  warning: 1 file(s) could not be scored; their submission rows carry the prior ranking (the engine's "
+        ("warning: 1 file(s) could not be scored; their submission rows carry the prior ranking (the engine's "
          "training class frequencies) and osd 1.0")
     ]
     assert (tmp_path / "sub.csv").read_text().splitlines()[-1].endswith(",1.0")  # zero.jpg sorts last
@@ -140,3 +140,13 @@ def test_evaluate_refuses_the_runs_own_submission_and_warns_on_stderr(dive: Path
     code, stdout, stderr = invoke("evaluate", sub, "--truth", dive / "train.csv")
     assert code == 0, stderr
     assert "MAP@20:" in stdout and "Images: 24 in truth, 24 scored" in stdout
+
+
+def test_logged_warnings_read_like_the_commands_own() -> None:
+    import logging
+
+    from fathombatch.clikit import LogFormatter
+
+    record = logging.LogRecord("fathombatch.models.checks", logging.WARNING, __file__, 1, "%d of 40 images", (20,), None)
+    assert LogFormatter(verbose=False).format(record) == "warning: 20 of 40 images"
+    assert LogFormatter(verbose=True).format(record) == "warning [fathombatch.models.checks]: 20 of 40 images"
