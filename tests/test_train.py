@@ -178,3 +178,25 @@ def test_runs_that_cannot_train_say_why_and_leave_no_half_made_folder(dive: Path
     assert not (tmp_path / "d").exists()
     train(TrainConfig(labels=dive / "train.csv", out=tmp_path / "d", batch_size=8, **base))  # the same command works
     assert (tmp_path / "d" / "checkpoints" / "last.pt").is_file()
+
+
+def test_a_run_trained_with_relative_paths_is_exported_from_elsewhere_with_its_training_images(
+    dive: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    work, elsewhere = tmp_path / "work", tmp_path / "elsewhere"
+    work.mkdir()
+    elsewhere.mkdir()
+    (work / "dive").symlink_to(dive)
+    monkeypatch.chdir(work)
+    result = CliRunner().invoke(cli, ["train", "--images", "dive/images", "--labels", "dive/train.csv", "--out", "run",
+                                      "--arch", "mlp", "--epochs", "1", "--img-size", "16", "--quiet"])
+    assert result.exit_code == 0, result.output
+    saved = json.loads((work / "run" / "config.json").read_text())["config"]
+    assert Path(saved["labels"]).is_absolute() and Path(saved["images"]).is_absolute()
+
+    monkeypatch.chdir(elsewhere)
+    result = CliRunner().invoke(cli, ["export", str(work / "run"), "--format", "pt", "--out", "e.pt", "--quiet"])
+    assert result.exit_code == 0, result.output
+    record = json.loads((elsewhere / "e.pt.json").read_text())["provenance"]["training_images"]
+    held = set(record["heldout_image_ids"])
+    assert record["train_image_ids"] and held and not held & set(record["train_image_ids"])

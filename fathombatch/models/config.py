@@ -83,7 +83,13 @@ class TrainConfig:
     preset: str | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {k: (str(v) if isinstance(v, Path) else v) for k, v in dataclasses.asdict(self).items()}
+        """The config as json values; the input paths made absolute, so that a run read from another folder (export,
+        evaluate's training-overlap check) still finds its labels and images."""
+        values = {k: (str(v) if isinstance(v, Path) else v) for k, v in dataclasses.asdict(self).items()}
+        for key in ("images", "labels", "weights"):
+            if values.get(key) is not None:
+                values[key] = str(Path(values[key]).absolute())
+        return values
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> TrainConfig:
