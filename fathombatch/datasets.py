@@ -28,8 +28,8 @@ import polars as pl
 
 from fathombatch.errors import LabelFileError, UsageError
 from fathombatch.fsutil import write_text_atomic
-from fathombatch.taxonomy import Taxonomy, fathomnet2023
 from fathombatch.packaged import resolve_data_path
+from fathombatch.taxonomy import Taxonomy, fathomnet2023
 
 #: Label files larger than this are refused before parsing (a guard against accidental or hostile inputs).
 MAX_LABEL_FILE_BYTES = 2 * 1024**3

@@ -354,29 +354,40 @@ def _write_openvino(cfg: ExportConfig, model: Any, spec: InputSpec, data: _Cache
     return _Written(diff=diff, metrics=metrics, versions=ovx.runtime_versions())
 
 
+def _trained_model(blob: dict[str, Any], n_classes: int) -> Any:
+    """The checkpoint's model with its weights, in eval mode."""
+    from fathombatch.models import create_model
+
+    model = create_model(str(blob["arch"]), n_classes, img_size=int(blob["img_size"]))
+    model.load_state_dict(blob["model"])
+    return model.eval()
+
+
+def _write_engine(cfg: ExportConfig, model: Any, spec: InputSpec, data: _Cache | None, blob: dict[str, Any],
+                  n_classes: int) -> _Written:
+    """Write the engine file of ``cfg.format``; returns the writer's result (diff, metrics, versions, warning)."""
+    if cfg.format == "pt":
+        return _write_pt(cfg, model, blob, n_classes)
+    if cfg.format == "onnx":
+        return _write_onnx(cfg, model, spec, data)
+    return _write_openvino(cfg, model, spec, data)
+
+
 def export_run(cfg: ExportConfig, *, progress: Progress | None = None) -> ExportResult:
     """Export a run's checkpoint as an engine and write its manifest (atomically, both); ``progress`` reports
     the decoding of the run's images (the quantisers run as one step each)."""
-    from fathombatch.models import create_model
     from fathombatch.models.train import versions
 
     _check_config(cfg)
     blob = _load_checkpoint(cfg.run, cfg.checkpoint)
     taxonomy = Taxonomy.from_records(blob["classes"], name=str(blob.get("taxonomy", "custom")))
     spec = InputSpec.from_json(blob["input"])
-    model = create_model(str(blob["arch"]), len(taxonomy), img_size=int(blob["img_size"]))
-    model.load_state_dict(blob["model"])
-    model.eval()
+    model = _trained_model(blob, len(taxonomy))
     osd = _osd_section(cfg, blob)
 
     data = _heldout_cache(cfg.run, spec, calibration=(cfg.format, cfg.precision) == ("onnx", "int8"), progress=progress)
     thresholds, threshold_metrics = _presence_thresholds(model, data, spec)
-    if cfg.format == "pt":
-        written = _write_pt(cfg, model, blob, len(taxonomy))
-    elif cfg.format == "onnx":
-        written = _write_onnx(cfg, model, spec, data)
-    else:
-        written = _write_openvino(cfg, model, spec, data)
+    written = _write_engine(cfg, model, spec, data, blob, len(taxonomy))
     extra = written.metrics or {}
 
     manifest = Manifest(
