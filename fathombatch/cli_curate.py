@@ -15,7 +15,7 @@ import click
 
 from fathombatch.clikit import CONTEXT, MAX_THREADS, Command, Group, LabelPath, quiet_option
 from fathombatch.clikit import progress as _progress
-from fathombatch.errors import LabelFileError, OutputError
+from fathombatch.errors import LabelFileError, OutputError, UsageError
 
 _CONTEXT = CONTEXT
 _FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
@@ -166,6 +166,8 @@ def review(scores: Path, out: Path, n: int, strategy: str, other: Path | None, t
     """
     from fathombatch.curate.review import ReviewConfig, build_review
 
+    if threshold is not None and strategy != "uncertain":  # said in flags here; the library names its parameter
+        raise UsageError(f"--threshold applies only to --strategy uncertain, not to --strategy {strategy}")
     cfg = ReviewConfig(scores=scores, out=out, n=n, strategy=strategy, other=other,  # type: ignore[arg-type]
                        images_root=images_root, top=top, thumb_size=thumb_size, threshold=threshold)
     r = build_review(cfg, progress=_progress(quiet))

@@ -187,7 +187,7 @@ def build_review(cfg: ReviewConfig, progress: Progress | None = None) -> ReviewR
     if not 1 <= cfg.top <= 20:
         raise UsageError(f"--top must be between 1 and 20, got {cfg.top}")
     if cfg.threshold is not None and cfg.strategy != "uncertain":
-        raise UsageError("--threshold is only used by --strategy uncertain")
+        raise UsageError(f"threshold applies only to the 'uncertain' strategy, not to {cfg.strategy!r}")
     table = open_scores(cfg.scores)
     other = open_scores(cfg.other) if cfg.other is not None else None
     root = images_root(table, cfg.images_root)
