@@ -234,6 +234,32 @@ def test_contact_sheet_links_originals_relative_to_the_page(dive: Path, tmp_path
         assert (moved / "review" / unquote(href)).is_file()
 
 
+def test_contact_sheet_links_survive_a_symlinked_project_folder(dive: Path, tmp_path: Path) -> None:
+    """Images and review in one project folder reached through a symlink (``linkproj -> realproj``): the links must
+    not name the real folder, or they break once the project is handed on. A symlink below the images root is
+    linked through, as the table spells the path."""
+    import re
+    from urllib.parse import unquote
+
+    real, link, shared = tmp_path / "realproj", tmp_path / "linkproj", tmp_path / "shared"
+    (real / "imgs").mkdir(parents=True)
+    shared.mkdir()
+    first, second = sorted((dive / "images").glob("*.jpg"))[:2]
+    shutil.copy(first, real / "imgs" / "a.jpg")
+    shutil.copy(second, shared / "b.jpg")
+    (real / "imgs" / "sub").symlink_to(shared, target_is_directory=True)
+    link.symlink_to(real, target_is_directory=True)
+    scores = make_scores(link / "imgs", tmp_path / "s.parquet")  # run.root recorded resolved, as `score` does
+    for images_root, out in ((None, link / "rev2"), (link / "imgs", link / "rev3"), (link / "imgs", real / "rev4")):
+        build_review(ReviewConfig(scores=scores, out=out, n=5, strategy="out-of-sample", images_root=images_root))
+        hrefs = re.findall(r"<a href='([^']*)'>", (out / "index.html").read_text())
+        assert sorted(hrefs) == ["../imgs/a.jpg", "../imgs/sub/b.jpg"], (images_root, out)
+    moved = tmp_path / "handed-on"
+    shutil.move(real, moved)
+    for href in hrefs:
+        assert (moved / "rev4" / unquote(href)).is_file()
+
+
 def test_relative_href_has_no_answer_across_drives() -> None:
     from pathlib import PureWindowsPath
 
