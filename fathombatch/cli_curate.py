@@ -181,7 +181,8 @@ def review(scores: Path, out: Path, n: int, strategy: str, other: Path | None, t
 
 @curate.command(context_settings=_CONTEXT)
 @click.argument("source", type=click.Path(exists=True, path_type=Path))
-@click.option("--out", type=_OUT, required=True, help="Folder for hashes.parquet, clusters.csv/.parquet, drop.txt.")
+@click.option("--out", type=_OUT, required=True,
+              help="Folder for hashes.parquet, clusters.csv/.parquet, drop.txt, to_review.txt.")
 @click.option("--max-distance", type=click.IntRange(0, 8), default=4, show_default=True,
               help="Near-duplicate radius in pHash bits (the bucket index stays sub-quadratic up to 8).")
 @click.option("--threads", type=click.IntRange(1, MAX_THREADS), help="Hashing threads (default: all cores).")
@@ -190,12 +191,15 @@ def review(scores: Path, out: Path, n: int, strategy: str, other: Path | None, t
               help="With --engine: near-duplicate radius in embedding SimHash bits (64 bits in all).")
 @click.option("--labels", type=_FILE,
               help="Label file (CSV or COCO, matched by file stem): never suggest dropping an image labelled "
-                   "otherwise than the one kept.")
+                   "otherwise than the one kept; confirms near duplicates labelled alike.")
 @_images_root_option
 @quiet_option
 def dedupe(source: Path, out: Path, max_distance: int, threads: int | None, engine: str | None,
            embedding_distance: int, labels: Path | None, images_root: Path | None, quiet: bool) -> None:
     """Find exact and near-duplicate images in SOURCE (a folder, or a scores table's files).
+
+    Only byte-identical copies are suggested to drop unless --labels or --engine confirms a near duplicate; the
+    others are listed in to_review.txt.
 
     \b
     Example:
@@ -212,6 +216,9 @@ def dedupe(source: Path, out: Path, max_distance: int, threads: int | None, engi
     click.echo(f"{r.files} files ({r.errors} unreadable): {r.exact_clusters} exact and {r.near_clusters} near "
                f"duplicate clusters; {r.drop} files suggested to drop ({out / 'drop.txt'}, details in "
                f"{out / 'clusters.csv'})")
+    if r.to_review:
+        click.echo(f"{r.to_review} near duplicates by pixels alone are not suggested to drop: look at them "
+                   f"({out / 'to_review.txt'}), or confirm them with --labels or --engine")
     for warning in r.warnings:
         click.echo(f"warning: {warning}", err=True)
 

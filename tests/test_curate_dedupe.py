@@ -63,10 +63,12 @@ def test_dedupe_finds_planted_duplicates_and_nothing_else(planted: tuple[Path, l
     }
     kinds = dict(clusters.select("path", "kind").iter_rows())
     assert kinds["sub/copy.jpg"] == "exact" and kinds["sub/bigger.png"] == "near"
-    kept = set(clusters.filter(pl.col("keep"))["path"])
+    kept = set(clusters.filter(pl.col("keep") & ~pl.col("to_review"))["path"])
     assert kept == {names[0], "sub/bigger.png", names[2]}  # the copy ties and loses on path order; 2x wins on pixels
     drop = (tmp_path / "d" / "drop.txt").read_text().splitlines()
-    assert sorted(drop) == sorted(["sub/copy.jpg", names[1], "sub/requal.jpg"])
+    assert drop == ["sub/copy.jpg"]  # no label file, no engine: only byte-identical copies are dropped
+    review = (tmp_path / "d" / "to_review.txt").read_text().splitlines()
+    assert sorted(review) == sorted([names[1], "sub/requal.jpg"]) and result.to_review == 2
     assert result.exact_clusters == 1 and result.near_clusters == 2 and result.errors == 1
     hashes = pl.read_parquet(tmp_path / "d" / "hashes.parquet")
     assert hashes.height == 14
@@ -121,7 +123,8 @@ def test_dedupe_with_an_engine_finds_the_same_duplicates_and_records_embeddings(
     emb = dict(hashes.select("path", "embedding_hash").iter_rows())
     assert emb["sub/empty.jpg"] is None and sum(v is None for v in emb.values()) == 1
     assert emb["sub/copy.jpg"] == emb[names[0]]
-    with pytest.raises(UsageError, match="--embedding-distance"):
+    assert result.to_review == 0  # each pixel match is confirmed or refused by the embeddings: none left to pixels
+    with pytest.raises(UsageError, match="embedding_distance must be between 0 and 8 bits"):
         run_dedupe(DedupeConfig(source=root, out=tmp_path / "e", engine=engines["onnx"], embedding_distance=9))
 
 
@@ -131,9 +134,9 @@ def test_dedupe_reads_the_files_of_a_scores_table(planted: tuple[Path, list[str]
     table = make_scores(root, tmp_path / "s.parquet")
     shutil.copy(root / planted[1][3], root / "late.jpg")  # arrives after scoring: not in the table
     from_table = run_dedupe(DedupeConfig(source=table, out=tmp_path / "d"))
-    assert from_table.files == 14 and from_table.drop == 3
+    assert from_table.files == 14 and (from_table.drop, from_table.to_review) == (1, 2)
     from_folder = run_dedupe(DedupeConfig(source=root, out=tmp_path / "f"))
-    assert from_folder.files == 15 and from_folder.drop == 4
+    assert from_folder.files == 15 and (from_folder.drop, from_folder.to_review) == (2, 2)
     with pytest.raises(UsageError, match="neither a folder"):
         run_dedupe(DedupeConfig(source=tmp_path / "d" / "drop.txt", out=tmp_path / "x"))
 
@@ -149,9 +152,12 @@ def test_dedupe_drops_only_images_close_to_the_one_kept(tmp_path: Path) -> None:
         value ^= 0b111 << (3 * i)
     clusters = find_clusters([f"f{i}.jpg" for i in range(8)], hashes, max_distance=4)
     assert clusters["cluster"].n_unique() == 1  # linked transitively
-    dropped = clusters.filter(~pl.col("keep"))
+    assert clusters.filter(~pl.col("keep")).height == 0  # pixels alone drop nothing that is not byte-identical
+    assert clusters.filter(pl.col("to_review"))["path"].to_list() == ["f1.jpg"]
+    labelled = find_clusters([f"f{i}.jpg" for i in range(8)], hashes, max_distance=4, labels=[("Sebastes",)] * 8)
+    dropped = labelled.filter(~pl.col("keep"))
     assert dropped["path"].to_list() == ["f1.jpg"]  # the only frame within 4 bits of the kept f0
-    assert (dropped["distance"] <= 4).all()
+    assert (dropped["distance"] <= 4).all() and not labelled["to_review"].any()
 
 
 def test_a_line_break_in_a_name_never_adds_another_file_to_the_drop_list(dive: Path, tmp_path: Path) -> None:
@@ -210,8 +216,8 @@ def test_dedupe_never_drops_an_image_labelled_otherwise_than_the_kept_one(tmp_pa
     root = tmp_path / "images"
     two_species_one_background(root)
     blind = run_dedupe(DedupeConfig(source=root, out=tmp_path / "blind"))
-    assert "second.jpg" in blind.clusters.filter(~pl.col("keep"))["path"].to_list()  # the reported incident
-    assert any("rest on pixel similarity alone" in w for w in blind.warnings)
+    assert "second.jpg" not in blind.clusters.filter(~pl.col("keep"))["path"].to_list()  # the reported incident
+    assert "second.jpg" in blind.clusters.filter(pl.col("to_review"))["path"].to_list() and not blind.warnings
 
     labels = tmp_path / "labels.csv"
     labels.write_text('id,categories\nfirst,"[37]"\nsecond,"[160]"\nfirst-copy,"[37]"\n')
@@ -234,9 +240,10 @@ def test_dedupe_never_drops_an_image_labelled_otherwise_than_the_kept_one(tmp_pa
 
     elsewhere = tmp_path / "elsewhere.csv"
     elsewhere.write_text('id,categories\nnot-here,"[37]"\n')
-    code, _, err = invoke(curate, "dedupe", root, "--labels", elsewhere, "--out", tmp_path / "e", "-q")
+    code, out, err = invoke(curate, "dedupe", root, "--labels", elsewhere, "--out", tmp_path / "e", "-q")
     assert code == 0 and err.splitlines()[0].startswith("warning: none of the 4 files is in ")
-    assert "rest on pixel similarity alone" in err.splitlines()[1]
+    assert len(err.splitlines()) == 1 and "2 near duplicates by pixels alone are not suggested to drop" in out
+    assert (tmp_path / "e" / "drop.txt").read_text().splitlines() == ["first.jpg"]  # labels guard nothing here
 
 
 def test_dedupe_keeps_a_pixel_match_whose_embedding_disagrees() -> None:
@@ -248,8 +255,40 @@ def test_dedupe_keeps_a_pixel_match_whose_embedding_disagrees() -> None:
     agree = (np.array([0, 1], dtype=np.uint64), np.array([True, True]))
     rows = find_clusters(paths, hashes, 4, agree, embedding_distance=3)
     assert rows.filter(pl.col("path") == "b.jpg")["keep"].to_list() == [False]
+    assert find_clusters(paths, hashes, 4).filter(pl.col("path") == "b.jpg")["to_review"].to_list() == [True]
     differ = (np.array([0, 2**64 - 1], dtype=np.uint64), np.array([True, True]))  # 64 bits apart
     rows = find_clusters(paths, hashes, 4, differ, embedding_distance=3)
     b = rows.filter(pl.col("path") == "b.jpg").row(0, named=True)
     assert b["keep"]
     assert b["reason"] == "kept: pHash distance 1 from a.jpg, but embedding distance 64 is over 3: the contents differ"
+
+
+def test_without_labels_or_an_engine_only_byte_identical_copies_are_dropped(tmp_path: Path) -> None:
+    """The issue's incident, default options: two species on one background must not be proposed for deletion."""
+    import json
+
+    from fathombatch.cli_curate import curate
+    from tests.test_curate_common import invoke
+
+    root = tmp_path / "images"
+    two_species_one_background(root)
+    out = tmp_path / "dupes"
+    code, stdout, err = invoke(curate, "dedupe", root, "--out", out, "-q")
+    assert code == 0 and err == ""
+    assert (out / "drop.txt").read_text().splitlines() == ["first.jpg"]  # a copy of an image to review
+    assert json.loads((out / "drop.json").read_text()) == ["first.jpg"]
+    assert (out / "to_review.txt").read_text().splitlines() == ["first-copy.jpg", "second.jpg"]
+    assert json.loads((out / "to_review.json").read_text()) == ["first-copy.jpg", "second.jpg"]
+    rows = {r["path"]: r for r in pl.read_csv(out / "clusters.csv").iter_rows(named=True)}
+    assert rows["second.jpg"]["keep"] and rows["second.jpg"]["to_review"]
+    assert rows["second.jpg"]["reason"].startswith("to review: looks like first-big.png (pHash distance ")
+    assert rows["first.jpg"]["reason"] == "byte-identical copy of first-copy.jpg"
+    assert "1 files suggested to drop" in stdout
+    assert ("2 near duplicates by pixels alone are not suggested to drop: look at them "
+            f"({out / 'to_review.txt'}), or confirm them with --labels or --engine") in stdout
+
+    partly = tmp_path / "partly.csv"  # second.jpg and first-big.png are not in it: nothing vouches for that pair
+    partly.write_text('id,categories\nfirst,"[37]"\nfirst-copy,"[37]"\n')
+    result = run_dedupe(DedupeConfig(source=root, out=tmp_path / "p", labels=partly))
+    assert result.clusters.filter(pl.col("to_review"))["path"].to_list() == ["second.jpg"]
+    assert (tmp_path / "p" / "drop.txt").read_text().splitlines() == ["first.jpg"]  # same labels, same bytes
