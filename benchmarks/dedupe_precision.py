@@ -13,8 +13,9 @@ The planted set, built in benchmarks/work/dedupe/ from the package's synthetic-d
   second species passes. It must never be dropped.
 
 A suggested drop is *correct* when its cluster keeps a copy of the same original (nothing is lost), *wrong*
-otherwise. Precision = correct / suggested; recall = correct / planted copies (4 per scene). Guards: `pixels`
-(pHash and SHA-256 only), `labels` (a label file giving every image its category, copies like their original),
+otherwise. Precision = correct / suggested; recall = correct / planted copies (4 per scene). Near duplicates that
+only pixels vouch for are not suggested but listed to review: `to_review` counts them and `twins_to_review` the
+twins among them. Guards: `pixels` (pHash and SHA-256 only: drops are byte-identical copies), `labels` (a label file giving every image its category, copies like their original),
 `engine` and `engine+labels` (with `--engine`: embedding SimHashes at the default radius of 3 bits too).
 """
 
@@ -95,8 +96,10 @@ def score(clusters: list[dict], source: dict[str, str], planted: int) -> dict[st
     drops = [r for r in clusters if not r["keep"]]
     correct = sum(source[r["path"]] in kept.get(r["cluster"], set()) for r in drops)
     twins = sum(r["path"].endswith("-twin.jpg") for r in drops)
+    review = [r for r in clusters if r["to_review"]]
     return {"suggested": len(drops), "correct": correct, "wrong": len(drops) - correct, "twins_dropped": twins,
-            "precision": correct / len(drops) if drops else 1.0, "recall": correct / planted}
+            "precision": correct / len(drops) if drops else 1.0, "recall": correct / planted,
+            "to_review": len(review), "twins_to_review": sum(r["path"].endswith("-twin.jpg") for r in review)}
 
 
 def main() -> None:
@@ -136,11 +139,12 @@ def main() -> None:
     args.out.write_text(json.dumps(result, indent=1) + "\n")
     print(f"{len(paths)} images: {scenes} originals, {planted} planted copies, {scenes} twins "
           f"(another species on the same background); engine: {result['engine']}\n")
-    print("| guard | max distance | suggested | correct | wrong (twins) | precision | recall |")
-    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+    print("| guard | max distance | suggested | correct | wrong (twins) | precision | recall | to review (twins) |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for r in rows:
         print(f"| {r['guard']} | {r['max_distance']} | {r['suggested']} | {r['correct']} | {r['wrong']} "
-              f"({r['twins_dropped']}) | {r['precision']:.3f} | {r['recall']:.3f} |")
+              f"({r['twins_dropped']}) | {r['precision']:.3f} | {r['recall']:.3f} | {r['to_review']} "
+              f"({r['twins_to_review']}) |")
 
 
 if __name__ == "__main__":

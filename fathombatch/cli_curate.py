@@ -15,7 +15,7 @@ import click
 
 from fathombatch.clikit import CONTEXT, MAX_THREADS, Command, Group, LabelPath, quiet_option
 from fathombatch.clikit import progress as _progress
-from fathombatch.errors import LabelFileError, OutputError
+from fathombatch.errors import LabelFileError, OutputError, UsageError
 
 _CONTEXT = CONTEXT
 _FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
@@ -166,6 +166,8 @@ def review(scores: Path, out: Path, n: int, strategy: str, other: Path | None, t
     """
     from fathombatch.curate.review import ReviewConfig, build_review
 
+    if threshold is not None and strategy != "uncertain":  # said in flags here; the library names its parameter
+        raise UsageError(f"--threshold applies only to --strategy uncertain, not to --strategy {strategy}")
     cfg = ReviewConfig(scores=scores, out=out, n=n, strategy=strategy, other=other,  # type: ignore[arg-type]
                        images_root=images_root, top=top, thumb_size=thumb_size, threshold=threshold)
     r = build_review(cfg, progress=_progress(quiet))
@@ -179,7 +181,8 @@ def review(scores: Path, out: Path, n: int, strategy: str, other: Path | None, t
 
 @curate.command(context_settings=_CONTEXT)
 @click.argument("source", type=click.Path(exists=True, path_type=Path))
-@click.option("--out", type=_OUT, required=True, help="Folder for hashes.parquet, clusters.csv/.parquet, drop.txt.")
+@click.option("--out", type=_OUT, required=True,
+              help="Folder for hashes.parquet, clusters.csv/.parquet, drop.txt, to_review.txt.")
 @click.option("--max-distance", type=click.IntRange(0, 8), default=4, show_default=True,
               help="Near-duplicate radius in pHash bits (the bucket index stays sub-quadratic up to 8).")
 @click.option("--threads", type=click.IntRange(1, MAX_THREADS), help="Hashing threads (default: all cores).")
@@ -188,12 +191,15 @@ def review(scores: Path, out: Path, n: int, strategy: str, other: Path | None, t
               help="With --engine: near-duplicate radius in embedding SimHash bits (64 bits in all).")
 @click.option("--labels", type=_FILE,
               help="Label file (CSV or COCO, matched by file stem): never suggest dropping an image labelled "
-                   "otherwise than the one kept.")
+                   "otherwise than the one kept; confirms near duplicates labelled alike.")
 @_images_root_option
 @quiet_option
 def dedupe(source: Path, out: Path, max_distance: int, threads: int | None, engine: str | None,
            embedding_distance: int, labels: Path | None, images_root: Path | None, quiet: bool) -> None:
     """Find exact and near-duplicate images in SOURCE (a folder, or a scores table's files).
+
+    Only byte-identical copies are suggested to drop unless --labels or --engine confirms a near duplicate; the
+    others are listed in to_review.txt.
 
     \b
     Example:
@@ -210,6 +216,9 @@ def dedupe(source: Path, out: Path, max_distance: int, threads: int | None, engi
     click.echo(f"{r.files} files ({r.errors} unreadable): {r.exact_clusters} exact and {r.near_clusters} near "
                f"duplicate clusters; {r.drop} files suggested to drop ({out / 'drop.txt'}, details in "
                f"{out / 'clusters.csv'})")
+    if r.to_review:
+        click.echo(f"{r.to_review} near duplicates by pixels alone are not suggested to drop: look at them "
+                   f"({out / 'to_review.txt'}), or confirm them with --labels or --engine")
     for warning in r.warnings:
         click.echo(f"warning: {warning}", err=True)
 

@@ -93,6 +93,11 @@ def test_library_errors_become_one_error_line_and_the_exit_code(app: click.Group
     assert code == 2
     assert err.splitlines() == ["Error: --strategy disagree compares two tables; pass --other SCORES2.parquet"]
 
+    code, _, err = invoke(curate, "review", scores, "--strategy", "rare", "--threshold", "0.3", "--out", tmp_path / "t")
+    assert code == 2
+    assert err.splitlines() == ["Error: --threshold applies only to --strategy uncertain, not to --strategy rare"]
+    assert not (tmp_path / "t").exists()  # refused before any work
+
 
 def test_cli_module_can_be_imported_by_cli_py_without_a_cycle() -> None:
     code = "import sys, fathombatch.cli_curate; sys.exit('fathombatch.cli' in sys.modules)"

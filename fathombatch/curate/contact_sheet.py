@@ -5,10 +5,12 @@ Thumbnails are decoded with the scorer's own Pillow path (EXIF orientation appli
 cannot be read gets no thumbnail and its card says why; one bad file never stops the sheet.
 
 Each card links to its original by a URL *relative to the HTML file's folder* (:func:`relative_href`), so the
-review folder and the images can be moved or handed on together. Relative paths are taken lexically, as a browser
-resolves ``..`` in a URL, not through symlinks. An original on another drive (Windows), where no relative path
-exists, is linked by its absolute ``file://`` URL and counted in :func:`render_html`'s result, so the caller can say
-that those links will break once the folder is moved.
+review folder and the images can be moved or handed on together. The review folder is resolved (symlinks followed)
+as ``score`` resolves the scored folder it records (``run.root``), and the caller passes originals under that
+resolved root, so a symlinked folder above both (``/work/proj -> /data/proj``) cancels out of the links; below the
+root, paths stay as the table spells them (a symlinked sub-folder is linked through). An original on another drive
+(Windows), where no relative path exists, is linked by its absolute ``file://`` URL and counted in
+:func:`render_html`'s result, so the caller can say that those links will break once the folder is moved.
 """
 
 from __future__ import annotations
@@ -40,7 +42,8 @@ class Card:
     Attributes:
         rank: 1-based position in the queue.
         path: the table's relative path.
-        source: the image file (linked from the card, relative to the HTML file's folder).
+        source: the image file (linked from the card, relative to the HTML file's resolved folder): its images
+            root resolved (``Path.resolve``), the part below it as the table spells it.
         priority: the strategy's value for this image.
         thumbnail: path of the thumbnail relative to the HTML file, or None.
         predictions: (class name, probability) best first.
@@ -140,14 +143,14 @@ def render_html(title: str, strategy: str, cards: Sequence[Card], folder: Path) 
     """One HTML page: a grid of cards with thumbnail, rank, priority, path and the top predictions.
 
     Args:
-        folder: where the page will be written; links to the originals are relative to it.
+        folder: where the page will be written; links to the originals are relative to it, resolved.
 
     Returns:
         the page, and how many originals had no relative path (linked by absolute ``file://`` URL instead).
     """
     parts = []
     absolute = 0
-    base = Path(os.path.abspath(folder))
+    base = Path(folder).resolve()  # as the images root of Card.source is: a common symlinked ancestor cancels out
     for c in cards:
         if c.thumbnail:
             picture = f"<img src='{html.escape(c.thumbnail)}' alt='{html.escape(c.path)}' loading=lazy>"

@@ -7,7 +7,8 @@
   ``embedding_distance`` bits (:mod:`~fathombatch.curate.embeddings`), found through the same index.
 * Clusters are the connected components of these relations (so A~B and B~C put A, B, C together).
 * In each cluster the image with the most pixels is kept (then the larger file, then the first path); the others
-  are suggested for dropping, each with the reason and its pHash (or embedding) distance to the kept one.
+  are suggested for dropping, each with the reason and its pHash (or embedding) distance to the kept one, when
+  something besides pixels vouches for it (below).
 
 Looking alike is not showing the same thing: on murky, low-contrast frames a different animal over the same
 background can land within a few pHash bits (benchmarks/dedupe_precision.py measures it). So a member is never
@@ -17,7 +18,12 @@ suggested for dropping when
   preference to unlabelled copies), or
 * an engine is given and, though its pHash is close, its embedding is not (pixels alike, contents differ).
 
-Without either, near duplicates rest on pixels alone and the summary says so.
+A near duplicate that nothing but its pHash vouches for (no label file, or the image is not in it; no engine, or
+no embedding) is not suggested for dropping at all: it is listed ``to_review`` (``to_review.txt``/``.json``), for a
+person, a label file or an engine to confirm. The issue asked never to propose deleting a labelled image of another
+species; pixels cannot tell, so the default drops only what cannot be wrong: byte-identical copies (of the kept
+image, or of an image to review). The decision is per pair, not per run, so a label file that misses some images
+(or matches none) leaves their look-alikes to review rather than dropping them on pixels.
 """
 
 from __future__ import annotations
@@ -40,14 +46,15 @@ from fathombatch.fsutil import atomic_path, display_path, write_path_list
 from fathombatch.progress import Progress
 
 CLUSTER_SCHEMA = {"cluster": pl.Int64, "kind": pl.String, "path": pl.String, "keep": pl.Boolean,
-                  "distance": pl.Int64, "reason": pl.String}
+                  "distance": pl.Int64, "reason": pl.String, "to_review": pl.Boolean}
 
 
 @dataclass(frozen=True)
 class DedupeConfig:
     """Attributes:
     source: a folder of images (searched recursively) or a scores table (``.parquet``).
-    out: folder for ``hashes.parquet``, ``clusters.csv``, ``clusters.parquet``, ``drop.txt`` and ``drop.json``.
+    out: folder for ``hashes.parquet``, ``clusters.csv``, ``clusters.parquet``, ``drop.txt``/``drop.json`` and
+        ``to_review.txt``/``to_review.json``.
     max_distance: near-duplicate radius in pHash bits (0..8; 0 = identical hashes). Beyond 8 bits the bucket index
         (9 chunks of about 7 bits) would compare nearly every pair of a large collection.
     images_root: for a scores table, the folder its paths are relative to (default: its ``run.root``).
@@ -73,7 +80,8 @@ class DedupeResult:
     """Attributes:
     files: listed; errors: files that could not be hashed (see ``hashes.parquet``);
     clusters: rows of :data:`CLUSTER_SCHEMA`, one per file in a cluster;
-    exact_clusters, near_clusters: cluster counts by kind; drop: files suggested for dropping.
+    exact_clusters, near_clusters: cluster counts by kind; drop: files suggested for dropping;
+    to_review: near duplicates by pixels alone, listed for review and not dropped.
     outputs: files written; warnings: what the summary should say besides the counts.
     """
 
@@ -83,6 +91,7 @@ class DedupeResult:
     exact_clusters: int
     near_clusters: int
     drop: int
+    to_review: int
     outputs: tuple[Path, ...]
     warnings: tuple[str, ...] = ()
 
@@ -147,26 +156,34 @@ class _Pair:
     same_bytes: bool
     distance: int | None
     emb_distance: int | None
+    labelled: bool = False
 
 
-def _verdict(pair: _Pair, max_distance: int, embedding_distance: int) -> tuple[bool, str]:
-    """(keep, reason) for a cluster member next to the kept image of its label group."""
+#: (keep, to_review, reason) of one cluster member.
+_Verdict = tuple[bool, bool, str]
+
+
+def _verdict(pair: _Pair, max_distance: int, embedding_distance: int) -> _Verdict:
+    """What to do with a cluster member next to the kept image of its label group."""
     d, e = pair.distance, pair.emb_distance
     if pair.same_bytes:
-        return False, f"byte-identical copy of {pair.kept}"
+        return False, False, f"byte-identical copy of {pair.kept}"
     if d is not None and d <= max_distance:
         if e is not None and e > embedding_distance:
             # Alike in pixels but not in content: on murky frames, different animals on one background hash alike.
-            return True, (f"kept: pHash distance {d} from {pair.kept}, but embedding distance {e} is over "
-                          f"{embedding_distance}: the contents differ")
-        return False, f"near duplicate of {pair.kept} (pHash distance {d})"
+            return True, False, (f"kept: pHash distance {d} from {pair.kept}, but embedding distance {e} is over "
+                                 f"{embedding_distance}: the contents differ")
+        if e is None and not pair.labelled:
+            return True, True, (f"to review: looks like {pair.kept} (pHash distance {d}), but only pixels say so "
+                                "(no label set, no embedding); not suggested for dropping")
+        return False, False, f"near duplicate of {pair.kept} (pHash distance {d})"
     if e is not None and e <= embedding_distance:
-        return False, f"near duplicate of {pair.kept} by content (embedding distance {e})"
+        return False, False, f"near duplicate of {pair.kept} by content (embedding distance {e})"
     # Clusters are transitive (a slow pan links frame 1 to frame 8 through the ones between); only images close to
     # the kept one itself are suggested for dropping.
     reason = (f"kept: linked to the cluster through other images, but pHash distance {d} from {pair.kept} is over "
               f"{max_distance}")
-    return True, reason + (f" and embedding distance {e} over {embedding_distance}" if e is not None else "")
+    return True, False, reason + (f" and embedding distance {e} over {embedding_distance}" if e is not None else "")
 
 
 def _kept_reason(keeper: int, group: list[int], members: list[int], paths: list[str], hashes: list[FileHash],
@@ -182,6 +199,44 @@ def _kept_reason(keeper: int, group: list[int], members: list[int], paths: list[
     if twin is not None:
         reason += f"; byte-identical to {paths[twin]}, labelled {describe(tags[twin])}: the labels disagree"
     return reason
+
+
+@dataclass(frozen=True)
+class _Inputs:
+    """What every cluster is decided from: per path its hashes, label set and embedding SimHash (valid or not)."""
+
+    paths: list[str]
+    hashes: list[FileHash]
+    tags: Sequence[LabelSet]
+    emb: np.ndarray
+    emb_ok: np.ndarray
+    max_distance: int
+    embedding_distance: int
+
+
+def _decide_group(group: list[int], members: list[int], x: _Inputs) -> dict[int, tuple[bool, bool, int | None, str]]:
+    """(keep, to_review, pHash distance to the kept image, reason) per member of one label group of a cluster."""
+    hashes = x.hashes
+    # Best first: most pixels, then the larger file, then the first path (byte-identical files: the first path).
+    ordered = sorted(group, key=lambda i: (-_pixels(hashes[i]), -(hashes[i].bytes or 0), i))
+    keeper, k = ordered[0], hashes[ordered[0]]
+    decided: dict[int, tuple[bool, bool, int | None, str]] = {}
+    reviewed: dict[str | None, int] = {}  # sha256 -> the image to review with those bytes
+    for i in ordered:
+        h = hashes[i]
+        distance = _bits(h.phash, k.phash) if h.phash is not None and k.phash is not None else None
+        if i == keeper:
+            decided[i] = (True, False, distance, _kept_reason(keeper, group, members, x.paths, hashes, x.tags))
+            continue
+        both = x.emb_ok[i] and x.emb_ok[keeper]
+        pair = _Pair(kept=x.paths[keeper], same_bytes=h.sha256 == k.sha256, distance=distance,
+                     emb_distance=_bits(int(x.emb[i]), int(x.emb[keeper])) if both else None,
+                     labelled=x.tags[i] is not None)
+        keep, review, reason = _verdict(pair, x.max_distance, x.embedding_distance)
+        if review and reviewed.setdefault(h.sha256, i) != i:  # copies of an image to review: one to look at is enough
+            keep, review, reason = False, False, f"byte-identical copy of {x.paths[reviewed[h.sha256]]}"
+        decided[i] = (keep, review, distance, reason)
+    return decided
 
 
 def find_clusters(
@@ -200,35 +255,24 @@ def find_clusters(
         labels: optional label set per path (:func:`~fathombatch.curate.dupelabels.label_sets`). A cluster is then
             split by label set (images not in the label file form one group) and each group keeps its own image,
             so no image is ever suggested for dropping in favour of one labelled otherwise.
+
+    Without labels or embeddings for a pair, a pHash near duplicate is ``to_review`` (kept), never dropped.
     """
     n = len(paths)
     emb, emb_ok = embeddings if embeddings is not None else (np.zeros(n, dtype=np.uint64), np.zeros(n, dtype=bool))
-    tags: Sequence[LabelSet] = labels if labels is not None else [None] * n
+    x = _Inputs(paths=paths, hashes=hashes, tags=labels if labels is not None else [None] * n, emb=emb,
+                emb_ok=emb_ok, max_distance=max_distance, embedding_distance=embedding_distance)
     records = []
     groups = _groups(hashes, max_distance, emb, emb_ok, embedding_distance)
     for cluster_no, members in enumerate(sorted(groups, key=lambda m: paths[m[0]]), start=1):
         kind = "exact" if len({hashes[i].sha256 for i in members}) == 1 else "near"
         by_tag: dict[LabelSet, list[int]] = {}
         for i in members:
-            by_tag.setdefault(tags[i], []).append(i)
-        decided: dict[int, tuple[bool, int | None, str]] = {}
-        for group in by_tag.values():
-            keeper = max(group, key=lambda i: (_pixels(hashes[i]), hashes[i].bytes or 0, -i))
-            k = hashes[keeper]
-            for i in group:
-                h = hashes[i]
-                distance = _bits(h.phash, k.phash) if h.phash is not None and k.phash is not None else None
-                if i == keeper:
-                    decided[i] = (True, distance, _kept_reason(keeper, group, members, paths, hashes, tags))
-                    continue
-                both = emb_ok[i] and emb_ok[keeper]
-                pair = _Pair(kept=paths[keeper], same_bytes=h.sha256 == k.sha256, distance=distance,
-                             emb_distance=_bits(int(emb[i]), int(emb[keeper])) if both else None)
-                keep, reason = _verdict(pair, max_distance, embedding_distance)
-                decided[i] = (keep, distance, reason)
+            by_tag.setdefault(x.tags[i], []).append(i)
+        decided = {i: v for group in by_tag.values() for i, v in _decide_group(group, members, x).items()}
         for i in members:
-            keep, distance, reason = decided[i]
-            records.append((cluster_no, kind, paths[i], keep, distance, reason))
+            keep, review, distance, reason = decided[i]
+            records.append((cluster_no, kind, paths[i], keep, distance, reason, review))
     return pl.DataFrame(records, schema=CLUSTER_SCHEMA, orient="row")
 
 
@@ -259,9 +303,9 @@ def _hash_table(paths: list[str], hashes: list[FileHash], embeddings: tuple[np.n
 def run_dedupe(cfg: DedupeConfig, progress: Progress | None = None) -> DedupeResult:
     """Hash every file, cluster duplicates, and write the results into ``cfg.out``."""
     if not 0 <= cfg.max_distance <= 8:
-        raise UsageError(f"--max-distance must be between 0 and 8 bits, got {cfg.max_distance}")
+        raise UsageError(f"max_distance must be between 0 and 8 bits, got {cfg.max_distance}")
     if not 0 <= cfg.embedding_distance <= 8:
-        raise UsageError(f"--embedding-distance must be between 0 and 8 bits, got {cfg.embedding_distance}")
+        raise UsageError(f"embedding_distance must be between 0 and 8 bits, got {cfg.embedding_distance}")
     if cfg.engine is not None:
         from fathombatch.backends import resolve_engine_path
 
@@ -287,12 +331,19 @@ def run_dedupe(cfg: DedupeConfig, progress: Progress | None = None) -> DedupeRes
         outputs.append(cfg.out / f"{name}.parquet")
     with atomic_path(cfg.out / "clusters.csv") as tmp:
         safe_frame(clusters).write_csv(tmp)
+    outputs.append(cfg.out / "clusters.csv")
     drop = clusters.filter(~pl.col("keep"))["path"].to_list()
-    unlisted = write_path_list(cfg.out / "drop.txt", drop)
-    outputs += [cfg.out / "clusters.csv", cfg.out / "drop.txt", cfg.out / "drop.json"]
-    warnings = [f"{len(unlisted)} path(s) to drop contain a line break and are listed in drop.json only (as one line "
-                f"each they would name other files), e.g. {unlisted[0]!r}"] if unlisted else []
-    warnings += _guard_warnings(cfg, clusters, paths, tags)
+    review = clusters.filter(pl.col("to_review"))["path"].to_list()
+    warnings = []
+    for name, listed in (("drop", drop), ("to_review", review)):
+        unlisted = write_path_list(cfg.out / f"{name}.txt", listed)
+        outputs += [cfg.out / f"{name}.txt", cfg.out / f"{name}.json"]
+        if unlisted:
+            warnings.append(f"{len(unlisted)} path(s) in {name}.txt contain a line break and are listed in {name}.json "
+                            f"only (as one line each they would name other files), e.g. {unlisted[0]!r}")
+    if tags is not None and all(t is None for t in tags):
+        warnings.append(f"none of the {len(tags)} files is in {cfg.labels} (matched by file stem): no drop was "
+                        "checked against labels")
     kinds = clusters.unique("cluster")["kind"]
     return DedupeResult(
         files=len(paths),
@@ -301,25 +352,7 @@ def run_dedupe(cfg: DedupeConfig, progress: Progress | None = None) -> DedupeRes
         exact_clusters=int((kinds == "exact").sum()),
         near_clusters=int((kinds == "near").sum()),
         drop=len(drop),
+        to_review=len(review),
         outputs=tuple(outputs),
         warnings=tuple(warnings),
     )
-
-
-def _guard_warnings(cfg: DedupeConfig, clusters: pl.DataFrame, paths: list[str],
-                    tags: list[LabelSet] | None) -> list[str]:
-    """What the summary must say about drops nothing but pixels vouches for, and labels that matched nothing."""
-    out = []
-    if tags is not None and all(t is None for t in tags):
-        out.append(f"none of the {len(tags)} files is in {cfg.labels} (matched by file stem): no drop was checked "
-                   "against labels")
-    if cfg.engine is None:
-        near = clusters.filter(~pl.col("keep") & pl.col("reason").str.starts_with("near duplicate"))["path"]
-        if tags is not None:  # drops within a label group are vouched for by the labels
-            unlabelled = [p for p, t in zip(paths, tags) if t is None]
-            near = near.filter(near.is_in(unlabelled))
-        if len(near):
-            out.append(f"{len(near)} near-duplicate drop(s) of images without labels rest on pixel similarity alone; "
-                       "on murky frames a different animal over the same background can hash alike: check them, or "
-                       "give a label file or an engine")
-    return out

@@ -187,7 +187,7 @@ def build_review(cfg: ReviewConfig, progress: Progress | None = None) -> ReviewR
     if not 1 <= cfg.top <= 20:
         raise UsageError(f"--top must be between 1 and 20, got {cfg.top}")
     if cfg.threshold is not None and cfg.strategy != "uncertain":
-        raise UsageError("--threshold is only used by --strategy uncertain")
+        raise UsageError(f"threshold applies only to the 'uncertain' strategy, not to {cfg.strategy!r}")
     table = open_scores(cfg.scores)
     other = open_scores(cfg.other) if cfg.other is not None else None
     root = images_root(table, cfg.images_root)
@@ -202,7 +202,9 @@ def build_review(cfg: ReviewConfig, progress: Progress | None = None) -> ReviewR
         other_rows = other.lazy.filter(pl.col("path").is_in(paths)).select(wanted).collect()
         other_preds = _top_predictions(other_rows, other.taxonomy, cfg.top)
 
-    sources = [resolve_image(root, p, f"{cfg.scores}: path {p!r}") for p in paths]
+    # The root resolved as `score` records run.root and as render_html resolves the review folder, so a symlinked
+    # folder above both cancels out of the links; the table's path below the root is kept as written.
+    sources = [resolve_image(root.resolve(), p, f"{cfg.scores}: path {p!r}") for p in paths]
     thumbs, missing = write_thumbnails(sources, cfg.out / "thumbs", cfg.thumb_size, progress)
     queue = _queue_frame(chosen, rows, table, cfg, thresholds, preds, other_preds)
     queue = queue.with_columns(thumbnail=pl.Series([t and f"thumbs/{t.name}" for t in thumbs], dtype=pl.String))
