@@ -249,3 +249,29 @@ def test_cli_dwc_writes_parquet_with_its_extension_and_warns_on_stderr(dump_scor
     assert warnings and all(line.startswith("warning: ") for line in warnings)
     assert any("no eventDate" in line for line in warnings) and "warning" not in result.stdout
     assert read_provenance(out)["darwin_core"]["dataset_id"] == "c42"
+
+
+def test_byte_identical_copies_with_one_name_are_refused_before_any_file(dump_scores: Path, engines: dict,
+                                                                          tmp_path: Path) -> None:
+    """Without a dataset id an image is (content hash, stem): a copy with the same name would repeat every ID."""
+    root = tmp_path / "cruise"
+    shutil.copytree(Path(read_metadata(dump_scores)["run"]["root"]), root)
+    copied = sorted((root / "dive0").glob("*.jpg"))[:2]
+    (root / "spare").mkdir()
+    for image in copied:  # what a second download of part of a dive leaves behind
+        shutil.copy(image, root / "spare" / image.name)
+    scores = tmp_path / "scores.parquet"
+    score_folder(ScoreConfig(root=root, engine=engines["onnx"], out=scores))
+    out = tmp_path / "occ.csv"
+    result = CliRunner().invoke(cli, ["export-table", str(scores), "--format", "dwc", "--threshold", "0.02",
+                                      "--out", str(out)])
+    assert result.exit_code == 2 and result.stderr.count("\n") == 1, result.output
+    assert result.stderr.startswith("Error: 2 scored file(s) are byte-identical copies of another file")
+    assert f"dive0/{copied[0].name} = spare/{copied[0].name}" in result.stderr and "curate dedupe" in result.stderr
+    assert not out.exists() and not (tmp_path / "occ.emof.csv").exists()
+    (root / "spare" / copied[0].name).unlink()
+    (root / "spare" / copied[1].name).unlink()
+    score_folder(ScoreConfig(root=root, engine=engines["onnx"], out=scores, overwrite=True))
+    export_table(ExportTableConfig(scores=scores, out=out, format="dwc", threshold=0.02))
+    occ = pl.read_csv(out, infer_schema_length=0)
+    assert occ.height > 0 and occ["occurrenceID"].n_unique() == occ.height

@@ -113,13 +113,14 @@ def occurrences(source: Source, options: DwcOptions) -> Iterator[tuple[pl.DataFr
 
     Raises:
         UsageError: an empty dataset id or datum, a dataset id with repeated image ids, or no dataset id and no
-            images to hash.
+            images to hash, or byte-identical copies sharing a file name.
         LabelFileError: a bad AphiaID table.
     """
     if not options.geodetic_datum.strip():
         raise UsageError("the geodetic datum must not be empty (EPSG:4326 is WGS84)")
     check_dataset_id(options.dataset_id, source.path)
     identifier = Identifier(options.dataset_id, source.images_root)
+    identifier.check_distinct(source.path)
     aphia = read_aphia_table(options.aphia_ids, source.taxonomy) if options.aphia_ids is not None else None
     return _batches(source, options, identifier, aphia)
 
