@@ -4,6 +4,7 @@ Issue 16: dive summaries that keep every dive."""
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +17,7 @@ from fathombatch.errors import UsageError
 from fathombatch.exports import ExportTableConfig, export_table
 from fathombatch.exports.thresholds import DEFAULT, FLOOR, RARE_FLOOR, best_f1_threshold, fit_thresholds
 from fathombatch.exports.writers import read_provenance
+from fathombatch.score import ScoreConfig, score_folder
 from fathombatch.table import read_metadata
 from fathombatch.taxonomy import fathomnet2023
 
@@ -262,3 +264,31 @@ def test_dive_summary_keeps_a_dive_without_detections(dump_scores: Path, tmp_pat
     assert np.allclose(supers["min_threshold"].to_numpy(), t) and np.allclose(supers["max_threshold"].to_numpy(), t)
 
 
+
+
+def test_dive_summary_keeps_a_dive_whose_files_all_failed_to_read(dump_scores: Path, engines: dict,
+                                                                   tmp_path: Path) -> None:
+    root = tmp_path / "cruise"
+    shutil.copytree(Path(read_metadata(dump_scores)["run"]["root"]), root)
+    (root / "dive9").mkdir()
+    for name in ("a.jpg", "b.jpg", "c.png"):  # a dive whose camera wrote nothing usable
+        (root / "dive9" / name).write_bytes(b"not an image")
+    (root / "dive0" / "torn.jpg").write_bytes(b"\xff\xd8\xff truncated")  # one bad file in a readable dive
+    scores = tmp_path / "scores.parquet"
+    score_folder(ScoreConfig(root=root, engine=engines["onnx"], out=scores))
+    readable = pl.read_parquet(scores).filter((pl.col("status") == "ok") & pl.col("path").str.starts_with("dive0/"))
+    result = export_table(ExportTableConfig(scores=scores, out=tmp_path / "d", format="dives", threshold=0.02,
+                                            table_ext=".csv"))
+    dives = pl.read_csv(result.files["dives"])
+    lost = dives.filter(pl.col("dive") == "dive9")
+    assert lost.height == len(TAX) and (lost["images_in_dive"] == 0).all() and (lost["images_unreadable"] == 3).all()
+    assert (lost["images_present"] == 0).all() and lost["fraction"].is_null().all()
+    assert lost["mean_probability"].is_null().all()
+    dive0 = dives.filter(pl.col("dive") == "dive0")
+    assert (dive0["images_in_dive"] == readable.height).all() and (dive0["images_unreadable"] == 1).all()
+    assert dive0["fraction"].is_not_null().all()
+    assert (dives.filter(pl.col("dive").is_in(["dive1", "dive2", "cruise"]))["images_unreadable"] == 0).all()
+    supers = pl.read_csv(result.files["supercategories"]).filter(pl.col("dive") == "dive9")
+    assert supers.height == len(set(TAX.supercategories)) and (supers["images_unreadable"] == 3).all()
+    assert (supers["images_in_dive"] == 0).all() and supers["fraction"].is_null().all()
+    assert result.files["heatmap"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
