@@ -58,8 +58,9 @@ def summarise(source: Source) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Stream the table once; return (per dive and category, per dive and supercategory) frames.
 
     Per dive and category: the category's threshold, images where it is present, readable images in the dive,
-    unreadable files (error rows) of the dive, their fraction, and the mean probability over the images where it is present (null when none). Per supercategory: images
-    where any of its categories is present, and the lowest and highest threshold among those categories.
+    unreadable files (error rows) of the dive, the fraction of readable images where it is present, and the mean
+    probability over the images where it is present (null when none). Per supercategory: images where any of its
+    categories is present, and the lowest and highest threshold among those categories.
     Every dive gets a row for every category and every supercategory, zeros included: a dive where nothing reached
     its threshold is survey effort with true zeros, not a dive that never happened. A dive whose files all failed to
     read stays too (``images_in_dive`` 0, ``images_unreadable`` its files), with a null ``fraction``: nothing was
