@@ -275,3 +275,37 @@ def test_byte_identical_copies_with_one_name_are_refused_before_any_file(dump_sc
     export_table(ExportTableConfig(scores=scores, out=out, format="dwc", threshold=0.02))
     occ = pl.read_csv(out, infer_schema_length=0)
     assert occ.height > 0 and occ["occurrenceID"].n_unique() == occ.height
+
+
+def test_a_flat_folders_dive_ids_follow_its_name_unless_dives_are_pinned(dump_scores: Path, tmp_path: Path) -> None:
+    """Files directly in the scored folder belong to the dive named after it: renaming it and rescoring (here: the
+    root the rescored table would record) changes their parentEventID, says so, and a metadata dive column pins it."""
+    meta = read_metadata(dump_scores)
+    table = pl.read_parquet(dump_scores)
+    renamed = tmp_path / "renamed.parquet"
+    meta["run"]["root"] = str(Path(meta["run"]["root"]).with_name("cruise-renamed"))
+    table.write_parquet(renamed, metadata={"fathombatch": json.dumps(meta)})
+    log = tmp_path / "log.csv"
+    table.select("image_id", dive_name=pl.lit("D1234")).write_csv(log)
+    ids, warnings = {}, {}
+    for scores in (dump_scores, renamed):
+        for pinned in (False, True):
+            out = tmp_path / f"{scores.stem}-{pinned}.csv"
+            pin = {"metadata": log, "dive_column": "dive_name"} if pinned else {}
+            result = export_table(ExportTableConfig(scores=scores, out=out, format="dwc", threshold=0.02,
+                                                    dataset_id="cruise42", **pin))
+            occ = pl.read_csv(out, infer_schema_length=0)
+            flat = ~occ["associatedMedia"].str.contains("/")
+            ids[scores, pinned] = (occ.filter(flat)["parentEventID"].to_list(), occ.filter(~flat)["parentEventID"])
+            warnings[scores, pinned] = [w for w in result.warnings if "directly in the scored folder" in w]
+    flat_before, nested_before = ids[dump_scores, False]
+    flat_after, nested_after = ids[renamed, False]
+    assert flat_before and set(flat_before).isdisjoint(flat_after) and nested_before.equals(nested_after)
+    n_flat = table.filter((pl.col("status") == "ok") & ~pl.col("path").str.contains("/")).height
+    assert warnings[dump_scores, False] == [(
+        f"{n_flat} image(s) lie directly in the scored folder, so their dive (parentEventID, fieldNumber) is the "
+        "folder's name when it was scored, 'cruise': renaming the folder and scoring it again changes them; name "
+        "dives with a column of the image metadata or a dive regex to keep them stable")]
+    (flat_pinned, nested_pinned), (flat_pinned_after, nested_pinned_after) = ids[dump_scores, True], ids[renamed, True]
+    assert flat_pinned == flat_pinned_after and nested_pinned.equals(nested_pinned_after)
+    assert not warnings[dump_scores, True] and not warnings[renamed, True]

@@ -12,7 +12,9 @@ scoring time. So moving the folder, rescoring it (with this engine or a better o
 another URL all keep every ID, and a re-export updates the records OBIS already holds instead of duplicating them.
 Each image is a sampling event (it has its own time and position), so ``eventID`` is a UUID5 of the dataset and the
 image id; with a dataset id the dive becomes ``parentEventID`` (a UUID5 of the dataset id and the dive name); without
-one a dive has nothing stable and global to be named by, so ``parentEventID`` stays empty.
+one a dive has nothing stable and global to be named by, so ``parentEventID`` stays empty. A dive's name comes from
+:class:`~fathombatch.exports.source.Source` (a folder, a regex, or a metadata column); a flat folder's dive is the
+folder's name when scored, so ``parentEventID`` follows it (docs/exports.md, "What a dive's name depends on").
 """
 
 from __future__ import annotations

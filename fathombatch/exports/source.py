@@ -112,6 +112,13 @@ class Source:
                                                      dtype=pl.String))
             yield frame.with_columns(dive=self._dive(frame))
 
+    def images_named_by_folder(self) -> int:
+        """Readable images whose dive is the scored folder's own name (files directly in it, default dives)."""
+        if self.dive_column is not None or self.dive_regex is not None:
+            return 0
+        return (pl.scan_parquet(self.path).filter((pl.col("status") == "ok") & ~pl.col("path").str.contains("/"))
+                .select(pl.len()).collect().item())
+
     def unreadable(self) -> dict[str, int]:
         """Error rows (files that could not be read when scored) per dive, for dives to count them too."""
         errors = pl.scan_parquet(self.path).filter(pl.col("status") != "ok").select("image_id", "path").collect()
