@@ -59,6 +59,29 @@ def ov_engines(tmp_path_factory: pytest.TempPathFactory, run_dir: Path) -> dict[
     return {"fp32": fp32, "int8": int8}
 
 
+@pytest.fixture(scope="session")
+def dump_scores(dive: Path, engines: dict, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny dive split into three dive folders (plus one file at the root) and scored (tests of the exports)."""
+    import shutil
+
+    from PIL import Image
+
+    from fathombatch.score import ScoreConfig, score_folder
+
+    root = tmp_path_factory.mktemp("exports") / "cruise"
+    files = sorted((dive / "images").glob("*.jpg"))
+    for i, f in enumerate(files):
+        dest = root / (f"dive{i % 3}" if i else ".") / f.name
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(f, dest)
+    exif = Image.Exif()
+    exif[0x8769] = {36867: "2023:05:17 10:42:03"}
+    Image.open(files[1]).save(root / "dive1" / files[1].name, exif=exif)  # one image with a capture time
+    out = root.parent / "scores.parquet"
+    score_folder(ScoreConfig(root=root, engine=engines["onnx"], out=out))
+    return out
+
+
 @pytest.fixture(autouse=True)
 def _no_engine_store_env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("FATHOMBATCH_ENGINES", raising=False)

@@ -113,14 +113,23 @@ def occurrences(source: Source, options: DwcOptions) -> Iterator[tuple[pl.DataFr
 
     Raises:
         UsageError: an empty dataset id or datum, a dataset id with repeated image ids, or no dataset id and no
-            images to hash.
+            images to hash, or byte-identical copies sharing a file name.
         LabelFileError: a bad AphiaID table.
     """
     if not options.geodetic_datum.strip():
         raise UsageError("the geodetic datum must not be empty (EPSG:4326 is WGS84)")
     check_dataset_id(options.dataset_id, source.path)
     identifier = Identifier(options.dataset_id, source.images_root)
+    identifier.check_distinct(source.path)
     aphia = read_aphia_table(options.aphia_ids, source.taxonomy) if options.aphia_ids is not None else None
+    flat = source.images_named_by_folder() if options.dataset_id is not None else 0
+    if flat:
+        # Without a dataset id parentEventID is empty and nothing published depends on the folder's name; with one,
+        # a name the user may not know they chose becomes part of an ID, so say how to pin it (docs/exports.md).
+        source.warnings.append(
+            f"{flat} image(s) lie directly in the scored folder, so their dive (parentEventID, fieldNumber) is the "
+            f"folder's name when it was scored, {source.top_dive!r}: renaming the folder and scoring it again changes "
+            "them; name dives with a column of the image metadata or a dive regex to keep them stable")
     return _batches(source, options, identifier, aphia)
 
 

@@ -18,28 +18,36 @@ from fathombatch.fsutil import atomic_path
 
 SUMMARY_SCHEMA = {"dive": pl.String, "category_id": pl.Int64, "name": pl.String, "supercategory": pl.String,
                   "threshold": pl.Float64, "images_present": pl.Int64, "images_in_dive": pl.Int64,
-                  "fraction": pl.Float64, "mean_probability": pl.Float64}
+                  "images_unreadable": pl.Int64, "fraction": pl.Float64, "mean_probability": pl.Float64}
 SUPER_SCHEMA = {"dive": pl.String, "supercategory": pl.String, "min_threshold": pl.Float64,
                 "max_threshold": pl.Float64, "images_present": pl.Int64, "images_in_dive": pl.Int64,
-                "fraction": pl.Float64}
+                "images_unreadable": pl.Int64, "fraction": pl.Float64}
 
 
 class _Counts:
-    """Per dive: images, and per category / supercategory the images where it is present."""
+    """Per dive: readable and unreadable images, and per category / supercategory the images where it is present."""
 
     def __init__(self, n_classes: int, n_supers: int) -> None:
         self.shape = (n_classes, n_supers)
         self.images: dict[str, int] = {}
+        self.unreadable: dict[str, int] = {}
         self.present: dict[str, np.ndarray] = {}
         self.prob_sum: dict[str, np.ndarray] = {}
         self.super_present: dict[str, np.ndarray] = {}
 
-    def add(self, dive: str, probs: np.ndarray, hit: np.ndarray, super_hit: np.ndarray) -> None:
+    def _ensure(self, dive: str) -> None:
         if dive not in self.images:
-            self.images[dive] = 0
+            self.images[dive] = self.unreadable[dive] = 0
             self.present[dive] = np.zeros(self.shape[0], dtype=np.int64)
             self.prob_sum[dive] = np.zeros(self.shape[0])
             self.super_present[dive] = np.zeros(self.shape[1], dtype=np.int64)
+
+    def add_unreadable(self, dive: str, n: int) -> None:
+        self._ensure(dive)
+        self.unreadable[dive] += n
+
+    def add(self, dive: str, probs: np.ndarray, hit: np.ndarray, super_hit: np.ndarray) -> None:
+        self._ensure(dive)
         self.images[dive] += hit.shape[0]
         self.present[dive] += hit.sum(axis=0)
         self.prob_sum[dive] += np.where(hit, probs, 0.0).sum(axis=0)
@@ -49,11 +57,14 @@ class _Counts:
 def summarise(source: Source) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Stream the table once; return (per dive and category, per dive and supercategory) frames.
 
-    Per dive and category: the category's threshold, images where it is present, images in the dive, their
-    fraction, and the mean probability over the images where it is present (null when none). Per supercategory: images
-    where any of its categories is present, and the lowest and highest threshold among those categories.
-    Every dive with a readable image gets a row for every category and every supercategory, zeros included: a dive
-    where nothing reached its threshold is survey effort with true zeros, not a dive that never happened.
+    Per dive and category: the category's threshold, images where it is present, readable images in the dive,
+    unreadable files (error rows) of the dive, the fraction of readable images where it is present, and the mean
+    probability over the images where it is present (null when none). Per supercategory: images where any of its
+    categories is present, and the lowest and highest threshold among those categories.
+    Every dive gets a row for every category and every supercategory, zeros included: a dive where nothing reached
+    its threshold is survey effort with true zeros, not a dive that never happened. A dive whose files all failed to
+    read stays too (``images_in_dive`` 0, ``images_unreadable`` its files), with a null ``fraction``: nothing was
+    seen there, which is not the same as a zero.
     """
     tax = source.taxonomy
     names = list(tax.names)
@@ -68,6 +79,8 @@ def summarise(source: Source) -> tuple[pl.DataFrame, pl.DataFrame]:
         for dive in np.unique(dives):
             rows = dives == dive
             counts.add(str(dive), probs[rows], hit[rows], super_hit[rows])
+    for dive, n in source.unreadable().items():
+        counts.add_unreadable(dive, n)
     return _category_frame(source, counts), _super_frame(source, supers, members, counts)
 
 
@@ -77,15 +90,23 @@ def _category_frame(source: Source, counts: _Counts) -> pl.DataFrame:
     present = np.concatenate([counts.present[d] for d in dives]) if dives else np.zeros(0, dtype=np.int64)
     prob_sum = np.concatenate([counts.prob_sum[d] for d in dives]) if dives else np.zeros(0)
     images = np.repeat([counts.images[d] for d in dives], n).astype(np.int64)
+    unreadable = np.repeat([counts.unreadable[d] for d in dives], n).astype(np.int64)
     with np.errstate(invalid="ignore", divide="ignore"):
         mean = np.where(present > 0, prob_sum / np.maximum(present, 1), np.nan)
     frame = pl.DataFrame({
         "dive": np.repeat(dives, n).astype(str) if dives else [], "category_id": list(tax.ids) * len(dives),
         "name": list(tax.names) * len(dives), "supercategory": list(tax.supercategories) * len(dives),
         "threshold": np.tile(source.thresholds, len(dives)), "images_present": present,
-        "images_in_dive": images, "fraction": present / np.maximum(images, 1), "mean_probability": mean,
-    }, schema=SUMMARY_SCHEMA).with_columns(pl.col("mean_probability").fill_nan(None))
+        "images_in_dive": images, "images_unreadable": unreadable, "fraction": _fraction(present, images),
+        "mean_probability": mean,
+    }, schema=SUMMARY_SCHEMA).with_columns(pl.col("mean_probability", "fraction").fill_nan(None))
     return frame.sort(["dive", "images_present", "category_id"], descending=[False, True, False])
+
+
+def _fraction(present: np.ndarray, images: np.ndarray) -> np.ndarray:
+    """present / images, NaN where a dive has no readable image (nothing seen is not a zero)."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(images > 0, present / np.maximum(images, 1), np.nan)
 
 
 def _super_frame(source: Source, supers: list[str], members: np.ndarray, counts: _Counts) -> pl.DataFrame:
@@ -94,9 +115,10 @@ def _super_frame(source: Source, supers: list[str], members: np.ndarray, counts:
     for dive in sorted(counts.images):
         for k, name in enumerate(supers):
             n = int(counts.super_present[dive][k])
+            images = counts.images[dive]
             rows.append({"dive": dive, "supercategory": name, "min_threshold": float(thresholds[k].min()),
-                         "max_threshold": float(thresholds[k].max()), "images_present": n,
-                         "images_in_dive": counts.images[dive], "fraction": n / counts.images[dive]})
+                         "max_threshold": float(thresholds[k].max()), "images_present": n, "images_in_dive": images,
+                         "images_unreadable": counts.unreadable[dive], "fraction": n / images if images else None})
     return pl.DataFrame(rows, schema=SUPER_SCHEMA).sort(["dive", "images_present", "supercategory"],
                                                         descending=[False, True, False])
 
@@ -117,7 +139,7 @@ def heat_map(path: Path, by_category: pl.DataFrame, top: int = 25) -> Path:
     for dive, name, fraction in by_category.filter(pl.col("name").is_in(common)).select(
         "dive", "name", "fraction"
     ).iter_rows():
-        grid[dives.index(dive), common.index(name)] = fraction
+        grid[dives.index(dive), common.index(name)] = np.nan if fraction is None else fraction  # NaN: drawn blank
     fig, ax = plt.subplots(figsize=(max(6.0, 0.35 * len(common) + 2), max(3.0, 0.35 * len(dives) + 1.5)))
     if grid.size == 0:  # nothing present anywhere (a high threshold, or only error rows): say so in the picture
         ax.text(0.5, 0.5, "no category reaches its threshold in any image", ha="center", va="center")
@@ -126,7 +148,7 @@ def heat_map(path: Path, by_category: pl.DataFrame, top: int = 25) -> Path:
             fig.savefig(tmp, format="png", dpi=110)
         plt.close(fig)
         return path
-    image = ax.imshow(grid, aspect="auto", cmap="viridis", vmin=0, vmax=max(float(grid.max()), 1e-9))
+    image = ax.imshow(grid, aspect="auto", cmap="viridis", vmin=0, vmax=max(float(np.nanmax(grid, initial=0.0)), 1e-9))
     ax.set_xticks(range(len(common)), common, rotation=70, ha="right", fontsize=7)
     ax.set_yticks(range(len(dives)), dives, fontsize=7)
     ax.set_title("Fraction of each dive's images where the category is present")

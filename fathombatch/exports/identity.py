@@ -12,7 +12,9 @@ scoring time. So moving the folder, rescoring it (with this engine or a better o
 another URL all keep every ID, and a re-export updates the records OBIS already holds instead of duplicating them.
 Each image is a sampling event (it has its own time and position), so ``eventID`` is a UUID5 of the dataset and the
 image id; with a dataset id the dive becomes ``parentEventID`` (a UUID5 of the dataset id and the dive name); without
-one a dive has nothing stable and global to be named by, so ``parentEventID`` stays empty.
+one a dive has nothing stable and global to be named by, so ``parentEventID`` stays empty. A dive's name comes from
+:class:`~fathombatch.exports.source.Source` (a folder, a regex, or a metadata column); a flat folder's dive is the
+folder's name when scored, so ``parentEventID`` follows it (docs/exports.md, "What a dive's name depends on").
 """
 
 from __future__ import annotations
@@ -69,18 +71,46 @@ class Identifier:
         self.dataset_id = dataset_id
         self.root = None if dataset_id is not None else images_folder(root)
 
+    def image_key(self, rel: str) -> str:
+        """The dataset part of the IDs of the image at ``rel`` (relative to the images root)."""
+        if self.dataset_id is not None:
+            return self.dataset_id
+        image = self.root / fs_path(rel)  # type: ignore[operator]
+        if not image.is_file():
+            raise UsageError(f"image {rel} is not in {self.root}: the folder changed since it was scored, so its "
+                             "content cannot be hashed; give a dataset id, or the images' current location")
+        return "sha256:" + content_hash(image)
+
     def image_keys(self, paths: pl.Series) -> list[str]:
         """The dataset part of each row's IDs: the dataset id, or ``sha256:<hex>`` of the image (hashed once)."""
+        keys = {rel: self.image_key(rel) for rel in paths.unique()}
+        return [keys[p] for p in paths]
+
+    def check_distinct(self, scores: Path) -> None:
+        """Refuse a table in which two files would get the same IDs: byte-identical copies with one file name.
+
+        Without a dataset id an image is (content hash, file stem), so ``a/IMG_1.jpg`` and its copy ``b/IMG_1.jpg``
+        are one image and every occurrence of theirs would appear twice under one ``occurrenceID``. They are one
+        observation recorded twice, so no ID can honestly tell them apart (adding the path would make IDs depend on
+        where files lie): the copies must go. Only files whose stem repeats are hashed here, usually none.
+        (With a dataset id, :func:`check_dataset_id` has already refused any repeated stem.)
+        """
         if self.dataset_id is not None:
-            return [self.dataset_id] * len(paths)
-        hashes: dict[str, str] = {}
-        for rel in paths.unique():
-            image = self.root / fs_path(rel)  # type: ignore[operator]
-            if not image.is_file():
-                raise UsageError(f"image {rel} is not in {self.root}: the folder changed since it was scored, so its "
-                                 "content cannot be hashed; give a dataset id, or the images' current location")
-            hashes[rel] = "sha256:" + content_hash(image)
-        return [hashes[p] for p in paths]
+            return
+        ok = pl.scan_parquet(scores).filter(pl.col("status") == "ok").select("image_id", "path")
+        shared = ok.filter(pl.len().over("image_id") > 1).sort("path").collect()
+        if shared.height == 0:
+            return
+        keyed = shared.with_columns(key=pl.Series([self.image_key(p) for p in shared["path"]], dtype=pl.String))
+        copies = (keyed.group_by("key", "image_id").agg(pl.col("path").sort()).filter(pl.col("path").list.len() > 1)
+                  .sort(pl.col("path").list.first()))
+        if copies.height:
+            n = int(copies["path"].list.len().sum() - copies.height)
+            examples = "; ".join(" = ".join(paths) for paths in copies["path"].head(3).to_list())
+            raise UsageError(f"{n} scored file(s) are byte-identical copies of another file with the same name "
+                             f"({examples}{'; ...' if copies.height > 3 else ''}), so their occurrences would share "
+                             "occurrenceID and eventID, which OBIS and GBIF reject or merge; remove the copies "
+                             "(fathombatch curate dedupe finds them) and score the folder again")
 
     def ids(self, frame: pl.DataFrame) -> pl.DataFrame:
         """``occurrenceID``, ``eventID`` and ``parentEventID`` for rows with ``path``, ``image_id``, ``category_id``

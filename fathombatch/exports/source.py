@@ -106,16 +106,36 @@ class Source:
             frame = frame.filter(pl.col("status") == "ok").drop("status")
             if frame.height == 0:
                 continue
-            unsafe = frame.filter(pl.col("path").str.contains(_UNSAFE_PATH))
-            if unsafe.height:
-                raise LabelFileError(f"{self.path}: path {unsafe['path'][0]!r} points outside the scored folder; "
-                                     "this is not a table fathombatch wrote")
-            if self.metadata is not None:
-                frame = frame.join(self.metadata, on="image_id", how="left")
+            frame = self._joined(frame)
             if self.exif:
                 frame = frame.with_columns(pl.Series("exif_datetime", [self._exif_time(p) for p in frame["path"]],
                                                      dtype=pl.String))
             yield frame.with_columns(dive=self._dive(frame))
+
+    def images_named_by_folder(self) -> int:
+        """Readable images whose dive is the scored folder's own name (files directly in it, default dives)."""
+        if self.dive_column is not None or self.dive_regex is not None:
+            return 0
+        return (pl.scan_parquet(self.path).filter((pl.col("status") == "ok") & ~pl.col("path").str.contains("/"))
+                .select(pl.len()).collect().item())
+
+    def unreadable(self) -> dict[str, int]:
+        """Error rows (files that could not be read when scored) per dive, for dives to count them too."""
+        errors = pl.scan_parquet(self.path).filter(pl.col("status") != "ok").select("image_id", "path").collect()
+        if errors.height == 0:
+            return {}
+        errors = self._joined(errors)
+        return dict(errors.select(self._dive(errors)).group_by("dive").len().iter_rows())
+
+    def _joined(self, frame: pl.DataFrame) -> pl.DataFrame:
+        """Rows with safe paths, joined to the image metadata."""
+        unsafe = frame.filter(pl.col("path").str.contains(_UNSAFE_PATH))
+        if unsafe.height:
+            raise LabelFileError(f"{self.path}: path {unsafe['path'][0]!r} points outside the scored folder; "
+                                 "this is not a table fathombatch wrote")
+        if self.metadata is not None:
+            frame = frame.join(self.metadata, on="image_id", how="left")
+        return frame
 
     def _dive(self, frame: pl.DataFrame) -> pl.Series:
         if self.dive_column is not None:
