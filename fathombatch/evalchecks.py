@@ -6,7 +6,8 @@
   (every image would score 0, and MAP@20 0.0000 would say nothing about the model).
 * Truth that is the evaluated predictions themselves (its label sets are the rows' ``top_categories``, or every
   label set is as long as a top-k list) is refused: it scores MAP@20 1.0 whatever the model.
-* MAP@k at or below the frequency-prior floor is flagged: the model ranks no better than ignoring the pixels.
+* MAP@k at or below the frequency-prior floor is flagged (:func:`fathombatch.metrics.floor_warning`, the same
+  verdict as ``train``'s): the model ranks no better than ignoring the pixels.
 """
 
 from __future__ import annotations
@@ -119,10 +120,3 @@ def refuse_predictions_as_truth(
                          "top-k ranking; it looks like a submission CSV (predictions), and MAP against it would be "
                          "meaningless")
 
-
-def floor_warning(map_k: float, floor: float, k: int) -> str | None:
-    """A warning when MAP@k does not clear the frequency-prior floor (ties count as not clearing it)."""
-    if map_k > floor:
-        return None
-    return (f"MAP@{k} {map_k:.4f} is at or below the frequency-prior floor {floor:.4f}: the model ranks no better "
-            "than giving every image the same ranking by training frequency")

@@ -21,13 +21,14 @@ import polars as pl
 from fathombatch import __version__
 from fathombatch.datasets import Labels, read_labels
 from fathombatch.errors import LabelFileError, UsageError
-from fathombatch.evalchecks import floor_warning, match_ids, refuse_predictions_as_truth
+from fathombatch.evalchecks import match_ids, refuse_predictions_as_truth
 from fathombatch.evalinput import Aligned, Predictions, align, open_predictions
 from fathombatch.fsutil import atomic_path, write_json_atomic, write_text_atomic
 from fathombatch.metrics import (
     K,
     average_precision_at_k,
     competition_score,
+    floor_warning,
     per_class_ap,
     prior_floor,
     ranking_from_scores,
