@@ -1,7 +1,8 @@
 """Checks that keep ``evaluate`` from printing a figure that looks right and is not.
 
-* Truth ids are matched to the evaluated ids exactly, else after dropping an image extension (``abc.png`` ->
-  ``abc``, the table's ids are file stems); a warning says how many were matched that way. When most truth ids
+* Truth ids are matched to the evaluated ids exactly, else after dropping an image extension on either side
+  (``abc.png`` -> ``abc``: the table's ids are file stems, other tools' are file names); a warning says how many
+  were matched that way. When most truth ids
   still match nothing, a warning shows what the ids of both sides look like; when none match, evaluation is refused
   (every image would score 0, and MAP@20 0.0000 would say nothing about the model).
 * Truth that is the evaluated predictions themselves (its label sets are the rows' ``top_categories``, or every
@@ -12,7 +13,7 @@
 
 from __future__ import annotations
 
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,36 +47,45 @@ class IdMatch:
 
 
 def match_ids(truth_ids: Sequence[str], evaluated_ids: Collection[str], truth: Path, evaluated: Path) -> IdMatch:
-    """Match truth ids to evaluated ids, exactly or after dropping an image extension (.jpg, .jpeg, .png).
+    """Match truth ids to evaluated ids, exactly or when one side carries an image extension (.jpg, .jpeg, .png).
 
-    An id is stripped only when the stripped id is evaluated, is not itself a truth id and no other truth id strips
-    to it (``a.png`` and ``a.jpg`` would otherwise share one prediction).
+    Either side may carry it (``a.png`` in the truth against ``a`` evaluated, or ``a`` against ``a.png``), by the
+    same rules both ways: an id is matched without its extension only when the other side has no exact match for it
+    (the stripped id is not an id of its own side) and no other id of its side strips to the same id (``a.png`` and
+    ``a.jpg`` would otherwise share one truth row or one prediction); such clashes are left unmatched and counted.
 
     Raises:
         UsageError: no truth id matches an evaluated id.
     """
     evaluated_set = set(evaluated_ids)
     truth_set = set(truth_ids)
-    keys = list(truth_ids)
-    stripped: dict[int, str] = {}
-    for i, image_id in enumerate(truth_ids):
-        stem, dot, ext = image_id.rpartition(".")
-        if (image_id not in evaluated_set and dot and stem and f".{ext.lower()}" in IMAGE_SUFFIXES
-                and stem in evaluated_set and stem not in truth_set):
-            stripped[i] = stem
-    clashes = {stem for stem, n in Counter(stripped.values()).items() if n > 1}
-    for i, stem in stripped.items():
-        if stem not in clashes:
-            keys[i] = stem
-    n_stripped = len(stripped) - sum(1 for stem in stripped.values() if stem in clashes)
+    unmatched = [i for i, image_id in enumerate(truth_ids) if image_id not in evaluated_set]
+    # Truth side: truth "a.png" -> evaluated "a".
+    from_truth = {i: stem for i in unmatched
+                  if (stem := _stem(truth_ids[i])) is not None and stem in evaluated_set and stem not in truth_set}
+    truth_clashes = {stem for stem, n in Counter(from_truth.values()).items() if n > 1}
+    from_truth = {i: stem for i, stem in from_truth.items() if stem not in truth_clashes}
+    # Evaluated side: truth "a" -> evaluated "a.png".
+    by_stem: dict[str, list[str]] = defaultdict(list)
+    for image_id in evaluated_set - truth_set:
+        if (stem := _stem(image_id)) is not None and stem not in evaluated_set:
+            by_stem[stem].append(image_id)
+    candidates = {i: by_stem[truth_ids[i]] for i in unmatched if i not in from_truth and truth_ids[i] in by_stem}
+    evaluated_clashes = {truth_ids[i] for i, found in candidates.items() if len(found) > 1}
+    from_evaluated = {i: found[0] for i, found in candidates.items() if len(found) == 1}
+    keys = [from_truth.get(i, from_evaluated.get(i, image_id)) for i, image_id in enumerate(truth_ids)]
     matched = sum(1 for key in keys if key in evaluated_set)
     warnings = []
-    if n_stripped:
-        warnings.append(f"{n_stripped} truth id(s) carry an image extension (e.g. {truth_ids[min(stripped)]!r}); "
-                        "they were matched to the ids without it")
-    if clashes:
-        warnings.append(f"{len(clashes)} id(s) appear in {truth} with two image extensions (e.g. "
-                        f"{min(clashes)!r}); those truth rows were not matched")
+    if from_truth:
+        warnings.append(f"{len(from_truth)} truth id(s) carry an image extension (e.g. "
+                        f"{truth_ids[min(from_truth)]!r}); they were matched to the ids without it")
+    if from_evaluated:
+        warnings.append(f"{len(from_evaluated)} evaluated id(s) carry an image extension the truth ids lack (e.g. "
+                        f"{from_evaluated[min(from_evaluated)]!r}); they were matched to the truth ids without it")
+    for clashes, where in ((truth_clashes, truth), (evaluated_clashes, evaluated)):
+        if clashes:
+            warnings.append(f"{len(clashes)} id(s) appear in {where} with two image extensions (e.g. "
+                            f"{min(clashes)!r}); those truth rows were not matched")
     if matched == 0 and keys:
         raise UsageError(f"none of the {len(keys)} ids in {truth} is in {evaluated}; "
                          + _looks_like(keys, evaluated_set, truth_set))
@@ -83,6 +93,12 @@ def match_ids(truth_ids: Sequence[str], evaluated_ids: Collection[str], truth: P
         warnings.append(f"only {matched} of {len(keys)} truth ids are in {evaluated}; "
                         + _looks_like(keys, evaluated_set, truth_set))
     return IdMatch(keys=keys, matched=matched, warnings=warnings)
+
+
+def _stem(image_id: str) -> str | None:
+    """``abc.PNG`` -> ``abc``; None when the id does not end in an image extension."""
+    stem, dot, ext = image_id.rpartition(".")
+    return stem if dot and stem and f".{ext.lower()}" in IMAGE_SUFFIXES else None
 
 
 def _looks_like(keys: Sequence[str], evaluated: Collection[str], truth: Collection[str]) -> str:

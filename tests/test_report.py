@@ -159,6 +159,21 @@ def test_ids_with_an_image_extension_are_matched_and_said(scored: Path, dive: Pa
     assert any("24 truth id(s) carry an image extension" in w for w in result.warnings)
 
 
+def test_evaluated_ids_with_an_image_extension_are_matched_too(scored: Path, dive: Path, tmp_path: Path) -> None:
+    perfect = pl.read_parquet(perfect_copy(scored, dive, tmp_path / "p.parquet"))
+    with_ext = perfect.with_columns(pl.col("image_id") + ".jpg")
+    with_ext.write_parquet(tmp_path / "ext.parquet", metadata=pl.read_parquet_metadata(scored))
+    result = evaluate(EvalConfig(scores=tmp_path / "ext.parquet", truth=dive / "train.csv"))
+    assert result.map_at_k == pytest.approx(1.0) and not result.missing
+    assert any("24 evaluated id(s) carry an image extension" in w for w in result.warnings)
+    # The same clash rule as on the truth side: two files that strip to one truth id match neither.
+    clash = pl.concat([with_ext, with_ext.head(1).with_columns(pl.col("image_id").str.replace(r"\.jpg$", ".png"))])
+    clash.write_parquet(tmp_path / "clash.parquet", metadata=pl.read_parquet_metadata(scored))
+    result = evaluate(EvalConfig(scores=tmp_path / "clash.parquet", truth=dive / "train.csv"))
+    assert result.missing == [perfect["image_id"][0]] and result.map_at_k == pytest.approx(23 / 24)
+    assert any("1 id(s) appear in" in w and "with two image extensions" in w for w in result.warnings)
+
+
 def test_mostly_unmatched_ids_say_what_both_sides_look_like(scored: Path, dive: Path, tmp_path: Path) -> None:
     truth = rewrite_ids(dive / "train.csv", tmp_path / "t.csv", lambda i, v: f"dive7/{v}" if i >= 4 else v)
     result = evaluate(EvalConfig(scores=scored, truth=truth))
