@@ -81,14 +81,16 @@ def read_submission(path: Path, taxonomy: Taxonomy) -> pl.DataFrame:
         ``top_categories`` (list[i32]).
 
     Raises:
-        LabelFileError: naming the line of a missing id, a repeated id, an unknown category id or a bad osd value.
+        LabelFileError: naming the line of a missing id, an unknown category id or a bad osd value.
+
+    A repeated id is kept (``score`` writes one when files in two folders share a name); :func:`align` uses the first
+    row of each, as it does for a scores table's rows.
     """
     if path.stat().st_size > MAX_LABEL_FILE_BYTES:
         raise LabelFileError(f"{path}: larger than the {MAX_LABEL_FILE_BYTES} byte limit for CSV files")
     ids: list[str] = []
     tops: list[list[int]] = []
     osds: list[float | None] = []
-    seen: dict[str, int] = {}
     try:
         with path.open(newline="", encoding="utf-8-sig") as fh:
             reader = csv.reader(fh)
@@ -105,10 +107,8 @@ def read_submission(path: Path, taxonomy: Taxonomy) -> pl.DataFrame:
                 if len(row) != len(header):
                     raise LabelFileError(f"{where}: expected {len(header)} fields, found {len(row)}")
                 image_id = row[id_col].strip()
-                if not image_id or image_id in seen:
-                    what = "missing id" if not image_id else f"id {image_id!r} already appeared on line {seen[image_id]}"
-                    raise LabelFileError(f"{where}: {what}")
-                seen[image_id] = reader.line_num
+                if not image_id:
+                    raise LabelFileError(f"{where}: missing id")
                 ids.append(image_id)
                 tops.append(_ranked_ids(row[cat_col], taxonomy, where))
                 osds.append(None if osd_col is None else _osd_value(row[osd_col], where))
@@ -186,7 +186,8 @@ def align(preds: Predictions, keys: list[str], k: int, source: Path) -> Aligned:
     warnings = []
     dupes = ok.height - ok["image_id"].n_unique()
     if dupes:
-        warnings.append(f"{dupes} duplicate image_id(s) in {source}; the first row (by path) of each is used")
+        order = "by path" if preds.kind == "table" else "in file order"
+        warnings.append(f"{dupes} duplicate image_id(s) in {source}; the first row ({order}) of each is used")
         ok = ok.unique(subset="image_id", keep="first", maintain_order=True)
     truth_frame = pl.DataFrame({"image_id": keys, "_row": np.arange(len(keys))})
     joined = truth_frame.join(ok, on="image_id", how="inner").sort("_row")

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -374,8 +375,23 @@ def test_a_submission_row_without_categories_scores_zero(scored: Path, dive: Pat
 
 def test_malformed_submission_names_the_line(dive: Path, tmp_path: Path) -> None:
     for body, message in (("a,1 2 999,0.5\n", "line 2: category id '999' is not in taxonomy"),
-                          ("a,1 2,0.5\na,3,0.1\n", "line 3: id 'a' already appeared on line 2"),
                           ("a,1 2,high\n", "line 2: osd 'high' is not a number")):
         (tmp_path / "s.csv").write_text("id,categories,osd\n" + body)
         with pytest.raises(LabelFileError, match=message):
             evaluate(EvalConfig(scores=tmp_path / "s.csv", truth=dive / "train.csv"))
+
+
+def test_repeated_ids_keep_the_first_row_in_table_and_submission_alike(
+    dive: Path, engines: dict, tmp_path: Path
+) -> None:
+    # The same file names in two folders: score keeps both rows and its submission CSV repeats the ids.
+    root = tmp_path / "root"
+    for folder in ("a", "b"):
+        shutil.copytree(dive / "images", root / folder)
+    table, sub = tmp_path / "s.parquet", tmp_path / "submission.csv"
+    score_folder(ScoreConfig(root=root, engine=engines["onnx"], out=table, submission=sub, batch_size=16))
+    results = [evaluate(EvalConfig(scores=path, truth=dive / "train.csv")) for path in (table, sub)]
+    for result in results:
+        assert result.n_scored == 24 and result.n_extra == 0
+        assert sum("24 duplicate image_id(s)" in w and "the first row" in w for w in result.warnings) == 1
+    assert results[0].map_at_k == pytest.approx(results[1].map_at_k)
