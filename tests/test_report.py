@@ -395,3 +395,28 @@ def test_repeated_ids_keep_the_first_row_in_table_and_submission_alike(
         assert result.n_scored == 24 and result.n_extra == 0
         assert sum("24 duplicate image_id(s)" in w and "the first row" in w for w in result.warnings) == 1
     assert results[0].map_at_k == pytest.approx(results[1].map_at_k)
+
+
+def test_a_submissions_error_rows_are_counted_in_a_warning(scored: Path, dive: Path, engines: dict,
+                                                           tmp_path: Path) -> None:
+    from fathombatch.backends import read_manifest
+    from fathombatch.submission import error_prior, prior_for
+    from fathombatch.submission import write_submission as write_scored_submission
+
+    table = pl.read_parquet(scored)
+    broken = table["image_id"][[1, 5]].to_list()
+    with_errors = table.with_columns(
+        status=pl.when(pl.col("image_id").is_in(broken)).then(pl.lit("error")).otherwise(pl.col("status")))
+    from_table = evaluate(EvalConfig(scores=scored, truth=dive / "train.csv"))
+    assert not any("error rows" in w for w in from_table.warnings)
+    priors = {"engine": error_prior(read_manifest(engines["onnx"]), 20), "fathomnet2023": prior_for(fathomnet2023(), None, 20)}
+    for source, prior in priors.items():
+        sub = tmp_path / f"{source}.csv"
+        assert write_scored_submission(with_errors, sub, prior=prior) == 2
+        result = evaluate(EvalConfig(scores=sub, truth=dive / "train.csv"))
+        assert prior.source == source and result.n_scored == 24
+        assert ("2 rows look like score's error rows (prior ranking, osd 1.0): those files could not be scored"
+                in "\n".join(result.warnings)), source
+    plain = tmp_path / "plain.csv"
+    write_scored_submission(table, plain, prior=priors["engine"])
+    assert not any("error rows" in w for w in evaluate(EvalConfig(scores=plain, truth=dive / "train.csv")).warnings)
