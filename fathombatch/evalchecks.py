@@ -5,8 +5,8 @@
   were matched that way. When most truth ids
   still match nothing, a warning shows what the ids of both sides look like; when none match, evaluation is refused
   (every image would score 0, and MAP@20 0.0000 would say nothing about the model).
-* Truth that is the evaluated predictions themselves (its label sets are the rows' ``top_categories``, or every
-  label set is as long as a top-k list) is refused: it scores MAP@20 1.0 whatever the model.
+* Truth that is a ranking (the start of each row's ``top_categories`` in order, or label sets all of one length of
+  five or more) is refused: it scores MAP@20 1.0 whatever the model, or means nothing.
 * MAP@k at or below the frequency-prior floor is flagged (:func:`fathombatch.metrics.floor_warning`, the same
   verdict as ``train``'s): the model ranks no better than ignoring the pixels.
 """
@@ -25,7 +25,7 @@ from fathombatch.errors import UsageError
 
 #: Most ids shown from each side when they do not match.
 _EXAMPLES = 3
-#: A truth whose label sets all have exactly top-k labels is a ranking only from this length on: shorter equal-length
+#: A truth whose label sets all have one length is a ranking only from this length on: shorter equal-length
 #: sets occur in real truth (71% of FathomNet 2023's train.csv images have one label, 97% fewer than five; none has
 #: more than ten, measured on the packaged train.csv).
 MIN_RANKING_LENGTH = 5
@@ -109,30 +109,40 @@ def _looks_like(keys: Sequence[str], evaluated: Collection[str], truth: Collecti
 
 
 def refuse_predictions_as_truth(
-    truth_categories: pl.Series, scored_truth: pl.Series, scored_predicted: pl.Series, top_k: int, k: int, truth: Path
+    truth_categories: pl.Series, scored_truth: Sequence[Sequence[int]], scored_predicted: Sequence[Sequence[int]],
+    k: int, truth: Path,
 ) -> None:
     """Refuse truth that is a ranking rather than labels: it would score the model as perfect.
 
+    Two signs, either enough:
+
+    * **the start of each ranking, in order**: on every scored image the truth lists at least 2 categories, and they
+      are the first ones of that image's ``top_categories`` in the same order. That is what a submission (of this
+      run, or cut to ``--top-k 5``) used as truth looks like. Real truth is a *set*: when a model ranks an image's
+      m true labels first, the truth file lists them in its own order (FathomNet's in ascending id), which is the
+      model's with chance 1/m! if the model's order is unrelated to the ids, so legitimate truth passes unless this
+      happens on every one of the N scored images: at most 2^-N. Single labels carry no order, so single-label
+      truth that a model gets right everywhere (a top-1 submission) is not refused: nothing shows it is a ranking.
+    * **one length for all**: every truth image has the same number of categories, at least
+      :data:`MIN_RANKING_LENGTH` (another run's submission, whatever its top-k and in whatever order).
+
     Args:
         truth_categories: list[int] per truth row, every row.
-        scored_truth, scored_predicted: list[int] per truth row that has a prediction, aligned: the truth's
-            categories and the prediction's ``top_categories``.
-        top_k: the longest ``top_categories`` list evaluated; k: the MAP cut-off.
+        scored_truth, scored_predicted: per truth row that has a prediction, aligned: the truth's categories in the
+            order its file lists them, and the prediction's ``top_categories`` (best first).
+        k: the MAP cut-off, for the message.
 
     Raises:
-        UsageError: every scored truth row lists exactly its predicted categories (compared as sets), or every truth
-            label set has ``top_k`` (or ``k``) labels and that is at least :data:`MIN_RANKING_LENGTH`.
+        UsageError: either sign holds.
     """
-    n = scored_predicted.len()
-    predicted_sets = scored_predicted.cast(pl.List(pl.Int64)).list.unique().list.sort()
-    if n and bool((scored_truth.cast(pl.List(pl.Int64)).list.sort() == predicted_sets).all()):
+    lists = [list(dict.fromkeys(t)) for t in scored_truth]  # a repeated id in the file adds no order
+    if lists and all(len(t) >= 2 and list(p[: len(t)]) == t for t, p in zip(lists, scored_predicted, strict=True)):
         raise UsageError(f"{truth} is not truth: its category lists are the evaluated predictions' own "
-                         f"top_categories for all {n} scored images (the submission CSV of this scoring run?); "
-                         f"MAP@{k} against it is 1.0 whatever the model")
+                         f"top_categories, in order, for all {len(lists)} scored images (each the start of the "
+                         f"image's ranking: a submission CSV?); MAP@{k} against it is 1.0 whatever the model")
     lengths = truth_categories.list.len()
     length = int(lengths[0]) if lengths.len() else 0
-    if length >= MIN_RANKING_LENGTH and length in (top_k, k) and bool((lengths == length).all()):
+    if length >= MIN_RANKING_LENGTH and bool((lengths == length).all()):
         raise UsageError(f"{truth} is not truth: every image in it has exactly {length} categories, the length of a "
                          "top-k ranking; it looks like a submission CSV (predictions), and MAP against it would be "
                          "meaningless")
-

@@ -23,7 +23,7 @@ from typing import Any, Literal
 import numpy as np
 import polars as pl
 
-from fathombatch.datasets import MAX_LABEL_FILE_BYTES
+from fathombatch.datasets import MAX_LABEL_FILE_BYTES, Labels
 from fathombatch.errors import LabelFileError, UsageError
 from fathombatch.submission import ERROR_OSD, prior_for
 from fathombatch.table import read_metadata, taxonomy_from_metadata
@@ -252,3 +252,21 @@ def error_like_rows(rows: pl.DataFrame, taxonomy: Taxonomy) -> pl.Series:
     repeats = Counter(candidates)
     return pl.Series("error_like", [e and bool(r) and (r in known or repeats[r] > 1)
                                     for r, e in zip(rankings, at_error_osd, strict=True)], dtype=pl.Boolean)
+
+
+def categories_in_file_order(labels: Labels) -> pl.Series:
+    """list[i64] per truth row (truth order): the categories as the label file lists them.
+
+    :func:`~fathombatch.datasets.read_labels` sorts each set; whether truth is a ranking shows only in the order of a
+    Kaggle CSV's lists. A COCO file's annotations, or a CSV the ordered reader cannot take, give the sorted sets.
+    """
+    if labels.source.suffix.lower() == SUBMISSION_SUFFIX:
+        try:
+            ordered = read_submission(labels.source, labels.taxonomy).unique("image_id", keep="first")
+        except LabelFileError:
+            ordered = None
+        if ordered is not None:
+            frame = labels.frame.select("image_id").join(ordered, on="image_id", how="left", maintain_order="left")
+            if frame["top_categories"].null_count() == 0:
+                return frame["top_categories"].cast(pl.List(pl.Int64))
+    return labels.frame["categories"]

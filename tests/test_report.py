@@ -152,6 +152,47 @@ def test_truth_whose_label_sets_all_have_top_k_labels_is_refused(scored: Path, t
         evaluate(EvalConfig(scores=scored, truth=sub))
 
 
+def kaggle_truth(ids: list[str], lists: list[list[int]], dest: Path) -> Path:
+    """A Kaggle CSV whose category lists are written in the given order."""
+    dest.write_text("id,categories\n" + "".join(
+        f'{i},"[{", ".join(f"{c}.0" for c in cats)}]"\n' for i, cats in zip(ids, lists, strict=True)))
+    return dest
+
+
+def test_truth_that_is_the_start_of_each_ranking_is_refused(scored: Path, tmp_path: Path) -> None:
+    # A --top-k 5 submission of this run used as truth, and one whose lists stop at 2..6 categories.
+    table = pl.read_parquet(scored)
+    ids, tops = table["image_id"].to_list(), table["top_categories"].to_list()
+    for name, lists in (("top5", [t[:5] for t in tops]), ("uneven", [t[: 2 + i % 5] for i, t in enumerate(tops)])):
+        with pytest.raises(UsageError, match="is not truth: its category lists are the evaluated predictions' own "
+                                             "top_categories, in order"):
+            evaluate(EvalConfig(scores=scored, truth=kaggle_truth(ids, lists, tmp_path / f"{name}.csv")))
+
+
+def test_truth_whose_sets_are_a_perfect_models_is_not_refused(scored: Path, tmp_path: Path) -> None:
+    table = pl.read_parquet(scored)
+    ids, tops = table["image_id"].to_list(), table["top_categories"].to_list()
+    # A top-1 submission right on every image of single-label truth: one label carries no order, so nothing shows
+    # the truth is a ranking.
+    top1 = table.with_columns(pl.col("top_categories").list.head(1))
+    truth = kaggle_truth(ids, [t[:1] for t in tops], tmp_path / "single.csv")
+    result = evaluate(EvalConfig(scores=write_submission(top1, tmp_path / "top1.csv"), truth=truth))
+    assert result.map_at_k == pytest.approx(1.0) and result.n_scored == 24
+    # Multi-label truth listed in another order than the model ranks it: a set the model got right, not a ranking.
+    truth = kaggle_truth(ids, [t[:3][::-1] for t in tops], tmp_path / "sets.csv")
+    assert evaluate(EvalConfig(scores=scored, truth=truth)).map_at_k == pytest.approx(1.0)
+
+
+def test_truth_whose_label_sets_all_have_one_length_is_refused_whatever_the_top_k(scored: Path, tmp_path: Path) -> None:
+    # Another run's --top-k 6 submission, its lists in ascending order: no prefix of this table's rankings.
+    table = pl.read_parquet(scored)
+    ids = fathomnet2023().ids
+    others = [sorted(c for c in ids if c not in own)[:6] for own in table["top_categories"].to_list()]
+    truth = kaggle_truth(table["image_id"].to_list(), others, tmp_path / "other6.csv")
+    with pytest.raises(UsageError, match="every image in it has exactly 6 categories"):
+        evaluate(EvalConfig(scores=scored, truth=truth))
+
+
 def test_ids_with_an_image_extension_are_matched_and_said(scored: Path, dive: Path, tmp_path: Path) -> None:
     perfect = perfect_copy(scored, dive, tmp_path / "p.parquet")
     truth = rewrite_ids(dive / "train.csv", tmp_path / "ext.csv", lambda i, v: f"{v}.PNG" if i % 2 else f"{v}.jpg")
