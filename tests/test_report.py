@@ -450,7 +450,8 @@ def test_a_submissions_error_rows_are_counted_in_a_warning(scored: Path, dive: P
         status=pl.when(pl.col("image_id").is_in(broken)).then(pl.lit("error")).otherwise(pl.col("status")))
     from_table = evaluate(EvalConfig(scores=scored, truth=dive / "train.csv"))
     assert not any("error rows" in w for w in from_table.warnings)
-    priors = {"engine": error_prior(read_manifest(engines["onnx"]), 20), "fathomnet2023": prior_for(fathomnet2023(), None, 20)}
+    priors = {"engine": error_prior(read_manifest(engines["onnx"]), 20),
+              "fathomnet2023": prior_for(fathomnet2023(), None, 20)}
     for source, prior in priors.items():
         sub = tmp_path / f"{source}.csv"
         assert write_scored_submission(with_errors, sub, prior=prior) == 2
