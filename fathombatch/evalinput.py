@@ -167,7 +167,6 @@ class Aligned:
         present: (N,) bool, the truth row has an ok prediction.
         osd: (N,) float32 out-of-sample scores, NaN where missing.
         predicted: list[i32] ``top_categories`` of the present rows, in truth order.
-        top_k: the longest ``top_categories`` list among them.
         n_extra: ok rows whose id is not in the truth.
         warnings: one sentence each.
     """
@@ -177,7 +176,6 @@ class Aligned:
     present: np.ndarray
     osd: np.ndarray
     predicted: pl.Series
-    top_k: int
     n_extra: int
     warnings: list[str]
 
@@ -208,7 +206,6 @@ def align(preds: Predictions, keys: list[str], k: int, source: Path) -> Aligned:
     osd[rows] = joined["osd"].cast(pl.Float32).fill_null(float("nan")).to_numpy()
     tops = joined["top_categories"].fill_null([])
     top_lists = tops.to_list()
-    top_k = int(tops.list.len().max() or 0) if joined.height else 0
     column = taxonomy.column_of
     probs = np.zeros((n, c), dtype=np.float32)
     if preds.has_probabilities:
@@ -226,7 +223,7 @@ def align(preds: Predictions, keys: list[str], k: int, source: Path) -> Aligned:
             ranked[r, : len(cols)] = cols
     else:
         warnings.append(f"the table keeps fewer than {k} top categories; MAP@{k} ranks the probability columns instead")
-    return Aligned(probs=probs, ranked=ranked, present=present, osd=osd, predicted=tops, top_k=top_k,
+    return Aligned(probs=probs, ranked=ranked, present=present, osd=osd, predicted=tops,
                    n_extra=ok.height - joined.height, warnings=warnings)
 
 
