@@ -279,7 +279,8 @@ def score(root: Path, engine: str, out: Path, batch_size: int, decoder: str, top
 
 @cli.command()
 @click.argument("scores", type=click.Path(path_type=Path))
-@click.option("--truth", type=click.Path(path_type=Path), required=True, help="Kaggle CSV or COCO json with the true labels.")
+@click.option("--truth", type=LabelPath(), required=True,
+              help="Kaggle CSV or COCO json with the true labels (or a shipped one: fathomnet2023:train.csv).")
 @click.option("--osd-truth", type=click.Path(path_type=Path), help="id,osd CSV (1 = out of sample) for sAUC.")
 @click.option("--report", type=click.Path(file_okay=False, path_type=Path),
               help="Write metrics.json, per_class.parquet, report.md, report.html and plots here.")

@@ -189,7 +189,7 @@ def review(scores: Path, out: Path, n: int, strategy: str, other: Path | None, t
 @click.option("--engine", help="Also compare by content: SimHashes of this engine's embeddings (file or name).")
 @click.option("--embedding-distance", type=click.IntRange(0, 8), default=3, show_default=True,
               help="With --engine: near-duplicate radius in embedding SimHash bits (64 bits in all).")
-@click.option("--labels", type=_FILE,
+@click.option("--labels", type=_LABELS,
               help="Label file (CSV or COCO, matched by file stem): never suggest dropping an image labelled "
                    "otherwise than the one kept; confirms near duplicates labelled alike.")
 @_images_root_option

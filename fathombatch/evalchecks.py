@@ -1,17 +1,19 @@
 """Checks that keep ``evaluate`` from printing a figure that looks right and is not.
 
-* Truth ids are matched to the evaluated ids exactly, else after dropping an image extension (``abc.png`` ->
-  ``abc``, the table's ids are file stems); a warning says how many were matched that way. When most truth ids
+* Truth ids are matched to the evaluated ids exactly, else after dropping an image extension on either side
+  (``abc.png`` -> ``abc``: the table's ids are file stems, other tools' are file names); a warning says how many
+  were matched that way. When most truth ids
   still match nothing, a warning shows what the ids of both sides look like; when none match, evaluation is refused
   (every image would score 0, and MAP@20 0.0000 would say nothing about the model).
-* Truth that is the evaluated predictions themselves (its label sets are the rows' ``top_categories``, or every
-  label set is as long as a top-k list) is refused: it scores MAP@20 1.0 whatever the model.
-* MAP@k at or below the frequency-prior floor is flagged: the model ranks no better than ignoring the pixels.
+* Truth that is a ranking (the start of each row's ``top_categories`` in order, or label sets all of one length of
+  five or more) is refused: it scores MAP@20 1.0 whatever the model, or means nothing.
+* MAP@k at or below the frequency-prior floor is flagged (:func:`fathombatch.metrics.floor_warning`, the same
+  verdict as ``train``'s): the model ranks no better than ignoring the pixels.
 """
 
 from __future__ import annotations
 
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +25,7 @@ from fathombatch.errors import UsageError
 
 #: Most ids shown from each side when they do not match.
 _EXAMPLES = 3
-#: A truth whose label sets all have exactly top-k labels is a ranking only from this length on: shorter equal-length
+#: A truth whose label sets all have one length is a ranking only from this length on: shorter equal-length
 #: sets occur in real truth (71% of FathomNet 2023's train.csv images have one label, 97% fewer than five; none has
 #: more than ten, measured on the packaged train.csv).
 MIN_RANKING_LENGTH = 5
@@ -45,36 +47,45 @@ class IdMatch:
 
 
 def match_ids(truth_ids: Sequence[str], evaluated_ids: Collection[str], truth: Path, evaluated: Path) -> IdMatch:
-    """Match truth ids to evaluated ids, exactly or after dropping an image extension (.jpg, .jpeg, .png).
+    """Match truth ids to evaluated ids, exactly or when one side carries an image extension (.jpg, .jpeg, .png).
 
-    An id is stripped only when the stripped id is evaluated, is not itself a truth id and no other truth id strips
-    to it (``a.png`` and ``a.jpg`` would otherwise share one prediction).
+    Either side may carry it (``a.png`` in the truth against ``a`` evaluated, or ``a`` against ``a.png``), by the
+    same rules both ways: an id is matched without its extension only when the other side has no exact match for it
+    (the stripped id is not an id of its own side) and no other id of its side strips to the same id (``a.png`` and
+    ``a.jpg`` would otherwise share one truth row or one prediction); such clashes are left unmatched and counted.
 
     Raises:
         UsageError: no truth id matches an evaluated id.
     """
     evaluated_set = set(evaluated_ids)
     truth_set = set(truth_ids)
-    keys = list(truth_ids)
-    stripped: dict[int, str] = {}
-    for i, image_id in enumerate(truth_ids):
-        stem, dot, ext = image_id.rpartition(".")
-        if (image_id not in evaluated_set and dot and stem and f".{ext.lower()}" in IMAGE_SUFFIXES
-                and stem in evaluated_set and stem not in truth_set):
-            stripped[i] = stem
-    clashes = {stem for stem, n in Counter(stripped.values()).items() if n > 1}
-    for i, stem in stripped.items():
-        if stem not in clashes:
-            keys[i] = stem
-    n_stripped = len(stripped) - sum(1 for stem in stripped.values() if stem in clashes)
+    unmatched = [i for i, image_id in enumerate(truth_ids) if image_id not in evaluated_set]
+    # Truth side: truth "a.png" -> evaluated "a".
+    from_truth = {i: stem for i in unmatched
+                  if (stem := _stem(truth_ids[i])) is not None and stem in evaluated_set and stem not in truth_set}
+    truth_clashes = {stem for stem, n in Counter(from_truth.values()).items() if n > 1}
+    from_truth = {i: stem for i, stem in from_truth.items() if stem not in truth_clashes}
+    # Evaluated side: truth "a" -> evaluated "a.png".
+    by_stem: dict[str, list[str]] = defaultdict(list)
+    for image_id in evaluated_set - truth_set:
+        if (stem := _stem(image_id)) is not None and stem not in evaluated_set:
+            by_stem[stem].append(image_id)
+    candidates = {i: by_stem[truth_ids[i]] for i in unmatched if i not in from_truth and truth_ids[i] in by_stem}
+    evaluated_clashes = {truth_ids[i] for i, found in candidates.items() if len(found) > 1}
+    from_evaluated = {i: found[0] for i, found in candidates.items() if len(found) == 1}
+    keys = [from_truth.get(i, from_evaluated.get(i, image_id)) for i, image_id in enumerate(truth_ids)]
     matched = sum(1 for key in keys if key in evaluated_set)
     warnings = []
-    if n_stripped:
-        warnings.append(f"{n_stripped} truth id(s) carry an image extension (e.g. {truth_ids[min(stripped)]!r}); "
-                        "they were matched to the ids without it")
-    if clashes:
-        warnings.append(f"{len(clashes)} id(s) appear in {truth} with two image extensions (e.g. "
-                        f"{min(clashes)!r}); those truth rows were not matched")
+    if from_truth:
+        warnings.append(f"{len(from_truth)} truth id(s) carry an image extension (e.g. "
+                        f"{truth_ids[min(from_truth)]!r}); they were matched to the ids without it")
+    if from_evaluated:
+        warnings.append(f"{len(from_evaluated)} evaluated id(s) carry an image extension the truth ids lack (e.g. "
+                        f"{from_evaluated[min(from_evaluated)]!r}); they were matched to the truth ids without it")
+    for clashes, where in ((truth_clashes, truth), (evaluated_clashes, evaluated)):
+        if clashes:
+            warnings.append(f"{len(clashes)} id(s) appear in {where} with two image extensions (e.g. "
+                            f"{min(clashes)!r}); those truth rows were not matched")
     if matched == 0 and keys:
         raise UsageError(f"none of the {len(keys)} ids in {truth} is in {evaluated}; "
                          + _looks_like(keys, evaluated_set, truth_set))
@@ -82,6 +93,12 @@ def match_ids(truth_ids: Sequence[str], evaluated_ids: Collection[str], truth: P
         warnings.append(f"only {matched} of {len(keys)} truth ids are in {evaluated}; "
                         + _looks_like(keys, evaluated_set, truth_set))
     return IdMatch(keys=keys, matched=matched, warnings=warnings)
+
+
+def _stem(image_id: str) -> str | None:
+    """``abc.PNG`` -> ``abc``; None when the id does not end in an image extension."""
+    stem, dot, ext = image_id.rpartition(".")
+    return stem if dot and stem and f".{ext.lower()}" in IMAGE_SUFFIXES else None
 
 
 def _looks_like(keys: Sequence[str], evaluated: Collection[str], truth: Collection[str]) -> str:
@@ -92,37 +109,40 @@ def _looks_like(keys: Sequence[str], evaluated: Collection[str], truth: Collecti
 
 
 def refuse_predictions_as_truth(
-    truth_categories: pl.Series, scored_truth: pl.Series, scored_predicted: pl.Series, top_k: int, k: int, truth: Path
+    truth_categories: pl.Series, scored_truth: Sequence[Sequence[int]], scored_predicted: Sequence[Sequence[int]],
+    k: int, truth: Path,
 ) -> None:
     """Refuse truth that is a ranking rather than labels: it would score the model as perfect.
 
+    Two signs, either enough:
+
+    * **the start of each ranking, in order**: on every scored image the truth lists at least 2 categories, and they
+      are the first ones of that image's ``top_categories`` in the same order. That is what a submission (of this
+      run, or cut to ``--top-k 5``) used as truth looks like. Real truth is a *set*: when a model ranks an image's
+      m true labels first, the truth file lists them in its own order (FathomNet's in ascending id), which is the
+      model's with chance 1/m! if the model's order is unrelated to the ids, so legitimate truth passes unless this
+      happens on every one of the N scored images: at most 2^-N. Single labels carry no order, so single-label
+      truth that a model gets right everywhere (a top-1 submission) is not refused: nothing shows it is a ranking.
+    * **one length for all**: every truth image has the same number of categories, at least
+      :data:`MIN_RANKING_LENGTH` (another run's submission, whatever its top-k and in whatever order).
+
     Args:
         truth_categories: list[int] per truth row, every row.
-        scored_truth, scored_predicted: list[int] per truth row that has a prediction, aligned: the truth's
-            categories and the prediction's ``top_categories``.
-        top_k: the longest ``top_categories`` list evaluated; k: the MAP cut-off.
+        scored_truth, scored_predicted: per truth row that has a prediction, aligned: the truth's categories in the
+            order its file lists them, and the prediction's ``top_categories`` (best first).
+        k: the MAP cut-off, for the message.
 
     Raises:
-        UsageError: every scored truth row lists exactly its predicted categories (compared as sets), or every truth
-            label set has ``top_k`` (or ``k``) labels and that is at least :data:`MIN_RANKING_LENGTH`.
+        UsageError: either sign holds.
     """
-    n = scored_predicted.len()
-    predicted_sets = scored_predicted.cast(pl.List(pl.Int64)).list.unique().list.sort()
-    if n and bool((scored_truth.cast(pl.List(pl.Int64)).list.sort() == predicted_sets).all()):
+    lists = [list(dict.fromkeys(t)) for t in scored_truth]  # a repeated id in the file adds no order
+    if lists and all(len(t) >= 2 and list(p[: len(t)]) == t for t, p in zip(lists, scored_predicted, strict=True)):
         raise UsageError(f"{truth} is not truth: its category lists are the evaluated predictions' own "
-                         f"top_categories for all {n} scored images (the submission CSV of this scoring run?); "
-                         f"MAP@{k} against it is 1.0 whatever the model")
+                         f"top_categories, in order, for all {len(lists)} scored images (each the start of the "
+                         f"image's ranking: a submission CSV?); MAP@{k} against it is 1.0 whatever the model")
     lengths = truth_categories.list.len()
     length = int(lengths[0]) if lengths.len() else 0
-    if length >= MIN_RANKING_LENGTH and length in (top_k, k) and bool((lengths == length).all()):
+    if length >= MIN_RANKING_LENGTH and bool((lengths == length).all()):
         raise UsageError(f"{truth} is not truth: every image in it has exactly {length} categories, the length of a "
                          "top-k ranking; it looks like a submission CSV (predictions), and MAP against it would be "
                          "meaningless")
-
-
-def floor_warning(map_k: float, floor: float, k: int) -> str | None:
-    """A warning when MAP@k does not clear the frequency-prior floor (ties count as not clearing it)."""
-    if map_k > floor:
-        return None
-    return (f"MAP@{k} {map_k:.4f} is at or below the frequency-prior floor {floor:.4f}: the model ranks no better "
-            "than giving every image the same ranking by training frequency")

@@ -3,9 +3,11 @@
 Both become one lazy frame with the scores-table columns ``image_id``, ``status``, ``osd`` and ``top_categories``
 (category ids, best first); a scores table adds one probability column per class. A submission CSV
 (``id,categories,osd``, categories space-separated and best first, as ``score``'s submission option writes it, or
-as any other tool writes the Kaggle format) has no probabilities and no metadata: every row counts as a prediction
-(also rows a scoring run wrote for files it could not decode), and the file's name decides the format
-(``.csv``: submission, anything else: Parquet scores table).
+as any other tool writes the Kaggle format) has no probabilities and no metadata: every row counts as a prediction,
+also the rows a scoring run wrote for files it could not decode (the prior ranking with osd 1.0): the competition
+scores them so, and telling them apart is a guess (:func:`error_like_rows`), good enough for a warning that counts
+them but not for changing the figure. The file's name decides the format (``.csv``: submission, anything else:
+Parquet scores table).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import csv
 import math
 import re
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -20,8 +23,9 @@ from typing import Any, Literal
 import numpy as np
 import polars as pl
 
-from fathombatch.datasets import MAX_LABEL_FILE_BYTES
+from fathombatch.datasets import MAX_LABEL_FILE_BYTES, Labels
 from fathombatch.errors import LabelFileError, UsageError
+from fathombatch.submission import ERROR_OSD, prior_for
 from fathombatch.table import read_metadata, taxonomy_from_metadata
 from fathombatch.taxonomy import Taxonomy, fathomnet2023
 
@@ -81,14 +85,16 @@ def read_submission(path: Path, taxonomy: Taxonomy) -> pl.DataFrame:
         ``top_categories`` (list[i32]).
 
     Raises:
-        LabelFileError: naming the line of a missing id, a repeated id, an unknown category id or a bad osd value.
+        LabelFileError: naming the line of a missing id, an unknown category id or a bad osd value.
+
+    A repeated id is kept (``score`` writes one when files in two folders share a name); :func:`align` uses the first
+    row of each, as it does for a scores table's rows.
     """
     if path.stat().st_size > MAX_LABEL_FILE_BYTES:
         raise LabelFileError(f"{path}: larger than the {MAX_LABEL_FILE_BYTES} byte limit for CSV files")
     ids: list[str] = []
     tops: list[list[int]] = []
     osds: list[float | None] = []
-    seen: dict[str, int] = {}
     try:
         with path.open(newline="", encoding="utf-8-sig") as fh:
             reader = csv.reader(fh)
@@ -105,10 +111,8 @@ def read_submission(path: Path, taxonomy: Taxonomy) -> pl.DataFrame:
                 if len(row) != len(header):
                     raise LabelFileError(f"{where}: expected {len(header)} fields, found {len(row)}")
                 image_id = row[id_col].strip()
-                if not image_id or image_id in seen:
-                    what = "missing id" if not image_id else f"id {image_id!r} already appeared on line {seen[image_id]}"
-                    raise LabelFileError(f"{where}: {what}")
-                seen[image_id] = reader.line_num
+                if not image_id:
+                    raise LabelFileError(f"{where}: missing id")
                 ids.append(image_id)
                 tops.append(_ranked_ids(row[cat_col], taxonomy, where))
                 osds.append(None if osd_col is None else _osd_value(row[osd_col], where))
@@ -163,7 +167,6 @@ class Aligned:
         present: (N,) bool, the truth row has an ok prediction.
         osd: (N,) float32 out-of-sample scores, NaN where missing.
         predicted: list[i32] ``top_categories`` of the present rows, in truth order.
-        top_k: the longest ``top_categories`` list among them.
         n_extra: ok rows whose id is not in the truth.
         warnings: one sentence each.
     """
@@ -173,7 +176,6 @@ class Aligned:
     present: np.ndarray
     osd: np.ndarray
     predicted: pl.Series
-    top_k: int
     n_extra: int
     warnings: list[str]
 
@@ -186,8 +188,14 @@ def align(preds: Predictions, keys: list[str], k: int, source: Path) -> Aligned:
     warnings = []
     dupes = ok.height - ok["image_id"].n_unique()
     if dupes:
-        warnings.append(f"{dupes} duplicate image_id(s) in {source}; the first row (by path) of each is used")
+        order = "by path" if preds.kind == "table" else "in file order"
+        warnings.append(f"{dupes} duplicate image_id(s) in {source}; the first row ({order}) of each is used")
         ok = ok.unique(subset="image_id", keep="first", maintain_order=True)
+    if preds.kind == "submission" and (n_prior := int(ok.filter(error_like_rows(ok, taxonomy))["image_id"]
+                                                     .is_in(keys).sum())):
+        warnings.append(f"{n_prior} rows look like score's error rows (prior ranking, osd {ERROR_OSD}): those files "
+                        "could not be scored; they count here as predictions of the prior, as the competition would "
+                        "score them, while the scores table counts them as missing")
     truth_frame = pl.DataFrame({"image_id": keys, "_row": np.arange(len(keys))})
     joined = truth_frame.join(ok, on="image_id", how="inner").sort("_row")
     rows = joined["_row"].to_numpy()
@@ -198,7 +206,6 @@ def align(preds: Predictions, keys: list[str], k: int, source: Path) -> Aligned:
     osd[rows] = joined["osd"].cast(pl.Float32).fill_null(float("nan")).to_numpy()
     tops = joined["top_categories"].fill_null([])
     top_lists = tops.to_list()
-    top_k = int(tops.list.len().max() or 0) if joined.height else 0
     column = taxonomy.column_of
     probs = np.zeros((n, c), dtype=np.float32)
     if preds.has_probabilities:
@@ -216,5 +223,47 @@ def align(preds: Predictions, keys: list[str], k: int, source: Path) -> Aligned:
             ranked[r, : len(cols)] = cols
     else:
         warnings.append(f"the table keeps fewer than {k} top categories; MAP@{k} ranks the probability columns instead")
-    return Aligned(probs=probs, ranked=ranked, present=present, osd=osd, predicted=tops, top_k=top_k,
+    return Aligned(probs=probs, ranked=ranked, present=present, osd=osd, predicted=tops,
                    n_extra=ok.height - joined.height, warnings=warnings)
+
+
+def error_like_rows(rows: pl.DataFrame, taxonomy: Taxonomy) -> pl.Series:
+    """Which rows of a submission look like those ``score`` writes for files it could not decode.
+
+    Those rows carry the frequency prior and osd :data:`~fathombatch.submission.ERROR_OSD` (1.0). The prior comes from
+    the engine's training counts, which a submission does not record, so a row counts when its osd is 1.0 and its
+    ranking is either the prior :func:`~fathombatch.submission.prior_for` gives without counts (FathomNet 2023's
+    frequencies) or the very ranking of another row with osd 1.0 (every error row of a run gets the same prior, while
+    two decoded images rarely share a whole ranking and an osd of exactly 1.0). A wrong guess costs a warning only.
+
+    Args:
+        rows: ``top_categories`` (list[i32]) and ``osd`` (f32 | null), one row per image id.
+
+    Returns:
+        (N,) bool, aligned with ``rows``.
+    """
+    at_error_osd = (rows["osd"] == ERROR_OSD).fill_null(False).to_list()
+    rankings = [tuple(t) if t else () for t in rows["top_categories"].to_list()]
+    candidates = [r for r, e in zip(rankings, at_error_osd, strict=True) if e and r]
+    known = {prior_for(taxonomy, None, n).categories for n in {len(r) for r in candidates} if n <= len(taxonomy)}
+    repeats = Counter(candidates)
+    return pl.Series("error_like", [e and bool(r) and (r in known or repeats[r] > 1)
+                                    for r, e in zip(rankings, at_error_osd, strict=True)], dtype=pl.Boolean)
+
+
+def categories_in_file_order(labels: Labels) -> pl.Series:
+    """list[i64] per truth row (truth order): the categories as the label file lists them.
+
+    :func:`~fathombatch.datasets.read_labels` sorts each set; whether truth is a ranking shows only in the order of a
+    Kaggle CSV's lists. A COCO file's annotations, or a CSV the ordered reader cannot take, give the sorted sets.
+    """
+    if labels.source.suffix.lower() == SUBMISSION_SUFFIX:
+        try:
+            ordered = read_submission(labels.source, labels.taxonomy).unique("image_id", keep="first")
+        except LabelFileError:
+            ordered = None
+        if ordered is not None:
+            frame = labels.frame.select("image_id").join(ordered, on="image_id", how="left", maintain_order="left")
+            if frame["top_categories"].null_count() == 0:
+                return frame["top_categories"].cast(pl.List(pl.Int64))
+    return labels.frame["categories"]

@@ -209,3 +209,14 @@ def per_class_ap(truth: np.ndarray, scores: np.ndarray) -> np.ndarray:
     for j in np.flatnonzero(truth.any(axis=0)):
         out[j] = average_precision_score(truth[:, j], scores[:, j])
     return out
+
+
+def floor_warning(map_k: float, floor: float, k: int = K) -> str | None:
+    """A sentence when MAP@k does not clear the frequency-prior floor (a tie does not clear it), else None.
+
+    The one wording of this verdict, for ``train``'s summary (held-out MAP@20) and ``evaluate`` alike.
+    """
+    if map_k > floor:
+        return None
+    return (f"MAP@{k} {map_k:.4f} is at or below the frequency-prior floor {floor:.4f}: the model ranks categories "
+            "no better than their training frequencies alone")

@@ -21,13 +21,14 @@ import polars as pl
 from fathombatch import __version__
 from fathombatch.datasets import Labels, read_labels
 from fathombatch.errors import LabelFileError, UsageError
-from fathombatch.evalchecks import floor_warning, match_ids, refuse_predictions_as_truth
-from fathombatch.evalinput import Aligned, Predictions, align, open_predictions
+from fathombatch.evalchecks import match_ids, refuse_predictions_as_truth
+from fathombatch.evalinput import Aligned, Predictions, align, categories_in_file_order, open_predictions
 from fathombatch.fsutil import atomic_path, write_json_atomic, write_text_atomic
 from fathombatch.metrics import (
     K,
     average_precision_at_k,
     competition_score,
+    floor_warning,
     per_class_ap,
     prior_floor,
     ranking_from_scores,
@@ -137,9 +138,9 @@ def evaluate(cfg: EvalConfig) -> EvalResult:
     evaluated_ids = preds.rows.select("image_id").collect()["image_id"]
     match = match_ids(truth.image_ids, evaluated_ids.to_list(), cfg.truth, cfg.scores)
     got = align(preds, match.keys, cfg.k, cfg.scores)
-    categories = truth.frame["categories"]
-    refuse_predictions_as_truth(categories, categories.filter(pl.Series(got.present)), got.predicted, got.top_k,
-                                cfg.k, cfg.truth)
+    in_file_order = categories_in_file_order(truth).filter(pl.Series(got.present))
+    refuse_predictions_as_truth(truth.frame["categories"], in_file_order.to_list(), got.predicted.to_list(), cfg.k,
+                                cfg.truth)
     warnings = [*match.warnings, *got.warnings]
     y = truth.multi_hot()
     ranked = got.ranked if got.ranked is not None else ranking_from_scores(got.probs, cfg.k)

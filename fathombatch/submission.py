@@ -18,6 +18,7 @@ Where the training frequencies come from, best first (:func:`error_prior`):
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -30,7 +31,7 @@ from fathombatch.backends.manifest import Manifest
 from fathombatch.errors import OutputError
 from fathombatch.fsutil import atomic_path
 from fathombatch.metrics import prior_ranking
-from fathombatch.taxonomy import fathomnet2023
+from fathombatch.taxonomy import Taxonomy, fathomnet2023
 
 PriorSource = Literal["engine", "fathomnet2023", "taxonomy-order"]
 
@@ -71,10 +72,15 @@ def error_prior(manifest: Manifest, top_k: int) -> ErrorPrior:
         manifest: the engine's manifest (its class list and, if recorded, its training class counts).
         top_k: ranking length, the table's ``top_categories`` length; 1..number of classes.
     """
-    taxonomy = manifest.taxonomy
+    return prior_for(manifest.taxonomy, manifest.class_counts, top_k)
+
+
+def prior_for(taxonomy: Taxonomy, class_counts: Sequence[int] | None, top_k: int) -> ErrorPrior:
+    """The frequency-prior ranking of a class list, from ``class_counts`` (images per class, in taxonomy order) or,
+    without them, the best other source (module docstring); also what ``evaluate`` compares a submission's rows to."""
     source: PriorSource
-    if manifest.class_counts is not None:
-        counts, source = np.asarray(manifest.class_counts, dtype=np.int64), "engine"
+    if class_counts is not None:
+        counts, source = np.asarray(class_counts, dtype=np.int64), "engine"
     elif taxonomy.ids == fathomnet2023().ids and taxonomy.names == fathomnet2023().names:
         counts, source = fathomnet2023_class_counts(), "fathomnet2023"
     else:

@@ -150,3 +150,21 @@ def test_logged_warnings_read_like_the_commands_own() -> None:
     record = logging.LogRecord("fathombatch.models.checks", logging.WARNING, __file__, 1, "%d of 40 images", (20,), None)
     assert LogFormatter(verbose=False).format(record) == "warning: 20 of 40 images"
     assert LogFormatter(verbose=True).format(record) == "warning [fathombatch.models.checks]: 20 of 40 images"
+
+
+def test_packaged_label_names_work_from_any_folder(dive: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from fathombatch.datasets import read_labels
+    from fathombatch.packaged import resolve_data_path
+
+    shipped = read_labels(resolve_data_path("fathomnet2023:train.csv"))
+    sub = tmp_path / "sub.csv"
+    sub.write_text("id,categories,osd\n" + "".join(f"{i},1 2 3,0.5\n" for i in shipped.image_ids[:3]))
+    monkeypatch.chdir(tmp_path)  # not the repository root: the short name must not depend on the folder
+    code, stdout, stderr = invoke("evaluate", "sub.csv", "--truth", "fathomnet2023:train.csv")
+    assert code == 0, stderr
+    assert f"Images: {len(shipped)} in truth, 3 scored" in stdout
+
+    code, stdout, stderr = invoke("curate", "dedupe", dive / "images", "--labels", "fathomnet2023:train.csv",
+                                  "--out", "dupes", "--quiet")
+    assert code == 0, stderr
+    assert (tmp_path / "dupes" / "clusters.csv").is_file()

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -151,12 +152,68 @@ def test_truth_whose_label_sets_all_have_top_k_labels_is_refused(scored: Path, t
         evaluate(EvalConfig(scores=scored, truth=sub))
 
 
+def kaggle_truth(ids: list[str], lists: list[list[int]], dest: Path) -> Path:
+    """A Kaggle CSV whose category lists are written in the given order."""
+    dest.write_text("id,categories\n" + "".join(
+        f'{i},"[{", ".join(f"{c}.0" for c in cats)}]"\n' for i, cats in zip(ids, lists, strict=True)))
+    return dest
+
+
+def test_truth_that_is_the_start_of_each_ranking_is_refused(scored: Path, tmp_path: Path) -> None:
+    # A --top-k 5 submission of this run used as truth, and one whose lists stop at 2..6 categories.
+    table = pl.read_parquet(scored)
+    ids, tops = table["image_id"].to_list(), table["top_categories"].to_list()
+    for name, lists in (("top5", [t[:5] for t in tops]), ("uneven", [t[: 2 + i % 5] for i, t in enumerate(tops)])):
+        with pytest.raises(UsageError, match="is not truth: its category lists are the evaluated predictions' own "
+                                             "top_categories, in order"):
+            evaluate(EvalConfig(scores=scored, truth=kaggle_truth(ids, lists, tmp_path / f"{name}.csv")))
+
+
+def test_truth_whose_sets_are_a_perfect_models_is_not_refused(scored: Path, tmp_path: Path) -> None:
+    table = pl.read_parquet(scored)
+    ids, tops = table["image_id"].to_list(), table["top_categories"].to_list()
+    # A top-1 submission right on every image of single-label truth: one label carries no order, so nothing shows
+    # the truth is a ranking.
+    top1 = table.with_columns(pl.col("top_categories").list.head(1))
+    truth = kaggle_truth(ids, [t[:1] for t in tops], tmp_path / "single.csv")
+    result = evaluate(EvalConfig(scores=write_submission(top1, tmp_path / "top1.csv"), truth=truth))
+    assert result.map_at_k == pytest.approx(1.0) and result.n_scored == 24
+    # Multi-label truth listed in another order than the model ranks it: a set the model got right, not a ranking.
+    truth = kaggle_truth(ids, [t[:3][::-1] for t in tops], tmp_path / "sets.csv")
+    assert evaluate(EvalConfig(scores=scored, truth=truth)).map_at_k == pytest.approx(1.0)
+
+
+def test_truth_whose_label_sets_all_have_one_length_is_refused_whatever_the_top_k(scored: Path, tmp_path: Path) -> None:
+    # Another run's --top-k 6 submission, its lists in ascending order: no prefix of this table's rankings.
+    table = pl.read_parquet(scored)
+    ids = fathomnet2023().ids
+    others = [sorted(c for c in ids if c not in own)[:6] for own in table["top_categories"].to_list()]
+    truth = kaggle_truth(table["image_id"].to_list(), others, tmp_path / "other6.csv")
+    with pytest.raises(UsageError, match="every image in it has exactly 6 categories"):
+        evaluate(EvalConfig(scores=scored, truth=truth))
+
+
 def test_ids_with_an_image_extension_are_matched_and_said(scored: Path, dive: Path, tmp_path: Path) -> None:
     perfect = perfect_copy(scored, dive, tmp_path / "p.parquet")
     truth = rewrite_ids(dive / "train.csv", tmp_path / "ext.csv", lambda i, v: f"{v}.PNG" if i % 2 else f"{v}.jpg")
     result = evaluate(EvalConfig(scores=perfect, truth=truth))
     assert result.map_at_k == pytest.approx(1.0) and not result.missing
     assert any("24 truth id(s) carry an image extension" in w for w in result.warnings)
+
+
+def test_evaluated_ids_with_an_image_extension_are_matched_too(scored: Path, dive: Path, tmp_path: Path) -> None:
+    perfect = pl.read_parquet(perfect_copy(scored, dive, tmp_path / "p.parquet"))
+    with_ext = perfect.with_columns(pl.col("image_id") + ".jpg")
+    with_ext.write_parquet(tmp_path / "ext.parquet", metadata=pl.read_parquet_metadata(scored))
+    result = evaluate(EvalConfig(scores=tmp_path / "ext.parquet", truth=dive / "train.csv"))
+    assert result.map_at_k == pytest.approx(1.0) and not result.missing
+    assert any("24 evaluated id(s) carry an image extension" in w for w in result.warnings)
+    # The same clash rule as on the truth side: two files that strip to one truth id match neither.
+    clash = pl.concat([with_ext, with_ext.head(1).with_columns(pl.col("image_id").str.replace(r"\.jpg$", ".png"))])
+    clash.write_parquet(tmp_path / "clash.parquet", metadata=pl.read_parquet_metadata(scored))
+    result = evaluate(EvalConfig(scores=tmp_path / "clash.parquet", truth=dive / "train.csv"))
+    assert result.missing == [perfect["image_id"][0]] and result.map_at_k == pytest.approx(23 / 24)
+    assert any("1 id(s) appear in" in w and "with two image extensions" in w for w in result.warnings)
 
 
 def test_mostly_unmatched_ids_say_what_both_sides_look_like(scored: Path, dive: Path, tmp_path: Path) -> None:
@@ -359,8 +416,49 @@ def test_a_submission_row_without_categories_scores_zero(scored: Path, dive: Pat
 
 def test_malformed_submission_names_the_line(dive: Path, tmp_path: Path) -> None:
     for body, message in (("a,1 2 999,0.5\n", "line 2: category id '999' is not in taxonomy"),
-                          ("a,1 2,0.5\na,3,0.1\n", "line 3: id 'a' already appeared on line 2"),
                           ("a,1 2,high\n", "line 2: osd 'high' is not a number")):
         (tmp_path / "s.csv").write_text("id,categories,osd\n" + body)
         with pytest.raises(LabelFileError, match=message):
             evaluate(EvalConfig(scores=tmp_path / "s.csv", truth=dive / "train.csv"))
+
+
+def test_repeated_ids_keep_the_first_row_in_table_and_submission_alike(
+    dive: Path, engines: dict, tmp_path: Path
+) -> None:
+    # The same file names in two folders: score keeps both rows and its submission CSV repeats the ids.
+    root = tmp_path / "root"
+    for folder in ("a", "b"):
+        shutil.copytree(dive / "images", root / folder)
+    table, sub = tmp_path / "s.parquet", tmp_path / "submission.csv"
+    score_folder(ScoreConfig(root=root, engine=engines["onnx"], out=table, submission=sub, batch_size=16))
+    results = [evaluate(EvalConfig(scores=path, truth=dive / "train.csv")) for path in (table, sub)]
+    for result in results:
+        assert result.n_scored == 24 and result.n_extra == 0
+        assert sum("24 duplicate image_id(s)" in w and "the first row" in w for w in result.warnings) == 1
+    assert results[0].map_at_k == pytest.approx(results[1].map_at_k)
+
+
+def test_a_submissions_error_rows_are_counted_in_a_warning(scored: Path, dive: Path, engines: dict,
+                                                           tmp_path: Path) -> None:
+    from fathombatch.backends import read_manifest
+    from fathombatch.submission import error_prior, prior_for
+    from fathombatch.submission import write_submission as write_scored_submission
+
+    table = pl.read_parquet(scored)
+    broken = table["image_id"][[1, 5]].to_list()
+    with_errors = table.with_columns(
+        status=pl.when(pl.col("image_id").is_in(broken)).then(pl.lit("error")).otherwise(pl.col("status")))
+    from_table = evaluate(EvalConfig(scores=scored, truth=dive / "train.csv"))
+    assert not any("error rows" in w for w in from_table.warnings)
+    priors = {"engine": error_prior(read_manifest(engines["onnx"]), 20),
+              "fathomnet2023": prior_for(fathomnet2023(), None, 20)}
+    for source, prior in priors.items():
+        sub = tmp_path / f"{source}.csv"
+        assert write_scored_submission(with_errors, sub, prior=prior) == 2
+        result = evaluate(EvalConfig(scores=sub, truth=dive / "train.csv"))
+        assert prior.source == source and result.n_scored == 24
+        assert ("2 rows look like score's error rows (prior ranking, osd 1.0): those files could not be scored"
+                in "\n".join(result.warnings)), source
+    plain = tmp_path / "plain.csv"
+    write_scored_submission(table, plain, prior=priors["engine"])
+    assert not any("error rows" in w for w in evaluate(EvalConfig(scores=plain, truth=dive / "train.csv")).warnings)

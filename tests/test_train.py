@@ -11,10 +11,12 @@ import pytest
 import torch
 from click.testing import CliRunner
 
+from fathombatch import metrics as fb_metrics
 from fathombatch.cli import cli
+from fathombatch.datasets import read_labels
 from fathombatch.errors import TrainingError, UsageError
 from fathombatch.models import create_model, list_models
-from fathombatch.models.checks import floor_warning
+from fathombatch.models.checks import floor_warning, labelled_image_files
 from fathombatch.models.train import TrainConfig, train
 
 
@@ -78,6 +80,20 @@ def test_images_without_a_label_row_are_counted_in_a_warning(
     assert warnings == [expected]
 
 
+def test_labelled_image_files_gives_each_label_rows_file_and_counts_the_rest(
+    dive: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    labels = tmp_path / "half.csv"
+    rows = (dive / "train.csv").read_text().splitlines()
+    labels.write_text("\n".join([rows[0], *reversed(rows[1:9])]) + "\n")  # 8 of the 24, in another order
+    parsed = read_labels(labels)
+    with caplog.at_level(logging.WARNING):
+        paths = labelled_image_files(parsed, dive / "images")
+    assert [p.stem for p in paths] == parsed.image_ids and all(p.is_file() for p in paths)
+    assert [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING] == [
+        f"16 of the 24 images under {dive / 'images'} have no label row in {labels} and are left out of training"]
+
+
 def test_fully_labelled_folder_trains_without_a_warning(dive: Path, tmp_path: Path,
                                                         caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.WARNING):
@@ -97,8 +113,8 @@ def test_a_model_at_or_below_the_prior_floor_is_flagged_in_the_summary_and_the_r
     assert result.exit_code == 0, result.stderr
     assert result.stdout.splitlines()[-1].startswith("Best held-out MAP@20 ")
     summary = result.stderr.splitlines()
-    assert summary[-1].startswith("warning: the best held-out MAP@20 (") and summary[-1].endswith(
-        ") is at or below the prior floor (1.0000): the model ranks categories no better than their training "
+    assert summary[-1].startswith("warning: MAP@20 ") and summary[-1].endswith(
+        " is at or below the frequency-prior floor 1.0000: the model ranks categories no better than their training "
         "frequencies alone")
     outcome = json.loads((run / "config.json").read_text())["outcome"]
     assert outcome["at_or_below_prior_floor"] is True and outcome["val_prior_floor"] == 1.0
@@ -108,6 +124,11 @@ def test_a_model_at_or_below_the_prior_floor_is_flagged_in_the_summary_and_the_r
 def test_floor_verdict_is_strict_above_and_inclusive_at_the_floor(run_dir: Path) -> None:
     assert floor_warning(0.5001, 0.5) is None
     assert floor_warning(0.5, 0.5) is not None and floor_warning(0.2, 0.5) is not None
+    # One wording for train and evaluate: both use the same function.
+    assert floor_warning is fb_metrics.floor_warning
+    assert floor_warning(0.25, 0.5, 10) == (
+        "MAP@10 0.2500 is at or below the frequency-prior floor 0.5000: the model ranks categories no better than "
+        "their training frequencies alone")
     config = json.loads((run_dir / "config.json").read_text())
     metrics = pl.read_parquet(run_dir / "metrics.parquet")
     assert config["outcome"] == {

@@ -5,8 +5,9 @@
   word is a wrong answer). Label rows whose image is missing stop the run, with the command that writes a label
   file of the images that are present.
 * A run whose best held-out MAP@20 is at or below the prior floor (MAP@20 of ranking every image by the training
-  part's category frequencies) learned nothing an image model adds; :func:`floor_warning` words it for the summary
-  and :func:`record_outcome` writes the verdict into ``RUN/config.json`` under ``"outcome"`` for tools.
+  part's category frequencies) learned nothing an image model adds; :func:`fathombatch.metrics.floor_warning`
+  (shared with ``evaluate``) words it for the summary and :func:`record_outcome` writes the verdict into
+  ``RUN/config.json`` under ``"outcome"`` for tools.
 """
 
 from __future__ import annotations
@@ -22,11 +23,12 @@ import torch
 from fathombatch.datasets import Labels
 from fathombatch.errors import UsageError
 from fathombatch.fsutil import write_json_atomic
+from fathombatch.metrics import floor_warning
 from fathombatch.models.data import find_images
 
 log = logging.getLogger(__name__)
 
-__all__ = ["floor_warning", "read_run_config", "record_outcome", "subset_command", "training_images"]
+__all__ = ["floor_warning", "labelled_image_files", "read_run_config", "record_outcome", "subset_command"]
 
 
 def subset_command(labels: Path, images_dir: Path) -> str:
@@ -39,7 +41,7 @@ def subset_command(labels: Path, images_dir: Path) -> str:
             f"{shlex.quote(str(labels))} --ids present.txt --out {shlex.quote(str(present))}")
 
 
-def training_images(labels: Labels, images_dir: Path) -> list[Path]:
+def labelled_image_files(labels: Labels, images_dir: Path) -> list[Path]:
     """The image file of every label row; warns (once, on rank 0) about image files no row uses.
 
     Returns:
@@ -56,14 +58,6 @@ def training_images(labels: Labels, images_dir: Path) -> list[Path]:
         log.warning("%d of the %d images under %s have no label row in %s and are left out of training",
                     match.unlabelled, match.n_files, images_dir, labels.source)
     return paths
-
-
-def floor_warning(best_val_map20: float, prior_floor: float) -> str | None:
-    """A sentence when the best held-out MAP@20 is at or below the prior floor, else None."""
-    if best_val_map20 > prior_floor:
-        return None
-    return (f"the best held-out MAP@20 ({best_val_map20:.4f}) is at or below the prior floor ({prior_floor:.4f}): "
-            "the model ranks categories no better than their training frequencies alone")
 
 
 def record_outcome(run: Path, *, best_epoch: int, best_val_map20: float, prior_floor: float) -> None:

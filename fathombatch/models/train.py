@@ -41,7 +41,7 @@ from fathombatch.errors import TrainingError, UsageError
 from fathombatch.fsutil import atomic_path, write_json_atomic
 from fathombatch.metrics import map_at_k_from_scores, prior_floor
 from fathombatch.models.augment import augment_batch
-from fathombatch.models.checks import record_outcome, training_images
+from fathombatch.models.checks import labelled_image_files, record_outcome
 from fathombatch.models.config import TrainConfig, config_from, lr_factor, resolve_amp, validate_config
 from fathombatch.models.data import preload
 from fathombatch.models.distributed import (
@@ -191,7 +191,7 @@ def _load_data(cfg: TrainConfig, progress: Progress, val_ids: list[str] | None) 
     labels = read_labels(cfg.labels)
     if len(labels) < 2:
         raise TrainingError(f"{cfg.labels} has {len(labels)} labelled image(s); training needs at least 2")
-    paths = training_images(labels, cfg.images)
+    paths = labelled_image_files(labels, cfg.images)
     y = labels.multi_hot()
     ids = labels.image_ids
     if val_ids is None:
