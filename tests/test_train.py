@@ -221,3 +221,13 @@ def test_a_run_trained_with_relative_paths_is_exported_from_elsewhere_with_its_t
     record = json.loads((elsewhere / "e.pt.json").read_text())["provenance"]["training_images"]
     held = set(record["heldout_image_ids"])
     assert record["train_image_ids"] and held and not held & set(record["train_image_ids"])
+
+
+def test_the_subset_command_for_a_shipped_label_file_writes_outside_the_package(dive: Path, tmp_path: Path) -> None:
+    from fathombatch.packaged import resolve_data_path
+
+    with pytest.raises(TrainingError, match="curate subset") as failure:
+        train(TrainConfig(images=dive / "images", labels=resolve_data_path("fathomnet2023:train.csv"),
+                          out=tmp_path / "r", arch="mlp", epochs=1, img_size=16))
+    argv = shlex.split(str(failure.value).split("`")[1].split(" && ")[1])
+    assert argv[argv.index("--out") + 1] == "train-present.csv"

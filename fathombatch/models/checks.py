@@ -37,6 +37,8 @@ def subset_command(labels: Path, images_dir: Path) -> str:
     ``curate subset --ids`` takes one path per line and matches it by file stem, as training does.
     """
     present = labels.with_name(f"{labels.stem}-present{labels.suffix}")
+    if labels.resolve().is_relative_to(Path(__file__).resolve().parents[1]):
+        present = Path(present.name)  # a shipped label file: write the copy here, never inside the package
     return (f"find {shlex.quote(str(images_dir))} -type f > present.txt && fathombatch curate subset "
             f"{shlex.quote(str(labels))} --ids present.txt --out {shlex.quote(str(present))}")
 
