@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import filecmp
 from collections import Counter, defaultdict
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
@@ -22,6 +23,7 @@ import polars as pl
 
 from fathombatch.decode.discover import IMAGE_SUFFIXES
 from fathombatch.errors import UsageError
+from fathombatch.packaged import resolve_data_path
 
 #: Most ids shown from each side when they do not match.
 _EXAMPLES = 3
@@ -106,6 +108,23 @@ def _looks_like(keys: Sequence[str], evaluated: Collection[str], truth: Collecti
     other_side = sorted(e for e in evaluated if e not in truth)[:_EXAMPLES]
     return (f"truth ids look like {', '.join(map(repr, truth_side))} and the evaluated ids like "
             f"{', '.join(map(repr, other_side)) or '(none)'}")
+
+
+def refuse_same_file(evaluated: Path, truth: Path) -> None:
+    """Refuse to evaluate a file against itself (the same path, a link to it, or a byte-identical copy).
+
+    Raises:
+        UsageError: the two are one file or have the same bytes.
+    """
+    truth = resolve_data_path(truth)
+    if not (evaluated.is_file() and truth.is_file()):
+        return  # the readers say what is missing
+    same = evaluated.resolve() == truth.resolve()
+    if not same and evaluated.stat().st_size == truth.stat().st_size:
+        same = filecmp.cmp(evaluated, truth, shallow=False)
+    if same:
+        raise UsageError(f"{evaluated} and the truth {truth} are the same file: evaluating predictions against "
+                         "themselves scores 1.0 whatever the model")
 
 
 def refuse_predictions_as_truth(

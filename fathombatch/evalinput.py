@@ -77,14 +77,17 @@ def open_predictions(path: Path) -> Predictions:
     return Predictions(rows=lazy, taxonomy=taxonomy, kind="table", meta=meta)
 
 
-def read_submission(path: Path, taxonomy: Taxonomy) -> pl.DataFrame:
-    """Read ``id,categories[,osd]`` keeping each row's category order (the ranking is what MAP@k scores).
+def read_submission(path: Path, taxonomy: Taxonomy, *, require_osd: bool = True) -> pl.DataFrame:
+    """Read ``id,categories,osd`` keeping each row's category order (the ranking is what MAP@k scores).
+
+    ``require_osd=False`` also reads a label file's ``id,categories`` in file order (osd then null).
 
     Returns:
-        columns ``image_id`` (str), ``status`` ('ok'), ``osd`` (f32, null where the column or value is absent) and
+        columns ``image_id`` (str), ``status`` ('ok'), ``osd`` (f32, null where a value is empty) and
         ``top_categories`` (list[i32]).
 
     Raises:
+        UsageError: no ``osd`` column: a label file, not predictions.
         LabelFileError: naming the line of a missing id, an unknown category id or a bad osd value.
 
     A repeated id is kept (``score`` writes one when files in two folders share a name); :func:`align` uses the first
@@ -100,8 +103,13 @@ def read_submission(path: Path, taxonomy: Taxonomy) -> pl.DataFrame:
             reader = csv.reader(fh)
             header = [h.strip() for h in next(reader, [])]
             if "id" not in header or "categories" not in header:
-                raise LabelFileError(f"{path}, line 1: a submission's header must contain 'id' and 'categories' "
-                                     f"(and 'osd'), got {header}")
+                raise LabelFileError(f"{path}, line 1: a submission's header must contain 'id', 'categories' "
+                                     f"and 'osd', got {header}")
+            if "osd" not in header and require_osd:
+                # The competition's format has osd; a CSV of id,categories is a label file (Kaggle's train.csv),
+                # and scoring truth against itself prints MAP@20 1.0.
+                raise UsageError(f"{path} is not a submission CSV: it has no 'osd' column (a label file such as "
+                                 "Kaggle's train.csv? label files are the truth, not the predictions)")
             id_col, cat_col = header.index("id"), header.index("categories")
             osd_col = header.index("osd") if "osd" in header else None
             for row in reader:
@@ -259,7 +267,7 @@ def categories_in_file_order(labels: Labels) -> pl.Series:
     """
     if labels.source.suffix.lower() == SUBMISSION_SUFFIX:
         try:
-            ordered = read_submission(labels.source, labels.taxonomy).unique("image_id", keep="first")
+            ordered = read_submission(labels.source, labels.taxonomy, require_osd=False).unique("image_id", keep="first")
         except LabelFileError:
             ordered = None
         if ordered is not None:

@@ -21,7 +21,7 @@ import polars as pl
 from fathombatch import __version__
 from fathombatch.datasets import Labels, read_labels
 from fathombatch.errors import LabelFileError, UsageError
-from fathombatch.evalchecks import match_ids, refuse_predictions_as_truth
+from fathombatch.evalchecks import match_ids, refuse_predictions_as_truth, refuse_same_file
 from fathombatch.evalinput import Aligned, Predictions, align, categories_in_file_order, open_predictions
 from fathombatch.fsutil import atomic_path, write_json_atomic, write_text_atomic
 from fathombatch.metrics import (
@@ -130,6 +130,7 @@ def evaluate(cfg: EvalConfig) -> EvalResult:
     Raises:
         UsageError: a missing file, no truth id among the evaluated ids, or truth that is a ranking (a submission).
     """
+    refuse_same_file(cfg.scores, cfg.truth)
     preds = open_predictions(cfg.scores)
     taxonomy = preds.taxonomy
     truth: Labels = read_labels(cfg.truth, taxonomy)

@@ -462,3 +462,17 @@ def test_a_submissions_error_rows_are_counted_in_a_warning(scored: Path, dive: P
     plain = tmp_path / "plain.csv"
     write_scored_submission(table, plain, prior=priors["engine"])
     assert not any("error rows" in w for w in evaluate(EvalConfig(scores=plain, truth=dive / "train.csv")).warnings)
+
+
+def test_a_label_file_is_not_evaluated_as_predictions(dive: Path, tmp_path: Path) -> None:
+    # Kaggle's train.csv (id,categories) given as the predictions: against itself it would score MAP@20 1.0.
+    with pytest.raises(UsageError, match="same file"):
+        evaluate(EvalConfig(scores=dive / "train.csv", truth=dive / "train.csv"))
+    copy = tmp_path / "copy.csv"
+    copy.write_bytes((dive / "train.csv").read_bytes())
+    with pytest.raises(UsageError, match="same file"):
+        evaluate(EvalConfig(scores=copy, truth=dive / "train.csv"))
+    other = tmp_path / "labels.csv"
+    other.write_text((dive / "train.csv").read_text() + "\n")
+    with pytest.raises(UsageError, match="no 'osd' column"):
+        evaluate(EvalConfig(scores=other, truth=dive / "train.csv"))
