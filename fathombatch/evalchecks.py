@@ -130,10 +130,15 @@ def refuse_same_file(evaluated: Path, truth: Path) -> None:
 def refuse_predictions_as_truth(
     truth_categories: pl.Series, scored_truth: Sequence[Sequence[int]], scored_predicted: Sequence[Sequence[int]],
     k: int, truth: Path,
-) -> None:
+) -> str | None:
     """Refuse truth that is a ranking rather than labels: it would score the model as perfect.
 
-    Two signs, either enough:
+    Three signs, any one enough:
+
+    * **the whole ranking as a set**: on every scored image the truth's label set is exactly the set of that image's
+      ``top_categories`` and has at least 2 labels (this run's submission converted to COCO, or sorted). Real truth
+      has 1.5 labels per image on average (FathomNet 2023); equal sets of 2 or more on every image is a copy. With
+      a top-1 ranking the sign is ambiguous (a perfect model looks the same), so it is only warned about.
 
     * **the start of each ranking, in order**: on every scored image the truth lists at least 2 categories, and they
       are the first ones of that image's ``top_categories`` in the same order. That is what a submission (of this
@@ -151,17 +156,49 @@ def refuse_predictions_as_truth(
             order its file lists them, and the prediction's ``top_categories`` (best first).
         k: the MAP cut-off, for the message.
 
+    Returns:
+        a warning when truth equals a top-1 ranking on every scored image, else None.
+
     Raises:
-        UsageError: either sign holds.
+        UsageError: a sign holds.
     """
     lists = [list(dict.fromkeys(t)) for t in scored_truth]  # a repeated id in the file adds no order
-    if lists and all(len(t) >= 2 and list(p[: len(t)]) == t for t, p in zip(lists, scored_predicted, strict=True)):
+    pairs = list(zip(lists, scored_predicted, strict=True))
+    if lists and all(len(t) >= 2 and list(p[: len(t)]) == t for t, p in pairs):
         raise UsageError(f"{truth} is not truth: its category lists are the evaluated predictions' own "
                          f"top_categories, in order, for all {len(lists)} scored images (each the start of the "
                          f"image's ranking: a submission CSV?); MAP@{k} against it is 1.0 whatever the model")
+    whole_sets = bool(pairs) and all(set(t) == set(p) for t, p in pairs)
+    if whole_sets and all(len(t) >= 2 for t, _ in pairs):
+        raise UsageError(f"{truth} is not truth: on all {len(pairs)} scored images its label set is exactly the set of "
+                         f"the evaluated predictions' own top_categories (this run's submission, converted or sorted?);"
+                         f" MAP@{k} against it is 1.0 whatever the model")
     lengths = truth_categories.list.len()
     length = int(lengths[0]) if lengths.len() else 0
     if length >= MIN_RANKING_LENGTH and bool((lengths == length).all()):
         raise UsageError(f"{truth} is not truth: every image in it has exactly {length} categories, the length of a "
                          "top-k ranking; it looks like a submission CSV (predictions), and MAP against it would be "
                          "meaningless")
+    if whole_sets:
+        return (f"the truth {truth} equals the top-1 prediction on every one of the {len(pairs)} scored images: if it "
+                f"was made from this run's predictions, MAP@{k} is meaningless (a perfect model also looks like this)")
+    return None
+
+
+def unlabelled_truth_warning(truth: pl.Series, source: Path) -> str | None:
+    """A warning counting truth images with no label, which score AP 0 by the competition's definition.
+
+    Args:
+        truth: list[int] per truth row.
+
+    Raises:
+        UsageError: no truth image has a label (an evaluation set such as Kaggle's eval.json is not truth).
+    """
+    empty = int((truth.list.len() == 0).sum())
+    if empty == 0:
+        return None
+    if empty == truth.len():
+        raise UsageError(f"{source} has no labels for any of its {empty} images (an unlabelled file such as Kaggle's "
+                         "eval.json is not truth): every image would score 0")
+    return (f"{empty} of {truth.len()} truth images in {source} have no label; by the competition's definition each "
+            "scores AP 0, which lowers MAP")

@@ -21,7 +21,7 @@ import polars as pl
 from fathombatch import __version__
 from fathombatch.datasets import Labels, read_labels
 from fathombatch.errors import LabelFileError, UsageError
-from fathombatch.evalchecks import match_ids, refuse_predictions_as_truth, refuse_same_file
+from fathombatch.evalchecks import match_ids, refuse_predictions_as_truth, refuse_same_file, unlabelled_truth_warning
 from fathombatch.evalinput import Aligned, Predictions, align, categories_in_file_order, open_predictions
 from fathombatch.fsutil import atomic_path, write_json_atomic, write_text_atomic
 from fathombatch.metrics import (
@@ -140,9 +140,10 @@ def evaluate(cfg: EvalConfig) -> EvalResult:
     match = match_ids(truth.image_ids, evaluated_ids.to_list(), cfg.truth, cfg.scores)
     got = align(preds, match.keys, cfg.k, cfg.scores)
     in_file_order = categories_in_file_order(truth).filter(pl.Series(got.present))
-    refuse_predictions_as_truth(truth.frame["categories"], in_file_order.to_list(), got.predicted.to_list(), cfg.k,
-                                cfg.truth)
-    warnings = [*match.warnings, *got.warnings]
+    copied = refuse_predictions_as_truth(truth.frame["categories"], in_file_order.to_list(), got.predicted.to_list(),
+                                         cfg.k, cfg.truth)
+    unlabelled = unlabelled_truth_warning(truth.frame["categories"], cfg.truth)
+    warnings = [*match.warnings, *got.warnings, *(w for w in (copied, unlabelled) if w)]
     y = truth.multi_hot()
     ranked = got.ranked if got.ranked is not None else ranking_from_scores(got.probs, cfg.k)
     ranked[~got.present] = -1  # no prediction at all: AP 0
@@ -156,7 +157,8 @@ def evaluate(cfg: EvalConfig) -> EvalResult:
     floor = prior_floor(y, train_counts, cfg.k)
     below = floor_warning(map_k, floor, cfg.k)
     warnings += [below] if below else []
-    overlap = _training_overlap(match.keys, cfg, manifest, warnings)
+    scored_keys = [key for key, present in zip(match.keys, got.present, strict=True) if present]
+    overlap = _training_overlap(scored_keys, cfg, manifest, warnings)
     ids = truth.image_ids
     sauc_value, comp, n_osd = _osd_metrics(cfg, ids, match.keys, got, map_k, warnings)
     result = EvalResult(
@@ -172,7 +174,8 @@ def evaluate(cfg: EvalConfig) -> EvalResult:
 
 
 def _training_overlap(keys: list[str], cfg: EvalConfig, manifest: dict[str, Any], warnings: list[str]) -> int | None:
-    """Truth images the engine was trained on (None: unknown), with a warning either way but zero."""
+    """Scored truth images (``keys``) the engine was trained on (None: unknown), with a warning either way but zero;
+    a truth image without a prediction is in no figure, so it is not counted."""
     if not manifest:
         return None  # a submission, or a table without an engine manifest: nothing to check against
     provenance = manifest.get("provenance") or {}
@@ -181,7 +184,7 @@ def _training_overlap(keys: list[str], cfg: EvalConfig, manifest: dict[str, Any]
         warnings.append("cannot tell whether the truth holds images the engine was trained on: its manifest does not "
                         "record its training images (export the run again to record them)")
     elif overlap:
-        warnings.append(f"{overlap} of {len(keys)} truth images were used to train the engine "
+        warnings.append(f"{overlap} of the {len(keys)} scored truth images were used to train the engine "
                         f"{manifest.get('name', '')!r}: MAP@{cfg.k} over them is not a held-out figure")
     return overlap
 

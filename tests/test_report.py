@@ -248,7 +248,7 @@ def test_truth_the_engine_was_trained_on_is_counted(scored: Path, dive: Path, ru
     train, heldout = split_ids(run_dir, dive)
     result = evaluate(EvalConfig(scores=scored, truth=dive / "train.csv", report=tmp_path / "r"))
     assert result.n_truth_in_training == len(train) > 0
-    assert any(f"{len(train)} of 24 truth images were used to train the engine 'tiny'" in w for w in result.warnings)
+    assert any(f"{len(train)} of the 24 scored truth images were used to train the engine 'tiny'" in w for w in result.warnings)
     assert json.loads((tmp_path / "r" / "metrics.json").read_text())["n_truth_in_training"] == len(train)
     labels = pl.read_csv(dive / "train.csv", schema_overrides={"id": pl.String})
     labels.filter(pl.col("id").is_in(heldout)).write_csv(tmp_path / "heldout.csv")
@@ -476,3 +476,40 @@ def test_a_label_file_is_not_evaluated_as_predictions(dive: Path, tmp_path: Path
     other.write_text((dive / "train.csv").read_text() + "\n")
     with pytest.raises(UsageError, match="no 'osd' column"):
         evaluate(EvalConfig(scores=other, truth=dive / "train.csv"))
+
+
+def test_truth_that_is_the_whole_ranking_as_sets_is_refused(
+    dive: Path, engines: dict, tmp_path: Path
+) -> None:
+    # This run's top-3 predictions written as a sorted label file: MAP@20 against it would be 1.0.
+    top3 = tmp_path / "top3.parquet"
+    score_folder(ScoreConfig(root=dive / "images", engine=engines["onnx"], out=top3, batch_size=8, top_k=3))
+    table = pl.read_parquet(top3).filter(pl.col("status") == "ok")
+    lists = [sorted(c) for c in table["top_categories"].to_list()]
+    truth = kaggle_truth(table["image_id"].to_list(), lists, tmp_path / "sorted.csv")
+    with pytest.raises(UsageError, match="exactly the set of the evaluated predictions' own top_categories"):
+        evaluate(EvalConfig(scores=top3, truth=truth))
+    # One label per image and a top-1 ranking: a perfect model looks the same, so only a warning.
+    top1 = tmp_path / "top1.parquet"
+    score_folder(ScoreConfig(root=dive / "images", engine=engines["onnx"], out=top1, batch_size=8, top_k=1))
+    table = pl.read_parquet(top1).filter(pl.col("status") == "ok")
+    truth1 = kaggle_truth(table["image_id"].to_list(), table["top_categories"].to_list(), tmp_path / "one.csv")
+    result = evaluate(EvalConfig(scores=top1, truth=truth1))
+    assert result.map_at_k == 1.0
+    assert any("equals the top-1 prediction on every one of the" in w for w in result.warnings)
+
+
+def test_truth_without_labels_is_refused_and_partly_unlabelled_truth_is_counted(
+    scored: Path, dive: Path, tmp_path: Path
+) -> None:
+    data = json.loads((dive / "annotations.json").read_text())
+    unlabelled = tmp_path / "eval.json"
+    unlabelled.write_text(json.dumps({**data, "annotations": []}))
+    with pytest.raises(UsageError, match="has no labels for any of its 24 images"):
+        evaluate(EvalConfig(scores=scored, truth=unlabelled))
+    first = {a["image_id"] for a in data["annotations"]}
+    keep = sorted(first)[: len(first) // 2]
+    half = tmp_path / "half.json"
+    half.write_text(json.dumps({**data, "annotations": [a for a in data["annotations"] if a["image_id"] in keep]}))
+    result = evaluate(EvalConfig(scores=scored, truth=half))
+    assert any(f"{24 - len(keep)} of 24 truth images in {half} have no label" in w for w in result.warnings)
