@@ -193,8 +193,9 @@ def safe_relative_path(name: str, where: str) -> PurePosixPath:
     return posix
 
 
-def load_coco_json(path: Path) -> dict[str, Any]:
-    """Parse a COCO json file into a dict with list-valued ``images`` and ``annotations``.
+def load_coco_json(path: Path, *, required: tuple[str, ...] = ("images", "annotations")) -> dict[str, Any]:
+    """Parse a COCO json file into a dict with list-valued ``images`` and ``annotations`` (the ``required`` keys; a
+    download needs only ``images``, as in an evaluation set without labels).
 
     Raises:
         UsageError: the file does not exist.
@@ -213,7 +214,7 @@ def load_coco_json(path: Path) -> dict[str, Any]:
         raise LabelFileError(f"{path}: json is nested too deeply to be a COCO file") from None
     if not isinstance(data, dict):
         raise LabelFileError(f"{path}: expected a COCO object with 'images' and 'annotations', got {type(data).__name__}")
-    for key in ("images", "annotations"):
+    for key in required:
         if not isinstance(data.get(key), list):
             raise LabelFileError(f"{path}: missing or non-list '{key}'")
     return data

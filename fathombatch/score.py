@@ -42,7 +42,7 @@ from fathombatch.metrics import ranking_from_scores
 from fathombatch.osd import create_osd
 from fathombatch.parts import PartStore, file_signature
 from fathombatch.progress import Progress
-from fathombatch.submission import error_prior, write_submission
+from fathombatch.submission import error_prior, shared_id_warning, write_submission
 from fathombatch.table import build_frame, encode_metadata
 
 if TYPE_CHECKING:
@@ -275,11 +275,8 @@ def score_folder(cfg: ScoreConfig, *, progress: Progress | None = None) -> Score
         collisions=pl.len() - pl.col("image_id").n_unique(),
     ).row(0, named=True)
     top_errors = Counter(final.filter(pl.col("status") == "error")["error"].to_list()).most_common(5)
-    if counts["collisions"]:
-        warnings.append(
-            f"{counts['collisions']} image_id(s) are shared by files in different folders; rows are kept apart by "
-            "'path', but the submission CSV repeats those ids"
-        )
+    if counts["collisions"] and (shared := shared_id_warning(final)):
+        warnings.append(shared)
     scored_now = len(pending)
     return ScoreSummary(
         out=out,

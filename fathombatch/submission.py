@@ -125,3 +125,20 @@ def write_submission(table: pl.DataFrame, dest: Path, *, prior: ErrorPrior) -> i
     except OSError as exc:
         raise OutputError(f"cannot write {dest}: {exc.strerror or exc}") from None
     return int(table.select(is_error.sum()).item())
+
+
+def shared_id_warning(table: pl.DataFrame) -> str | None:
+    """A warning when two or more scored files share an ``image_id`` (a file stem), with an example of the files.
+
+    The table keeps them apart by ``path``, but a submission's ``id`` is the image id, and Kaggle rejects an id that
+    appears twice (``a/y.jpg`` and ``b/y.jpg``, or ``y.jpg`` and ``y.png`` in one folder).
+    """
+    shared = table.filter(pl.len().over("image_id") > 1).sort("image_id", "path")
+    if shared.height == 0:
+        return None
+    n_ids = shared["image_id"].n_unique()
+    first = shared["image_id"][0]
+    paths = ", ".join(shared.filter(pl.col("image_id") == first)["path"].head(3).to_list())
+    return (f"{n_ids} image_id(s) are shared by two or more files (e.g. {first!r}: {paths}); the table keeps them "
+            "apart by 'path', but the submission CSV repeats those ids, which Kaggle rejects: rename the files so "
+            "that each name (without extension) is unique")

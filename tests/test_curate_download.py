@@ -237,3 +237,12 @@ def test_ctrl_c_during_a_stalled_download_exits_at_once_and_leaves_no_temporary_
     assert time.monotonic() - sent < 5, "Ctrl-C waited for the stalled transfer"
     assert proc.returncode == 130 and err.decode().strip().startswith("Error: interrupted")
     assert not [p for p in out.rglob("*") if p.name.endswith(".tmp")]
+
+
+def test_an_images_only_coco_file_downloads(server: Server, tmp_path: Path) -> None:
+    # An evaluation set lists images (with coco_url) and may have no 'annotations' key at all.
+    ann = annotations(server, tmp_path, ["ok0.jpg", "ok1.jpg"])
+    data = json.loads(ann.read_text())
+    ann.write_text(json.dumps({"images": data["images"]}))
+    result = download(config(ann, tmp_path / "images"))
+    assert (result.total, result.downloaded, len(result.failures)) == (2, 2, 0)

@@ -133,6 +133,9 @@ def test_awkward_and_broken_files_each_get_the_right_row(
         assert row["status"] == "error" and row["error"].startswith(message), (rel, row["error"])
     assert summary.errors == len(expected_errors)
     assert summary.id_collisions == 2  # a/same.jpg with b/same.jpg, truncated.jpg with truncated.png
+    shared = next(w for w in summary.warnings if "image_id(s) are shared" in w)
+    assert shared.startswith("2 image_id(s) are shared by two or more files (e.g. 'same': awkward/a/same.jpg, "
+                             "awkward/b/same.jpg)") and "Kaggle rejects" in shared
     assert rows["awkward/a/same.jpg"]["image_id"] == rows["awkward/b/same.jpg"]["image_id"] == "same"
 
     # The good images score exactly as in a run without any of the bad company.

@@ -113,7 +113,7 @@ class _Final(Exception):
 
 def plan(cfg: DownloadConfig) -> list[_Job]:
     """One job per distinct destination; unsafe file names refuse the whole file before anything is fetched."""
-    data = load_coco_json(cfg.annotations)
+    data = load_coco_json(cfg.annotations, required=("images",))
     jobs: dict[Path, _Job] = {}
     for i, img in enumerate(data["images"]):
         where = f"{cfg.annotations}: images[{i}]"
