@@ -135,7 +135,7 @@ def _kaggle_coco(dive: Path, web: Path, url: str, *, labelled: bool) -> dict:
         (web / image["file_name"]).write_bytes((dive / "images" / image["file_name"]).read_bytes())
         image["coco_url"] = f"{url}/{web.name}/{image['file_name']}"
     if not labelled:
-        data["annotations"] = []
+        del data["annotations"]  # an evaluation set: images to fetch, no labels
     return data
 
 
