@@ -197,7 +197,7 @@ def avx2_emulation(images: Path, dn: dict[str, Path], repeats: int) -> dict[str,
     records = []
     for stage, args in (("engine", [a for e in engines for a in ("--engine", e)]), ("e2e", ["--engine", engines[-1]])):
         cmd = [*FB, "bench", stage, str(images), *args, "--batch-sizes", "32", "--decoders", "pil", "--repeats",
-               str(repeats), "--json", str(out)]
+               str(repeats), "--json", str(out), "--overwrite"]
         proc = subprocess.run(cmd, capture_output=True, text=True, check=False, env=env)
         if proc.returncode != 0:
             raise SystemExit(f"command failed: {' '.join(cmd)}\n{proc.stderr[-3000:]}")

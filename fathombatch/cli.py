@@ -18,6 +18,7 @@ from fathombatch import __version__
 from fathombatch.cli_curate import curate, download
 from fathombatch.cli_exports import export_table_cmd
 from fathombatch.clikit import CONTEXT, MAX_THREADS, Group, LabelPath, configure_logging, output_file, quiet_option
+from fathombatch.clikit import guard_outputs as _guard_outputs
 from fathombatch.clikit import progress as _progress
 
 
@@ -278,6 +279,7 @@ def score(root: Path, engine: str, out: Path, batch_size: int, decoder: str, top
 
 
 @cli.command()
+@_guard_outputs(inputs=("scores", "truth", "osd_truth", "run"), folders=("report",))
 @click.argument("scores", type=click.Path(path_type=Path))
 @click.option("--truth", type=LabelPath(), required=True,
               help="Kaggle CSV or COCO json with the true labels (or a shipped one: fathomnet2023:train.csv).")
@@ -313,6 +315,7 @@ def evaluate(scores: Path, truth: Path, osd_truth: Path | None, report: Path | N
 
 
 @cli.command()
+@_guard_outputs(inputs=("root", "engines"), files=("json_out",))
 @click.argument("stage", type=click.Choice(["decode", "engine", "e2e", "all"]))
 @click.argument("root", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--engine", "engines", required=True, multiple=True,

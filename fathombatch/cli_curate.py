@@ -13,7 +13,7 @@ from typing import Any
 
 import click
 
-from fathombatch.clikit import CONTEXT, MAX_THREADS, Command, Group, LabelPath, quiet_option
+from fathombatch.clikit import CONTEXT, MAX_THREADS, Command, Group, LabelPath, guard_outputs, quiet_option
 from fathombatch.clikit import progress as _progress
 from fathombatch.errors import LabelFileError, OutputError, UsageError
 
@@ -41,6 +41,7 @@ def curate() -> None:
 
 
 @curate.command(context_settings=_CONTEXT)
+@guard_outputs(inputs=("labels",), folders=("out",))
 @click.argument("labels", type=_LABELS)
 @click.option("--out", type=_OUT, required=True, help="Folder for the tables (Parquet, Markdown) and PNG charts.")
 @click.option("--top-pairs", type=click.IntRange(min=1), default=25, show_default=True,
@@ -65,6 +66,7 @@ def stats(labels: Path, out: Path, top_pairs: int, top_categories: int) -> None:
 
 
 @curate.command(context_settings=_CONTEXT)
+@guard_outputs(inputs=("labels",), folders=("out",))
 @click.argument("labels", type=_LABELS)
 @click.option("--out", type=_OUT, required=True, help="Folder for train/val files (input's format) and coverage.")
 @click.option("--val", "val_fraction", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.2,
@@ -98,6 +100,7 @@ def split(labels: Path, out: Path, val_fraction: float, seed: int, folds: int | 
 
 
 @curate.command(context_settings=_CONTEXT)
+@guard_outputs(inputs=("scores", "images_root"), files=("out",), folders=("copy_to",))
 @click.argument("scores", type=_FILE)
 @click.option("--out", type=_OUT, required=True, help="Selected rows: .parquet, .csv, or .txt (one path per line).")
 @click.option("--category", "categories", multiple=True, help="Class name (repeatable; a row matches through any).")
@@ -142,6 +145,7 @@ def select(scores: Path, out: Path, categories: tuple[str, ...], supercategories
 
 
 @curate.command(context_settings=_CONTEXT)
+@guard_outputs(inputs=("scores", "other", "images_root"), folders=("out",))
 @click.argument("scores", type=_FILE)
 @click.option("--out", type=_OUT, required=True, help="Folder for queue.csv, index.html and thumbs/.")
 @click.option("--n", type=click.IntRange(min=1), default=200, show_default=True, help="Images in the queue.")
@@ -180,6 +184,7 @@ def review(scores: Path, out: Path, n: int, strategy: str, other: Path | None, t
 
 
 @curate.command(context_settings=_CONTEXT)
+@guard_outputs(inputs=("source", "labels", "images_root", "engine"), folders=("out",))
 @click.argument("source", type=click.Path(exists=True, path_type=Path))
 @click.option("--out", type=_OUT, required=True,
               help="Folder for hashes.parquet, clusters.csv/.parquet, drop.txt, to_review.txt.")
@@ -224,6 +229,7 @@ def dedupe(source: Path, out: Path, max_distance: int, threads: int | None, engi
 
 
 @curate.command(context_settings=_CONTEXT)
+@guard_outputs(inputs=("labels", "images"), files=("out",))
 @click.argument("labels", type=_LABELS)
 @click.option("--out", type=_OUT, required=True, help="Output; .json = COCO, .csv = Kaggle multi-label CSV.")
 @click.option("--images", type=_DIR, help="CSV -> COCO: take file names and sizes from this folder.")
@@ -246,6 +252,7 @@ def convert(labels: Path, out: Path, images: Path | None, ext: str) -> None:
 
 
 @curate.command(context_settings=_CONTEXT)
+@guard_outputs(inputs=("labels", "images"), files=("out",))
 @click.argument("labels", type=_LABELS)
 @click.option("--images", type=_DIR, help="Image folder: report missing files and size mismatches.")
 @click.option("--out", type=_OUT, help="Problem report: .csv or .json.")
@@ -273,6 +280,7 @@ def validate(labels: Path, images: Path | None, out: Path | None) -> None:
 
 
 @curate.command(context_settings=_CONTEXT)
+@guard_outputs(inputs=("labels", "ids", "from_select", "images"), files=("out",))
 @click.argument("labels", type=_LABELS)
 @click.option("--out", type=_OUT, required=True, help="New label file: .json (COCO) or .csv (Kaggle).")
 @click.option("--ids", type=_FILE, help="Text file: one image_id, file name or path per line.")

@@ -7,17 +7,26 @@ holds only what was written.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import click
 
-from fathombatch.clikit import CONTEXT, Command
+from fathombatch.clikit import CONTEXT, Command, Output, guard_outputs
 from fathombatch.exports.darwincore import DEFAULT_DATUM
 
 _PATH = click.Path(path_type=Path)
 
 
+def _outputs(params: Mapping[str, Any]) -> list[Output]:
+    from fathombatch.exports import output_files
+
+    return [Output(p, "--out", folder=params["fmt"] == "dives") for p in output_files(params["out"], params["fmt"])]
+
+
 @click.command("export-table", cls=Command, context_settings=CONTEXT)
+@guard_outputs(inputs=("scores", "metadata", "aphia_ids", "images_root"), derived=_outputs)
 @click.argument("scores", type=_PATH)
 @click.option("--out", type=_PATH, required=True, help="long, dwc: .parquet/.csv file; dives: a folder.")
 @click.option("--format", "fmt", type=click.Choice(["long", "dives", "dwc"]), default="long", show_default=True)

@@ -7,19 +7,22 @@ error's exit code (1 runtime failure, 2 usage error, 130 interrupted); see docs/
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import signal
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import click
 
-from fathombatch.errors import MAX_THREADS, FathombatchError, UsageError
+from fathombatch.errors import MAX_THREADS, FathombatchError, OutputError, UsageError
 
-__all__ = ["CONTEXT", "MAX_THREADS", "Command", "ErrorsToExit", "Group", "output_file", "progress", "quiet_option"]
+__all__ = ["CONTEXT", "MAX_THREADS", "Command", "ErrorsToExit", "Group", "Output", "check_outputs", "guard_outputs",
+           "output_file", "progress", "quiet_option"]
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 110}
 
@@ -105,6 +108,109 @@ def progress(quiet: bool) -> Any:
 
 def quiet_option(f: Callable[..., Any]) -> Callable[..., Any]:
     return click.option("--quiet", "-q", is_flag=True, help="No progress bars or status lines; print only the summary.")(f)
+
+
+@dataclass(frozen=True)
+class Output:
+    """One thing a command writes: a file, or a folder it writes its own files into.
+
+    Attributes:
+        path: the path as given.
+        option: how the command line names it (``--out``, ``--report``), for the error line.
+        folder: True when the command writes files into ``path`` rather than writing ``path`` itself.
+    """
+
+    path: Path
+    option: str
+    folder: bool = False
+
+
+def check_outputs(outputs: Iterable[Output], inputs: Iterable[tuple[str, Path]], *, overwrite: bool) -> None:
+    """Refuse outputs that would replace what a user already has (the guarantee in docs/reliability.md).
+
+    Even with ``overwrite``: a file output that is one of ``inputs`` (the same file through any spelling, symlink or
+    hard link), or a folder output that is or holds an input (the command's files could land on the input's name).
+    Without ``overwrite``: a file output that exists, or a folder output that exists and is not empty.
+
+    Args:
+        outputs: what the command writes.
+        inputs: (how the command line names the input, e.g. ``SCORES`` or ``--truth``; its path).
+
+    Raises:
+        UsageError: an output is an input, or a folder where a file is written or the reverse (exit 2).
+        OutputError: an output exists and ``overwrite`` is False (exit 1, as ``score`` and ``export`` refuse).
+    """
+    outputs, inputs = list(outputs), list(inputs)
+    for out in outputs:
+        for name, path in inputs:
+            if _replaces(out, path):
+                verb = "holds" if out.folder and not os.path.samefile(out.path, path) else "is"
+                raise UsageError(f"{out.option} {out.path} {verb} the input {name} ({path}); outputs never replace "
+                                 f"inputs, even with --overwrite: choose another {out.option}")
+    for out in outputs:
+        if out.folder and out.path.exists() and not out.path.is_dir():
+            raise UsageError(f"{out.option} {out.path} is a file; name a folder to write into")
+        if not out.folder and out.path.is_dir():
+            raise UsageError(f"{out.option} {out.path} is a folder; name the file to write (a path inside it)")
+        if overwrite:
+            continue
+        if out.folder and out.path.is_dir() and any(out.path.iterdir()):
+            raise OutputError(f"{out.path} already exists and is not empty; pass --overwrite to replace the files "
+                              f"this command writes in it, or choose another {out.option}")
+        if not out.folder and os.path.lexists(out.path):
+            raise OutputError(f"{out.path} already exists; pass --overwrite to replace it, or choose another "
+                              f"{out.option}")
+
+
+def _replaces(out: Output, path: Path) -> bool:
+    """Whether writing ``out`` could replace the input ``path``."""
+    if not out.path.exists() or not path.exists():
+        return False  # a folder not made yet holds nothing; a missing input is the library's to report
+    if not out.folder:
+        return os.path.samefile(out.path, path)
+    # The input as written (a symlink inside the folder would itself be replaced) and with every symlink resolved.
+    spellings = {Path(os.path.abspath(path)), Path(os.path.abspath(path)).parent.resolve() / path.name, path.resolve()}
+    folders = {Path(os.path.abspath(out.path)), out.path.resolve()}
+    return any(s.is_relative_to(f) for s in spellings for f in folders)
+
+
+def guard_outputs(
+    *, inputs: tuple[str, ...], files: tuple[str, ...] = (), folders: tuple[str, ...] = (),
+    derived: Callable[[Mapping[str, Any]], Iterable[Output]] | None = None,
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Give a command ``--overwrite`` and run :func:`check_outputs` before its body, so nothing is computed or
+    half-written before a refusal.
+
+    Args:
+        inputs: names of the parameters that are input paths (a str is taken as a path, a tuple as several).
+        files / folders: names of the parameters that are output files / output folders (None: not given).
+        derived: more outputs computed from the parameters (e.g. a sidecar beside ``--out``).
+    """
+
+    def decorate(f: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(f)  # also carries the click parameters declared below this decorator
+        def guarded(*args: Any, overwrite: bool, **params: Any) -> Any:
+            shown = {p.name: _shown(p) for p in click.get_current_context().command.params}
+            outputs = [Output(Path(params[n]), shown[n], folder=n in folders) for n in files + folders
+                       if params[n] is not None]
+            outputs += derived(params) if derived is not None else []
+            given = [(shown[n], Path(v)) for n in inputs
+                     for v in (params[n] if isinstance(params[n], tuple) else (params[n],)) if v is not None]
+            check_outputs(outputs, given, overwrite=overwrite)
+            return f(*args, **params)
+
+        return click.option("--overwrite", is_flag=True,
+                            help="Replace existing outputs (in an output folder: the files this command writes; "
+                                 "others are left alone). An input is never replaced.")(guarded)
+
+    return decorate
+
+
+def _shown(param: click.Parameter) -> str:
+    """How a user typed a parameter: its long option, or an argument's metavar (``SCORES``)."""
+    if isinstance(param, click.Option):
+        return next((o for o in param.opts if o.startswith("--")), param.opts[0])
+    return param.human_readable_name
 
 
 def output_file(_ctx: click.Context, param: click.Parameter, value: str | None) -> Path | None:

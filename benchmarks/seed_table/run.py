@@ -126,7 +126,7 @@ def run_preset(preset: str, args: argparse.Namespace, data: dict[str, Path | Non
             scores = work / "scores" / f"{preset}-{osd}.parquet"
             must([*FB, "score", str(data["eval_images"]), "--engine", str(engine), "--out", str(scores), "--osd", osd,
                   "--overwrite", "--quiet"], log)
-            cmd = [*FB, "evaluate", str(scores), "--truth", str(data["eval_labels"]), "--report",
+            cmd = [*FB, "evaluate", str(scores), "--truth", str(data["eval_labels"]), "--overwrite", "--report",
                    str(work / "reports" / f"{preset}-{osd}")]
             if data["eval_osd"] is not None:
                 cmd += ["--osd-truth", str(data["eval_osd"])]

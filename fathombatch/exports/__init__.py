@@ -25,9 +25,9 @@ from fathombatch.exports import darwincore
 from fathombatch.exports.darwincore import DEFAULT_DATUM
 from fathombatch.exports.presence import LONG_COLUMNS, presence_rows
 from fathombatch.exports.source import Source, open_source
-from fathombatch.exports.writers import stream_table, table_format
+from fathombatch.exports.writers import sidecar_path, stream_table, table_format
 
-__all__ = ["ExportTableConfig", "ExportTableResult", "export_table"]
+__all__ = ["ExportTableConfig", "ExportTableResult", "export_table", "output_files"]
 
 
 @dataclass(frozen=True)
@@ -73,6 +73,16 @@ class ExportTableResult:
     rows: int
     threshold_source: str
     warnings: list[str]
+
+
+def output_files(out: Path, format: str) -> list[Path]:
+    """Every file :func:`export_table` writes for ``out`` in ``format`` (for ``dives``: the folder it writes into),
+    so that a caller can refuse to replace any of them before the export starts: the table, the Darwin Core eMoF
+    table beside it, and the ``.meta.json`` sidecar of each CSV."""
+    if format == "dives":
+        return [out]
+    tables = [out, darwincore.emof_path(out)] if format == "dwc" else [out]
+    return tables + [sidecar_path(t) for t in tables if t.suffix.lower() == ".csv"]
 
 
 def export_table(cfg: ExportTableConfig) -> ExportTableResult:

@@ -1,0 +1,210 @@
+"""No command replaces an existing output without --overwrite, and none replaces an input even with it.
+
+The guarantee of docs/reliability.md ("Existing outputs"): every command that writes a file or into a folder refuses,
+before any work, an output that exists (a folder: that is not empty) with one ``Error:`` line and exit 1, leaving it
+byte for byte as it was; ``--overwrite`` replaces it (in a folder: only the files the command writes).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import click
+import pytest
+
+from fathombatch.cli import cli
+from tests.test_curate_common import invoke, make_scores
+
+#: Commands that write but have no --overwrite, and why: each refuses an existing non-empty folder on its own
+#: (train, synth) or resumes into it by design (download).
+NO_OVERWRITE = {"train": "--resume continues a run", "synth": "refuses a non-empty folder",
+                "download": "resumes into --out"}
+OUTPUT_PARAMS = {"out", "report", "json_out", "copy_to", "failures"}
+
+
+@dataclass(frozen=True)
+class Inputs:
+    dive: Path
+    scores: Path
+    engine: Path
+
+
+@pytest.fixture(scope="module")
+def inputs(dive: Path, engines: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Inputs:
+    scores = make_scores(dive / "images", tmp_path_factory.mktemp("ow") / "scores.parquet")
+    return Inputs(dive=dive, scores=scores, engine=engines["onnx"])
+
+
+@dataclass(frozen=True)
+class Case:
+    args: Callable[[Inputs, Path], list[object]]
+    output: str  # the path (below the output folder) the error line names
+    folder: bool = False
+
+
+CASES = {
+    "export-table long csv": Case(lambda i, o: ["export-table", i.scores, "--out", o / "present.csv"], "present.csv"),
+    "export-table long parquet": Case(lambda i, o: ["export-table", i.scores, "--out", o / "p.parquet"], "p.parquet"),
+    "export-table dwc csv": Case(lambda i, o: ["export-table", i.scores, "--format", "dwc", "--dataset-id", "x",
+                                               "--out", o / "occ.csv"], "occ.csv"),
+    "export-table dwc parquet": Case(lambda i, o: ["export-table", i.scores, "--format", "dwc", "--dataset-id", "x",
+                                                   "--out", o / "occ.parquet"], "occ.parquet"),
+    "export-table dives": Case(lambda i, o: ["export-table", i.scores, "--format", "dives", "--out", o / "dives"],
+                               "dives", folder=True),
+    "evaluate --report": Case(lambda i, o: ["evaluate", i.scores, "--truth", i.dive / "train.csv",
+                                            "--report", o / "report"], "report", folder=True),
+    "curate stats": Case(lambda i, o: ["curate", "stats", i.dive / "train.csv", "--out", o / "stats"], "stats",
+                         folder=True),
+    "curate split": Case(lambda i, o: ["curate", "split", i.dive / "annotations.json", "--out", o / "split"], "split",
+                         folder=True),
+    "curate select": Case(lambda i, o: ["curate", "select", i.scores, "--min-osd", "0", "--out", o / "sel.csv", "-q"],
+                          "sel.csv"),
+    "curate select --copy-to": Case(lambda i, o: ["curate", "select", i.scores, "--min-osd", "0", "--limit", "3",
+                                                  "--out", o / "sel.txt", "--copy-to", o / "copies", "-q"], "sel.txt"),
+    "curate review": Case(lambda i, o: ["curate", "review", i.scores, "--n", "4", "--out", o / "review", "-q"],
+                          "review", folder=True),
+    "curate dedupe": Case(lambda i, o: ["curate", "dedupe", i.dive / "images", "--out", o / "dupes", "-q"], "dupes",
+                          folder=True),
+    "curate convert": Case(lambda i, o: ["curate", "convert", i.dive / "annotations.json", "--out", o / "l.csv"],
+                           "l.csv"),
+    "curate validate": Case(lambda i, o: ["curate", "validate", i.dive / "annotations.json", "--out", o / "p.csv"],
+                            "p.csv"),
+    "curate subset": Case(lambda i, o: ["curate", "subset", i.dive / "train.csv", "--from-select", i.scores,
+                                        "--out", o / "sub.json"], "sub.json"),
+    "bench --json": Case(lambda i, o: ["bench", "decode", i.dive / "images", "--engine", i.engine, "--decoders", "pil",
+                                       "--batch-sizes", "4", "--repeats", "1", "--max-images", "4",
+                                       "--json", o / "bench.json"], "bench.json"),
+}
+
+
+def snapshot(folder: Path) -> dict[str, bytes]:
+    """Every file below ``folder`` (symlinks as their targets' names), by relative path."""
+    return {p.relative_to(folder).as_posix(): os.readlink(p).encode() if p.is_symlink() else p.read_bytes()
+            for p in sorted(folder.rglob("*")) if p.is_file() or p.is_symlink()}
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_a_second_run_into_the_same_output_is_refused_until_overwrite(name: str, inputs: Inputs,
+                                                                      tmp_path: Path) -> None:
+    case, out = CASES[name], tmp_path / "out"
+    args = case.args(inputs, out)
+    code, _, err = invoke(cli, *args)
+    assert code == 0, err
+    first = snapshot(out)
+    assert first
+
+    code, _, err = invoke(cli, *args)
+    target = out / case.output
+    said = "already exists and is not empty" if case.folder else "already exists"
+    assert code == 1
+    assert err.splitlines() == [
+        f"Error: {target} {said}; pass --overwrite to replace "
+        + ("the files this command writes in it" if case.folder else "it")
+        + f", or choose another {'--report' if name.startswith('evaluate') else '--json' if 'bench' in name else '--out'}"
+    ]
+    assert snapshot(out) == first  # nothing touched, not even a temporary file left
+
+    if case.folder:
+        (target / "mine.txt").write_text("kept")
+    code, _, err = invoke(cli, *args, "--overwrite")
+    assert code == 0, err
+    assert set(first) <= set(snapshot(out))
+    if case.folder:
+        assert (target / "mine.txt").read_text() == "kept"  # other files in an output folder are left alone
+
+
+def test_every_part_of_a_darwin_core_export_is_guarded(inputs: Inputs, tmp_path: Path) -> None:
+    """The eMoF table and the CSV sidecars are outputs too: any one of them existing refuses the export."""
+    for existing in ("occ.emof.csv", "occ.csv.meta.json", "occ.emof.csv.meta.json"):
+        (tmp_path / existing).write_text("mine")
+        code, _, err = invoke(cli, "export-table", inputs.scores, "--format", "dwc", "--dataset-id", "x",
+                              "--out", tmp_path / "occ.csv")
+        assert code == 1 and err.splitlines()[-1].startswith(f"Error: {tmp_path / existing} already exists")
+        assert sorted(p.name for p in tmp_path.iterdir()) == [existing]
+        (tmp_path / existing).unlink()
+
+
+@dataclass(frozen=True)
+class InputCase:
+    args: Callable[[Path], list[object]]
+    message: str  # the end of the error line, after the output's flag and path
+
+
+def _copy(src: Path, dest: Path) -> Path:
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy(src, dest)
+    return dest
+
+
+INPUT_CASES = {
+    "export-table SCORES": InputCase(lambda w: ["export-table", w / "scores.parquet", "--out", w / "scores.parquet"],
+                                     "is the input SCORES"),
+    "export-table through a symlink": InputCase(
+        lambda w: ["export-table", w / "scores.parquet", "--out", w / "link" / "scores.parquet"],
+        "is the input SCORES"),
+    "export-table --metadata": InputCase(lambda w: ["export-table", w / "scores.parquet", "--metadata", w / "meta.csv",
+                                                    "--out", w / "meta.csv"], "is the input --metadata"),
+    "curate subset LABELS": InputCase(lambda w: ["curate", "subset", w / "train.csv", "--from-select",
+                                                 w / "scores.parquet", "--out", w / "train.csv"], "is the input LABELS"),
+    "curate select SCORES": InputCase(lambda w: ["curate", "select", w / "scores.parquet", "--out",
+                                                 w / "scores.parquet"], "is the input SCORES"),
+    "curate validate LABELS": InputCase(lambda w: ["curate", "validate", w / "annotations.json", "--out",
+                                                   w / "annotations.json"], "is the input LABELS"),
+    "curate split into the labels' folder": InputCase(lambda w: ["curate", "split", w / "train.csv", "--out", w],
+                                                      "holds the input LABELS"),
+    "curate dedupe into its source": InputCase(lambda w: ["curate", "dedupe", w / "images", "--out", w / "images"],
+                                               "is the input SOURCE"),
+    "evaluate --report holding SCORES": InputCase(lambda w: ["evaluate", w / "scores.parquet", "--truth",
+                                                             w / "train.csv", "--report", w], "holds the input SCORES"),
+    "bench --json onto the engine": InputCase(lambda w: ["bench", "decode", w / "images", "--engine", w / "e.onnx",
+                                                         "--json", w / "e.onnx"], "is the input --engine"),
+}
+
+
+@pytest.mark.parametrize("name", INPUT_CASES)
+def test_an_output_that_is_an_input_is_refused_even_with_overwrite(name: str, inputs: Inputs, tmp_path: Path) -> None:
+    work = tmp_path / "work"
+    _copy(inputs.scores, work / "scores.parquet")
+    for label in ("train.csv", "annotations.json"):
+        _copy(inputs.dive / label, work / label)
+    _copy(next((inputs.dive / "images").glob("*.jpg")), work / "images" / "a.jpg")
+    (work / "meta.csv").write_text("image_id,depth_m\nx,812.5\n")
+    (work / "e.onnx").write_bytes(b"an engine")
+    (work / "link").symlink_to(work)
+    before = snapshot(work)
+    args = INPUT_CASES[name].args(work)
+    flag = next(str(a) for a in reversed(args) if str(a).startswith("--"))
+
+    for overwrite in ((), ("--overwrite",)):
+        code, _, err = invoke(cli, *args, *overwrite)
+        assert code == 2, err
+        line, = err.splitlines()
+        assert line.startswith(f"Error: {flag} {args[-1]} {INPUT_CASES[name].message} (")
+        assert line.endswith(f"outputs never replace inputs, even with --overwrite: choose another {flag}")
+        assert snapshot(work) == before
+
+
+def _commands(group: click.Group, prefix: str = "") -> list[tuple[str, click.Command]]:
+    found = []
+    for name, command in sorted(group.commands.items()):
+        if isinstance(command, click.Group):
+            found += _commands(command, f"{prefix}{name} ")
+        else:
+            found.append((f"{prefix}{name}", command))
+    return found
+
+
+def test_every_command_that_writes_has_overwrite_or_a_reason_not_to() -> None:
+    writers = [name for name, command in _commands(cli) if OUTPUT_PARAMS & {p.name for p in command.params}]
+    assert {"export-table", "evaluate", "bench", "curate stats", "curate subset"} <= set(writers)
+    for name in writers:
+        command = dict(_commands(cli))[name]
+        has = any("--overwrite" in getattr(p, "opts", []) for p in command.params)
+        assert has != (name in NO_OVERWRITE), name
+        if has:
+            help_text = command.get_help(click.Context(command, info_name=name))
+            assert "--overwrite" in help_text, name
