@@ -309,3 +309,22 @@ def test_a_flat_folders_dive_ids_follow_its_name_unless_dives_are_pinned(dump_sc
     (flat_pinned, nested_pinned), (flat_pinned_after, nested_pinned_after) = ids[dump_scores, True], ids[renamed, True]
     assert flat_pinned == flat_pinned_after and nested_pinned.equals(nested_pinned_after)
     assert not warnings[dump_scores, True] and not warnings[renamed, True]
+
+
+def test_dwc_advice_on_missing_dates_and_positions_names_what_is_really_missing(dump_scores: Path,
+                                                                               tmp_path: Path) -> None:
+    table = pl.read_parquet(dump_scores, columns=["image_id"])
+    log = tmp_path / "rov.csv"
+    # The user gave time, lat and lon, but under ids that name no scored image.
+    pl.DataFrame({"image_id": [f"/data/{i}.jpg" for i in table["image_id"]], "time": "2023-05-17T10:00",
+                  "lat": 36.7, "lon": -122.0}).write_csv(log)
+    result = export_table(ExportTableConfig(scores=dump_scores, out=tmp_path / "o.csv", format="dwc", threshold=0.02,
+                                            metadata=log))
+    [where] = [w for w in result.warnings if w.startswith("OBIS needs when and where")]
+    assert "give them in the image metadata" not in where
+    assert where.endswith("(their images have no row in the image metadata, or an empty or invalid value there)")
+    pl.DataFrame({"image_id": table["image_id"], "lat": 36.7}).write_csv(log)
+    result = export_table(ExportTableConfig(scores=dump_scores, out=tmp_path / "p.csv", format="dwc", threshold=0.02,
+                                            metadata=log))
+    [where] = [w for w in result.warnings if w.startswith("OBIS needs when and where")]
+    assert where.endswith("(the image metadata has no time, lon column)")

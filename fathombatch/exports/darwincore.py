@@ -86,7 +86,9 @@ class _Tally:
                                         | pl.col("decimalLongitude").is_null()).sum()).item()
         self.categories.update(out["category_id"].unique().to_list())
 
-    def warnings(self, aphia: dict[int, int] | None) -> list[str]:
+    def warnings(self, aphia: dict[int, int] | None, given: set[str] | None) -> list[str]:
+        """One line per problem; ``given``: the Darwin Core terms the image metadata has columns for (None: none
+        was given), so the advice on missing dates and positions names what is really missing."""
         found: list[str] = []
         bad = {term: n for term, n in self.invalid.items() if n}
         if bad:
@@ -94,14 +96,23 @@ class _Tally:
                 f"{n} {term} value(s) (valid {RANGES[term][0]:g} to {RANGES[term][1]:g})" for term, n in bad.items()))
         if self.no_date or self.no_position:
             found.append(f"OBIS needs when and where: {self.no_date} of {self.rows} occurrence(s) have no eventDate, "
-                         f"{self.no_position} no decimalLatitude/decimalLongitude (give them in the image metadata: "
-                         "time, lat, lon)")
+                         f"{self.no_position} no decimalLatitude/decimalLongitude ({_where_hint(given)})")
         missing = len(self.categories) if aphia is None else len(self.categories - set(aphia))
         if missing:
             why = "no AphiaID table was given" if aphia is None else "the AphiaID table does not list them"
             found.append(f"scientificNameID is empty for {missing} of {len(self.categories)} categories present "
                          f"({why}); OBIS then matches the names to WoRMS on its own")
         return found
+
+
+def _where_hint(given: set[str] | None) -> str:
+    if given is None:
+        return "give them in the image metadata: time, lat, lon"
+    lacking = [c for c, t in (("time", "eventDate"), ("lat", "decimalLatitude"), ("lon", "decimalLongitude"))
+               if t not in given]
+    if lacking:
+        return f"the image metadata has no {', '.join(lacking)} column"
+    return "their images have no row in the image metadata, or an empty or invalid value there"
 
 
 def occurrences(source: Source, options: DwcOptions) -> Iterator[tuple[pl.DataFrame, pl.DataFrame]]:
@@ -144,7 +155,7 @@ def _batches(source: Source, options: DwcOptions, identifier: Identifier,
         out = frame.with_columns(**constants, **_row_terms(frame, options))
         tally.add(out)
         yield out.select(DWC_COLUMNS), _emof(out)
-    source.warnings.extend(tally.warnings(aphia))
+    source.warnings.extend(tally.warnings(aphia, set(renames.values()) if source.metadata is not None else None))
 
 
 def emof_path(dest: Path) -> Path:
