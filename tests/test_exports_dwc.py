@@ -328,3 +328,31 @@ def test_dwc_advice_on_missing_dates_and_positions_names_what_is_really_missing(
                                             metadata=log))
     [where] = [w for w in result.warnings if w.startswith("OBIS needs when and where")]
     assert where.endswith("(the image metadata has no time, lon column)")
+
+
+def test_associated_media_is_a_valid_url_whatever_the_folder_names(dump_scores: Path, tmp_path: Path) -> None:
+    from urllib.parse import unquote, urlsplit
+
+    table = pl.read_parquet(dump_scores)
+    odd = table.with_columns(pl.col("path").str.replace(r"^dive0/", "dive #3 ü/").str.replace(r"^dive1/", "50%?x/"))
+    odd.write_parquet(tmp_path / "odd.parquet", metadata=pl.read_parquet_metadata(dump_scores))
+    prefix = "https://data.example.org/c42?v=1&x=%20"  # the user's own URL: kept exactly as given
+    runs = {}
+    for name, scores in (("plain", dump_scores), ("odd", tmp_path / "odd.parquet")):
+        export_table(ExportTableConfig(scores=scores, out=tmp_path / f"{name}.csv", format="dwc", threshold=0.02,
+                                       dataset_id="urn:cruise42", media_prefix=prefix))
+        runs[name] = pl.read_csv(tmp_path / f"{name}.csv", infer_schema_length=0)
+    occ = runs["odd"]
+    paths = dict(zip(odd["image_id"], odd["path"], strict=True))
+    assert occ.height > 0
+    for media in occ["associatedMedia"]:
+        assert media.startswith(prefix + "/")
+        rest = media[len(prefix) + 1:]
+        assert " " not in rest and "#" not in rest and "?" not in rest
+        assert unquote(rest) in paths.values()
+        assert urlsplit("https://h/" + rest).fragment == ""
+    assert any(m.endswith(tuple(f"dive%20%233%20%C3%BC/{Path(p).name}" for p in paths.values()))
+               for m in occ["associatedMedia"])
+    assert any("/50%25%3Fx/" in m for m in occ["associatedMedia"])
+    # IDs never depend on the media URL or the folder names (rows come in path order, so compare them sorted).
+    assert occ["occurrenceID"].sort().equals(runs["plain"]["occurrenceID"].sort())

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import polars as pl
 
@@ -221,7 +222,9 @@ def _row_terms(frame: pl.DataFrame, options: DwcOptions) -> dict[str, pl.Expr]:
 
     media = pl.col("path")
     if options.media_prefix:
-        media = pl.lit(options.media_prefix.rstrip("/") + "/") + media
+        # The prefix is the user's URL and is kept as given; the path after it is percent-encoded segment by segment,
+        # so a '#', '?', '%' or space in a folder or file name stays part of the path instead of ending it.
+        media = pl.lit(options.media_prefix.rstrip("/") + "/") + media.map_elements(url_path, return_dtype=pl.String)
     positioned = pl.col("decimalLatitude").is_not_null() & pl.col("decimalLongitude").is_not_null()
     datum = pl.coalesce(column("geodeticDatum"), pl.lit(options.geodetic_datum))
     return {
@@ -230,6 +233,11 @@ def _row_terms(frame: pl.DataFrame, options: DwcOptions) -> dict[str, pl.Expr]:
         "geodeticDatum": pl.when(positioned).then(datum).otherwise(None),
         "maximumDepthInMeters": pl.col("minimumDepthInMeters"),
     }
+
+
+def url_path(path: str) -> str:
+    """``dive #3 ü/a b.jpg`` -> ``dive%20%233%20%C3%BC/a%20b.jpg``: each segment percent-encoded (UTF-8), ``/`` kept."""
+    return "/".join(quote(segment, safe="") for segment in path.split("/"))
 
 
 def _emof(out: pl.DataFrame) -> pl.DataFrame:
