@@ -356,3 +356,35 @@ def test_associated_media_is_a_valid_url_whatever_the_folder_names(dump_scores: 
     assert any("/50%25%3Fx/" in m for m in occ["associatedMedia"])
     # IDs never depend on the media URL or the folder names (rows come in path order, so compare them sorted).
     assert occ["occurrenceID"].sort().equals(runs["plain"]["occurrenceID"].sort())
+
+
+def test_event_dates_must_be_iso_8601_and_are_never_guessed(dump_scores: Path, tmp_path: Path) -> None:
+    table = pl.read_parquet(dump_scores, columns=["image_id", "path"])
+    paths = dict(zip(table["path"], table["image_id"], strict=True))
+    export_table(ExportTableConfig(scores=dump_scores, out=tmp_path / "x.csv", format="dwc", threshold=0.02, exif=True,
+                                   dataset_id="urn:c42"))
+    exif_times = {paths[m]: d for m, d in pl.read_csv(tmp_path / "x.csv", infer_schema_length=0)
+                  .select("associatedMedia", "eventDate").iter_rows() if d is not None}
+    assert exif_times  # the fixture's one image with an EXIF capture time
+    to_iso = {"17/05/2023 10:00": None, "05/06/2023": None, "2023-05-17 10:00": "2023-05-17T10:00:00",
+              "2023:05:17 10:00:00": "2023-05-17T10:00:00", "2007-11-13/15": "2007-11-13/2007-11-15",
+              "2023-05-17T10:00Z": "2023-05-17T10:00:00+00:00", "2023-05": "2023-05", None: None}
+    cycle = list(to_iso)
+    log = tmp_path / "rov.csv"
+    for exif_value in ("05/06/2023", None):
+        # EXIF fills eventDate where the log says nothing, never under a log value that is not ISO 8601.
+        times = {i: exif_value if i in exif_times else cycle[n % len(cycle)] for n, i in enumerate(table["image_id"])}
+        pl.DataFrame({"image_id": list(times), "time": list(times.values())}).write_csv(log)
+        result = export_table(ExportTableConfig(scores=dump_scores, out=tmp_path / "o.csv", format="dwc",
+                                                threshold=0.02, metadata=log, exif=True, dataset_id="urn:c42"))
+        bad, example = 0, None
+        for media, date in pl.read_csv(tmp_path / "o.csv", infer_schema_length=0).select(
+                "associatedMedia", "eventDate").iter_rows():
+            raw = times[paths[media]]
+            want = to_iso[raw] if raw is not None else exif_times.get(paths[media])
+            assert date == want, (media, raw)
+            if raw is not None and want is None:
+                bad, example = bad + 1, example or raw
+        assert bad > 0
+        assert (f"{bad} eventDate value(s) are not ISO 8601 (e.g. {example!r}) and were left empty: "
+                "write them as 2023-05-17T10:00") in result.warnings

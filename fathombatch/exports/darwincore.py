@@ -20,6 +20,7 @@ import polars as pl
 
 from fathombatch.errors import UsageError
 from fathombatch.exports.aphia import LSID_PREFIX, read_aphia_table
+from fathombatch.exports.eventdate import EXAMPLE, event_dates
 from fathombatch.exports.identity import Identifier, check_dataset_id
 from fathombatch.exports.presence import presence_rows
 from fathombatch.exports.source import Source
@@ -77,6 +78,8 @@ class _Tally:
         self.rows = 0
         self.invalid = dict.fromkeys(RANGES, 0)
         self.no_date = 0
+        self.bad_dates = 0
+        self.bad_date_example: str | None = None
         self.no_position = 0
         self.categories: set[int] = set()
 
@@ -95,6 +98,9 @@ class _Tally:
         if bad:
             found.append("left empty, because out of range or not a number: " + ", ".join(
                 f"{n} {term} value(s) (valid {RANGES[term][0]:g} to {RANGES[term][1]:g})" for term, n in bad.items()))
+        if self.bad_dates:
+            found.append(f"{self.bad_dates} eventDate value(s) are not ISO 8601 (e.g. {self.bad_date_example!r}) and "
+                         f"were left empty: write them as {EXAMPLE}")
         if self.no_date or self.no_position:
             found.append(f"OBIS needs when and where: {self.no_date} of {self.rows} occurrence(s) have no eventDate, "
                          f"{self.no_position} no decimalLatitude/decimalLongitude ({_where_hint(given)})")
@@ -151,7 +157,7 @@ def _batches(source: Source, options: DwcOptions, identifier: Identifier,
     renames = _renames(source)
     tally = _Tally()
     for rows in presence_rows(source):
-        frame = _checked(rows.rename(renames), tally)
+        frame = _dated(_checked(rows.rename(renames), tally), tally)
         frame = pl.concat([frame, identifier.ids(frame)], how="horizontal")
         out = frame.with_columns(**constants, **_row_terms(frame, options))
         tally.add(out)
@@ -215,6 +221,24 @@ def _checked(frame: pl.DataFrame, tally: _Tally) -> pl.DataFrame:
     return frame.with_columns(exprs)
 
 
+def _dated(frame: pl.DataFrame, tally: _Tally) -> pl.DataFrame:
+    """``eventDate`` as ISO 8601: the metadata's value normalised, else the EXIF time; a non-ISO value counted.
+
+    A metadata value that is not ISO 8601 leaves eventDate empty even where the image has an EXIF time: the camera's
+    clock is not the log's, and filling some rows from one and some from the other would mix them silently.
+    """
+    exif = pl.col("exif_datetime") if "exif_datetime" in frame.columns else pl.lit(None, pl.String)
+    if "eventDate" not in frame.columns:
+        return frame.with_columns(eventDate=exif)
+    iso, bad = event_dates(frame["eventDate"])
+    if tally.bad_date_example is None and bad.any():
+        tally.bad_date_example = frame["eventDate"].cast(pl.String).filter(bad)[0]
+    tally.bad_dates += int(bad.sum())
+    given = (frame["eventDate"].cast(pl.String).str.strip_chars().str.len_chars() > 0).fill_null(False)
+    return (frame.with_columns(_iso=iso, _given=given)
+            .with_columns(eventDate=pl.when("_given").then("_iso").otherwise(exif)).drop("_iso", "_given"))
+
+
 def _row_terms(frame: pl.DataFrame, options: DwcOptions) -> dict[str, pl.Expr]:
     """Terms from the row's path and metadata: media, date, datum, depth."""
     def column(name: str) -> pl.Expr:
@@ -229,7 +253,7 @@ def _row_terms(frame: pl.DataFrame, options: DwcOptions) -> dict[str, pl.Expr]:
     datum = pl.coalesce(column("geodeticDatum"), pl.lit(options.geodetic_datum))
     return {
         "associatedMedia": media,
-        "eventDate": pl.coalesce(column("eventDate"), column("exif_datetime")),
+        "eventDate": pl.col("eventDate"),
         "geodeticDatum": pl.when(positioned).then(datum).otherwise(None),
         "maximumDepthInMeters": pl.col("minimumDepthInMeters"),
     }
