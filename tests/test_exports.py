@@ -292,3 +292,50 @@ def test_dive_summary_keeps_a_dive_whose_files_all_failed_to_read(dump_scores: P
     assert supers.height == len(set(TAX.supercategories)) and (supers["images_unreadable"] == 3).all()
     assert (supers["images_in_dive"] == 0).all() and supers["fraction"].is_null().all()
     assert result.files["heatmap"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_metadata_ids_given_as_file_names_or_paths_are_matched_and_said(dump_scores: Path, tmp_path: Path) -> None:
+    table = pl.read_parquet(dump_scores, columns=["image_id", "path"])
+    n = table.height
+    # ROV logs name images by file name (any case of extension) or by path; the table by stem.
+    ids = [p if i % 3 == 0 else f"{s}.JPG" if i % 3 == 1 else s
+           for i, (s, p) in enumerate(table.select("image_id", "path").iter_rows())]
+    log = tmp_path / "rov.csv"
+    pl.DataFrame({"image_id": ids, "depth_m": np.arange(n, dtype=float), "dive_no": [f"D{i % 2}" for i in range(n)]}
+                 ).write_csv(log)
+    result = export_table(ExportTableConfig(scores=dump_scores, out=tmp_path / "l.csv", threshold=1e-6, metadata=log))
+    long = pl.read_csv(tmp_path / "l.csv")
+    depth = dict(zip(table["path"], range(n), strict=True))
+    assert long["path"].n_unique() == n and long["depth_m"].null_count() == 0
+    assert all(depth[p] == d for p, d in long.select("path", "depth_m").iter_rows())
+    by_path = sum("/" in i for i in ids)  # the file at the root is named by its file name alone
+    by_name = sum(i.lower().endswith(".jpg") for i in ids) - by_path
+    assert [w for w in result.warnings if "rov.csv" in w] == [
+        (f"rov.csv: {by_name} by file name without its extension and {by_path} by path inside the scored folder "
+         "matched to scored images, whose image ids are file names without extension")]
+    dives = export_table(ExportTableConfig(scores=dump_scores, out=tmp_path / "d", format="dives", metadata=log,
+                                           dive_column="dive_no", table_ext=".csv"))
+    assert set(pl.read_csv(dives.files["dives"])["dive"]) == {"D0", "D1"}  # no image left in "(unknown)"
+
+
+def test_metadata_that_matches_few_scored_images_is_a_warning(dump_scores: Path, tmp_path: Path) -> None:
+    table = pl.read_parquet(dump_scores, columns=["image_id"])
+    log = tmp_path / "rov.csv"
+    pl.DataFrame({"image_id": [f"cruise42/{i}.jpg" for i in table["image_id"]], "depth_m": 800.0}).write_csv(log)
+    result = export_table(ExportTableConfig(scores=dump_scores, out=tmp_path / "l.csv", metadata=log))
+    [warning] = [w for w in result.warnings if "rov.csv" in w]
+    assert warning.startswith(f"{table.height} of {table.height} scored image(s) have no row in rov.csv; "
+                              f"its ids look like 'cruise42/")
+    first = pl.read_parquet(dump_scores)["image_id"][0]
+    assert f"the table's like '{first}'" in warning
+    runner = CliRunner()
+    cli_run = runner.invoke(cli, ["export-table", str(dump_scores), "--out", str(tmp_path / "m.csv"), "--metadata",
+                                  str(log)])
+    assert cli_run.exit_code == 0 and f"warning: {warning}" in cli_run.stderr
+    # Two rows naming one file (its stem and its file name) are refused, not joined twice.
+    both = tmp_path / "both.csv"
+    pl.DataFrame({"image_id": [first, f"{first}.jpg"], "depth_m": [1.0, 2.0]}).write_csv(both)
+    from fathombatch.errors import LabelFileError
+
+    with pytest.raises(LabelFileError, match=f"rows '{first}' and '{first}.jpg' both name the scored file"):
+        export_table(ExportTableConfig(scores=dump_scores, out=tmp_path / "n.csv", metadata=both))

@@ -309,3 +309,82 @@ def test_a_flat_folders_dive_ids_follow_its_name_unless_dives_are_pinned(dump_sc
     (flat_pinned, nested_pinned), (flat_pinned_after, nested_pinned_after) = ids[dump_scores, True], ids[renamed, True]
     assert flat_pinned == flat_pinned_after and nested_pinned.equals(nested_pinned_after)
     assert not warnings[dump_scores, True] and not warnings[renamed, True]
+
+
+def test_dwc_advice_on_missing_dates_and_positions_names_what_is_really_missing(dump_scores: Path,
+                                                                               tmp_path: Path) -> None:
+    table = pl.read_parquet(dump_scores, columns=["image_id"])
+    log = tmp_path / "rov.csv"
+    # The user gave time, lat and lon, but under ids that name no scored image.
+    pl.DataFrame({"image_id": [f"/data/{i}.jpg" for i in table["image_id"]], "time": "2023-05-17T10:00",
+                  "lat": 36.7, "lon": -122.0}).write_csv(log)
+    result = export_table(ExportTableConfig(scores=dump_scores, out=tmp_path / "o.csv", format="dwc", threshold=0.02,
+                                            metadata=log))
+    [where] = [w for w in result.warnings if w.startswith("OBIS needs when and where")]
+    assert "give them in the image metadata" not in where
+    assert where.endswith("(their images have no row in the image metadata, or an empty or invalid value there)")
+    pl.DataFrame({"image_id": table["image_id"], "lat": 36.7}).write_csv(log)
+    result = export_table(ExportTableConfig(scores=dump_scores, out=tmp_path / "p.csv", format="dwc", threshold=0.02,
+                                            metadata=log))
+    [where] = [w for w in result.warnings if w.startswith("OBIS needs when and where")]
+    assert where.endswith("(the image metadata has no time, lon column)")
+
+
+def test_associated_media_is_a_valid_url_whatever_the_folder_names(dump_scores: Path, tmp_path: Path) -> None:
+    from urllib.parse import unquote, urlsplit
+
+    table = pl.read_parquet(dump_scores)
+    odd = table.with_columns(pl.col("path").str.replace(r"^dive0/", "dive #3 ü/").str.replace(r"^dive1/", "50%?x/"))
+    odd.write_parquet(tmp_path / "odd.parquet", metadata=pl.read_parquet_metadata(dump_scores))
+    prefix = "https://data.example.org/c42?v=1&x=%20"  # the user's own URL: kept exactly as given
+    runs = {}
+    for name, scores in (("plain", dump_scores), ("odd", tmp_path / "odd.parquet")):
+        export_table(ExportTableConfig(scores=scores, out=tmp_path / f"{name}.csv", format="dwc", threshold=0.02,
+                                       dataset_id="urn:cruise42", media_prefix=prefix))
+        runs[name] = pl.read_csv(tmp_path / f"{name}.csv", infer_schema_length=0)
+    occ = runs["odd"]
+    paths = dict(zip(odd["image_id"], odd["path"], strict=True))
+    assert occ.height > 0
+    for media in occ["associatedMedia"]:
+        assert media.startswith(prefix + "/")
+        rest = media[len(prefix) + 1:]
+        assert " " not in rest and "#" not in rest and "?" not in rest
+        assert unquote(rest) in paths.values()
+        assert urlsplit("https://h/" + rest).fragment == ""
+    assert any(m.endswith(tuple(f"dive%20%233%20%C3%BC/{Path(p).name}" for p in paths.values()))
+               for m in occ["associatedMedia"])
+    assert any("/50%25%3Fx/" in m for m in occ["associatedMedia"])
+    # IDs never depend on the media URL or the folder names (rows come in path order, so compare them sorted).
+    assert occ["occurrenceID"].sort().equals(runs["plain"]["occurrenceID"].sort())
+
+
+def test_event_dates_must_be_iso_8601_and_are_never_guessed(dump_scores: Path, tmp_path: Path) -> None:
+    table = pl.read_parquet(dump_scores, columns=["image_id", "path"])
+    paths = dict(zip(table["path"], table["image_id"], strict=True))
+    export_table(ExportTableConfig(scores=dump_scores, out=tmp_path / "x.csv", format="dwc", threshold=0.02, exif=True,
+                                   dataset_id="urn:c42"))
+    exif_times = {paths[m]: d for m, d in pl.read_csv(tmp_path / "x.csv", infer_schema_length=0)
+                  .select("associatedMedia", "eventDate").iter_rows() if d is not None}
+    assert exif_times  # the fixture's one image with an EXIF capture time
+    to_iso = {"17/05/2023 10:00": None, "05/06/2023": None, "2023-05-17 10:00": "2023-05-17T10:00:00",
+              "2023:05:17 10:00:00": "2023-05-17T10:00:00", "2007-11-13/15": "2007-11-13/2007-11-15",
+              "2023-05-17T10:00Z": "2023-05-17T10:00:00+00:00", "2023-05": "2023-05", None: None}
+    cycle = list(to_iso)
+    log = tmp_path / "rov.csv"
+    for exif_value in ("05/06/2023", None):
+        # EXIF fills eventDate where the log says nothing, never under a log value that is not ISO 8601.
+        times = {i: exif_value if i in exif_times else cycle[n % len(cycle)] for n, i in enumerate(table["image_id"])}
+        pl.DataFrame({"image_id": list(times), "time": list(times.values())}).write_csv(log)
+        result = export_table(ExportTableConfig(scores=dump_scores, out=tmp_path / "o.csv", format="dwc",
+                                                threshold=0.02, metadata=log, exif=True, dataset_id="urn:c42"))
+        bad, example = 0, None
+        for media, date in pl.read_csv(tmp_path / "o.csv", infer_schema_length=0).select(
+                "associatedMedia", "eventDate").iter_rows():
+            raw = times[paths[media]]
+            want = to_iso[raw] if raw is not None else exif_times.get(paths[media])
+            assert date == want, (media, raw)
+            if raw is not None and want is None:
+                bad, example = bad + 1, example or raw
+        assert bad > 0
+        assert (f"{bad} eventDate value(s) are not ISO 8601 (e.g. {example!r}) and were left empty: "
+                "write them as 2023-05-17T10:00") in result.warnings

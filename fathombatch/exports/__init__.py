@@ -143,7 +143,7 @@ def _export_dwc(cfg: ExportTableConfig, source: Source) -> ExportTableResult:
 def _empty_long(source: Source) -> pl.DataFrame:
     schema = {"image_id": pl.String, "path": pl.String, "dive": pl.String, "category_id": pl.Int64, "name": pl.String,
               "supercategory": pl.String, "probability": pl.Float64, "threshold": pl.Float64}
-    extra = {c: t for c, t in (source.metadata.schema.items() if source.metadata is not None else []) if c != "image_id"}
+    extra = {c: t for c, t in (source.metadata.schema.items() if source.metadata is not None else []) if c != "path"}
     if source.exif:
         extra["exif_datetime"] = pl.String
     return pl.DataFrame(schema={**{c: schema[c] for c in LONG_COLUMNS}, **extra})

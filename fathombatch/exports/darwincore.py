@@ -14,11 +14,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import polars as pl
 
 from fathombatch.errors import UsageError
 from fathombatch.exports.aphia import LSID_PREFIX, read_aphia_table
+from fathombatch.exports.eventdate import EXAMPLE, event_dates
 from fathombatch.exports.identity import Identifier, check_dataset_id
 from fathombatch.exports.presence import presence_rows
 from fathombatch.exports.source import Source
@@ -76,6 +78,8 @@ class _Tally:
         self.rows = 0
         self.invalid = dict.fromkeys(RANGES, 0)
         self.no_date = 0
+        self.bad_dates = 0
+        self.bad_date_example: str | None = None
         self.no_position = 0
         self.categories: set[int] = set()
 
@@ -86,22 +90,36 @@ class _Tally:
                                         | pl.col("decimalLongitude").is_null()).sum()).item()
         self.categories.update(out["category_id"].unique().to_list())
 
-    def warnings(self, aphia: dict[int, int] | None) -> list[str]:
+    def warnings(self, aphia: dict[int, int] | None, given: set[str] | None) -> list[str]:
+        """One line per problem; ``given``: the Darwin Core terms the image metadata has columns for (None: none
+        was given), so the advice on missing dates and positions names what is really missing."""
         found: list[str] = []
         bad = {term: n for term, n in self.invalid.items() if n}
         if bad:
             found.append("left empty, because out of range or not a number: " + ", ".join(
                 f"{n} {term} value(s) (valid {RANGES[term][0]:g} to {RANGES[term][1]:g})" for term, n in bad.items()))
+        if self.bad_dates:
+            found.append(f"{self.bad_dates} eventDate value(s) are not ISO 8601 (e.g. {self.bad_date_example!r}) and "
+                         f"were left empty: write them as {EXAMPLE}")
         if self.no_date or self.no_position:
             found.append(f"OBIS needs when and where: {self.no_date} of {self.rows} occurrence(s) have no eventDate, "
-                         f"{self.no_position} no decimalLatitude/decimalLongitude (give them in the image metadata: "
-                         "time, lat, lon)")
+                         f"{self.no_position} no decimalLatitude/decimalLongitude ({_where_hint(given)})")
         missing = len(self.categories) if aphia is None else len(self.categories - set(aphia))
         if missing:
             why = "no AphiaID table was given" if aphia is None else "the AphiaID table does not list them"
             found.append(f"scientificNameID is empty for {missing} of {len(self.categories)} categories present "
                          f"({why}); OBIS then matches the names to WoRMS on its own")
         return found
+
+
+def _where_hint(given: set[str] | None) -> str:
+    if given is None:
+        return "give them in the image metadata: time, lat, lon"
+    lacking = [c for c, t in (("time", "eventDate"), ("lat", "decimalLatitude"), ("lon", "decimalLongitude"))
+               if t not in given]
+    if lacking:
+        return f"the image metadata has no {', '.join(lacking)} column"
+    return "their images have no row in the image metadata, or an empty or invalid value there"
 
 
 def occurrences(source: Source, options: DwcOptions) -> Iterator[tuple[pl.DataFrame, pl.DataFrame]]:
@@ -139,12 +157,12 @@ def _batches(source: Source, options: DwcOptions, identifier: Identifier,
     renames = _renames(source)
     tally = _Tally()
     for rows in presence_rows(source):
-        frame = _checked(rows.rename(renames), tally)
+        frame = _dated(_checked(rows.rename(renames), tally), tally)
         frame = pl.concat([frame, identifier.ids(frame)], how="horizontal")
         out = frame.with_columns(**constants, **_row_terms(frame, options))
         tally.add(out)
         yield out.select(DWC_COLUMNS), _emof(out)
-    source.warnings.extend(tally.warnings(aphia))
+    source.warnings.extend(tally.warnings(aphia, set(renames.values()) if source.metadata is not None else None))
 
 
 def emof_path(dest: Path) -> Path:
@@ -203,6 +221,24 @@ def _checked(frame: pl.DataFrame, tally: _Tally) -> pl.DataFrame:
     return frame.with_columns(exprs)
 
 
+def _dated(frame: pl.DataFrame, tally: _Tally) -> pl.DataFrame:
+    """``eventDate`` as ISO 8601: the metadata's value normalised, else the EXIF time; a non-ISO value counted.
+
+    A metadata value that is not ISO 8601 leaves eventDate empty even where the image has an EXIF time: the camera's
+    clock is not the log's, and filling some rows from one and some from the other would mix them silently.
+    """
+    exif = pl.col("exif_datetime") if "exif_datetime" in frame.columns else pl.lit(None, pl.String)
+    if "eventDate" not in frame.columns:
+        return frame.with_columns(eventDate=exif)
+    iso, bad = event_dates(frame["eventDate"])
+    if tally.bad_date_example is None and bad.any():
+        tally.bad_date_example = frame["eventDate"].cast(pl.String).filter(bad)[0]
+    tally.bad_dates += int(bad.sum())
+    given = (frame["eventDate"].cast(pl.String).str.strip_chars().str.len_chars() > 0).fill_null(False)
+    return (frame.with_columns(_iso=iso, _given=given)
+            .with_columns(eventDate=pl.when("_given").then("_iso").otherwise(exif)).drop("_iso", "_given"))
+
+
 def _row_terms(frame: pl.DataFrame, options: DwcOptions) -> dict[str, pl.Expr]:
     """Terms from the row's path and metadata: media, date, datum, depth."""
     def column(name: str) -> pl.Expr:
@@ -210,15 +246,22 @@ def _row_terms(frame: pl.DataFrame, options: DwcOptions) -> dict[str, pl.Expr]:
 
     media = pl.col("path")
     if options.media_prefix:
-        media = pl.lit(options.media_prefix.rstrip("/") + "/") + media
+        # The prefix is the user's URL and is kept as given; the path after it is percent-encoded segment by segment,
+        # so a '#', '?', '%' or space in a folder or file name stays part of the path instead of ending it.
+        media = pl.lit(options.media_prefix.rstrip("/") + "/") + media.map_elements(url_path, return_dtype=pl.String)
     positioned = pl.col("decimalLatitude").is_not_null() & pl.col("decimalLongitude").is_not_null()
     datum = pl.coalesce(column("geodeticDatum"), pl.lit(options.geodetic_datum))
     return {
         "associatedMedia": media,
-        "eventDate": pl.coalesce(column("eventDate"), column("exif_datetime")),
+        "eventDate": pl.col("eventDate"),
         "geodeticDatum": pl.when(positioned).then(datum).otherwise(None),
         "maximumDepthInMeters": pl.col("minimumDepthInMeters"),
     }
+
+
+def url_path(path: str) -> str:
+    """``dive #3 ü/a b.jpg`` -> ``dive%20%233%20%C3%BC/a%20b.jpg``: each segment percent-encoded (UTF-8), ``/`` kept."""
+    return "/".join(quote(segment, safe="") for segment in path.split("/"))
 
 
 def _emof(out: pl.DataFrame) -> pl.DataFrame:

@@ -18,6 +18,7 @@ import numpy as np
 import polars as pl
 
 from fathombatch.errors import LabelFileError, UsageError
+from fathombatch.exports.imagemeta import match_metadata, read_metadata_csv
 from fathombatch.exports.thresholds import presence_thresholds
 from fathombatch.fsutil import fs_path
 from fathombatch.taxonomy import Taxonomy
@@ -25,9 +26,6 @@ from fathombatch.taxonomy import Taxonomy
 #: Rows of the scores table read per batch: 2.4 MB of probabilities at 290 classes, and at most 600,000 unpivoted
 #: (image, class) pairs before the threshold filter.
 BATCH_ROWS = 2048
-#: Metadata columns that become Darwin Core numbers.
-NUMERIC_METADATA = ("lat", "latitude", "decimallatitude", "lon", "long", "longitude", "decimallongitude", "depth",
-                    "depth_m")
 _UNSAFE_PATH = r"(^/|^[A-Za-z]:|(^|/)\.\.(/|$))"
 
 
@@ -42,7 +40,8 @@ class Source:
         thresholds: (C,) presence threshold per class.
         threshold_source: ``manifest`` (per-class, chosen on held-out data), ``global`` (``--threshold``) or
             ``default`` (0.5: the engine records none).
-        metadata: optional per-image metadata frame (``image_id`` + user columns).
+        metadata: optional per-image metadata frame, matched to the scored files: ``path`` + the CSV's columns
+            other than ``image_id`` (see :mod:`fathombatch.exports.imagemeta`).
         dive_regex: where the dive comes from (None: the first folder of ``path``).
         dive_column: a metadata column naming the dive instead.
         images_root: the scored folder (for EXIF and content hashes): the one given, else the one recorded at
@@ -134,7 +133,7 @@ class Source:
             raise LabelFileError(f"{self.path}: path {unsafe['path'][0]!r} points outside the scored folder; "
                                  "this is not a table fathombatch wrote")
         if self.metadata is not None:
-            frame = frame.join(self.metadata, on="image_id", how="left")
+            frame = frame.join(self.metadata, on="path", how="left", maintain_order="left")
         return frame
 
     def _dive(self, frame: pl.DataFrame) -> pl.Series:
@@ -175,33 +174,6 @@ class Source:
             return None
 
 
-def _read_metadata_csv(path: Path) -> pl.DataFrame:
-    if not path.is_file():
-        raise UsageError(f"metadata file {path} does not exist")
-    try:
-        frame = pl.read_csv(path, infer_schema_length=10000, schema_overrides={"image_id": pl.String})
-    except Exception as exc:  # noqa: BLE001 - polars raises several types for malformed CSV
-        raise LabelFileError(f"{path}: not a readable CSV ({str(exc).splitlines()[0]})") from None
-    if "image_id" not in frame.columns:
-        raise LabelFileError(f"{path}, line 1: the metadata CSV needs an 'image_id' column to join on")
-    dupes = frame.height - frame["image_id"].n_unique()
-    if dupes:
-        raise LabelFileError(f"{path}: {dupes} image_id(s) appear more than once; one row per image is expected")
-    clash = {"path", "dive", "probability", "name", "category_id", "supercategory", "threshold",
-             "exif_datetime"} & set(frame.columns)
-    if clash:
-        raise LabelFileError(f"{path}: column(s) {sorted(clash)} clash with export columns; rename them")
-    for column in frame.columns:
-        if column.lower() in NUMERIC_METADATA and not frame[column].dtype.is_numeric():
-            as_number = frame[column].cast(pl.Float64, strict=False)
-            bad = frame.filter(as_number.is_null() & frame[column].is_not_null())
-            if bad.height:
-                raise LabelFileError(f"{path}: column {column!r} must hold numbers (decimal degrees or metres); "
-                                     f"image {bad['image_id'][0]!r} has {bad[column][0]!r}")
-            frame = frame.with_columns(as_number.alias(column))
-    return frame
-
-
 def open_source(
     scores: Path,
     *,
@@ -230,7 +202,12 @@ def open_source(
             re.compile(dive_regex)
         except re.error as exc:
             raise UsageError(f"--dive-regex {dive_regex!r} is not a valid regular expression ({exc})") from None
-    meta_frame = _read_metadata_csv(metadata) if metadata is not None else None
+    meta_frame = None
+    if metadata is not None:
+        scored = pl.scan_parquet(scores).select("image_id", "path", "status").collect()
+        matched = match_metadata(read_metadata_csv(metadata), scored, metadata.name)
+        meta_frame = matched.frame
+        warnings.extend(matched.warnings)
     if dive_column is not None and (meta_frame is None or dive_column not in meta_frame.columns):
         raise UsageError(f"--dive-column {dive_column!r} must be a column of the --metadata CSV")
     run_root = (meta.get("run") or {}).get("root")
