@@ -368,7 +368,8 @@ def test_event_dates_must_be_iso_8601_and_are_never_guessed(dump_scores: Path, t
     assert exif_times  # the fixture's one image with an EXIF capture time
     to_iso = {"17/05/2023 10:00": None, "05/06/2023": None, "2023-05-17 10:00": "2023-05-17T10:00:00",
               "2023:05:17 10:00:00": "2023-05-17T10:00:00", "2007-11-13/15": "2007-11-13/2007-11-15",
-              "2023-05-17T10:00Z": "2023-05-17T10:00:00+00:00", "2023-05": "2023-05", None: None}
+              "2023-05-17T10:00Z": "2023-05-17T10:00:00+00:00", "2023-05": "2023-05", "1015": None,
+              None: None}
     cycle = list(to_iso)
     log = tmp_path / "rov.csv"
     for exif_value in ("05/06/2023", None):

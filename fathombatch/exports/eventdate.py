@@ -9,6 +9,9 @@ ISO 8601 is left empty (and counted in a warning) rather than guessed. Accepted,
   (-> ``...+00:00``), ``2023-05-17 10:00`` (a space for the ``T``, as RFC 3339 allows);
 * EXIF's ``2023:05:17 10:00:00`` (year first, so unambiguous; -> ``2023-05-17T10:00:00``);
 * intervals ``start/end`` of the above, the end possibly abbreviated (``2007-11-13/15`` -> ``2007-11-13/2007-11-15``).
+
+A year before :data:`MIN_YEAR` or after next year is refused too: ``1015`` is valid ISO for the year 1015, but in an
+ROV log it is 10:15.
 """
 
 from __future__ import annotations
@@ -18,6 +21,8 @@ from datetime import date, datetime
 
 import polars as pl
 
+#: Earliest year taken as a date: before it, a value such as ``1015`` is a clock time or a count, not a year.
+MIN_YEAR = 1850
 #: What eventDate values should look like, for warnings.
 EXAMPLE = "2023-05-17T10:00"
 _YEAR_MONTH = re.compile(r"^\d{4}(-(0[1-9]|1[0-2]))?$")
@@ -40,6 +45,13 @@ def iso_event_date(value: str) -> str | None:
 
 
 def _one(text: str) -> str | None:
+    iso = _parse(text)
+    if iso is None or not MIN_YEAR <= int(iso[:4]) <= date.today().year + 1:
+        return None  # a log's HHMM time (1015) reads as a year: no imagery is from then, so it is not a date
+    return iso
+
+
+def _parse(text: str) -> str | None:
     if _YEAR_MONTH.match(text):
         return text
     try:
