@@ -41,6 +41,7 @@ from fathombatch.gpu import require_gpu
 from fathombatch.metrics import ranking_from_scores
 from fathombatch.osd import create_osd
 from fathombatch.parts import PartStore, file_signature
+from fathombatch.probability import sigmoid
 from fathombatch.progress import Progress
 from fathombatch.submission import error_prior, shared_id_warning, write_submission
 from fathombatch.table import build_frame, encode_metadata
@@ -128,12 +129,6 @@ def decode_threads(threads: int | None) -> int:
     benchmark it measured a few percent faster than one per core (benchmarks/RESULTS.md, "Defaults").
     """
     return threads if threads else (os.cpu_count() or 1) + 1
-
-
-def _sigmoid(logits: np.ndarray) -> np.ndarray:
-    from scipy.special import expit
-
-    return expit(logits).astype(np.float32, copy=False)
 
 
 def _run_params(cfg: ScoreConfig, engine: Engine, decoder: str, osd: str) -> dict[str, Any]:
@@ -410,7 +405,7 @@ def _score_batch(
             ok = [pos for pos, f in zip(ok, finite) if f]
             logits = logits[finite]
             outputs = {k: v[finite] for k, v in outputs.items()}
-        probs = _sigmoid(logits)
+        probs = sigmoid(logits)
         # Rank by logits: float32 probabilities saturate at 1.0 for logits above ~17, which would make ties.
         top = ranking_from_scores(logits, top_k)
         osd = osd_fn(probs, outputs.get("features"))

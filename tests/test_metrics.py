@@ -98,3 +98,16 @@ def test_per_class_ap_is_nan_without_positives() -> None:
     s = np.array([[0.9, 0.1], [0.1, 0.2], [0.8, 0.3]])
     ap = M.per_class_ap(y, s)
     assert ap[0] == 1.0 and np.isnan(ap[1])
+
+
+def test_one_sigmoid_without_overflow() -> None:
+    import warnings
+
+    from fathombatch.probability import sigmoid
+
+    logits = np.array([[-1000.0, -20.0, 0.0, 20.0, 1000.0]], dtype=np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the old 1 / (1 + exp(-x)) raised an overflow RuntimeWarning here
+        probs = sigmoid(logits)
+    assert probs.dtype == np.float32 and probs.shape == (1, 5)
+    np.testing.assert_allclose(probs[0], [0.0, 1 / (1 + np.exp(20.0)), 0.5, 1 / (1 + np.exp(-20.0)), 1.0], rtol=1e-6)

@@ -41,6 +41,7 @@ from fathombatch.backends.torch_engine import TORCH_ENGINE_FORMAT
 from fathombatch.errors import EngineError, OutputError, UsageError
 from fathombatch.fsutil import atomic_path
 from fathombatch.preprocess import InputSpec
+from fathombatch.probability import sigmoid
 from fathombatch.progress import Progress
 from fathombatch.safeload import load_torch_file
 from fathombatch.taxonomy import Taxonomy
@@ -147,7 +148,7 @@ def _presence_thresholds(
         log.warning("no held-out images: the engine gets no per-class presence thresholds")
         return None, {}
     logits = predict(model, data[0], spec, 32)
-    probs = 1.0 / (1.0 + np.exp(-logits))
+    probs = sigmoid(logits)
     thresholds = fit_thresholds(data[1], probs)
     metrics = {
         "presence_at_0.5": precision_recall(data[1], probs, DEFAULT),

@@ -56,6 +56,7 @@ from fathombatch.models.losses import create_loss
 from fathombatch.models.registry import Classifier, create_model
 from fathombatch.osd import fit_osd_stats
 from fathombatch.preprocess import InputSpec, normalize
+from fathombatch.probability import sigmoid
 from fathombatch.progress import Progress
 from fathombatch.safeload import load_torch_file
 from fathombatch.splits import stratified_split
@@ -140,7 +141,7 @@ def evaluate_split(
     with torch.no_grad():
         cpu_loss = copy.deepcopy(loss_fn).cpu()  # the training loss may live on the GPU (pos_weight)
         loss = float(cpu_loss(torch.from_numpy(logits), torch.from_numpy(y.astype(np.float32))))
-    probs = 1.0 / (1.0 + np.exp(-logits))
+    probs = sigmoid(logits)
     return loss, map_at_k_from_scores(y, probs)
 
 
