@@ -99,7 +99,7 @@ def read_labels(path: str | Path, taxonomy: Taxonomy | None = None) -> Labels:
     raise UsageError(f"label file {path}: expected a Kaggle .csv or a COCO .json, got {suffix or 'no extension'!r}")
 
 
-def _category_id(value: Any, taxonomy: Taxonomy, where: str) -> int:
+def category_id(value: Any, taxonomy: Taxonomy, where: str) -> int:
     """Turn ``214``, ``214.0`` or ``"214.0"`` into 214 and check it is in the taxonomy."""
     if isinstance(value, bool):
         raise LabelFileError(f"{where}: category id {value!r} is not a number")
@@ -119,16 +119,22 @@ def _category_id(value: Any, taxonomy: Taxonomy, where: str) -> int:
     return value
 
 
-def parse_category_list(text: str, taxonomy: Taxonomy, where: str) -> list[int]:
-    """Parse ``"[1.0, 9.0]"`` (Kaggle training file) or ``"1 9"`` (submission style) into sorted unique ids."""
+def category_tokens(text: str, where: str) -> list[str]:
+    """Split a category list, ``"[1.0, 9.0]"`` (Kaggle training file) or ``"1 9"`` (submission), into its tokens
+    in file order: the one tokenizer of label files, the validator and submissions.
+
+    Raises:
+        LabelFileError: unbalanced brackets.
+    """
     body = text.strip()
     if body.startswith("[") != body.endswith("]"):
-        raise LabelFileError(f"{where}: unbalanced brackets in categories {text!r}")
-    body = body.strip("[]").strip()
-    if not body:
-        return []
-    ids = {_category_id(tok, taxonomy, where) for tok in _SPLIT_RE.split(body) if tok}
-    return sorted(ids)
+        raise LabelFileError(f"{where}: unbalanced brackets in categories {body!r}")
+    return [tok for tok in _SPLIT_RE.split(body.strip("[]").strip()) if tok]
+
+
+def parse_category_list(text: str, taxonomy: Taxonomy, where: str) -> list[int]:
+    """Parse ``"[1.0, 9.0]"`` (Kaggle training file) or ``"1 9"`` (submission style) into sorted unique ids."""
+    return sorted({category_id(tok, taxonomy, where) for tok in category_tokens(text, where)})
 
 
 def read_kaggle_csv(path: str | Path, taxonomy: Taxonomy | None = None) -> Labels:
@@ -273,7 +279,7 @@ def read_coco(path: str | Path, taxonomy: Taxonomy | None = None) -> Labels:
         _require(ann, ("image_id", "category_id"), where)
         if isinstance(ann["image_id"], (dict, list)) or ann["image_id"] not in image_ids:
             raise LabelFileError(f"{where}: image_id {ann['image_id']!r} is not in 'images'")
-        ann["category_id"] = _category_id(ann["category_id"], taxonomy, where)
+        ann["category_id"] = category_id(ann["category_id"], taxonomy, where)
         ann.setdefault("id", i + 1)
 
     coco = COCO()

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import csv
 import math
-import re
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,14 +22,13 @@ from typing import Any, Literal
 import numpy as np
 import polars as pl
 
-from fathombatch.datasets import MAX_LABEL_FILE_BYTES, Labels
+from fathombatch.datasets import MAX_LABEL_FILE_BYTES, Labels, category_id, category_tokens
 from fathombatch.errors import LabelFileError, UsageError
 from fathombatch.submission import ERROR_OSD, prior_for
 from fathombatch.table import read_metadata, taxonomy_from_metadata
 from fathombatch.taxonomy import Taxonomy, fathomnet2023
 
 SUBMISSION_SUFFIX = ".csv"
-_SPLIT_RE = re.compile(r"[,\s]+")
 
 
 @dataclass(frozen=True)
@@ -136,18 +134,7 @@ def read_submission(path: Path, taxonomy: Taxonomy, *, require_osd: bool = True)
 
 def _ranked_ids(text: str, taxonomy: Taxonomy, where: str) -> list[int]:
     """``"160 3 90"`` -> [160, 3, 90], in order; an id outside the taxonomy means another class list: refused."""
-    out = []
-    for token in _SPLIT_RE.split(text.strip().strip("[]")):
-        if not token:
-            continue
-        try:
-            value = float(token)
-        except ValueError:
-            raise LabelFileError(f"{where}: category id {token!r} is not a number") from None
-        if not value.is_integer() or int(value) not in taxonomy.column_of:
-            raise LabelFileError(f"{where}: category id {token!r} is not in taxonomy {taxonomy.name!r}")
-        out.append(int(value))
-    return out
+    return [category_id(token, taxonomy, where) for token in category_tokens(text, where)]
 
 
 def _osd_value(text: str, where: str) -> float | None:
@@ -267,7 +254,8 @@ def categories_in_file_order(labels: Labels) -> pl.Series:
     """
     if labels.source.suffix.lower() == SUBMISSION_SUFFIX:
         try:
-            ordered = read_submission(labels.source, labels.taxonomy, require_osd=False).unique("image_id", keep="first")
+            ordered = read_submission(labels.source, labels.taxonomy, require_osd=False)
+            ordered = ordered.unique("image_id", keep="first")
         except LabelFileError:
             ordered = None
         if ordered is not None:

@@ -415,7 +415,7 @@ def test_a_submission_row_without_categories_scores_zero(scored: Path, dive: Pat
 
 
 def test_malformed_submission_names_the_line(dive: Path, tmp_path: Path) -> None:
-    for body, message in (("a,1 2 999,0.5\n", "line 2: category id '999' is not in taxonomy"),
+    for body, message in (("a,1 2 999,0.5\n", "line 2: unknown category id 999 \\(not in taxonomy"),
                           ("a,1 2,high\n", "line 2: osd 'high' is not a number")):
         (tmp_path / "s.csv").write_text("id,categories,osd\n" + body)
         with pytest.raises(LabelFileError, match=message):

@@ -26,7 +26,6 @@ import contextlib
 import csv
 import io
 import math
-import re
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -37,14 +36,13 @@ import polars as pl
 
 from fathombatch.csvsafe import safe_frame
 from fathombatch.curate.labelfiles import label_format
-from fathombatch.datasets import load_coco_json, safe_relative_path
+from fathombatch.datasets import category_tokens, load_coco_json, safe_relative_path
 from fathombatch.decode.base import header_size
 from fathombatch.decode.discover import discover
 from fathombatch.errors import LabelFileError, UsageError
 from fathombatch.fsutil import atomic_path, write_json_atomic
 from fathombatch.taxonomy import Taxonomy, fathomnet2023
 
-_SPLIT_RE = re.compile(r"[,\s]+")
 PROBLEM_SCHEMA = {"kind": pl.String, "where": pl.String, "message": pl.String}
 
 
@@ -269,11 +267,11 @@ def _check_csv(path: Path, tax: Taxonomy, images: Path | None) -> tuple[list[tup
                 elif image_id in first:
                     problems.append(("duplicate-id", where, f"id {image_id!r} already on line {first[image_id]}"))
                 first.setdefault(image_id, reader.line_num)
-                body = row[cat_col].strip()
-                if body.startswith("[") != body.endswith("]"):
-                    problems.append(("bad-record", where, f"unbalanced brackets in categories {body!r}"))
+                try:
+                    tokens = category_tokens(row[cat_col], where)
+                except LabelFileError as exc:
+                    problems.append(("bad-record", where, str(exc).removeprefix(f"{where}: ")))
                     continue
-                tokens = [t for t in _SPLIT_RE.split(body.strip("[]").strip()) if t]
                 n_labels += len(tokens)
                 for tok in tokens:
                     cid = _number(tok)
