@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import csv
 import math
-from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -24,7 +23,7 @@ import polars as pl
 
 from fathombatch.datasets import MAX_LABEL_FILE_BYTES, Labels, category_id, category_tokens
 from fathombatch.errors import LabelFileError, UsageError
-from fathombatch.submission import ERROR_OSD, prior_for
+from fathombatch.submission import ERROR_OSD
 from fathombatch.table import read_metadata, taxonomy_from_metadata
 from fathombatch.taxonomy import Taxonomy, fathomnet2023
 
@@ -186,11 +185,11 @@ def align(preds: Predictions, keys: list[str], k: int, source: Path) -> Aligned:
         order = "by path" if preds.kind == "table" else "in file order"
         warnings.append(f"{dupes} duplicate image_id(s) in {source}; the first row ({order}) of each is used")
         ok = ok.unique(subset="image_id", keep="first", maintain_order=True)
-    if preds.kind == "submission" and (n_prior := int(ok.filter(error_like_rows(ok, taxonomy))["image_id"]
+    if preds.kind == "submission" and (n_prior := int(ok.filter(error_like_rows(ok))["image_id"]
                                                      .is_in(keys).sum())):
-        warnings.append(f"{n_prior} rows look like score's error rows (prior ranking, osd {ERROR_OSD}): those files "
-                        "could not be scored; they count here as predictions of the prior, as the competition would "
-                        "score them, while the scores table counts them as missing")
+        warnings.append(f"{n_prior} rows look like score's error rows (osd {ERROR_OSD}, what score writes with the "
+                        "prior ranking for files it could not decode): if so, they count here as predictions of the "
+                        "prior, as the competition would score them, while the scores table counts them as missing")
     truth_frame = pl.DataFrame({"image_id": keys, "_row": np.arange(len(keys))})
     joined = truth_frame.join(ok, on="image_id", how="inner").sort("_row")
     rows = joined["_row"].to_numpy()
@@ -222,28 +221,21 @@ def align(preds: Predictions, keys: list[str], k: int, source: Path) -> Aligned:
                    n_extra=ok.height - joined.height, warnings=warnings)
 
 
-def error_like_rows(rows: pl.DataFrame, taxonomy: Taxonomy) -> pl.Series:
-    """Which rows of a submission look like those ``score`` writes for files it could not decode.
+def error_like_rows(rows: pl.DataFrame) -> pl.Series:
+    """Which rows of a submission look like those ``score`` writes for files it could not decode: osd exactly 1.0.
 
-    Those rows carry the frequency prior and osd :data:`~fathombatch.submission.ERROR_OSD` (1.0). The prior comes from
-    the engine's training counts, which a submission does not record, so a row counts when its osd is 1.0 and its
-    ranking is either the prior :func:`~fathombatch.submission.prior_for` gives without counts (FathomNet 2023's
-    frequencies) or the very ranking of another row with osd 1.0 (every error row of a run gets the same prior, while
-    two decoded images rarely share a whole ranking and an osd of exactly 1.0). A wrong guess costs a warning only.
+    Those rows carry the engine's frequency prior, which a submission does not record, so their ranking cannot be
+    recognised when there is only one of them (the common case: one bad file in a dump); their osd of exactly
+    :data:`~fathombatch.submission.ERROR_OSD` can. A decoded image's osd reaches 1.0 (at the CSV's 6 decimals) only
+    when it is extremely far out of sample, so the warning this feeds says "look like", and it never changes a figure.
 
     Args:
-        rows: ``top_categories`` (list[i32]) and ``osd`` (f32 | null), one row per image id.
+        rows: ``osd`` (f32 | null), one row per image id.
 
     Returns:
         (N,) bool, aligned with ``rows``.
     """
-    at_error_osd = (rows["osd"] == ERROR_OSD).fill_null(False).to_list()
-    rankings = [tuple(t) if t else () for t in rows["top_categories"].to_list()]
-    candidates = [r for r, e in zip(rankings, at_error_osd, strict=True) if e and r]
-    known = {prior_for(taxonomy, None, n).categories for n in {len(r) for r in candidates} if n <= len(taxonomy)}
-    repeats = Counter(candidates)
-    return pl.Series("error_like", [e and bool(r) and (r in known or repeats[r] > 1)
-                                    for r, e in zip(rankings, at_error_osd, strict=True)], dtype=pl.Boolean)
+    return (rows["osd"] == ERROR_OSD).fill_null(False).alias("error_like")
 
 
 def categories_in_file_order(labels: Labels) -> pl.Series:

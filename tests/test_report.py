@@ -457,8 +457,14 @@ def test_a_submissions_error_rows_are_counted_in_a_warning(scored: Path, dive: P
         assert write_scored_submission(with_errors, sub, prior=prior) == 2
         result = evaluate(EvalConfig(scores=sub, truth=dive / "train.csv"))
         assert prior.source == source and result.n_scored == 24
-        assert ("2 rows look like score's error rows (prior ranking, osd 1.0): those files could not be scored"
-                in "\n".join(result.warnings)), source
+        assert ("2 rows look like score's error rows (osd 1.0, what score writes with the prior ranking for files "
+                "it could not decode)" in "\n".join(result.warnings)), source
+    # One bad file, with the engine's own prior (which a submission does not record): still counted.
+    one = tmp_path / "one.csv"
+    write_scored_submission(table.with_columns(status=pl.when(pl.col("image_id") == broken[0]).then(pl.lit("error"))
+                                               .otherwise(pl.col("status"))), one, prior=priors["engine"])
+    assert any(w.startswith("1 rows look like score's error rows")
+               for w in evaluate(EvalConfig(scores=one, truth=dive / "train.csv")).warnings)
     plain = tmp_path / "plain.csv"
     write_scored_submission(table, plain, prior=priors["engine"])
     assert not any("error rows" in w for w in evaluate(EvalConfig(scores=plain, truth=dive / "train.csv")).warnings)
