@@ -10,7 +10,6 @@ Library code raises these; the CLI prints ``Error: <message>`` on one line and e
 
 from __future__ import annotations
 
-
 #: The most CPU threads any option may ask for: far above any machine's cores, far below what exhausts memory
 #: (``--threads 100000`` once grew memory without a word).
 MAX_THREADS = 1024

@@ -60,7 +60,7 @@ def draw_headline(ax, map_k: float, floor: float, k: int, sauc: float | None, co
     bars = ax.bar(labels, values, color=colours)
     left, right = bars[0].get_x(), bars[1].get_x() + bars[1].get_width()
     ax.hlines(floor, left, right, color="#d62728", linestyle="--", linewidth=1.2, label=f"prior floor {floor:.3f}")
-    for bar, value in zip(bars, values):
+    for bar, value in zip(bars, values, strict=True):
         ax.text(bar.get_x() + bar.get_width() / 2, value, f"{value:.3f}", ha="center", va="bottom", fontsize=9)
     ax.set_ylim(min(0.0, *values) - 0.05, 1.05)
     ax.set_title(f"MAP@{k} against the frequency-prior floor")

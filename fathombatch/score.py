@@ -228,8 +228,8 @@ def score_folder(cfg: ScoreConfig, *, progress: Progress | None = None) -> Score
         shown = [display_path(f) for f in files]
         done: set[str] = set()
         if store.parts:
-            done = store.scored({s: file_signature(cfg.root / f) for f, s in zip(files, shown)})
-        pending = [f for f, s in zip(files, shown) if s not in done]
+            done = store.scored({s: file_signature(cfg.root / f) for f, s in zip(files, shown, strict=True)})
+        pending = [f for f, s in zip(files, shown, strict=True) if s not in done]
         resumed = len(files) - len(pending)
         if resumed:
             log.info("resuming: %d of %d files already scored", resumed, len(files))
@@ -407,7 +407,7 @@ def _score_batch(
         if not finite.all():
             for pos in np.asarray(ok)[~finite]:
                 errors[pos] = "the engine returned NaN or infinite logits for this image"
-            ok = [pos for pos, f in zip(ok, finite) if f]
+            ok = [pos for pos, f in zip(ok, finite, strict=True) if f]
             logits = logits[finite]
             outputs = {k: v[finite] for k, v in outputs.items()}
         probs = _sigmoid(logits)
@@ -428,7 +428,7 @@ def _score_batch(
         top_columns=top,
         osd=osd,
     )
-    sizes, mtimes = zip(*(file_signature(root / p) for p in chunk))
+    sizes, mtimes = zip(*(file_signature(root / p) for p in chunk), strict=True)
     return frame.with_columns(
         pl.Series("_size", sizes, dtype=pl.Int64), pl.Series("_mtime_ns", mtimes, dtype=pl.Int64)
     )

@@ -27,7 +27,7 @@ import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache, lru_cache
 from importlib import resources
 from pathlib import Path
 from typing import Literal
@@ -129,7 +129,7 @@ def _hsv(h: float, s: float, v: float) -> tuple[int, int, int]:
     return int(r * 255), int(g * 255), int(b * 255)
 
 
-@lru_cache(maxsize=None)
+@cache
 def appearance(category_id: int) -> Appearance:
     """The fixed appearance of a category; depends on the id only, never on a dive's seed."""
     rng = np.random.default_rng([0xFA7, category_id])
@@ -160,7 +160,7 @@ def _shape_mask(shape: str, w: int, h: int) -> np.ndarray:
     elif shape == "star":
         angles = np.linspace(-np.pi / 2, 1.5 * np.pi, 11)[:-1]
         radii = np.where(np.arange(10) % 2 == 0, 1.0, 0.45)
-        d.polygon([(cx + cx * r * np.cos(a), cy + cy * r * np.sin(a)) for a, r in zip(angles, radii)], fill=255)
+        d.polygon([(cx + cx * r * np.cos(a), cy + cy * r * np.sin(a)) for a, r in zip(angles, radii, strict=True)], fill=255)
     elif shape == "ring":
         d.ellipse((0, 0, x1, y1), fill=255)
         d.ellipse((w * 0.3, h * 0.3, x1 - w * 0.3, y1 - h * 0.3), fill=0)
@@ -237,7 +237,7 @@ def _deep_labels(
     """Swap categories of a real label set for unseen ones (same supercategory where possible)."""
     real = _real_labels()
     tax = fathomnet2023()
-    super_of = dict(zip(tax.ids, tax.supercategories))
+    super_of = dict(zip(tax.ids, tax.supercategories, strict=True))
     unseen_by_super: dict[str, list[int]] = {}
     for c in real.unseen:
         unseen_by_super.setdefault(super_of[c], []).append(c)
@@ -245,7 +245,7 @@ def _deep_labels(
     if not swap.any():
         swap[rng.integers(len(label_set))] = True
     mapping: dict[int, int] = {}
-    for c, s in zip(label_set, swap):
+    for c, s in zip(label_set, swap, strict=True):
         if s:
             pool = unseen_by_super.get(super_of[c]) or list(real.unseen)
             mapping[c] = int(pool[rng.integers(len(pool))])

@@ -28,7 +28,7 @@ def perfect_copy(scored: Path, dive: Path, dest: Path) -> Path:
     """The scores table with every probability replaced by the truth (1 for true labels, 0 otherwise)."""
     table = pl.read_parquet(scored)
     labels = read_labels(dive / "train.csv")
-    y = dict(zip(labels.image_ids, labels.multi_hot().astype(np.float32)))
+    y = dict(zip(labels.image_ids, labels.multi_hot().astype(np.float32), strict=True))
     names = fathomnet2023().names
     probs = np.stack([y[i] for i in table["image_id"].to_list()])
     table = table.with_columns([pl.Series(n, probs[:, j]) for j, n in enumerate(names)])

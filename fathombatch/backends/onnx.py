@@ -57,7 +57,7 @@ class OnnxEngine(Engine):
             values = self._session.run(self._outputs, {self._input: np.ascontiguousarray(batch, dtype=np.float32)})
         except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own untyped exceptions
             raise EngineError(f"ONNX Runtime failed on {self.path}: {str(exc).splitlines()[0][:300]}") from None
-        out = dict(zip(self._outputs, values))
+        out = dict(zip(self._outputs, values, strict=True))
         first = self._outputs[0]
         logits = out.pop(first)
         out["logits"] = self.check_logits(logits, batch.shape[0])

@@ -151,7 +151,7 @@ class OpenVinoEngine(Engine):
             raise EngineError(f"OpenVINO failed on {self.path}: {str(exc).strip().splitlines()[0][:300]}") from None
         # infer() reuses its output buffers on the next call: copy before handing the arrays on.
         values = [np.array(result[o], dtype=np.float32) for o in self._outputs]
-        out = {name: value for name, value in zip(self._names[1:], values[1:])}
+        out = {name: value for name, value in zip(self._names[1:], values[1:], strict=True)}
         out["logits"] = self.check_logits(values[0], batch.shape[0])
         return out
 

@@ -74,10 +74,7 @@ class TorchEngine(Engine):
 
     def run(self, batch: Any) -> dict[str, np.ndarray]:
         torch = self._torch
-        if isinstance(batch, np.ndarray):
-            x = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32))
-        else:
-            x = batch
+        x = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32)) if isinstance(batch, np.ndarray) else batch
         x = x.to(self.device, non_blocking=True)
         if self.device.type == "cuda":
             x = x.contiguous(memory_format=torch.channels_last)

@@ -84,7 +84,7 @@ def convert(cfg: ConvertConfig) -> ConvertResult:
                          "convert writes the other format (.json <-> .csv)")
     labels = read_labels(cfg.labels)
     if dst == "kaggle":
-        write_kaggle_csv(cfg.out, zip(labels.image_ids, labels.frame["categories"].to_list()))
+        write_kaggle_csv(cfg.out, zip(labels.image_ids, labels.frame["categories"].to_list(), strict=True))
         n_ann = int(labels.frame["categories"].list.len().sum())
         return ConvertResult(images=len(labels), annotations=n_ann, out=cfg.out)
     data, warnings = labels_to_coco(labels, cfg.images, cfg.ext,

@@ -100,7 +100,7 @@ def selection(table: ScoresTable, cfg: SelectConfig) -> pl.LazyFrame:
             category=pl.concat_list(cols).list.arg_max().replace_strict(lookup, return_dtype=pl.String),
         ).filter(pl.col("probability").is_between(cfg.min_prob, cfg.max_prob))
     else:
-        id_to_name = dict(zip(table.taxonomy.ids, names))
+        id_to_name = dict(zip(table.taxonomy.ids, names, strict=True))
         top1 = pl.col("top_categories").list.first()
         lazy = lazy.with_columns(
             category=top1.replace_strict(id_to_name, default=None, return_dtype=pl.String),

@@ -95,7 +95,7 @@ def make_subset(cfg: SubsetConfig) -> SubsetResult:
                          "ids are matched by file stem")
     chosen = labels.frame.filter(pl.col("image_id").is_in(keep))
     if dst == "kaggle":
-        write_kaggle_csv(cfg.out, zip(chosen["image_id"].to_list(), chosen["categories"].to_list()))
+        write_kaggle_csv(cfg.out, zip(chosen["image_id"].to_list(), chosen["categories"].to_list(), strict=True))
         return SubsetResult(len(wanted), chosen.height, int(chosen["categories"].list.len().sum()), cfg.out, not_found)
     if src == "coco":
         data = coco_subset(load_coco_json(cfg.labels), set(keep), cfg.labels)

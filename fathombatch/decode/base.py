@@ -209,7 +209,7 @@ class Decoder(ABC):
     def decode(self, paths: Sequence[str | Path]) -> DecodedBatch:
         """Decode up to ``batch_size`` files. Never raises for a bad file; see :class:`DecodedBatch`."""
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - a no-op by default; only decoders holding threads override it
         """Release threads and buffers."""
 
     def __enter__(self) -> Decoder:

@@ -200,7 +200,7 @@ class DaliDecoder(Decoder):
             except RuntimeError as exc:
                 log.debug("DALI batch failed, isolating the bad file(s): %s", str(exc).splitlines()[-1:])
                 self._reset()
-                for image, i in zip(files, positions):
+                for image, i in zip(files, positions, strict=True):
                     try:
                         pixels, used = self._decode_alone(image)
                     except DecodeError as err:

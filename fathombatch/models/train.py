@@ -152,7 +152,7 @@ def batches(order: np.ndarray, batch_size: int) -> list[np.ndarray]:
     cuts = list(range(0, len(order), batch_size))
     if len(order) > 1 and len(order) % batch_size == 1:
         cuts.pop()
-    return [np.sort(order[a:b]) for a, b in zip(cuts, cuts[1:] + [len(order)])]
+    return [np.sort(order[a:b]) for a, b in zip(cuts, cuts[1:] + [len(order)], strict=True)]
 
 
 def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
