@@ -30,16 +30,19 @@ def _outputs(params: Mapping[str, Any]) -> list[Output]:
 @click.argument("scores", type=_PATH)
 @click.option("--out", type=_PATH, required=True, help="long, dwc: .parquet/.csv file; dives: a folder.")
 @click.option("--format", "fmt", type=click.Choice(["long", "dives", "dwc"]), default="long", show_default=True)
-@click.option("--threshold", type=float, help="One presence threshold for every class (default: the engine's per-class ones).")
+@click.option("--threshold", type=float,
+              help="One presence threshold for every class (default: the engine's per-class ones).")
 @click.option("--metadata", type=_PATH, help="Per-image CSV joined on image_id (depth, lat/lon, time...).")
 @click.option("--dive-regex", help="Regular expression on path giving the dive (its first group).")
 @click.option("--dive-column", help="A --metadata column giving the dive.")
 @click.option("--exif", is_flag=True, help="Add EXIF timestamps (reads every image; needs the scored folder).")
 @click.option("--images-root", type=_PATH, help="The scored folder (default: the one recorded in the table).")
 @click.option("--media-prefix", help="URL prefix for Darwin Core associatedMedia (never part of an ID).")
-@click.option("--dataset-id", help="dwc: datasetID, and what identifies the images in IDs [default: each image's SHA-256].")
+@click.option("--dataset-id",
+              help="dwc: datasetID, and what identifies the images in IDs [default: each image's SHA-256].")
 @click.option("--aphia-ids", type=_PATH, help="dwc: CSV of category_id or name -> aphia_id, for scientificNameID.")
-@click.option("--geodetic-datum", default=DEFAULT_DATUM, show_default=True, help="dwc: geodeticDatum of the coordinates.")
+@click.option("--geodetic-datum", default=DEFAULT_DATUM, show_default=True,
+              help="dwc: geodeticDatum of the coordinates.")
 @click.option("--tables", type=click.Choice(["parquet", "csv"]), default="parquet", show_default=True,
               help="Table format of the dives folder.")
 def export_table_cmd(scores: Path, out: Path, fmt: str, threshold: float | None, metadata: Path | None,

@@ -107,7 +107,8 @@ def progress(quiet: bool) -> Any:
 
 
 def quiet_option(f: Callable[..., Any]) -> Callable[..., Any]:
-    return click.option("--quiet", "-q", is_flag=True, help="No progress bars or status lines; print only the summary.")(f)
+    return click.option("--quiet", "-q", is_flag=True,
+                        help="No progress bars or status lines; print only the summary.")(f)
 
 
 @dataclass(frozen=True)
@@ -228,7 +229,8 @@ def output_file(_ctx: click.Context, param: click.Parameter, value: str | None) 
 
 
 class LabelPath(click.Path):
-    """An existing label file, or a shipped one by short name (``fathomnet2023:train.csv``, see :mod:`fathombatch.packaged`)."""
+    """An existing label file, or a shipped one by short name (``fathomnet2023:train.csv``,
+    see :mod:`fathombatch.packaged`)."""
 
     def __init__(self) -> None:
         super().__init__(exists=True, dir_okay=False, path_type=Path)

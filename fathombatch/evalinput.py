@@ -267,7 +267,8 @@ def categories_in_file_order(labels: Labels) -> pl.Series:
     """
     if labels.source.suffix.lower() == SUBMISSION_SUFFIX:
         try:
-            ordered = read_submission(labels.source, labels.taxonomy, require_osd=False).unique("image_id", keep="first")
+            submission = read_submission(labels.source, labels.taxonomy, require_osd=False)
+            ordered = submission.unique("image_id", keep="first")
         except LabelFileError:
             ordered = None
         if ordered is not None:

@@ -150,7 +150,8 @@ class PartStore:
         return PartWriter(self.dir, first=len(self.parts))
 
     def merge(self, out: Path, keep: set[str], metadata: dict[str, str]) -> None:
-        """Write ``out`` atomically: the newest row of every path in ``keep``, sorted by path, private columns dropped."""
+        """Write ``out`` atomically: the newest row of every path in ``keep``, sorted by path, private columns
+        dropped."""
         import pyarrow as pa
         import pyarrow.parquet as pq
 

@@ -160,7 +160,8 @@ def _shape_mask(shape: str, w: int, h: int) -> np.ndarray:
     elif shape == "star":
         angles = np.linspace(-np.pi / 2, 1.5 * np.pi, 11)[:-1]
         radii = np.where(np.arange(10) % 2 == 0, 1.0, 0.45)
-        d.polygon([(cx + cx * r * np.cos(a), cy + cy * r * np.sin(a)) for a, r in zip(angles, radii, strict=True)], fill=255)
+        points = [(cx + cx * r * np.cos(a), cy + cy * r * np.sin(a)) for a, r in zip(angles, radii, strict=True)]
+        d.polygon(points, fill=255)
     elif shape == "ring":
         d.ellipse((0, 0, x1, y1), fill=255)
         d.ellipse((w * 0.3, h * 0.3, x1 - w * 0.3, y1 - h * 0.3), fill=0)

@@ -58,7 +58,9 @@ class Taxonomy:
             if cat.id in seen_ids:
                 raise TaxonomyError(f"taxonomy {self.name!r}: category id {cat.id} appears twice")
             if not cat.name or cat.name != cat.name.strip():
-                raise TaxonomyError(f"taxonomy {self.name!r}: category {cat.id} has an empty or padded name {cat.name!r}")
+                raise TaxonomyError(
+                    f"taxonomy {self.name!r}: category {cat.id} has an empty or padded name {cat.name!r}"
+                )
             if cat.name in seen_names:
                 raise TaxonomyError(f"taxonomy {self.name!r}: category name {cat.name!r} appears twice")
             if cat.name in RESERVED_COLUMNS:

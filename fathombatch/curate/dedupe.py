@@ -295,7 +295,8 @@ def _hash_table(paths: list[str], hashes: list[FileHash], embeddings: tuple[np.n
     if embeddings is not None:
         emb, ok = embeddings
         table = table.with_columns(
-            pl.Series("embedding_hash", [f"{int(e):016x}" if v else None for e, v in zip(emb, ok, strict=True)], dtype=pl.String)
+            pl.Series("embedding_hash", [f"{int(e):016x}" if v else None for e, v in zip(emb, ok, strict=True)],
+                      dtype=pl.String)
         )
     return table
 

@@ -216,7 +216,9 @@ def build_review(cfg: ReviewConfig, progress: Progress | None = None) -> ReviewR
              predictions=preds.get(p, []),
              other_predictions=other_preds.get(p, []) if other_preds is not None else None,
              problem=missing.get(i))
-        for i, (r, p, prio, src, t) in enumerate(zip(chosen["rank"], paths, chosen["priority"], sources, thumbs, strict=True))
+        for i, (r, p, prio, src, t) in enumerate(
+            zip(chosen["rank"], paths, chosen["priority"], sources, thumbs, strict=True)
+        )
     ]
     uncertain = cfg.strategy == "uncertain"
     how = f" (distance from the {_SOURCE_WORDS[thresholds.source]})" if uncertain else ""

@@ -90,7 +90,8 @@ def read_image_file(path: str | Path) -> ImageFile:
         with open(path, "rb") as fh:
             data = fh.read()
     except FileNotFoundError:
-        raise DecodeError("broken symbolic link" if os.path.islink(path) else "file not found (removed after the folder was listed?)") from None
+        gone = "file not found (removed after the folder was listed?)"
+        raise DecodeError("broken symbolic link" if os.path.islink(path) else gone) from None
     except PermissionError:
         raise DecodeError("permission denied") from None
     except IsADirectoryError:
