@@ -58,13 +58,13 @@ class _SigintSeen:
 SIGINT = _SigintSeen()
 
 
-class ErrorsToExit:
+class ErrorsToExit(click.Command):
     """Mixin for click commands and groups: no traceback for a user's mistake, one ``Error:`` line instead."""
 
     def invoke(self, ctx: click.Context) -> Any:
         with SIGINT.watching():
             try:
-                return super().invoke(ctx)  # type: ignore[misc]
+                return super().invoke(ctx)
             except (click.exceptions.Exit, click.ClickException):
                 raise  # a subcommand's own exit (its error already printed), or click's usage errors
             except FathombatchError as exc:

@@ -172,7 +172,7 @@ def read_kaggle_csv(path: str | Path, taxonomy: Taxonomy | None = None) -> Label
 
 
 def _labels(
-    ids: list[str], file_names: list[str | None], cats: list[list[int]], taxonomy: Taxonomy, path: Path
+    ids: list[str], file_names: Sequence[str | None], cats: list[list[int]], taxonomy: Taxonomy, path: Path
 ) -> Labels:
     frame = pl.DataFrame(
         {"image_id": ids, "file_name": file_names, "categories": cats},

@@ -22,7 +22,7 @@ import queue
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -332,7 +332,7 @@ def _spellings(path: Path) -> set[Path]:
 
 def _local_frames(
     cfg: ScoreConfig, engine: Engine, decoder_name: str, osd_fn: Any, pending: list[str], device: int | None = None
-) -> Iterator[tuple[int, pl.DataFrame]]:
+) -> Generator[tuple[int, pl.DataFrame], None, None]:
     """Yield (files done, rows) from the local pipeline: a decode thread feeding this thread's engine calls."""
     taxonomy = engine.manifest.taxonomy
     decoded_q: queue.Queue[Any] = queue.Queue(maxsize=2)
@@ -357,7 +357,7 @@ def _local_frames(
 
 def _score_pending(
     cfg: ScoreConfig,
-    frames: Iterator[tuple[int, pl.DataFrame]],
+    frames: Generator[tuple[int, pl.DataFrame], None, None],
     store: PartStore,
     progress: Progress,
     resumed: int,

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from functools import cache, lru_cache
 from importlib import resources
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -200,7 +200,8 @@ def render_object(category_id: int, w: int, h: int, rng: np.random.Generator) ->
     app = appearance(category_id)
     mask = _shape_mask(app.shape, w, h)
     pattern = _texture(app.texture, w, h, app.period)
-    rgb = np.where(pattern[..., None], np.float32(app.color2), np.float32(app.color)).astype(np.float32)
+    colour2, colour = np.asarray(app.color2, dtype=np.float32), np.asarray(app.color, dtype=np.float32)
+    rgb = np.where(pattern[..., None], colour2, colour).astype(np.float32)
     rgb *= np.float32(0.85 + 0.3 * rng.random())  # lighting varies between instances
     if rng.random() < 0.5:
         rgb, mask = rgb[:, ::-1], mask[:, ::-1]
@@ -349,7 +350,8 @@ def synthesize(cfg: SynthConfig, progress: Callable[[int], None] | None = None) 
 
 
 def _coco(plans: list[_Plan], tax: Taxonomy) -> dict:
-    images, annotations = [], []
+    images: list[dict[str, Any]] = []
+    annotations: list[dict[str, Any]] = []
     for i, p in enumerate(plans, start=1):
         images.append({"id": i, "file_name": p.file_name, "width": p.width, "height": p.height})
         for cat, x, y, w, h in p.boxes:

@@ -68,7 +68,7 @@ class TorchEngine(Engine):
             from fathombatch.gpu import require_gpu
 
             require_gpu(f"running {path} on GPU {device}", [device])
-            model = model.to(self.device, memory_format=torch.channels_last)
+            model = model.to(self.device).to(memory_format=torch.channels_last)
         self._autocast = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(precision)
         self._model = model.eval()
 

@@ -139,8 +139,8 @@ def _groups(hashes: list[FileHash], max_distance: int, emb: np.ndarray, emb_ok: 
     _, label = connected_components(graph, directed=False)
     sizes = np.bincount(label, minlength=n)
     grouped: dict[int, list[int]] = {}
-    for i in np.flatnonzero(sizes[label] > 1):
-        grouped.setdefault(int(label[i]), []).append(int(i))
+    for member in np.flatnonzero(sizes[label] > 1):
+        grouped.setdefault(int(label[member]), []).append(int(member))
     return list(grouped.values())
 
 

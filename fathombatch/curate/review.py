@@ -212,7 +212,7 @@ def build_review(cfg: ReviewConfig, progress: Progress | None = None) -> ReviewR
     with atomic_path(csv_path) as tmp:
         safe_frame(queue).write_csv(tmp)
     cards = [
-        Card(rank=r, path=p, source=src, priority=prio, thumbnail=t and f"thumbs/{t.name}",
+        Card(rank=r, path=p, source=src, priority=prio, thumbnail=None if t is None else f"thumbs/{t.name}",
              predictions=preds.get(p, []),
              other_predictions=other_preds.get(p, []) if other_preds is not None else None,
              problem=missing.get(i))

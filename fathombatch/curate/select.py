@@ -204,7 +204,7 @@ def run_select(cfg: SelectConfig, progress: Progress | None = None) -> SelectRes
     root = images_root(table, cfg.images_root) if cfg.copy_to is not None else None
     lazy = selection(table, cfg)
     n = _write(lazy, cfg.out)
-    placed, failed = 0, []
+    placed, failed = 0, list[tuple[str, str]]()
     if cfg.copy_to is not None and root is not None:
         rows = lazy.select("path", "category", "status").collect()
         placed, failed = place_images(rows, root, cfg.copy_to, cfg.mode, progress)

@@ -80,10 +80,11 @@ def read_id_list(path: Path) -> list[str]:
 
 def make_subset(cfg: SubsetConfig) -> SubsetResult:
     """Write the labels of the chosen images to ``cfg.out``; ids not in the labels are reported, not fatal."""
-    if (cfg.ids is None) == (cfg.from_select is None):
+    id_file = cfg.ids or cfg.from_select
+    if id_file is None or (cfg.ids is not None and cfg.from_select is not None):
         raise UsageError("give exactly one of --ids FILE or --from-select FILE")
     src, dst = label_format(cfg.labels), label_format(cfg.out, role="--out")
-    wanted = read_id_list(cfg.ids or cfg.from_select)  # type: ignore[arg-type]
+    wanted = read_id_list(id_file)
     if not wanted:
         raise UsageError(f"{cfg.ids or cfg.from_select} names no images")
     labels = read_labels(cfg.labels)

@@ -145,5 +145,5 @@ def _empty_long(source: Source) -> pl.DataFrame:
               "supercategory": pl.String, "probability": pl.Float64, "threshold": pl.Float64}
     extra = {c: t for c, t in (source.metadata.schema.items() if source.metadata is not None else []) if c != "path"}
     if source.exif:
-        extra["exif_datetime"] = pl.String
+        extra["exif_datetime"] = pl.String()
     return pl.DataFrame(schema={**{c: schema[c] for c in LONG_COLUMNS}, **extra})
