@@ -10,7 +10,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -20,6 +20,10 @@ from fathombatch.cli_exports import export_table_cmd
 from fathombatch.clikit import CONTEXT, MAX_THREADS, Group, LabelPath, configure_logging, output_file, quiet_option
 from fathombatch.clikit import guard_outputs as _guard_outputs
 from fathombatch.clikit import progress as _progress
+
+if TYPE_CHECKING:  # what each click.Choice hands over, as the library's configs name it
+    from fathombatch.backends.export import Checkpoint, ExportFormat, Precision
+    from fathombatch.synth import ImageFormat
 
 
 def _parse_size(_ctx: click.Context, _param: click.Parameter, value: str | None) -> tuple[int, int] | None:
@@ -62,7 +66,7 @@ def cli(verbose: bool) -> None:
 @click.option("--box-scale", type=float, default=1.0, show_default=True,
               help="Scale the real box sizes (1 = real pixels).")
 @quiet_option
-def synth(out: Path, n_images: int, seed: int, fmt: str, deep_fraction: float, size: tuple[int, int] | None,
+def synth(out: Path, n_images: int, seed: int, fmt: ImageFormat, deep_fraction: float, size: tuple[int, int] | None,
           box_scale: float, quiet: bool) -> None:
     """Write a FathomNet-shaped synthetic dive to OUT.
 
@@ -74,7 +78,7 @@ def synth(out: Path, n_images: int, seed: int, fmt: str, deep_fraction: float, s
     """
     from fathombatch.synth import SynthConfig, synthesize
 
-    cfg = SynthConfig(out=out, images=n_images, seed=seed, format=fmt, deep_fraction=deep_fraction, size=size,  # type: ignore[arg-type]
+    cfg = SynthConfig(out=out, images=n_images, seed=seed, format=fmt, deep_fraction=deep_fraction, size=size,
                       box_scale=box_scale)
     with _progress(quiet).task("Synthesising", n_images) as task:
         summary = synthesize(cfg, progress=task.advance)
@@ -193,8 +197,8 @@ def train(preset: str | None, list_presets: bool, resume: Path | None, quiet: bo
               help="OpenVINO int8: refuse an engine whose held-out MAP@20 drops by more than this.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing engine file.")
 @quiet_option
-def export(run: Path, fmt: str, out: Path, checkpoint: str, precision: str, calibration: Path | None, max_drop: float,
-           overwrite: bool, quiet: bool) -> None:
+def export(run: Path, fmt: ExportFormat, out: Path, checkpoint: Checkpoint, precision: Precision,
+           calibration: Path | None, max_drop: float, overwrite: bool, quiet: bool) -> None:
     """Export a training run as an engine plus its manifest.
 
     \b
@@ -204,7 +208,7 @@ def export(run: Path, fmt: str, out: Path, checkpoint: str, precision: str, cali
     """
     from fathombatch.backends.export import ExportConfig, export_run
 
-    result = export_run(ExportConfig(run=run, format=fmt, out=out, checkpoint=checkpoint, precision=precision,  # type: ignore[arg-type]
+    result = export_run(ExportConfig(run=run, format=fmt, out=out, checkpoint=checkpoint, precision=precision,
                                      overwrite=overwrite, calibration=calibration, max_drop=max_drop),
                         progress=_progress(quiet))
     diff = result.max_abs_diff
@@ -390,7 +394,7 @@ def bench(stage: str, root: Path, engines: tuple[str, ...], batch_sizes: str, de
               help="int8: images like the ones the plan will score.")
 @click.option("--device", "gpu", type=click.IntRange(min=0), default=0, show_default=True, help="GPU to build for.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing plan.")
-def build_engine_cmd(onnx: Path, out: Path, precision: str, max_batch: int, opt_batch: int | None,
+def build_engine_cmd(onnx: Path, out: Path, precision: Precision, max_batch: int, opt_batch: int | None,
                      calibration: Path | None, gpu: int, overwrite: bool) -> None:
     """Build a TensorRT plan from an fp32 ONNX engine (needs an NVIDIA GPU and the 'tensorrt' extra).
 
@@ -403,7 +407,7 @@ def build_engine_cmd(onnx: Path, out: Path, precision: str, max_batch: int, opt_
     """
     from fathombatch.backends.trt_build import BuildConfig, build_engine
 
-    r = build_engine(BuildConfig(onnx=onnx, out=out, precision=precision, max_batch=max_batch, opt_batch=opt_batch,  # type: ignore[arg-type]
+    r = build_engine(BuildConfig(onnx=onnx, out=out, precision=precision, max_batch=max_batch, opt_batch=opt_batch,
                                  calibration=calibration, device=gpu, overwrite=overwrite))
     click.echo(f"Wrote {r.plan} (TensorRT {r.tensorrt}, {r.gpu}) and {r.manifest}")
 

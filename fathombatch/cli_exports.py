@@ -9,12 +9,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from fathombatch.clikit import CONTEXT, Command, Output, guard_outputs
 from fathombatch.exports.darwincore import DEFAULT_DATUM
+
+if TYPE_CHECKING:  # what the --format click.Choice hands over, as the library's config names it
+    from fathombatch.exports import TableFormat
 
 _PATH = click.Path(path_type=Path)
 
@@ -45,7 +48,7 @@ def _outputs(params: Mapping[str, Any]) -> list[Output]:
               help="dwc: geodeticDatum of the coordinates.")
 @click.option("--tables", type=click.Choice(["parquet", "csv"]), default="parquet", show_default=True,
               help="Table format of the dives folder.")
-def export_table_cmd(scores: Path, out: Path, fmt: str, threshold: float | None, metadata: Path | None,
+def export_table_cmd(scores: Path, out: Path, fmt: TableFormat, threshold: float | None, metadata: Path | None,
                      dive_regex: str | None, dive_column: str | None, exif: bool, images_root: Path | None,
                      media_prefix: str | None, dataset_id: str | None, aphia_ids: Path | None, geodetic_datum: str,
                      tables: str) -> None:
@@ -61,7 +64,7 @@ def export_table_cmd(scores: Path, out: Path, fmt: str, threshold: float | None,
     from fathombatch.exports import ExportTableConfig, export_table
 
     result = export_table(ExportTableConfig(
-        scores=scores, out=out, format=fmt, threshold=threshold, metadata=metadata, dive_regex=dive_regex,  # type: ignore[arg-type]
+        scores=scores, out=out, format=fmt, threshold=threshold, metadata=metadata, dive_regex=dive_regex,
         dive_column=dive_column, images_root=images_root, exif=exif, media_prefix=media_prefix, table_ext=f".{tables}",
         dataset_id=dataset_id, aphia_ids=aphia_ids, geodetic_datum=geodetic_datum))
     click.echo(f"Wrote {result.rows} rows ({result.threshold_source} thresholds): "

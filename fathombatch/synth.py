@@ -46,6 +46,8 @@ REAL_SIZES: tuple[tuple[int, int, float], ...] = ((1920, 1080, 0.5), (714, 486, 
 _SHAPES = ("ellipse", "rectangle", "triangle", "diamond", "star", "ring", "cross", "hexagon")
 _TEXTURES = ("solid", "stripes", "cross-stripes", "dots", "checker", "rings")
 
+ImageFormat = Literal["jpg", "png"]
+
 
 @dataclass(frozen=True)
 class SynthConfig:
@@ -66,7 +68,7 @@ class SynthConfig:
     out: Path
     images: int
     seed: int = 0
-    format: Literal["jpg", "png"] = "jpg"
+    format: ImageFormat = "jpg"
     deep_fraction: float = 0.0
     size: tuple[int, int] | None = None
     box_scale: float = 1.0

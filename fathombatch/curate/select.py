@@ -37,6 +37,7 @@ from fathombatch.fsutil import atomic_path, fs_path
 from fathombatch.progress import Progress
 
 OUTPUT_COLUMNS = ("image_id", "path", "status", "error", "osd", "category", "probability")
+RowStatus = Literal["ok", "error"]
 
 
 @dataclass(frozen=True)
@@ -62,7 +63,7 @@ class SelectConfig:
     max_prob: float = 1.0
     min_osd: float | None = None
     max_osd: float | None = None
-    status: Literal["ok", "error"] | None = None
+    status: RowStatus | None = None
     limit: int | None = None
     copy_to: Path | None = None
     mode: Literal["copy", "symlink"] = "copy"
