@@ -37,6 +37,7 @@ class OnnxEngine(Engine):
         self._input = inputs[0].name
         expected = (3, manifest.input.height, manifest.input.width)
         declared = tuple(inputs[0].shape[1:4])
+        # strict=False: a wrong number of dims is its own check on the next line, with the same message
         mismatch = [d for d, e in zip(declared, expected, strict=False) if isinstance(d, int) and d != e]
         if len(declared) != 3 or mismatch:
             raise EngineError(

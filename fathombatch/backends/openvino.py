@@ -113,6 +113,7 @@ class OpenVinoEngine(Engine):
         shape = inputs[0].get_partial_shape()
         expected = (3, manifest.input.height, manifest.input.width)
         dims = [shape[i] for i in range(1, shape.rank.get_length())] if shape.rank.is_static else []
+        # strict=False: a wrong number of dims is its own check on the next line, with the same message
         mismatch = [d for d, e in zip(dims, expected, strict=False) if d.is_static and d.get_length() != e]
         if len(dims) != 3 or mismatch:
             raise EngineError(
