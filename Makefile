@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 FB     := $(BIN)/fathombatch
 DEMO   := demo
 
-.PHONY: setup demo test test-fast bench seed-table clean
+.PHONY: setup demo lint test test-fast bench seed-table clean
 
 setup: $(VENV)/.installed
 
@@ -36,7 +36,12 @@ demo: setup
 	@echo "  scores table        $(DEMO)/scores.parquet   submission: $(DEMO)/submission.csv"
 	@echo "  evaluation report   $(DEMO)/report/report.html (report.md, metrics.json, per_class.parquet, plots)"
 
-test: setup
+# The lint gate runs first, so CI enforces it: ruff's rule set and mypy's settings live in pyproject.toml.
+lint: setup
+	$(BIN)/ruff check fathombatch tests benchmarks
+	$(BIN)/mypy fathombatch
+
+test: setup lint
 	$(BIN)/python -m pytest
 
 # The throughput suite (trains its models on the first run): refreshes benchmarks/RESULTS.md and benchmarks/results/.

@@ -78,7 +78,7 @@ def main() -> None:
     args = parser.parse_args()
     result = run_baseline(args.root, args.engine, batch_size=args.batch_size, workers=args.workers)
     with args.out.open("w", encoding="utf-8") as fh:  # written at the end, as the seed notebooks did
-        for path, row in zip(result["paths"], result["probs"]):
+        for path, row in zip(result["paths"], result["probs"], strict=True):
             fh.write(path + "," + ",".join(f"{p:.6f}" for p in row) + "\n")
     print(f"{len(result['paths'])} images in {result['seconds']:.1f} s: {result['images_per_s']:.1f} images/s "
           f"({os.cpu_count()} cores)")

@@ -15,7 +15,8 @@ The planted set, built in benchmarks/work/dedupe/ from the package's synthetic-d
 A suggested drop is *correct* when its cluster keeps a copy of the same original (nothing is lost), *wrong*
 otherwise. Precision = correct / suggested; recall = correct / planted copies (4 per scene). Near duplicates that
 only pixels vouch for are not suggested but listed to review: `to_review` counts them and `twins_to_review` the
-twins among them. Guards: `pixels` (pHash and SHA-256 only: drops are byte-identical copies), `labels` (a label file giving every image its category, copies like their original),
+twins among them. Guards: `pixels` (pHash and SHA-256 only: drops are byte-identical copies), `labels` (a label
+file giving every image its category, copies like their original),
 `engine` and `engine+labels` (with `--engine`: embedding SimHashes at the default radius of 3 bits too).
 """
 

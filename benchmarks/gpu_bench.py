@@ -75,8 +75,9 @@ def main() -> None:
     run = work / "run"
     if not (run / "checkpoints" / "best.pt").is_file():
         # Throughput does not depend on the weights: one short epoch gives a real DenseNet121 to export.
-        sh([*FB, "train", "--images", str(dive / "images"), "--labels", str(dive / "train.csv"), "--arch", "densenet121",
-            "--img-size", "224", "--epochs", "1", "--batch-size", "64", "--out", str(run), "--quiet"])
+        sh([*FB, "train", "--images", str(dive / "images"), "--labels", str(dive / "train.csv"),
+            "--arch", "densenet121", "--img-size", "224", "--epochs", "1", "--batch-size", "64",
+            "--out", str(run), "--quiet"])
     onnx, pt = work / "densenet121.onnx", work / "densenet121.pt"
     for fmt, path in (("onnx", onnx), ("pt", pt)):
         if not path.is_file():
@@ -90,7 +91,8 @@ def main() -> None:
                 from fathombatch.backends.trt_build import BuildConfig, build_engine
 
                 start = time.perf_counter()
-                build_engine(BuildConfig(onnx=onnx, out=plan, precision=precision, max_batch=max(sizes), overwrite=True))
+                build_engine(BuildConfig(onnx=onnx, out=plan, precision=precision, max_batch=max(sizes),
+                                         overwrite=True))
                 engines[f"trt-{precision}"] = plan
                 return {"seconds": time.perf_counter() - start}
 

@@ -31,7 +31,8 @@ def main() -> None:
         start = time.perf_counter()
         map_at_k_from_scores(truth, scores)
         times.append(time.perf_counter() - start)
-    print(f"MAP@20 of {args.rows:,} x {args.classes} on {os.cpu_count()} cores: median {statistics.median(times):.3f} s "
+    print(f"MAP@20 of {args.rows:,} x {args.classes} on {os.cpu_count()} cores: "
+          f"median {statistics.median(times):.3f} s "
           f"over {args.repeats} runs (min {min(times):.3f}, max {max(times):.3f})")
 
 

@@ -72,7 +72,8 @@ def targets(records: dict[str, Any]) -> list[str]:
     return [
         "| target | measured | |",
         "| --- | --- | --- |",
-        f"| whole-process `fathombatch score DIR --engine {Path(w['command'].split(' --engine ')[1]).name}` (no other flag) ≥ "
+        f"| whole-process `fathombatch score DIR --engine {Path(w['command'].split(' --engine ')[1]).name}` "
+        f"(no other flag) ≥ "
         f"{SPEEDUP_TARGET}× the seed-style pipeline | {w['speedup']:.2f}× ({w['score_images_per_s']:.1f} vs "
         f"{w['baseline_images_per_s']:.1f} images/s, {w['images']} 1080p JPEGs, imports and model loading included) "
         f"| {_ok(w['speedup'], SPEEDUP_TARGET)} |",
@@ -84,7 +85,8 @@ def targets(records: dict[str, Any]) -> list[str]:
         f"({_fmt(acc['val_map20_fp32_engine'])} → {_fmt(acc['val_map20_engine'])}; check {acc['precision_check']}) | "
         f"{'met' if drop is not None and drop <= 0.005 else '**missed**'} |",
         f"| `score` with no tuning flags within 5 % of the fastest configuration measured | {default_ratio:.2f} of "
-        f"the fastest (`{best['variant']}`, {best['images_per_s']:.1f} images/s) | {_ok(default_ratio, DEFAULT_TARGET)} |",
+        f"the fastest (`{best['variant']}`, {best['images_per_s']:.1f} images/s) | "
+        f"{_ok(default_ratio, DEFAULT_TARGET)} |",
         f"| peak RSS scoring 20,000 small images ≤ {MEMORY_TARGET}× scoring 2,000 | {mem['ratio']:.2f}× | "
         f"{_ok(mem['ratio'], MEMORY_TARGET, False)} |",
     ]
@@ -148,7 +150,8 @@ def write_results_md(records: dict[str, Any], path: Path, plot: Path) -> None:
         "| --- | --- | --- |",
         f"| seed-style baseline | {', '.join(f'{s:.1f}' for s in w['seconds']['baseline'])} | "
         f"{w['baseline_images_per_s']:.1f} |",
-        f"| fathombatch score | {', '.join(f'{s:.1f}' for s in w['seconds']['score'])} | {w['score_images_per_s']:.1f} |",
+        f"| fathombatch score | {', '.join(f'{s:.1f}' for s in w['seconds']['score'])} | "
+        f"{w['score_images_per_s']:.1f} |",
         "",
         "## Engines alone (batch 32, the runtime's default threads)",
         "",
@@ -181,7 +184,8 @@ def write_results_md(records: dict[str, Any], path: Path, plot: Path) -> None:
     lines += ["", "## PNG decoding (real size mix) by threads", "", "| decoder | 1 thread | 2 threads |",
               "| --- | --- | --- |"]
     for d in ("pil", "dali"):
-        lines.append(f"| {d} | {png[f'{d}-1']['images_per_s']:.1f} images/s | {png[f'{d}-2']['images_per_s']:.1f} images/s |")
+        lines.append(f"| {d} | {png[f'{d}-1']['images_per_s']:.1f} images/s | "
+                     f"{png[f'{d}-2']['images_per_s']:.1f} images/s |")
     lines += ["", "## Sweep", "", f"![throughput]({plot.relative_to(path.parent)})", "",
               "| stage | what | batch | images/s |", "| --- | --- | --- | --- |"]
     for r in records["sweep"]:

@@ -202,8 +202,8 @@ def avx2_emulation(images: Path, dn: dict[str, Path], repeats: int) -> dict[str,
         if proc.returncode != 0:
             raise SystemExit(f"command failed: {' '.join(cmd)}\n{proc.stderr[-3000:]}")
         records += json.loads(out.read_text())
-    return {"env": AVX2_ENV, "whole": whole_processes(images, dn["openvino-int8"], dn["pt-fp32"], repeats, env=AVX2_ENV),
-            "records": records}
+    whole = whole_processes(images, dn["openvino-int8"], dn["pt-fp32"], repeats, env=AVX2_ENV)
+    return {"env": AVX2_ENV, "whole": whole, "records": records}
 
 
 def main() -> None:

@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -232,11 +233,11 @@ def run_suite(
     for batch_size in cfg.batch_sizes:
         jobs: list[Callable[[], Record]] = []
         if "decode" in stages:
-            jobs += [lambda d=d, b=batch_size: bench_decode(cfg, d, b) for d in cfg.decoders]
+            jobs += [partial(bench_decode, cfg, d, batch_size) for d in cfg.decoders]
         if "engine" in stages:
-            jobs += [lambda c=c, b=batch_size: bench_engine(c, b) for c in configs]
+            jobs += [partial(bench_engine, c, batch_size) for c in configs]
         if "e2e" in stages:
-            jobs += [lambda c=c, d=d, b=batch_size: bench_e2e(c, d, b) for c in configs for d in cfg.decoders]
+            jobs += [partial(bench_e2e, c, d, batch_size) for c in configs for d in cfg.decoders]
         for job in jobs:
             records.append(job())
             if progress:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -20,6 +20,10 @@ from fathombatch.cli_exports import export_table_cmd
 from fathombatch.clikit import CONTEXT, MAX_THREADS, Group, LabelPath, configure_logging, output_file, quiet_option
 from fathombatch.clikit import guard_outputs as _guard_outputs
 from fathombatch.clikit import progress as _progress
+
+if TYPE_CHECKING:  # what each click.Choice hands over, as the library's configs name it
+    from fathombatch.backends.export import Checkpoint, ExportFormat, Precision
+    from fathombatch.synth import ImageFormat
 
 
 def _parse_size(_ctx: click.Context, _param: click.Parameter, value: str | None) -> tuple[int, int] | None:
@@ -51,15 +55,18 @@ def cli(verbose: bool) -> None:
 
 @cli.command()
 @click.argument("out", type=click.Path(path_type=Path))
-@click.option("--images", "n_images", type=click.IntRange(min=1), default=200, show_default=True, help="Number of images.")
+@click.option("--images", "n_images", type=click.IntRange(min=1), default=200, show_default=True,
+              help="Number of images.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Everything is deterministic for a seed.")
 @click.option("--format", "fmt", type=click.Choice(["jpg", "png"]), default="jpg", show_default=True)
 @click.option("--deep-fraction", type=click.FloatRange(0, 1), default=0.0, show_default=True,
               help="Share of out-of-sample ('deep') images, with categories never seen in shallow ones.")
-@click.option("--size", callback=_parse_size, metavar="WxH", help="Force one image size, e.g. 1920x1080 (default: the real mix).")
-@click.option("--box-scale", type=float, default=1.0, show_default=True, help="Scale the real box sizes (1 = real pixels).")
+@click.option("--size", callback=_parse_size, metavar="WxH",
+              help="Force one image size, e.g. 1920x1080 (default: the real mix).")
+@click.option("--box-scale", type=float, default=1.0, show_default=True,
+              help="Scale the real box sizes (1 = real pixels).")
 @quiet_option
-def synth(out: Path, n_images: int, seed: int, fmt: str, deep_fraction: float, size: tuple[int, int] | None,
+def synth(out: Path, n_images: int, seed: int, fmt: ImageFormat, deep_fraction: float, size: tuple[int, int] | None,
           box_scale: float, quiet: bool) -> None:
     """Write a FathomNet-shaped synthetic dive to OUT.
 
@@ -71,7 +78,7 @@ def synth(out: Path, n_images: int, seed: int, fmt: str, deep_fraction: float, s
     """
     from fathombatch.synth import SynthConfig, synthesize
 
-    cfg = SynthConfig(out=out, images=n_images, seed=seed, format=fmt, deep_fraction=deep_fraction, size=size,  # type: ignore[arg-type]
+    cfg = SynthConfig(out=out, images=n_images, seed=seed, format=fmt, deep_fraction=deep_fraction, size=size,
                       box_scale=box_scale)
     with _progress(quiet).task("Synthesising", n_images) as task:
         summary = synthesize(cfg, progress=task.advance)
@@ -79,8 +86,10 @@ def synth(out: Path, n_images: int, seed: int, fmt: str, deep_fraction: float, s
 
 
 _TRAIN_OPTIONS: list[tuple[str, dict[str, Any]]] = [
-    ("--images", {"type": click.Path(exists=True, file_okay=False, path_type=Path), "help": "Folder with the training images."}),
-    ("--labels", {"type": LabelPath(), "help": "Kaggle train.csv or COCO annotations.json (or fathomnet2023:train.csv)."}),
+    ("--images", {"type": click.Path(exists=True, file_okay=False, path_type=Path),
+                  "help": "Folder with the training images."}),
+    ("--labels", {"type": LabelPath(),
+                  "help": "Kaggle train.csv or COCO annotations.json (or fathomnet2023:train.csv)."}),
     ("--out", {"type": click.Path(path_type=Path), "help": "Run folder to create."}),
     ("--arch", {"help": "Architecture (see `fathombatch models`) [default: resnet18]."}),
     ("--epochs", {"type": click.IntRange(min=1), "help": "[default: 10]"}),
@@ -90,18 +99,23 @@ _TRAIN_OPTIONS: list[tuple[str, dict[str, Any]]] = [
     ("--optimizer", {"type": click.Choice(["adam", "adamw"]), "help": "[default: adam]"}),
     ("--weight-decay", {"type": click.FloatRange(min=0), "help": "[default: 0]"}),
     ("--loss", {"type": click.Choice(["bce", "weighted-bce", "asl", "mse"]), "help": "[default: bce]"}),
-    ("--schedule", {"type": click.Choice(["constant", "cosine", "step"]), "help": "LR schedule after warm-up [default: constant]."}),
+    ("--schedule", {"type": click.Choice(["constant", "cosine", "step"]),
+                    "help": "LR schedule after warm-up [default: constant]."}),
     ("--warmup-epochs", {"type": click.FloatRange(min=0), "help": "Linear LR warm-up, in epochs [default: 0]."}),
     ("--step-epochs", {"type": click.IntRange(min=1), "help": "Step schedule period [default: 10]."}),
     ("--step-gamma", {"type": click.FloatRange(0, 1), "help": "Step schedule factor [default: 0.1]."}),
-    ("--augment", {"type": click.Choice(["none", "flip", "cutout", "underwater", "underwater-cutout"]), "help": "Augmentation recipe [default: none]."}),
+    ("--augment", {"type": click.Choice(["none", "flip", "cutout", "underwater", "underwater-cutout"]),
+                   "help": "Augmentation recipe [default: none]."}),
     ("--cutout", {"type": click.IntRange(min=0), "help": "Cutout square side in pixels (0 = off)."}),
     ("--amp", {"type": click.Choice(["off", "auto", "bf16", "fp16"]), "help": "Mixed precision [default: off]."}),
-    ("--early-stop", {"type": click.IntRange(min=0), "help": "Stop after N epochs without a better held-out MAP@20 (0 = never) [default: 0]."}),
-    ("--val-fraction", {"type": click.FloatRange(0, 1, min_open=True, max_open=True), "help": "Held-out share [default: 0.2]."}),
+    ("--early-stop", {"type": click.IntRange(min=0),
+                      "help": "Stop after N epochs without a better held-out MAP@20 (0 = never) [default: 0]."}),
+    ("--val-fraction", {"type": click.FloatRange(0, 1, min_open=True, max_open=True),
+                        "help": "Held-out share [default: 0.2]."}),
     ("--seed", {"type": int, "help": "[default: 0]"}),
     ("--pretrained/--no-pretrained", {"default": None, "help": "Start from ImageNet weights."}),
-    ("--weights", {"type": click.Path(exists=True, dir_okay=False, path_type=Path), "help": "Start from a local weights file."}),
+    ("--weights", {"type": click.Path(exists=True, dir_okay=False, path_type=Path),
+                   "help": "Start from a local weights file."}),
     ("--threads", {"type": click.IntRange(1, MAX_THREADS), "help": "CPU threads (default: all cores)."}),
     ("--device", {"type": click.Choice(["auto", "cpu", "cuda"]), "help": "[default: auto]"}),
 ]
@@ -148,7 +162,8 @@ def train(preset: str | None, list_presets: bool, resume: Path | None, quiet: bo
 
     def show(m: Any) -> None:
         click.echo(f"epoch {m.epoch:3d}  train loss {m.train_loss:.4f}  val loss {m.val_loss:.4f}  "
-                   f"val MAP@20 {m.val_map20:.4f}  (prior floor {m.val_prior_floor:.4f})  lr {m.lr:.2e}  {m.seconds:.1f}s")
+                   f"val MAP@20 {m.val_map20:.4f}  (prior floor {m.val_prior_floor:.4f})  "
+                   f"lr {m.lr:.2e}  {m.seconds:.1f}s")
 
     if resume is not None:
         fixed = [k for k, v in options.items() if v is not None and k not in ("epochs", "threads")]
@@ -182,8 +197,8 @@ def train(preset: str | None, list_presets: bool, resume: Path | None, quiet: bo
               help="OpenVINO int8: refuse an engine whose held-out MAP@20 drops by more than this.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing engine file.")
 @quiet_option
-def export(run: Path, fmt: str, out: Path, checkpoint: str, precision: str, calibration: Path | None, max_drop: float,
-           overwrite: bool, quiet: bool) -> None:
+def export(run: Path, fmt: ExportFormat, out: Path, checkpoint: Checkpoint, precision: Precision,
+           calibration: Path | None, max_drop: float, overwrite: bool, quiet: bool) -> None:
     """Export a training run as an engine plus its manifest.
 
     \b
@@ -193,15 +208,17 @@ def export(run: Path, fmt: str, out: Path, checkpoint: str, precision: str, cali
     """
     from fathombatch.backends.export import ExportConfig, export_run
 
-    result = export_run(ExportConfig(run=run, format=fmt, out=out, checkpoint=checkpoint, precision=precision,  # type: ignore[arg-type]
+    result = export_run(ExportConfig(run=run, format=fmt, out=out, checkpoint=checkpoint, precision=precision,
                                      overwrite=overwrite, calibration=calibration, max_drop=max_drop),
                         progress=_progress(quiet))
-    check = f" (fp32 graph vs PyTorch: max |logit difference| {result.max_abs_diff:.1e})" if result.max_abs_diff is not None else ""
+    diff = result.max_abs_diff
+    check = f" (fp32 graph vs PyTorch: max |logit difference| {diff:.1e})" if diff is not None else ""
     click.echo(f"Wrote {result.engine}{check} and {result.manifest}")
     if result.val_map20_fp32 is not None and result.precision == "fp32":
         click.echo(f"Held-out MAP@20 of the engine: {result.val_map20_engine:.4f}")
     elif result.val_map20_fp32 is not None:
-        click.echo(f"Held-out MAP@20: fp32 {result.val_map20_fp32:.4f}, {result.precision} {result.val_map20_engine:.4f}")
+        click.echo(f"Held-out MAP@20: fp32 {result.val_map20_fp32:.4f}, "
+                   f"{result.precision} {result.val_map20_engine:.4f}")
     if result.bf16_check is not None:
         click.echo(f"bf16 inference check: {result.bf16_check} (OpenVINO uses bf16 only where it passed)")
     if result.warning:
@@ -221,7 +238,8 @@ def export(run: Path, fmt: str, out: Path, checkpoint: str, precision: str, cali
 @click.option("--osd", "osd_method", help="Out-of-sample method (default: the engine manifest's).")
 @click.option("--threads", type=click.IntRange(1, MAX_THREADS),
               help="CPU threads for the engine and the decoder [default: engine one per core, decoder one more].")
-@click.option("--decode-threads", type=click.IntRange(1, MAX_THREADS), help="Decoder threads, overriding --threads for decoding.")
+@click.option("--decode-threads", type=click.IntRange(1, MAX_THREADS),
+              help="Decoder threads, overriding --threads for decoding.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing table or discard an interrupted run.")
 @click.option("--part-rows", type=click.IntRange(min=1), default=2048, show_default=True,
               help="Rows per part file: the most work a hard kill can cost.")
@@ -303,7 +321,8 @@ def evaluate(scores: Path, truth: Path, osd_truth: Path | None, report: Path | N
     from fathombatch.report import evaluate as run_evaluation
 
     r = run_evaluation(EvalConfig(scores=scores, truth=truth, osd_truth=osd_truth, report=report, run=run))
-    click.echo(f"MAP@{r.k}: {r.map_at_k:.4f}   prior floor: {r.prior_floor:.4f}   margin: {r.map_at_k - r.prior_floor:+.4f}")
+    click.echo(f"MAP@{r.k}: {r.map_at_k:.4f}   prior floor: {r.prior_floor:.4f}   "
+               f"margin: {r.map_at_k - r.prior_floor:+.4f}")
     if r.sauc is not None:
         click.echo(f"sAUC: {r.sauc:.4f}   competition score: {r.competition_score:.4f}")
     click.echo(f"Images: {r.n_truth} in truth, {r.n_scored} scored, {len(r.missing)} missing (counted as 0), "
@@ -322,12 +341,13 @@ def evaluate(scores: Path, truth: Path, osd_truth: Path | None, report: Path | N
               help="Engine file (or name in engines/); repeat to measure several side by side.")
 @click.option("--batch-sizes", default="8,16,32,64", show_default=True, help="Comma-separated batch sizes.")
 @click.option("--decoders", default="dali,pil", show_default=True, help="Comma-separated decoders.")
-@click.option("--repeats", type=click.IntRange(min=1), default=3, show_default=True, help="Timed runs; the median is reported.")
+@click.option("--repeats", type=click.IntRange(min=1), default=3, show_default=True,
+              help="Timed runs; the median is reported.")
 @click.option("--max-images", type=click.IntRange(min=1), help="Use at most this many images of ROOT.")
 @click.option("--threads", type=click.IntRange(1, MAX_THREADS), help="CPU threads (default: all cores).")
 @click.option("--json", "json_out", type=click.Path(path_type=Path), help="Also write the records as json.")
-def bench(stage: str, root: Path, engines: tuple[str, ...], batch_sizes: str, decoders: str, repeats: int, max_images: int | None,
-          threads: int | None, json_out: Path | None) -> None:
+def bench(stage: str, root: Path, engines: tuple[str, ...], batch_sizes: str, decoders: str, repeats: int,
+          max_images: int | None, threads: int | None, json_out: Path | None) -> None:
     """Measure images/s and peak memory of decoding, the engine alone, or the whole score path.
 
     Each figure is the median of --repeats timed runs after a warm-up.
@@ -345,8 +365,8 @@ def bench(stage: str, root: Path, engines: tuple[str, ...], batch_sizes: str, de
         sizes = tuple(int(b) for b in batch_sizes.split(","))
     except ValueError:
         raise UsageError(f"--batch-sizes must be comma-separated integers, got {batch_sizes!r}") from None
-    cfg = BenchConfig(root=root, engine=engines[0], batch_sizes=sizes, decoders=tuple(decoders.split(",")), repeats=repeats,
-                      max_images=max_images, threads=threads)
+    cfg = BenchConfig(root=root, engine=engines[0], batch_sizes=sizes, decoders=tuple(decoders.split(",")),
+                      repeats=repeats, max_images=max_images, threads=threads)
     stages = ["decode", "engine", "e2e"] if stage == "all" else [stage]
 
     def show(r: dict[str, Any]) -> None:
@@ -374,7 +394,7 @@ def bench(stage: str, root: Path, engines: tuple[str, ...], batch_sizes: str, de
               help="int8: images like the ones the plan will score.")
 @click.option("--device", "gpu", type=click.IntRange(min=0), default=0, show_default=True, help="GPU to build for.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing plan.")
-def build_engine_cmd(onnx: Path, out: Path, precision: str, max_batch: int, opt_batch: int | None,
+def build_engine_cmd(onnx: Path, out: Path, precision: Precision, max_batch: int, opt_batch: int | None,
                      calibration: Path | None, gpu: int, overwrite: bool) -> None:
     """Build a TensorRT plan from an fp32 ONNX engine (needs an NVIDIA GPU and the 'tensorrt' extra).
 
@@ -387,7 +407,7 @@ def build_engine_cmd(onnx: Path, out: Path, precision: str, max_batch: int, opt_
     """
     from fathombatch.backends.trt_build import BuildConfig, build_engine
 
-    r = build_engine(BuildConfig(onnx=onnx, out=out, precision=precision, max_batch=max_batch, opt_batch=opt_batch,  # type: ignore[arg-type]
+    r = build_engine(BuildConfig(onnx=onnx, out=out, precision=precision, max_batch=max_batch, opt_batch=opt_batch,
                                  calibration=calibration, device=gpu, overwrite=overwrite))
     click.echo(f"Wrote {r.plan} (TensorRT {r.tensorrt}, {r.gpu}) and {r.manifest}")
 

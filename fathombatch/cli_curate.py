@@ -9,13 +9,17 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from fathombatch.clikit import CONTEXT, MAX_THREADS, Command, Group, LabelPath, guard_outputs, quiet_option
 from fathombatch.clikit import progress as _progress
 from fathombatch.errors import LabelFileError, OutputError, UsageError
+
+if TYPE_CHECKING:  # what each click.Choice hands over, as the library's configs name it
+    from fathombatch.curate.review import Strategy
+    from fathombatch.curate.select import RowStatus
 
 _CONTEXT = CONTEXT
 _FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
@@ -118,7 +122,8 @@ def split(labels: Path, out: Path, val_fraction: float, seed: int, folds: int | 
 @_images_root_option
 @quiet_option
 def select(scores: Path, out: Path, categories: tuple[str, ...], supercategories: tuple[str, ...], min_prob: float,
-           max_prob: float, min_osd: float | None, max_osd: float | None, status: str | None, limit: int | None,
+           max_prob: float, min_osd: float | None, max_osd: float | None, status: RowStatus | None,
+           limit: int | None,
            copy_to: Path | None, symlink: bool, images_root: Path | None, quiet: bool) -> None:
     """Select rows of a SCORES table by class probability, out-of-sample score or status.
 
@@ -132,7 +137,7 @@ def select(scores: Path, out: Path, categories: tuple[str, ...], supercategories
 
     cfg = SelectConfig(scores=scores, out=out, categories=categories, supercategories=supercategories,
                        min_prob=min_prob, max_prob=max_prob, min_osd=min_osd, max_osd=max_osd,
-                       status=status, limit=limit, copy_to=copy_to,  # type: ignore[arg-type]
+                       status=status, limit=limit, copy_to=copy_to,
                        mode="symlink" if symlink else "copy", images_root=images_root)
     r = run_select(cfg, progress=_progress(quiet))
     click.echo(f"Selected {r.rows} rows: {r.out}")
@@ -159,7 +164,7 @@ def select(scores: Path, out: Path, categories: tuple[str, ...], supercategories
                    "as export-table uses).")
 @_images_root_option
 @quiet_option
-def review(scores: Path, out: Path, n: int, strategy: str, other: Path | None, top: int, thumb_size: int,
+def review(scores: Path, out: Path, n: int, strategy: Strategy, other: Path | None, top: int, thumb_size: int,
            threshold: float | None, images_root: Path | None, quiet: bool) -> None:
     """Build a review queue from SCORES: a CSV and an HTML contact sheet with thumbnails and top predictions.
 
@@ -172,7 +177,7 @@ def review(scores: Path, out: Path, n: int, strategy: str, other: Path | None, t
 
     if threshold is not None and strategy != "uncertain":  # said in flags here; the library names its parameter
         raise UsageError(f"--threshold applies only to --strategy uncertain, not to --strategy {strategy}")
-    cfg = ReviewConfig(scores=scores, out=out, n=n, strategy=strategy, other=other,  # type: ignore[arg-type]
+    cfg = ReviewConfig(scores=scores, out=out, n=n, strategy=strategy, other=other,
                        images_root=images_root, top=top, thumb_size=thumb_size, threshold=threshold)
     r = build_review(cfg, progress=_progress(quiet))
     source = f", {r.threshold_source} thresholds" if r.threshold_source else ""

@@ -9,12 +9,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from fathombatch.clikit import CONTEXT, Command, Output, guard_outputs
 from fathombatch.exports.darwincore import DEFAULT_DATUM
+
+if TYPE_CHECKING:  # what the --format click.Choice hands over, as the library's config names it
+    from fathombatch.exports import TableFormat
 
 _PATH = click.Path(path_type=Path)
 
@@ -30,19 +33,22 @@ def _outputs(params: Mapping[str, Any]) -> list[Output]:
 @click.argument("scores", type=_PATH)
 @click.option("--out", type=_PATH, required=True, help="long, dwc: .parquet/.csv file; dives: a folder.")
 @click.option("--format", "fmt", type=click.Choice(["long", "dives", "dwc"]), default="long", show_default=True)
-@click.option("--threshold", type=float, help="One presence threshold for every class (default: the engine's per-class ones).")
+@click.option("--threshold", type=float,
+              help="One presence threshold for every class (default: the engine's per-class ones).")
 @click.option("--metadata", type=_PATH, help="Per-image CSV joined on image_id (depth, lat/lon, time...).")
 @click.option("--dive-regex", help="Regular expression on path giving the dive (its first group).")
 @click.option("--dive-column", help="A --metadata column giving the dive.")
 @click.option("--exif", is_flag=True, help="Add EXIF timestamps (reads every image; needs the scored folder).")
 @click.option("--images-root", type=_PATH, help="The scored folder (default: the one recorded in the table).")
 @click.option("--media-prefix", help="URL prefix for Darwin Core associatedMedia (never part of an ID).")
-@click.option("--dataset-id", help="dwc: datasetID, and what identifies the images in IDs [default: each image's SHA-256].")
+@click.option("--dataset-id",
+              help="dwc: datasetID, and what identifies the images in IDs [default: each image's SHA-256].")
 @click.option("--aphia-ids", type=_PATH, help="dwc: CSV of category_id or name -> aphia_id, for scientificNameID.")
-@click.option("--geodetic-datum", default=DEFAULT_DATUM, show_default=True, help="dwc: geodeticDatum of the coordinates.")
+@click.option("--geodetic-datum", default=DEFAULT_DATUM, show_default=True,
+              help="dwc: geodeticDatum of the coordinates.")
 @click.option("--tables", type=click.Choice(["parquet", "csv"]), default="parquet", show_default=True,
               help="Table format of the dives folder.")
-def export_table_cmd(scores: Path, out: Path, fmt: str, threshold: float | None, metadata: Path | None,
+def export_table_cmd(scores: Path, out: Path, fmt: TableFormat, threshold: float | None, metadata: Path | None,
                      dive_regex: str | None, dive_column: str | None, exif: bool, images_root: Path | None,
                      media_prefix: str | None, dataset_id: str | None, aphia_ids: Path | None, geodetic_datum: str,
                      tables: str) -> None:
@@ -58,7 +64,7 @@ def export_table_cmd(scores: Path, out: Path, fmt: str, threshold: float | None,
     from fathombatch.exports import ExportTableConfig, export_table
 
     result = export_table(ExportTableConfig(
-        scores=scores, out=out, format=fmt, threshold=threshold, metadata=metadata, dive_regex=dive_regex,  # type: ignore[arg-type]
+        scores=scores, out=out, format=fmt, threshold=threshold, metadata=metadata, dive_regex=dive_regex,
         dive_column=dive_column, images_root=images_root, exif=exif, media_prefix=media_prefix, table_ext=f".{tables}",
         dataset_id=dataset_id, aphia_ids=aphia_ids, geodetic_datum=geodetic_datum))
     click.echo(f"Wrote {result.rows} rows ({result.threshold_source} thresholds): "

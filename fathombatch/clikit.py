@@ -58,13 +58,13 @@ class _SigintSeen:
 SIGINT = _SigintSeen()
 
 
-class ErrorsToExit:
+class ErrorsToExit(click.Command):
     """Mixin for click commands and groups: no traceback for a user's mistake, one ``Error:`` line instead."""
 
     def invoke(self, ctx: click.Context) -> Any:
         with SIGINT.watching():
             try:
-                return super().invoke(ctx)  # type: ignore[misc]
+                return super().invoke(ctx)
             except (click.exceptions.Exit, click.ClickException):
                 raise  # a subcommand's own exit (its error already printed), or click's usage errors
             except FathombatchError as exc:
@@ -107,7 +107,8 @@ def progress(quiet: bool) -> Any:
 
 
 def quiet_option(f: Callable[..., Any]) -> Callable[..., Any]:
-    return click.option("--quiet", "-q", is_flag=True, help="No progress bars or status lines; print only the summary.")(f)
+    return click.option("--quiet", "-q", is_flag=True,
+                        help="No progress bars or status lines; print only the summary.")(f)
 
 
 @dataclass(frozen=True)
@@ -228,7 +229,8 @@ def output_file(_ctx: click.Context, param: click.Parameter, value: str | None) 
 
 
 class LabelPath(click.Path):
-    """An existing label file, or a shipped one by short name (``fathomnet2023:train.csv``, see :mod:`fathombatch.packaged`)."""
+    """An existing label file, or a shipped one by short name (``fathomnet2023:train.csv``,
+    see :mod:`fathombatch.packaged`)."""
 
     def __init__(self) -> None:
         super().__init__(exists=True, dir_okay=False, path_type=Path)

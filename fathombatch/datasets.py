@@ -90,7 +90,9 @@ def read_labels(path: str | Path, taxonomy: Taxonomy | None = None) -> Labels:
         raise UsageError(f"label file {path} does not exist")
     size = path.stat().st_size
     if size > MAX_LABEL_FILE_BYTES:
-        raise LabelFileError(f"{path}: {size} bytes is larger than the {MAX_LABEL_FILE_BYTES} byte limit for label files")
+        raise LabelFileError(
+            f"{path}: {size} bytes is larger than the {MAX_LABEL_FILE_BYTES} byte limit for label files"
+        )
     suffix = path.suffix.lower()
     if suffix == ".csv":
         return read_kaggle_csv(path, taxonomy)
@@ -176,7 +178,7 @@ def read_kaggle_csv(path: str | Path, taxonomy: Taxonomy | None = None) -> Label
 
 
 def _labels(
-    ids: list[str], file_names: list[str | None], cats: list[list[int]], taxonomy: Taxonomy, path: Path
+    ids: list[str], file_names: Sequence[str | None], cats: list[list[int]], taxonomy: Taxonomy, path: Path
 ) -> Labels:
     frame = pl.DataFrame(
         {"image_id": ids, "file_name": file_names, "categories": cats},
@@ -219,7 +221,9 @@ def load_coco_json(path: Path, *, required: tuple[str, ...] = ("images", "annota
     except RecursionError:
         raise LabelFileError(f"{path}: json is nested too deeply to be a COCO file") from None
     if not isinstance(data, dict):
-        raise LabelFileError(f"{path}: expected a COCO object with 'images' and 'annotations', got {type(data).__name__}")
+        raise LabelFileError(
+            f"{path}: expected a COCO object with 'images' and 'annotations', got {type(data).__name__}"
+        )
     for key in required:
         if not isinstance(data.get(key), list):
             raise LabelFileError(f"{path}: missing or non-list '{key}'")

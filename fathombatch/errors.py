@@ -10,6 +10,7 @@ Library code raises these; the CLI prints ``Error: <message>`` on one line and e
 
 from __future__ import annotations
 
+from types import ModuleType
 
 #: The most CPU threads any option may ask for: far above any machine's cores, far below what exhausts memory
 #: (``--threads 100000`` once grew memory without a word).
@@ -66,7 +67,7 @@ class MissingDependencyError(FathombatchError):
     """An optional dependency is not installed; the message names the extra that provides it."""
 
 
-def require(module: str, extra: str, purpose: str) -> object:
+def require(module: str, extra: str, purpose: str) -> ModuleType:
     """Import an optional module or raise one helpful :class:`MissingDependencyError`.
 
     Args:

@@ -16,7 +16,7 @@ import csv
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import numpy as np
 import polars as pl
@@ -209,7 +209,7 @@ def align(preds: Predictions, keys: list[str], k: int, source: Path) -> Aligned:
             for j, cid in reversed(list(enumerate(top))):  # reversed: a repeated id keeps its best rank
                 probs[r, column[cid]] = (len(top) - j) / len(top)
     ranked: np.ndarray | None = None
-    if preds.kind == "submission" or joined.height == 0 or int(tops.list.len().min()) >= min(k, c):
+    if preds.kind == "submission" or joined.height == 0 or cast(int, tops.list.len().min()) >= min(k, c):
         # The table's own ranking (made from logits, so saturated probabilities cannot tie) is what a submission holds.
         ranked = np.full((n, k), -1, dtype=np.int64)
         for r, top in zip(rows, top_lists, strict=True):
@@ -246,8 +246,8 @@ def categories_in_file_order(labels: Labels) -> pl.Series:
     """
     if labels.source.suffix.lower() == SUBMISSION_SUFFIX:
         try:
-            ordered = read_submission(labels.source, labels.taxonomy, require_osd=False)
-            ordered = ordered.unique("image_id", keep="first")
+            submission = read_submission(labels.source, labels.taxonomy, require_osd=False)
+            ordered = submission.unique("image_id", keep="first")
         except LabelFileError:
             ordered = None
         if ordered is not None:

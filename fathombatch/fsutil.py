@@ -146,6 +146,6 @@ def write_path_list(dest: str | Path, paths: list[str]) -> list[str]:
     json list only; returns those left out of the text list."""
     dest = Path(dest)
     breaks = [has_line_break(p) for p in paths]
-    write_text_atomic(dest, "".join(f"{p}\n" for p, broken in zip(paths, breaks) if not broken))
+    write_text_atomic(dest, "".join(f"{p}\n" for p, broken in zip(paths, breaks, strict=True) if not broken))
     write_json_atomic(dest.with_suffix(".json"), paths)
-    return [p for p, broken in zip(paths, breaks) if broken]
+    return [p for p, broken in zip(paths, breaks, strict=True) if broken]

@@ -140,7 +140,7 @@ def map_at_k_from_lists(
     n = len(truth)
     truth_m = np.zeros((n, max(len(vocab), 1)), dtype=bool)
     ranked = np.full((n, k), -1, dtype=np.int64)
-    for i, (t, p) in enumerate(zip(truth, predictions)):
+    for i, (t, p) in enumerate(zip(truth, predictions, strict=True)):
         truth_m[i, [col[c] for c in t]] = True
         p = list(p)[:k]
         ranked[i, : len(p)] = [col[c] for c in p]

@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import multiprocessing as mp
 import queue
-from collections.abc import Iterator
+from collections.abc import Generator
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +41,7 @@ def _worker(cfg_fields: dict[str, Any], engine: str, decoder: str, osd: str, sha
 
 
 def multi_gpu_frames(cfg: Any, engine: Path, decoder: str, osd: str, pending: list[str], devices: list[int]
-                     ) -> Iterator[tuple[int, pl.DataFrame]]:
+                     ) -> Generator[tuple[int, pl.DataFrame], None, None]:
     """Yield (files done, rows) from one worker process per GPU; shards are interleaved batches of ``pending``."""
     ctx = mp.get_context("spawn")
     out: Any = ctx.Queue(maxsize=4 * len(devices))

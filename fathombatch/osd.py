@@ -60,10 +60,8 @@ def _nearest_distance(features: np.ndarray, bank: np.ndarray, skip_self: bool = 
     out = np.empty(features.shape[0], dtype=np.float32)
     for start in range(0, features.shape[0], 4096):
         sims = _normalise(features[start : start + 4096]) @ bank.T
-        if skip_self and bank.shape[0] > 1:
-            nearest = -np.partition(-sims, 1, axis=1)[:, 1]
-        else:
-            nearest = sims.max(axis=1)
+        skip = skip_self and bank.shape[0] > 1
+        nearest = -np.partition(-sims, 1, axis=1)[:, 1] if skip else sims.max(axis=1)
         out[start : start + 4096] = 1.0 - nearest
     return out
 

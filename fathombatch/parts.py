@@ -13,7 +13,9 @@
 
 from __future__ import annotations
 
+import itertools
 import json
+import operator
 import os
 import queue
 import shutil
@@ -150,7 +152,8 @@ class PartStore:
         return PartWriter(self.dir, first=len(self.parts))
 
     def merge(self, out: Path, keep: set[str], metadata: dict[str, str]) -> None:
-        """Write ``out`` atomically: the newest row of every path in ``keep``, sorted by path, private columns dropped."""
+        """Write ``out`` atomically: the newest row of every path in ``keep``, sorted by path, private columns
+        dropped."""
         import pyarrow as pa
         import pyarrow.parquet as pq
 
@@ -170,7 +173,7 @@ class PartStore:
         try:
             with atomic_path(out) as tmp:
                 schema = load(0).schema.with_metadata(metadata) if parts else None
-                with pq.ParquetWriter(tmp, schema, compression="zstd") as writer:  # type: ignore[arg-type]
+                with pq.ParquetWriter(tmp, schema, compression="zstd") as writer:
                     pending: list[pa.Table] = []
                     n_pending = 0
                     for part, rows in _segments(index):
@@ -193,16 +196,8 @@ class PartStore:
 
 def _segments(index: pl.DataFrame) -> Iterator[tuple[int, list[int]]]:
     """Consecutive index rows that come from the same part: (part, row numbers)."""
-    current: int | None = None
-    rows: list[int] = []
-    for part, row in index.select("part", "row").iter_rows():
-        if part != current and rows:
-            yield current, rows  # type: ignore[misc]
-            rows = []
-        current = part
-        rows.append(row)
-    if rows:
-        yield current, rows  # type: ignore[misc]
+    for part, group in itertools.groupby(index.select("part", "row").iter_rows(), key=operator.itemgetter(0)):
+        yield part, [row for _, row in group]
 
 
 class PartWriter:

@@ -6,16 +6,23 @@ The prior floor is drawn wherever MAP@20 is, and only there.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
 from fathombatch.fsutil import atomic_path
 
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+
 _DPI = 110
 
 
-def _figure(width: float = 7.0, height: float = 4.0, ncols: int = 1):  # type: ignore[no-untyped-def]
+def _figure(width: float = 7.0, height: float = 4.0, ncols: int = 1) -> tuple[ModuleType, tuple[Figure, Any]]:
     """(pyplot, (figure, axes)) drawn off-screen; importing pyplot here keeps it out of every other command."""
     import matplotlib
 
@@ -25,7 +32,7 @@ def _figure(width: float = 7.0, height: float = 4.0, ncols: int = 1):  # type: i
     return plt, plt.subplots(1, ncols, figsize=(width, height))
 
 
-def _save(fig, path: Path) -> Path:  # type: ignore[no-untyped-def]
+def _save(fig: Figure, path: Path) -> Path:
     import matplotlib.pyplot as plt
 
     fig.tight_layout()
@@ -42,7 +49,8 @@ def headline(path: Path, map_k: float, floor: float, k: int, sauc: float | None,
     return _save(fig, path)
 
 
-def draw_headline(ax, map_k: float, floor: float, k: int, sauc: float | None, competition: float | None) -> None:  # type: ignore[no-untyped-def]
+def draw_headline(ax: Axes, map_k: float, floor: float, k: int, sauc: float | None,
+                  competition: float | None) -> None:
     """Draw the headline bars on ``ax``; the floor's dashed line spans only the MAP@k and floor bars.
 
     The floor is a MAP@k figure: drawn across sAUC (in [-1, 1]) or the competition score it would read as their
@@ -60,7 +68,7 @@ def draw_headline(ax, map_k: float, floor: float, k: int, sauc: float | None, co
     bars = ax.bar(labels, values, color=colours)
     left, right = bars[0].get_x(), bars[1].get_x() + bars[1].get_width()
     ax.hlines(floor, left, right, color="#d62728", linestyle="--", linewidth=1.2, label=f"prior floor {floor:.3f}")
-    for bar, value in zip(bars, values):
+    for bar, value in zip(bars, values, strict=True):
         ax.text(bar.get_x() + bar.get_width() / 2, value, f"{value:.3f}", ha="center", va="bottom", fontsize=9)
     ax.set_ylim(min(0.0, *values) - 0.05, 1.05)
     ax.set_title(f"MAP@{k} against the frequency-prior floor")
@@ -111,7 +119,7 @@ def training_curves(path: Path, history: pl.DataFrame) -> Path:
     return _save(fig, path)
 
 
-def draw_training_curves(axes, history: pl.DataFrame) -> None:  # type: ignore[no-untyped-def]
+def draw_training_curves(axes: Sequence[Axes], history: pl.DataFrame) -> None:
     """Draw loss and held-out MAP@20 on the two ``axes``; epoch axes tick whole epochs only (no epoch 1.5)."""
     from matplotlib.ticker import MaxNLocator
 

@@ -6,7 +6,7 @@ drift apart (the role timm's ``PretrainedCfg`` plays there).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -75,9 +75,15 @@ class InputSpec:
         return cls(
             height=data["height"],
             width=data["width"],
-            mean=tuple(float(x) for x in data["mean"]),  # type: ignore[arg-type]
-            std=tuple(float(x) for x in data["std"]),  # type: ignore[arg-type]
+            mean=_triple(data["mean"]),
+            std=_triple(data["std"]),
         )
+
+
+def _triple(values: Sequence[Any]) -> tuple[float, float, float]:
+    """Three numbers (already checked) as floats."""
+    a, b, c = (float(x) for x in values)
+    return a, b, c
 
 
 def _is_int(value: Any) -> bool:

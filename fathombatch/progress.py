@@ -54,7 +54,9 @@ class Progress:
         self.clock = clock
 
     @contextlib.contextmanager
-    def task(self, description: str, total: int | None, *, unit: str = "img", show_errors: bool = False) -> Iterator[Task]:
+    def task(
+        self, description: str, total: int | None, *, unit: str = "img", show_errors: bool = False
+    ) -> Iterator[Task]:
         """Report one step while the block runs (a bar, status lines, or nothing; see the class).
 
         Args:

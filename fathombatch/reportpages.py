@@ -36,7 +36,8 @@ def provenance_rows(p: dict[str, Any]) -> list[tuple[str, str]]:
     return [
         ("engine", engine),
         ("engine fingerprint", p.get("engine_fingerprint") or "not recorded"),
-        ("scored with", f"fathombatch {p.get('scored_with') or '(unknown version)'}, {p.get('scored_at') or 'date unknown'}"),
+        ("scored with",
+         f"fathombatch {p.get('scored_with') or '(unknown version)'}, {p.get('scored_at') or 'date unknown'}"),
         ("evaluated with", f"fathombatch {p.get('evaluated_with')}, {p.get('evaluated_at')}"),
     ]
 
@@ -61,7 +62,8 @@ def supercategory_table(per_class: pl.DataFrame) -> pl.DataFrame:
             classes=pl.len(),
             support=pl.col("support").sum(),
             mean_ap=pl.col("ap").mean(),
-            weighted_ap=(pl.col("ap") * pl.col("support")).sum() / pl.col("support").filter(pl.col("ap").is_not_null()).sum(),
+            weighted_ap=(pl.col("ap") * pl.col("support")).sum()
+            / pl.col("support").filter(pl.col("ap").is_not_null()).sum(),
         )
         .sort("support", descending=True)
     )
@@ -100,13 +102,15 @@ table{{border-collapse:collapse}}th,td{{border:1px solid #ccc;padding:.3em .8em;
 figure{{margin:2em 0}}img{{max-width:100%}}.flag{{color:#b00020;font-weight:bold}}</style></head><body>
 <h1>fathombatch evaluation</h1>
 <p>Scores <code>{html.escape(str(cfg.scores))}</code> against <code>{html.escape(str(cfg.truth))}</code>.
-The floor ranks categories by {html.escape(result.floor_source)}; it is 0.497 on FathomNet 2023's own training labels.</p>
+The floor ranks categories by {html.escape(result.floor_source)};
+it is 0.497 on FathomNet 2023's own training labels.</p>
 <p{' class="flag"' if result.at_or_below_floor else ""}>{html.escape(flag)}</p>
 <table>{table}</table>
 {f"<ul>{warn}</ul>" if warn else ""}
 {figs}
 <p>Supercategories: {html.escape(SUPERCATEGORY_NOTE)}.</p>
-<p>All per-class figures: <code>per_class.parquet</code>; all numbers: <code>metrics.json</code>; text: <code>report.md</code>.</p>
+<p>All per-class figures: <code>per_class.parquet</code>; all numbers: <code>metrics.json</code>;
+text: <code>report.md</code>.</p>
 </body></html>
 """
 
@@ -156,7 +160,8 @@ def render_markdown(result: EvalResult, cfg: EvalConfig) -> str:
         ("Most frequent classes", pc.sort("support", descending=True).head(10)),
         ("Weakest classes with at least 5 images", pc.filter(pl.col("support") >= 5).sort("ap").head(10)),
     ):
-        lines += ["", f"## {title}", "", "| id | name | supercategory | images | AP |", "| --- | --- | --- | --- | --- |"]
+        lines += ["", f"## {title}", "", "| id | name | supercategory | images | AP |",
+                  "| --- | --- | --- | --- | --- |"]
         lines += [
             f"| {r['category_id']} | {r['name']} | {r['supercategory']} | {r['support']} | {_fmt(r['ap'])} |"
             for r in frame.iter_rows(named=True)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Generator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -109,7 +109,7 @@ def _init(options: RayOptions) -> Any:
 def ray_frames(
     *, engine: Path, root: Path, decoder: str, batch_size: int, top_k: int, osd: str, pending: list[str],
     options: RayOptions,
-) -> Iterator[tuple[int, pl.DataFrame]]:
+) -> Generator[tuple[int, pl.DataFrame], None, None]:
     """Yield (files done, rows) for the pending files, scored by a Ray Data actor pool."""
     ray = _init(options)
     from ray.data import ActorPoolStrategy

@@ -22,7 +22,7 @@ import queue
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -223,8 +223,8 @@ def score_folder(cfg: ScoreConfig, *, progress: Progress | None = None) -> Score
         shown = [display_path(f) for f in files]
         done: set[str] = set()
         if store.parts:
-            done = store.scored({s: file_signature(cfg.root / f) for f, s in zip(files, shown)})
-        pending = [f for f, s in zip(files, shown) if s not in done]
+            done = store.scored({s: file_signature(cfg.root / f) for f, s in zip(files, shown, strict=True)})
+        pending = [f for f, s in zip(files, shown, strict=True) if s not in done]
         resumed = len(files) - len(pending)
         if resumed:
             log.info("resuming: %d of %d files already scored", resumed, len(files))
@@ -327,7 +327,7 @@ def _spellings(path: Path) -> set[Path]:
 
 def _local_frames(
     cfg: ScoreConfig, engine: Engine, decoder_name: str, osd_fn: Any, pending: list[str], device: int | None = None
-) -> Iterator[tuple[int, pl.DataFrame]]:
+) -> Generator[tuple[int, pl.DataFrame], None, None]:
     """Yield (files done, rows) from the local pipeline: a decode thread feeding this thread's engine calls."""
     taxonomy = engine.manifest.taxonomy
     decoded_q: queue.Queue[Any] = queue.Queue(maxsize=2)
@@ -352,7 +352,7 @@ def _local_frames(
 
 def _score_pending(
     cfg: ScoreConfig,
-    frames: Iterator[tuple[int, pl.DataFrame]],
+    frames: Generator[tuple[int, pl.DataFrame], None, None],
     store: PartStore,
     progress: Progress,
     resumed: int,
@@ -402,7 +402,7 @@ def _score_batch(
         if not finite.all():
             for pos in np.asarray(ok)[~finite]:
                 errors[pos] = "the engine returned NaN or infinite logits for this image"
-            ok = [pos for pos, f in zip(ok, finite) if f]
+            ok = [pos for pos, f in zip(ok, finite, strict=True) if f]
             logits = logits[finite]
             outputs = {k: v[finite] for k, v in outputs.items()}
         probs = sigmoid(logits)
@@ -423,7 +423,7 @@ def _score_batch(
         top_columns=top,
         osd=osd,
     )
-    sizes, mtimes = zip(*(file_signature(root / p) for p in chunk))
+    sizes, mtimes = zip(*(file_signature(root / p) for p in chunk), strict=True)
     return frame.with_columns(
         pl.Series("_size", sizes, dtype=pl.Int64), pl.Series("_mtime_ns", mtimes, dtype=pl.Int64)
     )

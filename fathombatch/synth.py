@@ -27,10 +27,10 @@ import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache, lru_cache
 from importlib import resources
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -45,6 +45,8 @@ REAL_SIZES: tuple[tuple[int, int, float], ...] = ((1920, 1080, 0.5), (714, 486, 
 
 _SHAPES = ("ellipse", "rectangle", "triangle", "diamond", "star", "ring", "cross", "hexagon")
 _TEXTURES = ("solid", "stripes", "cross-stripes", "dots", "checker", "rings")
+
+ImageFormat = Literal["jpg", "png"]
 
 
 @dataclass(frozen=True)
@@ -66,7 +68,7 @@ class SynthConfig:
     out: Path
     images: int
     seed: int = 0
-    format: Literal["jpg", "png"] = "jpg"
+    format: ImageFormat = "jpg"
     deep_fraction: float = 0.0
     size: tuple[int, int] | None = None
     box_scale: float = 1.0
@@ -129,7 +131,7 @@ def _hsv(h: float, s: float, v: float) -> tuple[int, int, int]:
     return int(r * 255), int(g * 255), int(b * 255)
 
 
-@lru_cache(maxsize=None)
+@cache
 def appearance(category_id: int) -> Appearance:
     """The fixed appearance of a category; depends on the id only, never on a dive's seed."""
     rng = np.random.default_rng([0xFA7, category_id])
@@ -160,7 +162,8 @@ def _shape_mask(shape: str, w: int, h: int) -> np.ndarray:
     elif shape == "star":
         angles = np.linspace(-np.pi / 2, 1.5 * np.pi, 11)[:-1]
         radii = np.where(np.arange(10) % 2 == 0, 1.0, 0.45)
-        d.polygon([(cx + cx * r * np.cos(a), cy + cy * r * np.sin(a)) for a, r in zip(angles, radii)], fill=255)
+        points = [(cx + cx * r * np.cos(a), cy + cy * r * np.sin(a)) for a, r in zip(angles, radii, strict=True)]
+        d.polygon(points, fill=255)
     elif shape == "ring":
         d.ellipse((0, 0, x1, y1), fill=255)
         d.ellipse((w * 0.3, h * 0.3, x1 - w * 0.3, y1 - h * 0.3), fill=0)
@@ -199,7 +202,8 @@ def render_object(category_id: int, w: int, h: int, rng: np.random.Generator) ->
     app = appearance(category_id)
     mask = _shape_mask(app.shape, w, h)
     pattern = _texture(app.texture, w, h, app.period)
-    rgb = np.where(pattern[..., None], np.float32(app.color2), np.float32(app.color)).astype(np.float32)
+    colour2, colour = np.asarray(app.color2, dtype=np.float32), np.asarray(app.color, dtype=np.float32)
+    rgb = np.where(pattern[..., None], colour2, colour).astype(np.float32)
     rgb *= np.float32(0.85 + 0.3 * rng.random())  # lighting varies between instances
     if rng.random() < 0.5:
         rgb, mask = rgb[:, ::-1], mask[:, ::-1]
@@ -237,7 +241,7 @@ def _deep_labels(
     """Swap categories of a real label set for unseen ones (same supercategory where possible)."""
     real = _real_labels()
     tax = fathomnet2023()
-    super_of = dict(zip(tax.ids, tax.supercategories))
+    super_of = dict(zip(tax.ids, tax.supercategories, strict=True))
     unseen_by_super: dict[str, list[int]] = {}
     for c in real.unseen:
         unseen_by_super.setdefault(super_of[c], []).append(c)
@@ -245,7 +249,7 @@ def _deep_labels(
     if not swap.any():
         swap[rng.integers(len(label_set))] = True
     mapping: dict[int, int] = {}
-    for c, s in zip(label_set, swap):
+    for c, s in zip(label_set, swap, strict=True):
         if s:
             pool = unseen_by_super.get(super_of[c]) or list(real.unseen)
             mapping[c] = int(pool[rng.integers(len(pool))])
@@ -348,7 +352,8 @@ def synthesize(cfg: SynthConfig, progress: Callable[[int], None] | None = None) 
 
 
 def _coco(plans: list[_Plan], tax: Taxonomy) -> dict:
-    images, annotations = [], []
+    images: list[dict[str, Any]] = []
+    annotations: list[dict[str, Any]] = []
     for i, p in enumerate(plans, start=1):
         images.append({"id": i, "file_name": p.file_name, "width": p.width, "height": p.height})
         for cat, x, y, w, h in p.boxes:

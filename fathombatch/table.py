@@ -86,7 +86,7 @@ def build_frame(
         "image_id": [Path(p).stem for p in paths],
         "path": list(paths),
         "status": ["ok" if v else "error" for v in valid],
-        "error": [None if v else (e or "unknown error") for v, e in zip(valid, errors)],
+        "error": [None if v else (e or "unknown error") for v, e in zip(valid, errors, strict=True)],
         "width": [s[0] if s else None for s in sizes],
         "height": [s[1] if s else None for s in sizes],
         "top_categories": top_lists,

@@ -9,6 +9,7 @@ Katija et al., Scientific Reports 12, 15914, 2022). Categories are ordered by id
 from __future__ import annotations
 
 import csv
+import io
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property, lru_cache
@@ -58,7 +59,9 @@ class Taxonomy:
             if cat.id in seen_ids:
                 raise TaxonomyError(f"taxonomy {self.name!r}: category id {cat.id} appears twice")
             if not cat.name or cat.name != cat.name.strip():
-                raise TaxonomyError(f"taxonomy {self.name!r}: category {cat.id} has an empty or padded name {cat.name!r}")
+                raise TaxonomyError(
+                    f"taxonomy {self.name!r}: category {cat.id} has an empty or padded name {cat.name!r}"
+                )
             if cat.name in seen_names:
                 raise TaxonomyError(f"taxonomy {self.name!r}: category name {cat.name!r} appears twice")
             if cat.name in RESERVED_COLUMNS:
@@ -151,5 +154,5 @@ class Taxonomy:
 def fathomnet2023() -> Taxonomy:
     """The FathomNet 2023 taxonomy: 290 categories (ids 1..290, columns 0..289) in 20 supercategories."""
     ref = resources.files("fathombatch") / "data" / "fathomnet2023" / "category_key.csv"
-    with ref.open("r", encoding="utf-8", newline="") as fh:
-        return Taxonomy._from_csv_rows(csv.DictReader(fh), source="category_key.csv", name="fathomnet2023")
+    rows = csv.DictReader(io.StringIO(ref.read_text(encoding="utf-8"), newline=""))
+    return Taxonomy._from_csv_rows(rows, source="category_key.csv", name="fathomnet2023")

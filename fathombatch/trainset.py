@@ -36,7 +36,8 @@ def training_images(run: Path) -> dict[str, Any] | None:
         config = json.loads((run / "config.json").read_text(encoding="utf-8"))
         heldout = sorted(json.loads((run / "split.json").read_text(encoding="utf-8"))["val_image_ids"])
     except (OSError, KeyError, TypeError, ValueError) as exc:
-        log.warning("the split of run %s is not readable (%s): the engine will not record its training images", run, exc)
+        log.warning("the split of run %s is not readable (%s): the engine will not record its training images",
+                    run, exc)
         return None
     digest = config.get("labels_sha256")
     labels = Path(str(config.get("config", {}).get("labels", "")))

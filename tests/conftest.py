@@ -55,7 +55,8 @@ def ov_engines(tmp_path_factory: pytest.TempPathFactory, run_dir: Path) -> dict[
 
     store = tmp_path_factory.mktemp("ov")
     fp32 = export_run(ExportConfig(run=run_dir, format="openvino", out=store / "tiny.xml")).engine
-    int8 = export_run(ExportConfig(run=run_dir, format="openvino", precision="int8", out=store / "tiny-int8.xml")).engine
+    int8 = export_run(ExportConfig(run=run_dir, format="openvino", precision="int8",
+                                   out=store / "tiny-int8.xml")).engine
     return {"fp32": fp32, "int8": int8}
 
 

@@ -41,7 +41,8 @@ def test_runners_return_flat_records(png_dive: Path, engines: dict) -> None:
         assert r["peak_rss_mb"] is None or r["peak_rss_mb"] > 10
         assert all(isinstance(v, (int, float, str, list, type(None))) for v in r.values())
     assert (decode["stage"], decode["images"], decode["decoder"]) == ("decode", 12, "pil")
-    assert (engine["stage"], engine["arch"], engine["precision"], engine["input"]) == ("engine", "resnet18", "fp32", "32x32")
+    got = (engine["stage"], engine["arch"], engine["precision"], engine["input"])
+    assert got == ("engine", "resnet18", "fp32", "32x32")
     assert (e2e["stage"], e2e["images"]) == ("e2e", 12)
     records = run_suite(cfg, ["decode", "engine", "e2e"])
     assert [r["stage"] for r in records] == ["decode", "engine", "e2e"]

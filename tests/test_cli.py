@@ -26,7 +26,8 @@ def test_every_command_has_help_with_an_example(command: str) -> None:
 
 
 def test_python_dash_m_works() -> None:
-    proc = subprocess.run([sys.executable, "-m", "fathombatch", "--version"], capture_output=True, text=True, check=False)
+    proc = subprocess.run([sys.executable, "-m", "fathombatch", "--version"], capture_output=True, text=True,
+                          check=False)
     assert proc.returncode == 0 and "fathombatch" in proc.stdout
 
 
@@ -123,7 +124,8 @@ def test_models_lists_the_registry() -> None:
         assert name in out
 
 
-def test_evaluate_refuses_the_runs_own_submission_and_warns_on_stderr(dive: Path, engines: dict, tmp_path: Path) -> None:
+def test_evaluate_refuses_the_runs_own_submission_and_warns_on_stderr(dive: Path, engines: dict,
+                                                                       tmp_path: Path) -> None:
     table, sub = tmp_path / "s.parquet", tmp_path / "submission.csv"
     code, _, stderr = invoke("score", dive / "images", "--engine", engines["onnx"], "--out", table,
                              "--submission", sub, "--quiet")
@@ -147,7 +149,8 @@ def test_logged_warnings_read_like_the_commands_own() -> None:
 
     from fathombatch.clikit import LogFormatter
 
-    record = logging.LogRecord("fathombatch.models.checks", logging.WARNING, __file__, 1, "%d of 40 images", (20,), None)
+    record = logging.LogRecord("fathombatch.models.checks", logging.WARNING, __file__, 1, "%d of 40 images", (20,),
+                               None)
     assert LogFormatter(verbose=False).format(record) == "warning: 20 of 40 images"
     assert LogFormatter(verbose=True).format(record) == "warning [fathombatch.models.checks]: 20 of 40 images"
 

@@ -31,7 +31,7 @@ def load_coco(path: Path) -> COCO:
 
 def label_sets(path: Path) -> dict[str, list[int]]:
     labels = read_labels(path)
-    return dict(zip(labels.image_ids, labels.frame["categories"].to_list()))
+    return dict(zip(labels.image_ids, labels.frame["categories"].to_list(), strict=True))
 
 
 @pytest.fixture(scope="module")
@@ -53,8 +53,8 @@ def test_stats_counts_match_the_labels(dive: Path, tmp_path: Path, source: str) 
     tax = fathomnet2023()
 
     cats = pl.read_parquet(tmp_path / "stats" / "categories.parquet")
-    got = dict(zip(cats["category_id"].to_list(), cats["images"].to_list()))
-    assert got == {cid: int(n) for cid, n in zip(tax.ids, y.sum(axis=0))}
+    got = dict(zip(cats["category_id"].to_list(), cats["images"].to_list(), strict=True))
+    assert got == {cid: int(n) for cid, n in zip(tax.ids, y.sum(axis=0), strict=True)}
     assert cats["images"].to_list() == sorted(cats["images"].to_list(), reverse=True)
 
     sups = pl.read_parquet(tmp_path / "stats" / "supercategories.parquet")
@@ -63,7 +63,7 @@ def test_stats_counts_match_the_labels(dive: Path, tmp_path: Path, source: str) 
         assert images == int((y[:, sup_of == name].sum(axis=1) > 0).sum()), name
 
     card = pl.read_parquet(tmp_path / "stats" / "cardinality.parquet")
-    assert dict(card.iter_rows()) == dict(zip(*np.unique(y.sum(axis=1), return_counts=True)))
+    assert dict(card.iter_rows()) == dict(zip(*np.unique(y.sum(axis=1), return_counts=True), strict=True))
 
     co = y.T @ y
     np.fill_diagonal(co, 0)

@@ -20,7 +20,7 @@ from fathombatch.taxonomy import fathomnet2023
 from tests.test_curate_common import make_scores
 
 NAMES = list(fathomnet2023().names)
-FISH = [n for n, s in zip(fathomnet2023().names, fathomnet2023().supercategories) if s == "Fish"]
+FISH = [n for n, s in zip(fathomnet2023().names, fathomnet2023().supercategories, strict=True) if s == "Fish"]
 
 
 @pytest.fixture(scope="module")
@@ -193,7 +193,7 @@ def test_review_uncertain_ranks_by_distance_from_the_thresholds_the_exports_use(
     assert queue["path"].to_list() == want[:10]
     assert result.threshold_source == "manifest" and not result.warnings
     assert set(queue["threshold_source"]) == {"manifest"}
-    export_thresholds = dict(zip(NAMES, open_source(scores).thresholds))
+    export_thresholds = dict(zip(NAMES, open_source(scores).thresholds, strict=True))
     row = ok.filter(pl.col("path") == want[0])
     closest = NAMES[int(np.abs(row.select(NAMES).to_numpy()[0] - thresholds).argmin())]
     assert queue["closest_class"][0] == closest and queue["threshold"][0] == export_thresholds[closest]

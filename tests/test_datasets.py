@@ -82,7 +82,8 @@ def coco(images: list[dict], annotations: list[dict]) -> str:
         ([{"id": 1}], [], r"images\[0\]: missing field\(s\) file_name"),
         ([{"id": 1, "file_name": "../../etc/passwd"}], [], r"images\[0\]: file_name .* outside the image folder"),
         ([{"id": 1, "file_name": "/etc/passwd"}], [], r"outside the image folder"),
-        ([{"id": 1, "file_name": "a.png"}, {"id": 1, "file_name": "b.png"}], [], r"images\[1\]: image id 1 appears twice"),
+        ([{"id": 1, "file_name": "a.png"}, {"id": 1, "file_name": "b.png"}], [],
+         r"images\[1\]: image id 1 appears twice"),
         ([{"id": 1, "file_name": "x/a.png"}, {"id": 2, "file_name": "y/a.jpg"}], [], r"stem 'a'"),
     ],
 )
@@ -98,7 +99,8 @@ def test_coco_reads_label_sets_and_images_without_annotations(tmp_path: Path) ->
         "ann.json",
         coco(
             [{"id": 7, "file_name": "sub/a.png"}, {"id": 8, "file_name": "b.jpg"}],
-            [{"image_id": 7, "category_id": 214.0}, {"image_id": 7, "category_id": 1}, {"image_id": 7, "category_id": 1}],
+            [{"image_id": 7, "category_id": 214.0}, {"image_id": 7, "category_id": 1},
+             {"image_id": 7, "category_id": 1}],
         ),
     )
     labels = read_coco(path)

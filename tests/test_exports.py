@@ -52,7 +52,8 @@ def direct_presence(scores: Path, thresholds: np.ndarray) -> set[tuple[str, int]
 def test_long_table_equals_a_direct_computation(dump_scores: Path, tmp_path: Path) -> None:
     result = export_table(ExportTableConfig(scores=dump_scores, out=tmp_path / "long.parquet", threshold=0.02))
     long = pl.read_parquet(tmp_path / "long.parquet")
-    assert long.columns == ["image_id", "path", "dive", "category_id", "name", "supercategory", "probability", "threshold"]
+    assert long.columns == ["image_id", "path", "dive", "category_id", "name", "supercategory", "probability",
+                            "threshold"]
     got = set(zip(long["path"].to_list(), long["category_id"].to_list(), strict=True))
     assert got == direct_presence(dump_scores, np.full(290, 0.02)) and result.rows == long.height > 0
     assert long["path"].to_list() == sorted(long["path"].to_list())
@@ -83,7 +84,8 @@ def test_manifest_thresholds_are_applied(dump_scores: Path, tmp_path: Path) -> N
     np.testing.assert_allclose(long["threshold"].to_numpy(), thresholds[np.asarray(long["category_id"]) - 1])
 
 
-def test_no_manifest_thresholds_falls_back_to_the_seed_default_with_a_warning(dump_scores: Path, tmp_path: Path) -> None:
+def test_no_manifest_thresholds_falls_back_to_the_seed_default_with_a_warning(dump_scores: Path,
+                                                                              tmp_path: Path) -> None:
     meta = read_metadata(dump_scores)
     meta["engine_manifest"].pop("thresholds", None)
     pl.read_parquet(dump_scores).write_parquet(tmp_path / "s.parquet", metadata={"fathombatch": json.dumps(meta)})
@@ -212,7 +214,8 @@ def test_csv_exports_neutralise_formulas_but_keep_numbers(dump_scores: Path, tmp
     assert [safe_cell(v) for v in ("=1+1", "+cmd", "-x", "@SUM(A1)", "\tq", "-12.5", "+3", "plain", "")] == [
         "'=1+1", "'+cmd", "'-x", "'@SUM(A1)", "'\tq", "-12.5", "+3", "plain", ""]
     frame = pl.DataFrame({"s": ["=A1", "-7.25", "ok", None], "n": [1.0, -2.0, 3.0, 4.0]})
-    assert safe_frame(frame).to_dict(as_series=False) == {"s": ["'=A1", "-7.25", "ok", None], "n": [1.0, -2.0, 3.0, 4.0]}
+    want = {"s": ["'=A1", "-7.25", "ok", None], "n": [1.0, -2.0, 3.0, 4.0]}
+    assert safe_frame(frame).to_dict(as_series=False) == want
 
     table = pl.read_parquet(dump_scores)
     log = tmp_path / "log.csv"

@@ -26,7 +26,8 @@ from tests.test_exports import TAX, direct_presence
 # and record-level terms) that an occurrence CSV may use.
 DWC_TERMS = {
     "type", "modified", "language", "license", "rightsHolder", "accessRights", "bibliographicCitation", "references",
-    "institutionID", "collectionID", "datasetID", "institutionCode", "collectionCode", "datasetName", "ownerInstitutionCode",
+    "institutionID", "collectionID", "datasetID", "institutionCode", "collectionCode", "datasetName",
+    "ownerInstitutionCode",
     "basisOfRecord", "informationWithheld", "dataGeneralizations", "dynamicProperties", "occurrenceID", "catalogNumber",
     "recordNumber", "recordedBy", "recordedByID", "individualCount", "organismQuantity", "organismQuantityType", "sex",
     "lifeStage", "reproductiveCondition", "behavior", "establishmentMeans", "degreeOfEstablishment", "pathway",
@@ -60,13 +61,15 @@ def test_darwin_core_occurrences(dump_scores: Path, tmp_path: Path) -> None:
     assert set(occ["scientificName"]) <= set(TAX.names)
     assert occ["associatedMedia"].str.starts_with("https://data.example.org/cruise/").all()
     assert set(occ["fieldNumber"]) <= {"cruise", "dive0", "dive1", "dive2"}
-    assert (occ["decimalLatitude"].cast(float) == 36.7).all() and (occ["minimumDepthInMeters"].cast(float) == 812.5).all()
+    assert (occ["decimalLatitude"].cast(float) == 36.7).all()
+    assert (occ["minimumDepthInMeters"].cast(float) == 812.5).all()
     assert occ["identificationRemarks"].str.contains("probability 0.").all()
     assert (read_provenance(out)["export"]) == "darwin core"
 
 
 def test_exif_timestamps_reach_the_exports(dump_scores: Path, tmp_path: Path) -> None:
-    export_table(ExportTableConfig(scores=dump_scores, out=tmp_path / "occ.csv", format="dwc", threshold=0.02, exif=True))
+    export_table(ExportTableConfig(scores=dump_scores, out=tmp_path / "occ.csv", format="dwc", threshold=0.02,
+                                   exif=True))
     occ = pl.read_csv(tmp_path / "occ.csv", infer_schema_length=0)
     dated = occ.filter(pl.col("eventDate").is_not_null())
     assert dated.height > 0 and set(dated["eventDate"]) == {"2023-05-17T10:42:03"}
@@ -101,7 +104,8 @@ def test_darwin_core_leaves_impossible_coordinates_and_depths_empty(dump_scores:
     assert neg_depth.height > 0 and neg_depth["minimumDepthInMeters"].is_null().all()
     assert (neg_depth["decimalLatitude"].cast(float) == 36.7).all()
     good = occ.filter((ids != first) & (ids != second))
-    assert (good["minimumDepthInMeters"].cast(float) == 812.5).all() and (good["decimalLatitude"].cast(float) == 36.7).all()
+    assert (good["minimumDepthInMeters"].cast(float) == 812.5).all()
+    assert (good["decimalLatitude"].cast(float) == 36.7).all()
     warning = " ".join(result.warnings)
     assert "left empty, because out of range or not a number" in warning
     assert f"{bad_lat.height} decimalLatitude" in warning and f"{bad_lat.height} decimalLongitude" in warning

@@ -33,8 +33,10 @@ needs_trt = pytest.mark.skipif(not (HAS_GPU and HAS_TRT), reason="needs an NVIDI
 def test_without_a_gpu_every_gpu_option_is_one_clear_error(dive: Path, engines: dict, tmp_path: Path) -> None:
     runner = CliRunner()
     cases = [
-        ["score", str(dive / "images"), "--engine", str(engines["pt"]), "--device", "cuda", "--out", str(tmp_path / "a")],
-        ["score", str(dive / "images"), "--engine", str(engines["onnx"]), "--devices", "0,1", "--out", str(tmp_path / "b")],
+        ["score", str(dive / "images"), "--engine", str(engines["pt"]), "--device", "cuda",
+         "--out", str(tmp_path / "a")],
+        ["score", str(dive / "images"), "--engine", str(engines["onnx"]), "--devices", "0,1",
+         "--out", str(tmp_path / "b")],
         ["build-engine", str(engines["onnx"]), "--out", str(tmp_path / "m.plan")],
     ]
     for args in cases:

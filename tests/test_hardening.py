@@ -169,7 +169,8 @@ def test_malicious_checkpoint_is_refused_by_export(run_dir: Path, tmp_path: Path
     assert not (tmp_path / "pwned").exists()
 
 
-def test_deeply_nested_and_huge_json_fail_cleanly(tmp_path: Path, engines: dict, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_deeply_nested_and_huge_json_fail_cleanly(tmp_path: Path, engines: dict,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     nested = tmp_path / "nested.json"
     nested.write_text('{"images": ' + "[" * 100_000 + "]" * 100_000 + "}")
     with pytest.raises(LabelFileError, match="nested too deeply"):

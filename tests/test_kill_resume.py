@@ -54,7 +54,8 @@ def run_until(cmd: list[str], condition: Callable[[], bool], timeout: float = 12
 
 
 @pytest.mark.slow
-def test_kill_9_at_many_points_then_rerun_equals_an_uninterrupted_run(big_dump: Path, engines: dict, tmp_path: Path) -> None:
+def test_kill_9_at_many_points_then_rerun_equals_an_uninterrupted_run(big_dump: Path, engines: dict,
+                                                                       tmp_path: Path) -> None:
     reference = tmp_path / "reference.parquet"
     subprocess.run(command(big_dump, engines["onnx"], reference), check=True)
 
@@ -101,7 +102,8 @@ def test_a_second_run_on_the_same_output_is_refused(big_dump: Path, engines: dic
         time.sleep(0.01)
     second = subprocess.run(command(big_dump, engines["onnx"], out), capture_output=True, text=True, check=False)
     assert second.returncode == 1
-    assert second.stderr.strip().startswith("Error: ") and "being written by another fathombatch process" in second.stderr
+    assert second.stderr.strip().startswith("Error: ")
+    assert "being written by another fathombatch process" in second.stderr
     assert first.wait(timeout=120) == 0
     table = pl.read_parquet(out)
     assert table.height == 1202 and table["path"].n_unique() == 1202

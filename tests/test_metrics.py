@@ -33,7 +33,7 @@ def test_random_cases_agree_with_the_loop() -> None:
         n, c, k = int(rng.integers(1, 30)), int(rng.integers(1, 15)), int(rng.integers(1, 25))
         truth = [list(rng.choice(c, int(rng.integers(0, min(c, 6) + 1)), replace=False)) for _ in range(n)]
         preds = [list(rng.integers(0, c + 3, int(rng.integers(0, 30)))) for _ in range(n)]
-        expected = float(np.mean([apk_loop(set(t), p, k) for t, p in zip(truth, preds)]))
+        expected = float(np.mean([apk_loop(set(t), p, k) for t, p in zip(truth, preds, strict=True)]))
         assert M.map_at_k_from_lists(truth, preds, k) == pytest.approx(expected, abs=1e-12)
 
 

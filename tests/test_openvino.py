@@ -77,7 +77,7 @@ def test_openvino_engines_score_a_dive_like_the_onnx_engine(
         assert summary.decoder == "pil" and summary.errors == 0  # auto decodes with Pillow on the CPU
         tables[name] = pl.read_parquet(tmp_path / f"{name}.parquet").sort("path")
     labels = read_labels(dive / "train.csv")
-    truth = dict(zip(labels.image_ids, labels.frame["categories"].to_list()))
+    truth = dict(zip(labels.image_ids, labels.frame["categories"].to_list(), strict=True))
     ids = tables["onnx"]["image_id"].to_list()
     maps = {name: map_at_k_from_lists([truth[i] for i in ids], t["top_categories"].to_list())
             for name, t in tables.items()}
@@ -85,7 +85,7 @@ def test_openvino_engines_score_a_dive_like_the_onnx_engine(
     for name in ("fp32", "int8"):  # fp32 may run in bf16 here, where its held-out check allowed it
         tolerance = read_manifest(ov[name]).metrics["max_drop"]
         assert maps["onnx"] - maps[name] <= tolerance + 0.05, maps  # the whole dive, not the check's held-out set
-        top1 = np.mean([a[0] == b[0] for a, b in zip(tables[name]["top_categories"].to_list(), reference)])
+        top1 = np.mean([a[0] == b[0] for a, b in zip(tables[name]["top_categories"].to_list(), reference, strict=True)])
         assert top1 >= 0.75, (name, top1)
 
 

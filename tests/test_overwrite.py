@@ -104,7 +104,8 @@ def test_a_second_run_into_the_same_output_is_refused_until_overwrite(name: str,
     assert err.splitlines() == [
         f"Error: {target} {said}; pass --overwrite to replace "
         + ("the files this command writes in it" if case.folder else "it")
-        + f", or choose another {'--report' if name.startswith('evaluate') else '--json' if 'bench' in name else '--out'}"
+        + ", or choose another "
+        + ("--report" if name.startswith("evaluate") else "--json" if "bench" in name else "--out")
     ]
     assert snapshot(out) == first  # nothing touched, not even a temporary file left
 
@@ -146,10 +147,12 @@ INPUT_CASES = {
     "export-table through a symlink": InputCase(
         lambda w: ["export-table", w / "scores.parquet", "--out", w / "link" / "scores.parquet"],
         "is the input SCORES"),
-    "export-table --metadata": InputCase(lambda w: ["export-table", w / "scores.parquet", "--metadata", w / "meta.csv",
-                                                    "--out", w / "meta.csv"], "is the input --metadata"),
+    "export-table --metadata": InputCase(lambda w: ["export-table", w / "scores.parquet", "--metadata",
+                                                    w / "meta.csv", "--out", w / "meta.csv"],
+                                         "is the input --metadata"),
     "curate subset LABELS": InputCase(lambda w: ["curate", "subset", w / "train.csv", "--from-select",
-                                                 w / "scores.parquet", "--out", w / "train.csv"], "is the input LABELS"),
+                                                 w / "scores.parquet", "--out", w / "train.csv"],
+                                      "is the input LABELS"),
     "curate select SCORES": InputCase(lambda w: ["curate", "select", w / "scores.parquet", "--out",
                                                  w / "scores.parquet"], "is the input SCORES"),
     "curate validate LABELS": InputCase(lambda w: ["curate", "validate", w / "annotations.json", "--out",

@@ -22,7 +22,9 @@ class FakeClock:
         return self.now
 
 
-def test_status_lines_come_at_most_every_interval_without_control_characters(capsys: pytest.CaptureFixture[str]) -> None:
+def test_status_lines_come_at_most_every_interval_without_control_characters(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     clock = FakeClock()
     progress = Progress(interval=5.0, clock=clock)
     with progress.task("Scoring", 10, show_errors=True) as task:

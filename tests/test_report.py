@@ -28,7 +28,7 @@ def perfect_copy(scored: Path, dive: Path, dest: Path) -> Path:
     """The scores table with every probability replaced by the truth (1 for true labels, 0 otherwise)."""
     table = pl.read_parquet(scored)
     labels = read_labels(dive / "train.csv")
-    y = dict(zip(labels.image_ids, labels.multi_hot().astype(np.float32)))
+    y = dict(zip(labels.image_ids, labels.multi_hot().astype(np.float32), strict=True))
     names = fathomnet2023().names
     probs = np.stack([y[i] for i in table["image_id"].to_list()])
     table = table.with_columns([pl.Series(n, probs[:, j]) for j, n in enumerate(names)])
@@ -67,11 +67,13 @@ def test_missing_images_count_as_zero_and_are_listed(scored: Path, dive: Path, t
 
 def test_report_files_and_osd(scored: Path, dive: Path, tmp_path: Path) -> None:
     report = tmp_path / "r"
-    result = evaluate(EvalConfig(scores=scored, truth=dive / "annotations.json", osd_truth=dive / "osd.csv", report=report))
+    result = evaluate(EvalConfig(scores=scored, truth=dive / "annotations.json", osd_truth=dive / "osd.csv",
+                                 report=report))
     assert result.sauc is not None and -1.0 <= result.sauc <= 1.0
     assert result.competition_score == pytest.approx((result.sauc + result.map_at_k) / 2)
     metrics = json.loads((report / "metrics.json").read_text())
-    assert metrics["map@20"] == pytest.approx(result.map_at_k) and metrics["prior_floor"] == pytest.approx(result.prior_floor)
+    assert metrics["map@20"] == pytest.approx(result.map_at_k)
+    assert metrics["prior_floor"] == pytest.approx(result.prior_floor)
     per_class = pl.read_parquet(report / "per_class.parquet")
     assert per_class.columns == ["category_id", "name", "supercategory", "support", "ap"]
     assert per_class.height == 290
@@ -248,7 +250,8 @@ def test_truth_the_engine_was_trained_on_is_counted(scored: Path, dive: Path, ru
     train, heldout = split_ids(run_dir, dive)
     result = evaluate(EvalConfig(scores=scored, truth=dive / "train.csv", report=tmp_path / "r"))
     assert result.n_truth_in_training == len(train) > 0
-    assert any(f"{len(train)} of the 24 scored truth images were used to train the engine 'tiny'" in w for w in result.warnings)
+    said = f"{len(train)} of the 24 scored truth images were used to train the engine 'tiny'"
+    assert any(said in w for w in result.warnings)
     assert json.loads((tmp_path / "r" / "metrics.json").read_text())["n_truth_in_training"] == len(train)
     labels = pl.read_csv(dive / "train.csv", schema_overrides={"id": pl.String})
     labels.filter(pl.col("id").is_in(heldout)).write_csv(tmp_path / "heldout.csv")

@@ -236,7 +236,10 @@ def test_existing_output_and_lock(dump: Path, engines: dict, tmp_path: Path) -> 
     with pytest.raises(OutputError, match="already exists; pass --overwrite"):
         run(dump, engines["onnx"], out)
     assert out.read_bytes() == before
-    with FileLock(tmp_path / "s.parquet.lock", what="test"), pytest.raises(OutputError, match="another fathombatch process"):
+    with (
+        FileLock(tmp_path / "s.parquet.lock", what="test"),
+        pytest.raises(OutputError, match="another fathombatch process"),
+    ):
         run(dump, engines["onnx"], out, overwrite=True)
     assert out.read_bytes() == before
     run(dump, engines["onnx"], out, overwrite=True)

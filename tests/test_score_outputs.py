@@ -184,7 +184,8 @@ def test_ctrl_c_that_a_native_library_turns_into_its_own_error_still_exits_130(
 
     monkeypatch.setattr(score_module, "score_folder", polars_like)
     code, _, err = invoke("score", dump, "--engine", engine, "--out", tmp_path / "s.parquet")
-    assert code == 130 and err.strip() == "Error: interrupted; finished work is saved - run the same command again to resume"
+    assert code == 130
+    assert err.strip() == "Error: interrupted; finished work is saved - run the same command again to resume"
     monkeypatch.undo()
     code, _, _ = invoke("score", dump, "--engine", engine, "--out", tmp_path / "s.parquet")
     assert code == 0  # the next command is not taken for interrupted

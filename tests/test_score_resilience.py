@@ -52,7 +52,8 @@ def dump(dive: Path, tmp_path: Path) -> Path:
     ("change", "message"),
     [({"decoder": "pil"}, "different decoder"), ({"top_k": 5}, "different top_k"), ({"osd": "knn"}, "different osd")],
 )
-def test_resume_with_changed_settings_is_refused(dump: Path, engines: dict, tmp_path: Path, monkeypatch, change, message) -> None:
+def test_resume_with_changed_settings_is_refused(dump: Path, engines: dict, tmp_path: Path, monkeypatch, change,
+                                                 message) -> None:
     interrupt_after(monkeypatch, 2)
     with pytest.raises(KeyboardInterrupt):
         run(dump, engines["onnx"], tmp_path / "s.parquet", decoder="dali")
@@ -72,7 +73,8 @@ def test_resume_against_another_folder_is_refused(dump: Path, engines: dict, tmp
         run(other, engines["onnx"], tmp_path / "s.parquet")
 
 
-def test_changed_files_and_error_rows_are_rescored_on_resume(dump: Path, engines: dict, tmp_path: Path, monkeypatch) -> None:
+def test_changed_files_and_error_rows_are_rescored_on_resume(dump: Path, engines: dict, tmp_path: Path,
+                                                             monkeypatch) -> None:
     files = sorted(dump.glob("*.jpg"))
     late = dump / "0000-late.jpg"  # sorts first: still being copied when the run starts
     late.write_bytes(files[5].read_bytes()[:100])
@@ -92,7 +94,8 @@ def test_changed_files_and_error_rows_are_rescored_on_resume(dump: Path, engines
     np.testing.assert_allclose(a.select(names).to_numpy(), b.select(names).to_numpy(), atol=1e-6)
 
 
-def test_a_failing_write_is_one_clear_error_and_a_rerun_resumes(dump: Path, engines: dict, tmp_path: Path, monkeypatch) -> None:
+def test_a_failing_write_is_one_clear_error_and_a_rerun_resumes(dump: Path, engines: dict, tmp_path: Path,
+                                                                monkeypatch) -> None:
     real = pl.DataFrame.write_parquet
     calls = {"n": 0}
 
@@ -193,7 +196,8 @@ def test_damaged_resume_state_is_set_aside_not_fatal(dump: Path, engines: dict, 
     assert quarantined.read_bytes() == b"PAR1 not really"  # kept, not deleted
     assert 0 < summary.resumed < summary.files and any("damaged part file" in w for w in summary.warnings)
     table = pl.read_parquet(out)
-    assert table["path"].to_list() == pl.read_parquet(reference.out)["path"].to_list() and table["path"].is_unique().all()
+    assert table["path"].to_list() == pl.read_parquet(reference.out)["path"].to_list()
+    assert table["path"].is_unique().all()
 
     out.unlink()
     interrupt_after(monkeypatch, 2)

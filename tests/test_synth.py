@@ -71,7 +71,7 @@ def test_boxes_fit_inside_images(dive: Path) -> None:
     for ann in coco["annotations"]:
         x, y, w, h = ann["bbox"]
         width, height = size[ann["image_id"]]
-        assert 0 <= x and 0 <= y and x + w <= width and y + h <= height
+        assert x >= 0 and y >= 0 and x + w <= width and y + h <= height
 
 
 def test_appearance_depends_on_category_only() -> None:

@@ -163,7 +163,6 @@ def test_offline_pretrained_efficientnet_lite0_differs_from_random() -> None:
 
 
 def test_runs_that_cannot_train_say_why_and_leave_no_half_made_folder(dive: Path, tmp_path: Path) -> None:
-    import shutil
 
     base = {"images": dive / "images", "arch": "resnet18", "epochs": 1, "img_size": 32, "seed": 0}
     with pytest.raises(UsageError, match="--batch-size must be at least 2, got 1: batch normalisation"):

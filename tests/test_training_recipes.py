@@ -140,7 +140,7 @@ def test_local_weights_file(tmp_path: Path) -> None:
     source = create_model("resnet18", 5)
     torch.save(source.backbone.state_dict(), tmp_path / "backbone.pt")
     loaded = create_model("resnet18", 5, weights=tmp_path / "backbone.pt")
-    for a, b in zip(source.backbone.parameters(), loaded.backbone.parameters()):
+    for a, b in zip(source.backbone.parameters(), loaded.backbone.parameters(), strict=True):
         assert torch.equal(a, b)
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
     with pytest.raises(EngineError, match="weights file .*junk.pt is not a PyTorch file that can be loaded safely"):

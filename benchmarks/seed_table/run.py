@@ -270,7 +270,8 @@ def prepare(args: argparse.Namespace, work: Path, log: Path) -> tuple[dict[str, 
     train_dive, eval_dive = work / "train-dive", work / "eval-dive"
     common = ["--size", args.size, "--box-scale", str(args.box_scale), "--quiet"]
     if not (train_dive / "train.csv").is_file():
-        must([*FB, "synth", str(train_dive), "--images", str(args.train_images_n), "--seed", str(args.seed), *common], log)
+        must([*FB, "synth", str(train_dive), "--images", str(args.train_images_n), "--seed", str(args.seed), *common],
+             log)
     if not (eval_dive / "train.csv").is_file():
         must([*FB, "synth", str(eval_dive), "--images", str(args.eval_images_n), "--seed", str(args.seed + 1),
               "--deep-fraction", "0.2", *common], log)

@@ -57,7 +57,7 @@ class Engine(ABC):
             raise EngineError(f"engine {self.path} returned {logits.shape[0]} rows for a batch of {n}")
         return np.ascontiguousarray(logits, dtype=np.float32)
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - a no-op by default; only runtimes holding resources override it
         """Release the runtime's resources."""
 
     def __enter__(self) -> Engine:

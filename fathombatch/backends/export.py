@@ -54,6 +54,9 @@ PRECISION_TOLERANCE = 0.005
 #: Training images used to calibrate int8 quantisation (ONNX Runtime).
 CALIBRATION_IMAGES = 128
 
+ExportFormat = Literal["onnx", "openvino", "pt"]
+Checkpoint = Literal["best", "last"]
+Precision = Literal["fp32", "fp16", "int8"]
 log = logging.getLogger(__name__)
 
 
@@ -73,10 +76,10 @@ class ExportConfig:
     """
 
     run: Path
-    format: Literal["onnx", "openvino", "pt"]
+    format: ExportFormat
     out: Path
-    checkpoint: Literal["best", "last"] = "best"
-    precision: Literal["fp32", "fp16", "int8"] = "fp32"
+    checkpoint: Checkpoint = "best"
+    precision: Precision = "fp32"
     overwrite: bool = False
     calibration: Path | None = None
     max_drop: float = PRECISION_TOLERANCE

@@ -37,6 +37,7 @@ class OnnxEngine(Engine):
         self._input = inputs[0].name
         expected = (3, manifest.input.height, manifest.input.width)
         declared = tuple(inputs[0].shape[1:4])
+        # strict=False: a wrong number of dims is its own check on the next line, with the same message
         mismatch = [d for d, e in zip(declared, expected, strict=False) if isinstance(d, int) and d != e]
         if len(declared) != 3 or mismatch:
             raise EngineError(
@@ -57,7 +58,7 @@ class OnnxEngine(Engine):
             values = self._session.run(self._outputs, {self._input: np.ascontiguousarray(batch, dtype=np.float32)})
         except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own untyped exceptions
             raise EngineError(f"ONNX Runtime failed on {self.path}: {str(exc).splitlines()[0][:300]}") from None
-        out = dict(zip(self._outputs, values))
+        out = dict(zip(self._outputs, values, strict=True))
         first = self._outputs[0]
         logits = out.pop(first)
         out["logits"] = self.check_logits(logits, batch.shape[0])

@@ -113,6 +113,7 @@ class OpenVinoEngine(Engine):
         shape = inputs[0].get_partial_shape()
         expected = (3, manifest.input.height, manifest.input.width)
         dims = [shape[i] for i in range(1, shape.rank.get_length())] if shape.rank.is_static else []
+        # strict=False: a wrong number of dims is its own check on the next line, with the same message
         mismatch = [d for d, e in zip(dims, expected, strict=False) if d.is_static and d.get_length() != e]
         if len(dims) != 3 or mismatch:
             raise EngineError(
@@ -151,7 +152,7 @@ class OpenVinoEngine(Engine):
             raise EngineError(f"OpenVINO failed on {self.path}: {str(exc).strip().splitlines()[0][:300]}") from None
         # infer() reuses its output buffers on the next call: copy before handing the arrays on.
         values = [np.array(result[o], dtype=np.float32) for o in self._outputs]
-        out = {name: value for name, value in zip(self._names[1:], values[1:])}
+        out = {name: value for name, value in zip(self._names[1:], values[1:], strict=True)}
         out["logits"] = self.check_logits(values[0], batch.shape[0])
         return out
 

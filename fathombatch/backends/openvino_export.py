@@ -66,10 +66,8 @@ def runtime_versions() -> dict[str, str]:
 
     out = {}
     for package in ("openvino", "nncf"):
-        try:
+        with contextlib.suppress(PackageNotFoundError):
             out[package] = version(package)
-        except PackageNotFoundError:
-            pass
     return out
 
 
@@ -134,7 +132,7 @@ def _quiet_nncf() -> Iterator[None]:
         with contextlib.redirect_stdout(io.StringIO()):
             yield
     finally:
-        for lg, level in zip(loggers, levels):
+        for lg, level in zip(loggers, levels, strict=True):
             lg.setLevel(level)
 
 

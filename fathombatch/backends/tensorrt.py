@@ -69,7 +69,8 @@ class TensorRTEngine(Engine):
         runtime = trt.Runtime(self._logger.impl)
         self._engine = runtime.deserialize_cuda_engine(path.read_bytes())
         if self._engine is None:
-            raise EngineError(f"TensorRT cannot load {path}: {'; '.join(self._logger.messages[-3:]) or 'unknown error'}")
+            reason = "; ".join(self._logger.messages[-3:]) or "unknown error"
+            raise EngineError(f"TensorRT cannot load {path}: {reason}")
         self._context = self._engine.create_execution_context()
         self._stream = torch.cuda.Stream(device=self.device)
         names = [self._engine.get_tensor_name(i) for i in range(self._engine.num_io_tensors)]

@@ -68,16 +68,13 @@ class TorchEngine(Engine):
             from fathombatch.gpu import require_gpu
 
             require_gpu(f"running {path} on GPU {device}", [device])
-            model = model.to(self.device, memory_format=torch.channels_last)
+            model = model.to(self.device).to(memory_format=torch.channels_last)
         self._autocast = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(precision)
         self._model = model.eval()
 
     def run(self, batch: Any) -> dict[str, np.ndarray]:
         torch = self._torch
-        if isinstance(batch, np.ndarray):
-            x = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32))
-        else:
-            x = batch
+        x = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32)) if isinstance(batch, np.ndarray) else batch
         x = x.to(self.device, non_blocking=True)
         if self.device.type == "cuda":
             x = x.contiguous(memory_format=torch.channels_last)

@@ -77,7 +77,7 @@ class _Logger:
     def __init__(self, trt: Any) -> None:
         self.messages: list[str] = []
 
-        class Impl(trt.ILogger):  # type: ignore[misc, name-defined]
+        class Impl(trt.ILogger):
             def __init__(inner) -> None:  # noqa: N805 - TensorRT's base class needs its own __init__ called
                 trt.ILogger.__init__(inner)
 

@@ -69,7 +69,7 @@ def labels_to_coco(labels: Labels, images: Path | None, ext: str, description: s
     cats = labels.frame["categories"].to_list()
     given = labels.frame["file_name"].to_list()
     if all(name is not None for name in given) and images is None:
-        names, sizes, warnings = list(given), None, []
+        names, sizes, warnings = list(given), None, list[str]()
     else:
         names, sizes, warnings = file_names_for(ids, images, ext)
     data = coco_from_labels(ids, cats, labels.taxonomy, file_names=names, sizes=sizes, description=description)
@@ -84,7 +84,7 @@ def convert(cfg: ConvertConfig) -> ConvertResult:
                          "convert writes the other format (.json <-> .csv)")
     labels = read_labels(cfg.labels)
     if dst == "kaggle":
-        write_kaggle_csv(cfg.out, zip(labels.image_ids, labels.frame["categories"].to_list()))
+        write_kaggle_csv(cfg.out, zip(labels.image_ids, labels.frame["categories"].to_list(), strict=True))
         n_ann = int(labels.frame["categories"].list.len().sum())
         return ConvertResult(images=len(labels), annotations=n_ann, out=cfg.out)
     data, warnings = labels_to_coco(labels, cfg.images, cfg.ext,

@@ -139,8 +139,8 @@ def _groups(hashes: list[FileHash], max_distance: int, emb: np.ndarray, emb_ok: 
     _, label = connected_components(graph, directed=False)
     sizes = np.bincount(label, minlength=n)
     grouped: dict[int, list[int]] = {}
-    for i in np.flatnonzero(sizes[label] > 1):
-        grouped.setdefault(int(label[i]), []).append(int(i))
+    for member in np.flatnonzero(sizes[label] > 1):
+        grouped.setdefault(int(label[member]), []).append(int(member))
     return list(grouped.values())
 
 
@@ -295,7 +295,8 @@ def _hash_table(paths: list[str], hashes: list[FileHash], embeddings: tuple[np.n
     if embeddings is not None:
         emb, ok = embeddings
         table = table.with_columns(
-            pl.Series("embedding_hash", [f"{int(e):016x}" if v else None for e, v in zip(emb, ok)], dtype=pl.String)
+            pl.Series("embedding_hash", [f"{int(e):016x}" if v else None for e, v in zip(emb, ok, strict=True)],
+                      dtype=pl.String)
         )
     return table
 

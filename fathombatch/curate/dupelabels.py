@@ -28,7 +28,7 @@ def label_sets(labels: Path, paths: Sequence[str]) -> list[LabelSet]:
         UsageError / LabelFileError: the label file is missing or malformed (from :func:`read_labels`).
     """
     read = read_labels(labels)
-    name_of = dict(zip(read.taxonomy.ids, read.taxonomy.names))
+    name_of = dict(zip(read.taxonomy.ids, read.taxonomy.names, strict=True))
     by_id = {image_id: tuple(sorted(name_of[c] for c in cats))
              for image_id, cats in read.frame.select("image_id", "categories").iter_rows()}
     return [by_id.get(PurePosixPath(p).stem) for p in paths]

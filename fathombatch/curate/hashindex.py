@@ -31,7 +31,7 @@ def chunk_layout(max_distance: int) -> list[tuple[int, int]]:
     n = max_distance + 1
     widths = [64 // n + (1 if i < 64 % n else 0) for i in range(n)]
     shifts = np.cumsum([0, *widths[:-1]]).tolist()
-    return list(zip(shifts, widths))
+    return list(zip(shifts, widths, strict=True))
 
 
 def near_pairs(hashes: np.ndarray, max_distance: int) -> tuple[np.ndarray, np.ndarray]:
@@ -52,7 +52,7 @@ def near_pairs(hashes: np.ndarray, max_distance: int) -> tuple[np.ndarray, np.nd
         sorted_keys = keys[order]
         starts = np.flatnonzero(np.r_[True, sorted_keys[1:] != sorted_keys[:-1]])
         ends = np.r_[starts[1:], len(order)]
-        for s, e in zip(starts[ends - starts > 1], ends[ends - starts > 1]):
+        for s, e in zip(starts[ends - starts > 1], ends[ends - starts > 1], strict=True):
             found.append(_within(order[s:e], h, max_distance))
     if not found:
         return np.empty((0, 2), dtype=np.int64), np.empty(0, dtype=np.uint8)

@@ -136,7 +136,7 @@ def choose(table: ScoresTable, strategy: str, n: int, other: ScoresTable | None 
 
 def _top_predictions(rows: pl.DataFrame, taxonomy: Taxonomy, k: int) -> dict[str, list[tuple[str, float]]]:
     """Per path, the k best (class name, probability) pairs from ``top_categories``."""
-    name_of = dict(zip(taxonomy.ids, taxonomy.names))
+    name_of = dict(zip(taxonomy.ids, taxonomy.names, strict=True))
     out = {}
     for row in rows.iter_rows(named=True):
         tops = [name_of[c] for c in (row["top_categories"] or [])[:k] if c in name_of]
@@ -155,7 +155,7 @@ def _closest_to_threshold(rows: pl.DataFrame, paths: list[str], taxonomy: Taxono
     order = by_path["path"].to_list()
     probs = by_path.select(taxonomy.names).to_numpy().astype(np.float64)
     closest = np.abs(probs - thresholds[None, :]).argmin(axis=1) if len(order) else np.empty(0, dtype=np.int64)
-    at = dict(zip(order, closest.tolist()))
+    at = dict(zip(order, closest.tolist(), strict=True))
     return [taxonomy.names[at[p]] for p in paths], [float(thresholds[at[p]]) for p in paths]
 
 
@@ -212,11 +212,13 @@ def build_review(cfg: ReviewConfig, progress: Progress | None = None) -> ReviewR
     with atomic_path(csv_path) as tmp:
         safe_frame(queue).write_csv(tmp)
     cards = [
-        Card(rank=r, path=p, source=src, priority=prio, thumbnail=t and f"thumbs/{t.name}",
+        Card(rank=r, path=p, source=src, priority=prio, thumbnail=None if t is None else f"thumbs/{t.name}",
              predictions=preds.get(p, []),
              other_predictions=other_preds.get(p, []) if other_preds is not None else None,
              problem=missing.get(i))
-        for i, (r, p, prio, src, t) in enumerate(zip(chosen["rank"], paths, chosen["priority"], sources, thumbs))
+        for i, (r, p, prio, src, t) in enumerate(
+            zip(chosen["rank"], paths, chosen["priority"], sources, thumbs, strict=True)
+        )
     ]
     uncertain = cfg.strategy == "uncertain"
     how = f" (distance from the {_SOURCE_WORDS[thresholds.source]})" if uncertain else ""

@@ -118,7 +118,7 @@ def class_columns(taxonomy: Taxonomy, names: Iterable[str], *, what: str = "cate
 def supercategory_columns(taxonomy: Taxonomy, names: Sequence[str]) -> dict[str, list[str]]:
     """Map each supercategory name to its class columns; unknown names are a usage error with suggestions."""
     groups: dict[str, list[str]] = {}
-    for cat, sup in zip(taxonomy.names, taxonomy.supercategories):
+    for cat, sup in zip(taxonomy.names, taxonomy.supercategories, strict=True):
         groups.setdefault(sup, []).append(cat)
     out = {}
     for name in names:

@@ -37,6 +37,7 @@ from fathombatch.fsutil import atomic_path, fs_path
 from fathombatch.progress import Progress
 
 OUTPUT_COLUMNS = ("image_id", "path", "status", "error", "osd", "category", "probability")
+RowStatus = Literal["ok", "error"]
 
 
 @dataclass(frozen=True)
@@ -62,7 +63,7 @@ class SelectConfig:
     max_prob: float = 1.0
     min_osd: float | None = None
     max_osd: float | None = None
-    status: Literal["ok", "error"] | None = None
+    status: RowStatus | None = None
     limit: int | None = None
     copy_to: Path | None = None
     mode: Literal["copy", "symlink"] = "copy"
@@ -100,7 +101,7 @@ def selection(table: ScoresTable, cfg: SelectConfig) -> pl.LazyFrame:
             category=pl.concat_list(cols).list.arg_max().replace_strict(lookup, return_dtype=pl.String),
         ).filter(pl.col("probability").is_between(cfg.min_prob, cfg.max_prob))
     else:
-        id_to_name = dict(zip(table.taxonomy.ids, names))
+        id_to_name = dict(zip(table.taxonomy.ids, names, strict=True))
         top1 = pl.col("top_categories").list.first()
         lazy = lazy.with_columns(
             category=top1.replace_strict(id_to_name, default=None, return_dtype=pl.String),
@@ -204,7 +205,7 @@ def run_select(cfg: SelectConfig, progress: Progress | None = None) -> SelectRes
     root = images_root(table, cfg.images_root) if cfg.copy_to is not None else None
     lazy = selection(table, cfg)
     n = _write(lazy, cfg.out)
-    placed, failed = 0, []
+    placed, failed = 0, list[tuple[str, str]]()
     if cfg.copy_to is not None and root is not None:
         rows = lazy.select("path", "category", "status").collect()
         placed, failed = place_images(rows, root, cfg.copy_to, cfg.mode, progress)

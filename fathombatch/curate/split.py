@@ -143,7 +143,7 @@ def _write_side(labels: Labels, coco: dict | None, idx: np.ndarray, dest: Path) 
     part = labels.frame[idx]
     if coco is not None:
         return write_coco(dest, coco_subset(coco, set(part["image_id"].to_list()), labels.source))
-    return write_kaggle_csv(dest, zip(part["image_id"].to_list(), part["categories"].to_list()))
+    return write_kaggle_csv(dest, zip(part["image_id"].to_list(), part["categories"].to_list(), strict=True))
 
 
 def split_labels(cfg: SplitConfig) -> SplitResult:
@@ -164,7 +164,7 @@ def split_labels(cfg: SplitConfig) -> SplitResult:
         dirs = [cfg.out / f"fold-{k}" for k in range(1, len(sides) + 1)]
     ext = suffix_of(fmt)
     files: list[Path] = []
-    for (tr, va), folder in zip(sides, dirs):
+    for (tr, va), folder in zip(sides, dirs, strict=True):
         files.append(_write_side(labels, coco, tr, folder / f"train{ext}"))
         files.append(_write_side(labels, coco, va, folder / f"val{ext}"))
     cov = coverage_frame(labels, y, sides, cfg.folds)

@@ -80,10 +80,11 @@ def read_id_list(path: Path) -> list[str]:
 
 def make_subset(cfg: SubsetConfig) -> SubsetResult:
     """Write the labels of the chosen images to ``cfg.out``; ids not in the labels are reported, not fatal."""
-    if (cfg.ids is None) == (cfg.from_select is None):
+    id_file = cfg.ids or cfg.from_select
+    if id_file is None or (cfg.ids is not None and cfg.from_select is not None):
         raise UsageError("give exactly one of --ids FILE or --from-select FILE")
     src, dst = label_format(cfg.labels), label_format(cfg.out, role="--out")
-    wanted = read_id_list(cfg.ids or cfg.from_select)  # type: ignore[arg-type]
+    wanted = read_id_list(id_file)
     if not wanted:
         raise UsageError(f"{cfg.ids or cfg.from_select} names no images")
     labels = read_labels(cfg.labels)
@@ -95,7 +96,7 @@ def make_subset(cfg: SubsetConfig) -> SubsetResult:
                          "ids are matched by file stem")
     chosen = labels.frame.filter(pl.col("image_id").is_in(keep))
     if dst == "kaggle":
-        write_kaggle_csv(cfg.out, zip(chosen["image_id"].to_list(), chosen["categories"].to_list()))
+        write_kaggle_csv(cfg.out, zip(chosen["image_id"].to_list(), chosen["categories"].to_list(), strict=True))
         return SubsetResult(len(wanted), chosen.height, int(chosen["categories"].list.len().sum()), cfg.out, not_found)
     if src == "coco":
         data = coco_subset(load_coco_json(cfg.labels), set(keep), cfg.labels)

@@ -218,9 +218,9 @@ def _check_coco(data: dict, tax: Taxonomy, images: Path | None) -> tuple[list[tu
                 message = f"category_id {ann['category_id']!r} is not a category of the file and taxonomy {tax.name!r}"
                 problems.append(("unknown-category", where, message))
         if "bbox" in ann:
-            message = _check_box(ann["bbox"], image)
-            if message:
-                problems.append(("bad-box", where, message))
+            box_problem = _check_box(ann["bbox"], image)
+            if box_problem:
+                problems.append(("bad-box", where, box_problem))
     for i, img in enumerate(data["images"]):
         if isinstance(img, dict) and _hashable(img.get("id")) and img["id"] not in annotated:
             problems.append(("no-annotations", f"images[{i}]", f"image {img.get('file_name')!r} has no annotations"))

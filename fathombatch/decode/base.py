@@ -90,7 +90,8 @@ def read_image_file(path: str | Path) -> ImageFile:
         with open(path, "rb") as fh:
             data = fh.read()
     except FileNotFoundError:
-        raise DecodeError("broken symbolic link" if os.path.islink(path) else "file not found (removed after the folder was listed?)") from None
+        gone = "file not found (removed after the folder was listed?)"
+        raise DecodeError("broken symbolic link" if os.path.islink(path) else gone) from None
     except PermissionError:
         raise DecodeError("permission denied") from None
     except IsADirectoryError:
@@ -209,7 +210,7 @@ class Decoder(ABC):
     def decode(self, paths: Sequence[str | Path]) -> DecodedBatch:
         """Decode up to ``batch_size`` files. Never raises for a bad file; see :class:`DecodedBatch`."""
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - a no-op by default; only decoders holding threads override it
         """Release threads and buffers."""
 
     def __enter__(self) -> Decoder:

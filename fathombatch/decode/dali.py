@@ -20,7 +20,7 @@ import tempfile
 import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -106,6 +106,7 @@ class DaliDecoder(Decoder):
         import nvidia.dali.fn as fn
         import nvidia.dali.types as types
         from nvidia.dali import pipeline_def
+        from nvidia.dali.data_node import DataNode
 
         spec = self.spec
         gpu = self.device is not None
@@ -113,28 +114,28 @@ class DaliDecoder(Decoder):
         @pipeline_def(
             batch_size=self.batch_size,
             num_threads=self.threads,
-            device_id=self.device,
+            device_id=cast(int, self.device),  # None: a CPU-only pipeline (documented; the stub says int)
             prefetch_queue_depth=1,
             exec_async=False,
             exec_pipelined=False,
         )
         def pipe() -> Any:
-            encoded = fn.external_source(name="encoded", dtype=types.UINT8, ndim=1)
+            encoded = fn.external_source(name="encoded", dtype=types.DALIDataType.UINT8, ndim=1)
             if gpu:
-                images = fn.decoders.image(encoded, device="mixed", output_type=types.RGB,
+                images = fn.decoders.image(encoded, device="mixed", output_type=types.DALIImageType.RGB,
                                            hw_decoder_load=self.hw_decoder_load)
             else:
-                images = fn.decoders.image(encoded, device="cpu", output_type=types.RGB)
-            images = fn.resize(
+                images = fn.decoders.image(encoded, device="cpu", output_type=types.DALIImageType.RGB)
+            resized = cast(DataNode, fn.resize(  # one input gives one output node (the stub allows several)
                 images,
                 resize_x=spec.width,
                 resize_y=spec.height,
-                interp_type=types.INTERP_LINEAR,
+                interp_type=types.DALIInterpType.INTERP_LINEAR,
                 antialias=True,
-            )
+            ))
             return fn.crop_mirror_normalize(
-                images,
-                dtype=types.FLOAT,
+                resized,
+                dtype=types.DALIDataType.FLOAT,
                 output_layout="CHW",
                 mean=[m * 255.0 for m in spec.mean],
                 std=[s * 255.0 for s in spec.std],
@@ -200,7 +201,7 @@ class DaliDecoder(Decoder):
             except RuntimeError as exc:
                 log.debug("DALI batch failed, isolating the bad file(s): %s", str(exc).splitlines()[-1:])
                 self._reset()
-                for image, i in zip(files, positions):
+                for image, i in zip(files, positions, strict=True):
                     try:
                         pixels, used = self._decode_alone(image)
                     except DecodeError as err:

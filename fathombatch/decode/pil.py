@@ -102,8 +102,9 @@ class PilDecoder(Decoder):
     def decode(self, paths: Sequence[str | Path]) -> DecodedBatch:
         results = list(self._pool.map(self._one, paths))
         ok = [i for i, (pix, _, _) in enumerate(results) if pix is not None]
-        if ok:
-            images = normalize(np.stack([results[i][0] for i in ok]), self.spec)  # type: ignore[misc]
+        pixels = [pix for pix, _, _ in results if pix is not None]
+        if pixels:
+            images = normalize(np.stack(pixels), self.spec)
         else:
             images = np.empty((0, 3, *self.spec.size), dtype=np.float32)
         return DecodedBatch(

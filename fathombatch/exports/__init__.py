@@ -27,7 +27,9 @@ from fathombatch.exports.presence import LONG_COLUMNS, presence_rows
 from fathombatch.exports.source import Source, open_source
 from fathombatch.exports.writers import sidecar_path, stream_table, table_format
 
-__all__ = ["ExportTableConfig", "ExportTableResult", "export_table", "output_files"]
+__all__ = ["ExportTableConfig", "ExportTableResult", "TableFormat", "export_table", "output_files"]
+
+TableFormat = Literal["long", "dives", "dwc"]
 
 
 @dataclass(frozen=True)
@@ -53,7 +55,7 @@ class ExportTableConfig:
 
     scores: Path
     out: Path
-    format: Literal["long", "dives", "dwc"] = "long"
+    format: TableFormat = "long"
     threshold: float | None = None
     metadata: Path | None = None
     dive_regex: str | None = None
@@ -145,5 +147,5 @@ def _empty_long(source: Source) -> pl.DataFrame:
               "supercategory": pl.String, "probability": pl.Float64, "threshold": pl.Float64}
     extra = {c: t for c, t in (source.metadata.schema.items() if source.metadata is not None else []) if c != "path"}
     if source.exif:
-        extra["exif_datetime"] = pl.String
+        extra["exif_datetime"] = pl.String()
     return pl.DataFrame(schema={**{c: schema[c] for c in LONG_COLUMNS}, **extra})

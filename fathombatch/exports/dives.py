@@ -1,7 +1,8 @@
 """Per-dive summaries: which animals, in how many images of each dive; a supercategory roll-up; a heat map.
 
 Dives are the first-level sub-folders of the scored folder by default (a file directly in it belongs to the dive named
-after the scored folder), or come from ``--dive-regex`` (its first group, or the whole match) or a ``--dive-column`` of the metadata CSV.
+after the scored folder), or come from ``--dive-regex`` (its first group, or the whole match) or a ``--dive-column``
+of the metadata CSV.
 """
 
 from __future__ import annotations

@@ -34,8 +34,11 @@ NAMESPACE = uuid.UUID("6f1b6a2e-3c39-4f7e-9d0b-6a1f0c5b7e21")
 
 def content_hash(path: Path) -> str:
     """SHA-256 (hex) of a file's bytes, read in chunks so a large image never sits whole in memory."""
+    digest = hashlib.sha256()
     with open(path, "rb") as fh:
-        return hashlib.file_digest(fh, "sha256").hexdigest()
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def check_dataset_id(dataset_id: str | None, scores: Path) -> None:
@@ -75,7 +78,8 @@ class Identifier:
         """The dataset part of the IDs of the image at ``rel`` (relative to the images root)."""
         if self.dataset_id is not None:
             return self.dataset_id
-        image = self.root / fs_path(rel)  # type: ignore[operator]
+        assert self.root is not None  # __init__ sets it whenever there is no dataset id
+        image = self.root / fs_path(rel)
         if not image.is_file():
             raise UsageError(f"image {rel} is not in {self.root}: the folder changed since it was scored, so its "
                              "content cannot be hashed; give a dataset id, or the images' current location")

@@ -152,7 +152,8 @@ class Source:
             return pl.Series("dive", [match(p) for p in frame["path"]], dtype=pl.String)
         paths = frame["path"]
         first = paths.str.split("/").list.first()
-        return pl.select(pl.when(paths.str.contains("/", literal=True)).then(first).otherwise(pl.lit(self.top_dive))).to_series().alias("dive")
+        nested = paths.str.contains("/", literal=True)
+        return pl.select(pl.when(nested).then(first).otherwise(pl.lit(self.top_dive))).to_series().alias("dive")
 
     def _exif_time(self, rel: str) -> str | None:
         """EXIF DateTimeOriginal (or DateTime) of an image as ISO 8601, or None."""

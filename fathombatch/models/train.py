@@ -153,7 +153,7 @@ def batches(order: np.ndarray, batch_size: int) -> list[np.ndarray]:
     cuts = list(range(0, len(order), batch_size))
     if len(order) > 1 and len(order) % batch_size == 1:
         cuts.pop()
-    return [np.sort(order[a:b]) for a, b in zip(cuts, cuts[1:] + [len(order)])]
+    return [np.sort(order[a:b]) for a, b in zip(cuts, cuts[1:] + [len(order)], strict=True)]
 
 
 def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
@@ -232,7 +232,8 @@ def _build_state(cfg: TrainConfig, data: _Data, device: torch.device, steps_per_
     opt_cls = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
     optimizer = opt_cls(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(cfg, step, steps_per_epoch))
-    return _State(model=model, optimizer=optimizer, scheduler=scheduler, generator=torch.Generator().manual_seed(cfg.seed))
+    generator = torch.Generator().manual_seed(cfg.seed)
+    return _State(model=model, optimizer=optimizer, scheduler=scheduler, generator=generator)
 
 
 def _payload(cfg: TrainConfig, data: _Data, state: _State, metrics: EpochMetrics) -> dict[str, Any]:

@@ -8,7 +8,7 @@ backbone works fully offline.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 from torch import nn
@@ -16,8 +16,10 @@ from torch import nn
 from fathombatch.errors import MissingDependencyError, TrainingError
 from fathombatch.models.registry import Classifier, register_model
 
+_M = TypeVar("_M", bound=nn.Module)
 
-def _torchvision_weights(builder: Callable[..., nn.Module], weights_enum: Any, name: str) -> nn.Module:
+
+def _torchvision_weights(builder: Callable[..., _M], weights_enum: Any, name: str) -> _M:
     try:
         return builder(weights=weights_enum.DEFAULT)
     except Exception as exc:  # noqa: BLE001 - urllib, ssl, hash and OS errors all mean "could not fetch"
@@ -82,7 +84,7 @@ def efficientnet_b0(num_classes: int, img_size: int, pretrained: bool) -> Classi
 class _LiteBackbone(nn.Module):
     """EfficientNet-Lite0 up to global pooling: (N, 3, H, W) -> (N, 1280)."""
 
-    def __init__(self, net: nn.Module) -> None:
+    def __init__(self, net: Any) -> None:  # an efficientnet_lite_pytorch EfficientNet (untyped)
         super().__init__()
         self.net = net
 
