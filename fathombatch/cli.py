@@ -279,7 +279,7 @@ def score(root: Path, engine: str, out: Path, batch_size: int, decoder: str, top
 
 
 @cli.command()
-@_guard_outputs(inputs=("scores", "truth", "osd_truth", "run"), folders=("report",))
+@_guard_outputs(inputs=("scores", "truth", "osd_truth", "run"), folders=("report",), tables=("scores",))
 @click.argument("scores", type=click.Path(path_type=Path))
 @click.option("--truth", type=LabelPath(), required=True,
               help="Kaggle CSV or COCO json with the true labels (or a shipped one: fathomnet2023:train.csv).")

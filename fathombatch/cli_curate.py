@@ -100,7 +100,7 @@ def split(labels: Path, out: Path, val_fraction: float, seed: int, folds: int | 
 
 
 @curate.command(context_settings=_CONTEXT)
-@guard_outputs(inputs=("scores", "images_root"), files=("out",), folders=("copy_to",))
+@guard_outputs(inputs=("scores", "images_root"), files=("out",), folders=("copy_to",), tables=("scores",))
 @click.argument("scores", type=_FILE)
 @click.option("--out", type=_OUT, required=True, help="Selected rows: .parquet, .csv, or .txt (one path per line).")
 @click.option("--category", "categories", multiple=True, help="Class name (repeatable; a row matches through any).")
@@ -145,7 +145,7 @@ def select(scores: Path, out: Path, categories: tuple[str, ...], supercategories
 
 
 @curate.command(context_settings=_CONTEXT)
-@guard_outputs(inputs=("scores", "other", "images_root"), folders=("out",))
+@guard_outputs(inputs=("scores", "other", "images_root"), folders=("out",), tables=("scores", "other"))
 @click.argument("scores", type=_FILE)
 @click.option("--out", type=_OUT, required=True, help="Folder for queue.csv, index.html and thumbs/.")
 @click.option("--n", type=click.IntRange(min=1), default=200, show_default=True, help="Images in the queue.")
@@ -184,7 +184,7 @@ def review(scores: Path, out: Path, n: int, strategy: str, other: Path | None, t
 
 
 @curate.command(context_settings=_CONTEXT)
-@guard_outputs(inputs=("source", "labels", "images_root", "engine"), folders=("out",))
+@guard_outputs(inputs=("source", "labels", "images_root", "engine"), folders=("out",), tables=("source",))
 @click.argument("source", type=click.Path(exists=True, path_type=Path))
 @click.option("--out", type=_OUT, required=True,
               help="Folder for hashes.parquet, clusters.csv/.parquet, drop.txt, to_review.txt.")
