@@ -297,3 +297,38 @@ def test_an_output_in_the_scored_folder_or_an_input_folder_is_refused_even_with_
         assert line.endswith(f"even with --overwrite: choose another {flag}")
         assert snapshot(work) == before
     assert not any(p.is_symlink() for p in cat.rglob("*"))
+
+
+@pytest.mark.parametrize("out", ["checkpoints/best.pt", "engine.onnx", "link/checkpoints/best.pt"])
+def test_export_never_writes_into_its_run_folder(out: str, run_dir: Path, tmp_path: Path) -> None:
+    """`export runx --format pt --out runx/checkpoints/best.pt --overwrite` once replaced the checkpoint it read."""
+    run = tmp_path / "run"
+    shutil.copytree(run_dir, run)
+    (tmp_path / "link").symlink_to(run)
+    before = snapshot(run)
+    fmt = out.rsplit(".", 1)[1]
+    where = (tmp_path if out.startswith("link") else run) / out
+    for overwrite in ((), ("--overwrite",)):
+        code, _, err = invoke(cli, "export", run, "--format", fmt, "--out", where, "-q", *overwrite)
+        assert code == 2, err
+        assert err.splitlines() == [f"Error: the engine {where} is inside the run folder {run}, the export's input; an "
+                                    "engine is never written into its run, even with overwrite: choose an out path "
+                                    "outside it"]
+        assert snapshot(run) == before
+
+
+def test_build_engine_never_replaces_its_onnx_input(engines: dict[str, Path], tmp_path: Path) -> None:
+    """A plan hard-linked (or symlinked) to its ONNX input is refused before TensorRT or a GPU is looked for."""
+    onnx = tmp_path / "e.onnx"
+    shutil.copy(engines["onnx"], onnx)
+    shutil.copy(engines["onnx"].with_name(engines["onnx"].name + ".json"), tmp_path / "e.onnx.json")
+    os.link(onnx, tmp_path / "hard.plan")
+    (tmp_path / "soft.plan").symlink_to(onnx)
+    before = snapshot(tmp_path)
+    for plan in ("hard.plan", "soft.plan"):
+        code, _, err = invoke(cli, "build-engine", onnx, "--out", tmp_path / plan, "--overwrite")
+        assert code == 2, err
+        assert err.splitlines() == [f"Error: the plan {tmp_path / plan} is the same file as its input {onnx} (or their "
+                                    "manifests are); outputs never replace inputs, even with overwrite: choose "
+                                    "another out path"]
+        assert snapshot(tmp_path) == before
