@@ -13,7 +13,7 @@ from typing import Any
 
 import click
 
-from fathombatch.clikit import CONTEXT, MAX_THREADS, Command, Group, LabelPath, guard_outputs, quiet_option
+from fathombatch.clikit import CONTEXT, MAX_THREADS, Command, Group, LabelPath, guard_outputs, output_file, quiet_option
 from fathombatch.clikit import progress as _progress
 from fathombatch.errors import LabelFileError, OutputError, UsageError
 
@@ -315,7 +315,9 @@ def subset(labels: Path, out: Path, ids: Path | None, from_select: Path | None, 
               help="Seconds without data before giving up on a connection.")
 @click.option("--no-verify", is_flag=True,
               help="Skip the full decode of each download (header, end marker and size are still checked).")
-@click.option("--failures", type=_OUT, help="Also write the failures as CSV (file_name,url,reason).")
+@click.option("--failures", type=click.Path(), callback=output_file,
+              help="Also write the failures as CSV (file_name,url,reason); one from an earlier run is rewritten. "
+                   "Not ANNOTATIONS and not inside --out (checked before downloading).")
 @quiet_option
 def download(annotations: Path, out: Path, workers: int, retries: int, backoff: float, timeout: float,
              no_verify: bool, failures: Path | None, quiet: bool) -> None:
@@ -327,11 +329,13 @@ def download(annotations: Path, out: Path, workers: int, retries: int, backoff: 
     Example:
       fathombatch download annotations.json --out images/ --workers 16 --failures failed.csv
     """
-    from fathombatch.curate.download import DownloadConfig, write_failures
+    from fathombatch.curate.download import DownloadConfig, check_failures_file, write_failures
     from fathombatch.curate.download import download as run_download
 
     cfg = DownloadConfig(annotations=annotations, out=out, workers=workers, retries=retries, backoff=backoff,
                          timeout=timeout, verify=not no_verify)
+    if failures is not None:
+        check_failures_file(cfg, failures)
     s = run_download(cfg, progress=_progress(quiet))
     click.echo(f"{s.total} images: {s.downloaded} downloaded, {s.skipped} already complete, "
                f"{len(s.failures)} failed")
