@@ -247,9 +247,10 @@ def score(root: Path, engine: str, out: Path, batch_size: int, decoder: str, top
 
     \b
     Example:
-      fathombatch score ./dive_images --engine densenet121.onnx --out scores.parquet --submission submission.csv
-      fathombatch score /shared/cruise --engine model.onnx --out /shared/cruise.parquet --ray --ray-address auto
-      fathombatch score ./dive_images --engine densenet121.plan --devices 0,1 --batch-size 256
+      fathombatch score ./dive_images --engine demo-efficientnet_lite0.onnx --out scores.parquet --submission sub.csv
+      fathombatch score /shared/cruise --engine demo-efficientnet_lite0.onnx --out c.parquet --ray --ray-address auto
+      fathombatch build-engine engines/demo-efficientnet_lite0.onnx --out engines/demo-fp16.plan
+      fathombatch score ./dive_images --engine demo-fp16.plan --devices 0,1 --batch-size 256
     """
     from fathombatch.errors import UsageError
     from fathombatch.gpu import parse_devices
@@ -334,8 +335,9 @@ def bench(stage: str, root: Path, engines: tuple[str, ...], batch_sizes: str, de
 
     \b
     Example:
-      fathombatch bench all dive/images --engine engines/densenet121.onnx --batch-sizes 16,32 --json bench.json
-      fathombatch bench engine dive/images --engine densenet121.onnx --engine densenet121-int8.xml
+      fathombatch bench all dive/images --engine demo-efficientnet_lite0.onnx --batch-sizes 16,32 --json bench.json
+      fathombatch export demo/run --format openvino --precision int8 --out engines/demo-int8.xml
+      fathombatch bench engine dive/images --engine demo-efficientnet_lite0.onnx --engine demo-int8.xml
     """
 
     from fathombatch.bench import BenchConfig, run_suite
@@ -383,7 +385,7 @@ def build_engine_cmd(onnx: Path, out: Path, precision: str, max_batch: int, opt_
 
     \b
     Example:
-      fathombatch build-engine engines/densenet121.onnx --precision fp16 --max-batch 512 --out engines/densenet121.plan
+      fathombatch build-engine engines/demo-efficientnet_lite0.onnx --precision fp16 --out engines/demo-fp16.plan
     """
     from fathombatch.backends.trt_build import BuildConfig, build_engine
 

@@ -210,7 +210,7 @@ def dedupe(source: Path, out: Path, max_distance: int, threads: int | None, engi
     Example:
       fathombatch curate dedupe dive/images --out dupes/
       fathombatch curate dedupe scores.parquet --max-distance 6 --out dupes/
-      fathombatch curate dedupe dive/images --engine densenet121.onnx --out dupes/
+      fathombatch curate dedupe dive/images --engine demo-efficientnet_lite0.onnx --out dupes/
       fathombatch curate dedupe dive/images --labels dive/annotations.json --out dupes/
     """
     from fathombatch.curate.dedupe import DedupeConfig, run_dedupe
