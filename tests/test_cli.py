@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import itertools
 import json
 import re
 import shutil
@@ -50,13 +51,13 @@ def test_help_examples_use_only_engines_that_exist_after_make_demo_or_the_exampl
         made = set(demo)
         for line in example.replace("\\\n", " ").splitlines():
             words = line.split()
-            used = [b for a, b in zip(words, words[1:]) if a == "--engine"]
+            used = [b for a, b in itertools.pairwise(words) if a == "--engine"]
             if words[1:2] == ["build-engine"]:
                 used.append(words[2])
             for engine in used:
                 assert Path(engine).name in made, f"{' '.join(path)} --help: {engine} ({line.strip()})"
                 checked += 1
-            made |= {Path(b).name for a, b in zip(words, words[1:]) if a == "--out"}
+            made |= {Path(b).name for a, b in itertools.pairwise(words) if a == "--out"}
     assert checked >= 8  # score, bench, build-engine, dedupe and the group's own examples name engines
 
 

@@ -311,9 +311,9 @@ def test_export_never_writes_into_its_run_folder(out: str, run_dir: Path, tmp_pa
     for overwrite in ((), ("--overwrite",)):
         code, _, err = invoke(cli, "export", run, "--format", fmt, "--out", where, "-q", *overwrite)
         assert code == 2, err
-        assert err.splitlines() == [f"Error: the engine {where} is inside the run folder {run}, the export's input; an "
-                                    "engine is never written into its run, even with overwrite: choose an out path "
-                                    "outside it"]
+        assert err.splitlines() == [(f"Error: the engine {where} is inside the run folder {run}, the export's input; "
+                                     "an engine is never written into its run, even with overwrite: choose an out path "
+                                     "outside it")]
         assert snapshot(run) == before
 
 
@@ -328,7 +328,7 @@ def test_build_engine_never_replaces_its_onnx_input(engines: dict[str, Path], tm
     for plan in ("hard.plan", "soft.plan"):
         code, _, err = invoke(cli, "build-engine", onnx, "--out", tmp_path / plan, "--overwrite")
         assert code == 2, err
-        assert err.splitlines() == [f"Error: the plan {tmp_path / plan} is the same file as its input {onnx} (or their "
-                                    "manifests are); outputs never replace inputs, even with overwrite: choose "
-                                    "another out path"]
+        assert err.splitlines() == [(f"Error: the plan {tmp_path / plan} is the same file as its input {onnx} (or "
+                                     "their manifests are); outputs never replace inputs, even with overwrite: choose "
+                                     "another out path")]
         assert snapshot(tmp_path) == before
