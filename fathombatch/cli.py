@@ -265,9 +265,10 @@ def score(root: Path, engine: str, out: Path, batch_size: int, decoder: str, top
 
     \b
     Example:
-      fathombatch score ./dive_images --engine densenet121.onnx --out scores.parquet --submission submission.csv
-      fathombatch score /shared/cruise --engine model.onnx --out /shared/cruise.parquet --ray --ray-address auto
-      fathombatch score ./dive_images --engine densenet121.plan --devices 0,1 --batch-size 256
+      fathombatch score ./dive_images --engine demo-efficientnet_lite0.onnx --out scores.parquet --submission sub.csv
+      fathombatch score /shared/cruise --engine demo-efficientnet_lite0.onnx --out c.parquet --ray --ray-address auto
+      fathombatch build-engine engines/demo-efficientnet_lite0.onnx --out engines/demo-fp16.plan
+      fathombatch score ./dive_images --engine demo-fp16.plan --devices 0,1 --batch-size 256
     """
     from fathombatch.errors import UsageError
     from fathombatch.gpu import parse_devices
@@ -297,7 +298,7 @@ def score(root: Path, engine: str, out: Path, batch_size: int, decoder: str, top
 
 
 @cli.command()
-@_guard_outputs(inputs=("scores", "truth", "osd_truth", "run"), folders=("report",))
+@_guard_outputs(inputs=("scores", "truth", "osd_truth", "run"), folders=("report",), tables=("scores",))
 @click.argument("scores", type=click.Path(path_type=Path))
 @click.option("--truth", type=LabelPath(), required=True,
               help="Kaggle CSV or COCO json with the true labels (or a shipped one: fathomnet2023:train.csv).")
@@ -354,8 +355,9 @@ def bench(stage: str, root: Path, engines: tuple[str, ...], batch_sizes: str, de
 
     \b
     Example:
-      fathombatch bench all dive/images --engine engines/densenet121.onnx --batch-sizes 16,32 --json bench.json
-      fathombatch bench engine dive/images --engine densenet121.onnx --engine densenet121-int8.xml
+      fathombatch bench all dive/images --engine demo-efficientnet_lite0.onnx --batch-sizes 16,32 --json bench.json
+      fathombatch export demo/run --format openvino --precision int8 --out engines/demo-int8.xml
+      fathombatch bench engine dive/images --engine demo-efficientnet_lite0.onnx --engine demo-int8.xml
     """
 
     from fathombatch.bench import BenchConfig, run_suite
@@ -403,7 +405,7 @@ def build_engine_cmd(onnx: Path, out: Path, precision: Precision, max_batch: int
 
     \b
     Example:
-      fathombatch build-engine engines/densenet121.onnx --precision fp16 --max-batch 512 --out engines/densenet121.plan
+      fathombatch build-engine engines/demo-efficientnet_lite0.onnx --precision fp16 --out engines/demo-fp16.plan
     """
     from fathombatch.backends.trt_build import BuildConfig, build_engine
 

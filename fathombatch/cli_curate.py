@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from fathombatch.clikit import CONTEXT, MAX_THREADS, Command, Group, LabelPath, guard_outputs, quiet_option
+from fathombatch.clikit import CONTEXT, MAX_THREADS, Command, Group, LabelPath, guard_outputs, output_file, quiet_option
 from fathombatch.clikit import progress as _progress
 from fathombatch.errors import LabelFileError, OutputError, UsageError
 
@@ -104,7 +104,7 @@ def split(labels: Path, out: Path, val_fraction: float, seed: int, folds: int | 
 
 
 @curate.command(context_settings=_CONTEXT)
-@guard_outputs(inputs=("scores", "images_root"), files=("out",), folders=("copy_to",))
+@guard_outputs(inputs=("scores", "images_root"), files=("out",), folders=("copy_to",), tables=("scores",))
 @click.argument("scores", type=_FILE)
 @click.option("--out", type=_OUT, required=True, help="Selected rows: .parquet, .csv, or .txt (one path per line).")
 @click.option("--category", "categories", multiple=True, help="Class name (repeatable; a row matches through any).")
@@ -150,7 +150,7 @@ def select(scores: Path, out: Path, categories: tuple[str, ...], supercategories
 
 
 @curate.command(context_settings=_CONTEXT)
-@guard_outputs(inputs=("scores", "other", "images_root"), folders=("out",))
+@guard_outputs(inputs=("scores", "other", "images_root"), folders=("out",), tables=("scores", "other"))
 @click.argument("scores", type=_FILE)
 @click.option("--out", type=_OUT, required=True, help="Folder for queue.csv, index.html and thumbs/.")
 @click.option("--n", type=click.IntRange(min=1), default=200, show_default=True, help="Images in the queue.")
@@ -189,7 +189,7 @@ def review(scores: Path, out: Path, n: int, strategy: Strategy, other: Path | No
 
 
 @curate.command(context_settings=_CONTEXT)
-@guard_outputs(inputs=("source", "labels", "images_root", "engine"), folders=("out",))
+@guard_outputs(inputs=("source", "labels", "images_root", "engine"), folders=("out",), tables=("source",))
 @click.argument("source", type=click.Path(exists=True, path_type=Path))
 @click.option("--out", type=_OUT, required=True,
               help="Folder for hashes.parquet, clusters.csv/.parquet, drop.txt, to_review.txt.")
@@ -215,7 +215,7 @@ def dedupe(source: Path, out: Path, max_distance: int, threads: int | None, engi
     Example:
       fathombatch curate dedupe dive/images --out dupes/
       fathombatch curate dedupe scores.parquet --max-distance 6 --out dupes/
-      fathombatch curate dedupe dive/images --engine densenet121.onnx --out dupes/
+      fathombatch curate dedupe dive/images --engine demo-efficientnet_lite0.onnx --out dupes/
       fathombatch curate dedupe dive/images --labels dive/annotations.json --out dupes/
     """
     from fathombatch.curate.dedupe import DedupeConfig, run_dedupe
@@ -320,7 +320,9 @@ def subset(labels: Path, out: Path, ids: Path | None, from_select: Path | None, 
               help="Seconds without data before giving up on a connection.")
 @click.option("--no-verify", is_flag=True,
               help="Skip the full decode of each download (header, end marker and size are still checked).")
-@click.option("--failures", type=_OUT, help="Also write the failures as CSV (file_name,url,reason).")
+@click.option("--failures", type=click.Path(), callback=output_file,
+              help="Also write the failures as CSV (file_name,url,reason); one from an earlier run is rewritten. "
+                   "Not ANNOTATIONS and not inside --out (checked before downloading).")
 @quiet_option
 def download(annotations: Path, out: Path, workers: int, retries: int, backoff: float, timeout: float,
              no_verify: bool, failures: Path | None, quiet: bool) -> None:
@@ -332,11 +334,13 @@ def download(annotations: Path, out: Path, workers: int, retries: int, backoff: 
     Example:
       fathombatch download annotations.json --out images/ --workers 16 --failures failed.csv
     """
-    from fathombatch.curate.download import DownloadConfig, write_failures
+    from fathombatch.curate.download import DownloadConfig, check_failures_file, write_failures
     from fathombatch.curate.download import download as run_download
 
     cfg = DownloadConfig(annotations=annotations, out=out, workers=workers, retries=retries, backoff=backoff,
                          timeout=timeout, verify=not no_verify)
+    if failures is not None:
+        check_failures_file(cfg, failures)
     s = run_download(cfg, progress=_progress(quiet))
     click.echo(f"{s.total} images: {s.downloaded} downloaded, {s.skipped} already complete, "
                f"{len(s.failures)} failed")

@@ -29,7 +29,7 @@ def _outputs(params: Mapping[str, Any]) -> list[Output]:
 
 
 @click.command("export-table", cls=Command, context_settings=CONTEXT)
-@guard_outputs(inputs=("scores", "metadata", "aphia_ids", "images_root"), derived=_outputs)
+@guard_outputs(inputs=("scores", "metadata", "aphia_ids", "images_root"), derived=_outputs, tables=("scores",))
 @click.argument("scores", type=_PATH)
 @click.option("--out", type=_PATH, required=True, help="long, dwc: .parquet/.csv file; dives: a folder.")
 @click.option("--format", "fmt", type=click.Choice(["long", "dives", "dwc"]), default="long", show_default=True)

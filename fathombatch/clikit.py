@@ -20,9 +20,10 @@ from typing import Any
 import click
 
 from fathombatch.errors import MAX_THREADS, FathombatchError, OutputError, UsageError
+from fathombatch.pathguard import inside
 
 __all__ = ["CONTEXT", "MAX_THREADS", "Command", "ErrorsToExit", "Group", "Output", "check_outputs", "guard_outputs",
-           "output_file", "progress", "quiet_option"]
+           "output_file", "progress", "quiet_option", "scored_folders"]
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 110}
 
@@ -130,7 +131,9 @@ def check_outputs(outputs: Iterable[Output], inputs: Iterable[tuple[str, Path]],
     """Refuse outputs that would replace what a user already has (the guarantee in docs/reliability.md).
 
     Even with ``overwrite``: a file output that is one of ``inputs`` (the same file through any spelling, symlink or
-    hard link), or a folder output that is or holds an input (the command's files could land on the input's name).
+    hard link), a folder output that is or holds an input (the command's files could land on the input's name), and
+    any output inside an input folder (an image folder, a run folder: its next reader, e.g. the next ``score`` of
+    that folder, would take the output for one of its own files).
     Without ``overwrite``: a file output that exists, or a folder output that exists and is not empty.
 
     Args:
@@ -138,7 +141,8 @@ def check_outputs(outputs: Iterable[Output], inputs: Iterable[tuple[str, Path]],
         inputs: (how the command line names the input, e.g. ``SCORES`` or ``--truth``; its path).
 
     Raises:
-        UsageError: an output is an input, or a folder where a file is written or the reverse (exit 2).
+        UsageError: an output is an input or inside an input folder, or a folder where a file is written or the
+            reverse (exit 2).
         OutputError: an output exists and ``overwrite`` is False (exit 1, as ``score`` and ``export`` refuse).
     """
     outputs, inputs = list(outputs), list(inputs)
@@ -148,6 +152,9 @@ def check_outputs(outputs: Iterable[Output], inputs: Iterable[tuple[str, Path]],
                 verb = "holds" if out.folder and not os.path.samefile(out.path, path) else "is"
                 raise UsageError(f"{out.option} {out.path} {verb} the input {name} ({path}); outputs never replace "
                                  f"inputs, even with --overwrite: choose another {out.option}")
+            if path.is_dir() and inside(out.path, path):
+                raise UsageError(f"{out.option} {out.path} is inside the input {name} ({path}); nothing is "
+                                 f"written into an input folder, even with --overwrite: choose another {out.option}")
     for out in outputs:
         if out.folder and out.path.exists() and not out.path.is_dir():
             raise UsageError(f"{out.option} {out.path} is a file; name a folder to write into")
@@ -169,15 +176,29 @@ def _replaces(out: Output, path: Path) -> bool:
         return False  # a folder not made yet holds nothing; a missing input is the library's to report
     if not out.folder:
         return os.path.samefile(out.path, path)
-    # The input as written (a symlink inside the folder would itself be replaced) and with every symlink resolved.
-    spellings = {Path(os.path.abspath(path)), Path(os.path.abspath(path)).parent.resolve() / path.name, path.resolve()}
-    folders = {Path(os.path.abspath(out.path)), out.path.resolve()}
-    return any(s.is_relative_to(f) for s in spellings for f in folders)
+    return inside(path, out.path)
+
+
+def scored_folders(tables: Iterable[tuple[str, Path]]) -> list[tuple[str, Path]]:
+    """The folders the scores tables among ``tables`` were scored from (their recorded ``run.root``), as inputs.
+
+    A table's scored folder is an input of every command that reads the table, whether or not this command opens an
+    image: an output written there would be scored as part of the dive next time (or, with ``--copy-to``, replace
+    the images themselves). Paths that are not readable scores tables (a submission CSV, a folder) add nothing.
+    """
+    from fathombatch.curate.scoretable import recorded_root
+
+    found = []
+    for name, path in tables:
+        root = recorded_root(path)
+        if root is not None:
+            found.append((f"image folder of {name}", root))
+    return found
 
 
 def guard_outputs(
     *, inputs: tuple[str, ...], files: tuple[str, ...] = (), folders: tuple[str, ...] = (),
-    derived: Callable[[Mapping[str, Any]], Iterable[Output]] | None = None,
+    derived: Callable[[Mapping[str, Any]], Iterable[Output]] | None = None, tables: tuple[str, ...] = (),
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Give a command ``--overwrite`` and run :func:`check_outputs` before its body, so nothing is computed or
     half-written before a refusal.
@@ -186,6 +207,7 @@ def guard_outputs(
         inputs: names of the parameters that are input paths (a str is taken as a path, a tuple as several).
         files / folders: names of the parameters that are output files / output folders (None: not given).
         derived: more outputs computed from the parameters (e.g. a sidecar beside ``--out``).
+        tables: names of the input parameters that may be scores tables: their scored folders are inputs too.
     """
 
     def decorate(f: Callable[..., Any]) -> Callable[..., Any]:
@@ -197,6 +219,7 @@ def guard_outputs(
             outputs += derived(params) if derived is not None else []
             given = [(shown[n], Path(v)) for n in inputs
                      for v in (params[n] if isinstance(params[n], tuple) else (params[n],)) if v is not None]
+            given += scored_folders((shown[n], Path(params[n])) for n in tables if params[n] is not None)
             check_outputs(outputs, given, overwrite=overwrite)
             return f(*args, **params)
 

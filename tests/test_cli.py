@@ -1,11 +1,14 @@
 from __future__ import annotations
 
+import itertools
 import json
+import re
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import click
 import pytest
 from click.testing import CliRunner
 
@@ -23,6 +26,39 @@ def test_every_command_has_help_with_an_example(command: str) -> None:
     code, out, _ = invoke(command, "--help")
     assert code == 0
     assert cli.commands[command].help and "Example" in out
+
+
+def _all_commands(group: click.Group, prefix: tuple[str, ...] = ()) -> list[tuple[tuple[str, ...], click.Command]]:
+    found: list[tuple[tuple[str, ...], click.Command]] = [(prefix, group)]
+    for name, command in sorted(group.commands.items()):
+        if isinstance(command, click.Group):
+            found += _all_commands(command, (*prefix, name))
+        else:
+            found.append(((*prefix, name), command))
+    return found
+
+
+def test_help_examples_use_only_engines_that_exist_after_make_demo_or_the_example_itself() -> None:
+    """An example naming `densenet121.onnx` fails on a fresh clone: an engine must be the one `make demo` exports,
+    or one that an earlier line of the same example writes."""
+    makefile = (Path(__file__).resolve().parents[1] / "Makefile").read_text()
+    demo = {Path(p).name for p in re.findall(r"export \S+ .*--out engines/(\S+)", makefile)}
+    assert demo
+    checked = 0
+    for path, command in _all_commands(cli):
+        help_text = command.get_help(click.Context(command, info_name=" ".join(("fathombatch", *path))))
+        example = help_text.split("Example", 1)[1].split("Options:", 1)[0] if "Example" in help_text else ""
+        made = set(demo)
+        for line in example.replace("\\\n", " ").splitlines():
+            words = line.split()
+            used = [b for a, b in itertools.pairwise(words) if a == "--engine"]
+            if words[1:2] == ["build-engine"]:
+                used.append(words[2])
+            for engine in used:
+                assert Path(engine).name in made, f"{' '.join(path)} --help: {engine} ({line.strip()})"
+                checked += 1
+            made |= {Path(b).name for a, b in itertools.pairwise(words) if a == "--out"}
+    assert checked >= 8  # score, bench, build-engine, dedupe and the group's own examples name engines
 
 
 def test_python_dash_m_works() -> None:

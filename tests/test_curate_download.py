@@ -15,6 +15,7 @@ import polars as pl
 import pytest
 from PIL import Image
 
+from fathombatch.cli import cli
 from fathombatch.cli_curate import download as download_command
 from fathombatch.curate.download import DownloadConfig, _ends_complete, download
 from fathombatch.errors import LabelFileError
@@ -190,6 +191,43 @@ def test_download_command_exits_1_with_one_error_line(server: Server, tmp_path: 
     ]
     failed = pl.read_csv(tmp_path / "failed.csv")
     assert failed["file_name"].to_list() == ["missing.jpg"] and failed["reason"][0] == "HTTP 404 Not Found"
+
+
+def test_a_failures_file_that_is_an_input_a_folder_or_among_the_images_is_refused_before_any_download(
+        server: Server, tmp_path: Path) -> None:
+    """`download coco.json --out dl --failures coco.json` once replaced the annotations by the failures CSV;
+    `--failures dl/<an image>` replaced that image; `--failures dl` failed only after downloading everything."""
+    ann = annotations(server, tmp_path, ["ok0.jpg", "missing.jpg"])
+    out = tmp_path / "dl"
+    code, _, err = invoke(download_command, ann, "--out", out, "--backoff", "0", "--retries", "0", "-q")
+    assert code == 1, err
+    image = out / "sub" / "ok0.jpg"
+    (tmp_path / "folder").mkdir()
+    refusals = {
+        ann: f"the failures file {ann} is the annotations file {ann}, which it would replace: choose another "
+             "failures path",
+        image: f"the failures file {image} is inside the download folder {out}, which holds the images only: "
+               "choose a failures path outside it",
+        out / "failed.csv": f"the failures file {out / 'failed.csv'} is inside the download folder {out}, which holds "
+                            "the images only: choose a failures path outside it",
+        out: f"the failures file {out} is a folder; name the CSV file to write",
+        tmp_path / "folder": f"the failures file {tmp_path / 'folder'} is a folder; name the CSV file to write",
+        f"{tmp_path / 'new'}/": (f"--failures {tmp_path / 'new'}/ is a folder; "
+                                 "name the file to write (a path inside it)"),
+    }
+    before = {p: p.read_bytes() for p in (ann, image)}
+    requests = sum(server.counts.values())
+    for failures, message in refusals.items():
+        code, _, err = invoke(cli, "download", ann, "--out", out, "--failures", failures, "-q")
+        assert code == 2, err
+        assert err.splitlines() == [f"Error: {message}"]
+        assert {p: p.read_bytes() for p in (ann, image)} == before and sum(server.counts.values()) == requests
+    assert sorted(p.name for p in out.rglob("*")) == ["ok0.jpg", "sub"] and not (tmp_path / "new").exists()
+
+    # A failures CSV from an earlier attempt, outside --out, is rewritten (re-running is how failures are retried).
+    (tmp_path / "failed.csv").write_text("old")
+    code, _, _ = invoke(download_command, ann, "--out", out, "--retries", "0", "--failures", tmp_path / "failed.csv")
+    assert code == 1 and pl.read_csv(tmp_path / "failed.csv")["file_name"].to_list() == ["missing.jpg"]
 
 
 def test_a_malformed_url_fails_that_file_only(server: Server, tmp_path: Path) -> None:

@@ -96,6 +96,45 @@ def test_select_copies_and_links_images_into_category_folders(scores: Path, dump
     assert missing.placed == 0 and missing.not_placed == (("gone/zero.jpg", "file not found"),)
 
 
+@pytest.mark.parametrize("mode", ["symlink", "copy"])
+def test_select_never_places_an_image_onto_itself(dive: Path, tmp_path: Path, mode: str) -> None:
+    """A copy_to that is the image folder (or reaches it through a symlink) once turned `cat/Synallactes/a.jpg` into
+    a link to itself: the library refuses before writing anything, whatever the command line checked."""
+    cat = tmp_path / "cat"
+    for image, name in zip(sorted((dive / "images").glob("*.jpg"))[:2], ("a.jpg", "b.jpg"), strict=True):
+        (cat / "Synallactes").mkdir(parents=True, exist_ok=True)
+        shutil.copy(image, cat / "Synallactes" / name)
+    table = make_scores(cat, tmp_path / "cat.parquet")
+    before = {p: p.read_bytes() for p in (cat / "Synallactes").iterdir()}
+    (tmp_path / "alias").symlink_to(cat)
+    for copy_to in (cat, tmp_path / "alias"):
+        cfg = SelectConfig(scores=table, out=tmp_path / "c.csv", categories=("Synallactes",), min_prob=0.0,
+                           copy_to=copy_to, mode=mode)
+        with pytest.raises(UsageError, match=r"^copy_to .*: placing 'Synallactes/a.jpg' would replace the image "
+                                             r"itself .*choose a copy_to folder outside the image folder$"):
+            run_select(cfg)
+        assert {p: p.read_bytes() for p in (cat / "Synallactes").iterdir()} == before
+        assert not any(p.is_symlink() for p in cat.rglob("*")) and not (tmp_path / "c.csv").exists()
+
+    # Images that are links into a folder of real files: placing into that folder would link a file to itself.
+    links = tmp_path / "links"
+    (links / "Synallactes").mkdir(parents=True)
+    for name in before:
+        (links / "Synallactes" / name.name).symlink_to(name)
+    linked = make_scores(links, tmp_path / "links.parquet")
+    with pytest.raises(UsageError, match="would replace the image itself"):
+        run_select(SelectConfig(scores=linked, out=tmp_path / "l.csv", categories=("Synallactes",), min_prob=0.0,
+                                copy_to=cat, mode=mode))
+    assert {p: p.read_bytes() for p in (cat / "Synallactes").iterdir()} == before
+
+    # A destination that is a link to its source (an earlier --symlink run) is not the source: replacing it is fine.
+    for _ in range(2):
+        again = run_select(SelectConfig(scores=table, out=tmp_path / "d.csv", categories=("Synallactes",),
+                                        min_prob=0.0, copy_to=tmp_path / "dump", mode="symlink"))
+        assert again.placed == 2 and (tmp_path / "dump" / "Synallactes" / "a.jpg").resolve() == (
+            cat / "Synallactes" / "a.jpg").resolve()
+
+
 def test_select_errors_name_the_fix(scores: Path, tmp_path: Path, dump: Path) -> None:
     with pytest.raises(UsageError, match="did you mean 'Sebastes'"):
         run_select(SelectConfig(scores=scores, out=tmp_path / "s.csv", categories=("Sebastez",)))

@@ -211,3 +211,127 @@ def test_every_command_that_writes_has_overwrite_or_a_reason_not_to() -> None:
         if has:
             help_text = command.get_help(click.Context(command, info_name=name))
             assert "--overwrite" in help_text, name
+
+
+CAT = Path("d", "cat")  # a scored folder, one level down so that a folder can hold it but not the table
+
+#: Outputs into a scored folder or another input folder: (arguments, the input the error line names, its verb).
+#: ``w`` holds ``d/cat/Synallactes/{a,b}.jpg``, the table ``cat.parquet`` scored from ``d/cat`` (its run.root),
+#: ``images/a.jpg``, ``annotations.json`` and ``train.csv``.
+FOLDER_CASES: dict[str, tuple[Callable[[Path], list[object]], str, str]] = {
+    "select --copy-to the scored folder (--symlink)": (
+        lambda w: ["curate", "select", w / "cat.parquet", "--min-osd", "0", "--out", w / "c.csv", "--symlink",
+                   "--copy-to", w / CAT], "image folder of SCORES", "is"),
+    "select --copy-to the scored folder (copies)": (
+        lambda w: ["curate", "select", w / "cat.parquet", "--min-osd", "0", "--out", w / "c.csv",
+                   "--copy-to", w / CAT], "image folder of SCORES", "is"),
+    "select --copy-to inside the scored folder": (
+        lambda w: ["curate", "select", w / "cat.parquet", "--min-osd", "0", "--out", w / "c.csv",
+                   "--copy-to", w / CAT / "dump"], "image folder of SCORES", "is inside"),
+    "select --copy-to holding the scored folder": (
+        lambda w: ["curate", "select", w / "cat.parquet", "--min-osd", "0", "--out", w / "c.csv",
+                   "--copy-to", w / "d"], "image folder of SCORES", "holds"),
+    "select --copy-to the given --images-root": (
+        lambda w: ["curate", "select", w / "cat.parquet", "--min-osd", "0", "--out", w / "c.csv", "--images-root",
+                   w / CAT, "--symlink", "--copy-to", w / CAT], "--images-root", "is"),
+    "select --out inside the scored folder": (
+        lambda w: ["curate", "select", w / "cat.parquet", "--min-osd", "0", "--out", w / CAT / "c.csv"],
+        "image folder of SCORES", "is inside"),
+    "review --out the scored folder": (
+        lambda w: ["curate", "review", w / "cat.parquet", "--n", "2", "--out", w / CAT], "image folder of SCORES",
+        "is"),
+    "review --out inside the scored folder": (
+        lambda w: ["curate", "review", w / "cat.parquet", "--n", "2", "--out", w / CAT / "Synallactes"],
+        "image folder of SCORES", "is inside"),
+    "export-table dives into the scored folder": (
+        lambda w: ["export-table", w / "cat.parquet", "--format", "dives", "--out", w / CAT],
+        "image folder of SCORES", "is"),
+    "export-table long inside the scored folder": (
+        lambda w: ["export-table", w / "cat.parquet", "--out", w / CAT / "present.csv"], "image folder of SCORES",
+        "is inside"),
+    "evaluate --report inside the scored folder": (
+        lambda w: ["evaluate", w / "cat.parquet", "--truth", w / "train.csv", "--report", w / CAT / "report"],
+        "image folder of SCORES", "is inside"),
+    "dedupe a table into its scored folder": (
+        lambda w: ["curate", "dedupe", w / "cat.parquet", "--out", w / CAT / "dupes"], "image folder of SOURCE",
+        "is inside"),
+    "dedupe a folder into itself": (
+        lambda w: ["curate", "dedupe", w / "images", "--out", w / "images" / "dupes"], "SOURCE", "is inside"),
+    "validate --out inside --images": (
+        lambda w: ["curate", "validate", w / "annotations.json", "--images", w / "images", "--out",
+                   w / "images" / "x.csv"], "--images", "is inside"),
+    "convert --out inside --images": (
+        lambda w: ["curate", "convert", w / "train.csv", "--images", w / "images", "--out",
+                   w / "images" / "l.json"], "--images", "is inside"),
+    "bench --json inside ROOT": (
+        lambda w: ["bench", "decode", w / "images", "--engine", w / "e.onnx", "--json", w / "images" / "b.json"],
+        "ROOT", "is inside"),
+}
+
+
+@pytest.mark.parametrize("name", FOLDER_CASES)
+def test_an_output_in_the_scored_folder_or_an_input_folder_is_refused_even_with_overwrite(
+        name: str, inputs: Inputs, tmp_path: Path) -> None:
+    """`curate select --copy-to cat --symlink --overwrite` once replaced the images of `cat` by links to themselves:
+    the folder a table was scored from is an input of every command reading the table, given or recorded."""
+    work = tmp_path / "work"
+    images = sorted((inputs.dive / "images").glob("*.jpg"))[:2]
+    for image, new in zip(images, ("a.jpg", "b.jpg"), strict=True):
+        _copy(image, work / CAT / "Synallactes" / new)
+    make_scores(work / CAT, work / "cat.parquet")
+    _copy(images[0], work / "images" / "a.jpg")
+    for label in ("train.csv", "annotations.json"):
+        _copy(inputs.dive / label, work / label)
+    (work / "e.onnx").write_bytes(b"an engine")
+    before = snapshot(work)
+    make_args, input_name, verb = FOLDER_CASES[name]
+    args = make_args(work)
+    flag = str(args[-2])
+    cat = work / CAT
+    named = {"image folder of SCORES": cat, "image folder of SOURCE": cat, "--images-root": cat,
+             "SOURCE": work / "images", "--images": work / "images", "ROOT": work / "images"}[input_name]
+
+    for overwrite in ((), ("--overwrite",)):
+        code, _, err = invoke(cli, *args, *overwrite)
+        assert code == 2, err
+        line, = err.splitlines()
+        assert line.startswith(f"Error: {flag} {args[-1]} {verb} the input {input_name} (")
+        assert os.path.samefile(line.split(" (", 1)[1].split(")", 1)[0], named)
+        assert line.endswith(f"even with --overwrite: choose another {flag}")
+        assert snapshot(work) == before
+    assert not any(p.is_symlink() for p in cat.rglob("*"))
+
+
+@pytest.mark.parametrize("out", ["checkpoints/best.pt", "engine.onnx", "link/checkpoints/best.pt"])
+def test_export_never_writes_into_its_run_folder(out: str, run_dir: Path, tmp_path: Path) -> None:
+    """`export runx --format pt --out runx/checkpoints/best.pt --overwrite` once replaced the checkpoint it read."""
+    run = tmp_path / "run"
+    shutil.copytree(run_dir, run)
+    (tmp_path / "link").symlink_to(run)
+    before = snapshot(run)
+    fmt = out.rsplit(".", 1)[1]
+    where = (tmp_path if out.startswith("link") else run) / out
+    for overwrite in ((), ("--overwrite",)):
+        code, _, err = invoke(cli, "export", run, "--format", fmt, "--out", where, "-q", *overwrite)
+        assert code == 2, err
+        assert err.splitlines() == [(f"Error: the engine {where} is inside the run folder {run}, the export's input; "
+                                     "an engine is never written into its run, even with overwrite: choose an out path "
+                                     "outside it")]
+        assert snapshot(run) == before
+
+
+def test_build_engine_never_replaces_its_onnx_input(engines: dict[str, Path], tmp_path: Path) -> None:
+    """A plan hard-linked (or symlinked) to its ONNX input is refused before TensorRT or a GPU is looked for."""
+    onnx = tmp_path / "e.onnx"
+    shutil.copy(engines["onnx"], onnx)
+    shutil.copy(engines["onnx"].with_name(engines["onnx"].name + ".json"), tmp_path / "e.onnx.json")
+    os.link(onnx, tmp_path / "hard.plan")
+    (tmp_path / "soft.plan").symlink_to(onnx)
+    before = snapshot(tmp_path)
+    for plan in ("hard.plan", "soft.plan"):
+        code, _, err = invoke(cli, "build-engine", onnx, "--out", tmp_path / plan, "--overwrite")
+        assert code == 2, err
+        assert err.splitlines() == [(f"Error: the plan {tmp_path / plan} is the same file as its input {onnx} (or "
+                                     "their manifests are); outputs never replace inputs, even with overwrite: choose "
+                                     "another out path")]
+        assert snapshot(tmp_path) == before

@@ -40,6 +40,7 @@ from fathombatch.backends.manifest import Manifest, engine_files, engine_sha256,
 from fathombatch.backends.torch_engine import TORCH_ENGINE_FORMAT
 from fathombatch.errors import EngineError, OutputError, UsageError
 from fathombatch.fsutil import atomic_path
+from fathombatch.pathguard import inside
 from fathombatch.preprocess import InputSpec
 from fathombatch.probability import sigmoid
 from fathombatch.progress import Progress
@@ -287,6 +288,9 @@ def _check_config(cfg: ExportConfig) -> None:
         raise UsageError("--calibration applies to --format openvino --precision int8 only")
     if cfg.calibration is not None and not cfg.calibration.is_dir():
         raise UsageError(f"--calibration {cfg.calibration} is not a folder")
+    if any(inside(p, cfg.run) for p in (*engine_files(cfg.out), manifest_path(cfg.out))):  # the run is an input
+        raise UsageError(f"the engine {cfg.out} is inside the run folder {cfg.run}, the export's input; an engine is "
+                         "never written into its run, even with overwrite: choose an out path outside it")
     for path in engine_files(cfg.out):
         if path.exists() and not cfg.overwrite:
             raise OutputError(f"{path} already exists; pass --overwrite to replace it")

@@ -18,6 +18,7 @@ trust.
 from __future__ import annotations
 
 import logging
+import os
 import tempfile
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
@@ -147,6 +148,11 @@ def build_engine(cfg: BuildConfig) -> BuildResult:
     """Build a plan and its manifest (see the module docstring)."""
     if cfg.out.suffix != ".plan":
         raise UsageError(f"--out {cfg.out} must end in .plan")
+    # The .plan suffix keeps a plan off its .onnx by name; a link (symbolic or hard) could still make them one file.
+    pairs = [(cfg.out, cfg.onnx), (manifest_path(cfg.out), manifest_path(cfg.onnx))]
+    if any(a.exists() and b.exists() and os.path.samefile(a, b) for a, b in pairs):
+        raise UsageError(f"the plan {cfg.out} is the same file as its input {cfg.onnx} (or their manifests are); "
+                         "outputs never replace inputs, even with overwrite: choose another out path")
     if cfg.out.exists() and not cfg.overwrite:
         raise OutputError(f"{cfg.out} already exists; pass --overwrite to replace it")
     if not 1 <= cfg.max_batch <= 65536:

@@ -25,6 +25,7 @@ import csv
 import http.client
 import io
 import itertools
+import os
 import queue
 import random
 import threading
@@ -46,6 +47,7 @@ from fathombatch.decode.base import MAX_FILE_BYTES, read_image_file
 from fathombatch.decode.pil import decode_rgb
 from fathombatch.errors import DecodeError, LabelFileError, UsageError, check_threads
 from fathombatch.fsutil import atomic_path, write_text_atomic
+from fathombatch.pathguard import inside
 from fathombatch.progress import Progress
 
 _RETRY_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
@@ -344,6 +346,26 @@ def _run_window(pool: _DaemonPool, run: Callable[[_Job], str], jobs: list[_Job],
                 nxt = next(pending_jobs, None)
                 if nxt is not None:
                     futures[pool.submit(run, nxt)] = nxt
+
+
+def check_failures_file(cfg: DownloadConfig, dest: Path) -> None:
+    """Refuse, before any download, a failures CSV ``dest`` that would replace an input or land among the images.
+
+    An existing failures file from an earlier attempt is fine (it is rewritten: re-running is how failures are
+    retried); the annotations file, a folder, or a path under ``cfg.out`` (which holds the images only: the CSV could
+    replace a downloaded image, or be taken for one) is not.
+
+    Raises:
+        UsageError: one of the above, naming both paths.
+    """
+    if dest.is_dir():
+        raise UsageError(f"the failures file {dest} is a folder; name the CSV file to write")
+    if dest.exists() and cfg.annotations.exists() and os.path.samefile(dest, cfg.annotations):
+        raise UsageError(f"the failures file {dest} is the annotations file {cfg.annotations}, which it would "
+                         "replace: choose another failures path")
+    if inside(dest, cfg.out):
+        raise UsageError(f"the failures file {dest} is inside the download folder {cfg.out}, which holds the images "
+                         "only: choose a failures path outside it")
 
 
 def write_failures(dest: Path, failures: tuple[Failure, ...]) -> Path:

@@ -40,8 +40,24 @@ class ScoresTable:
     @property
     def metadata_root(self) -> Path | None:
         """The absolute folder the table was scored from (``run.root``), if recorded."""
-        root = (self.meta.get("run") or {}).get("root")
-        return Path(root) if isinstance(root, str) and root else None
+        return _run_root(self.meta)
+
+
+def _run_root(meta: dict[str, Any]) -> Path | None:
+    root = (meta.get("run") or {}).get("root")
+    return Path(root) if isinstance(root, str) and root else None
+
+
+def recorded_root(path: Path) -> Path | None:
+    """The folder the scores table ``path`` was scored from (its metadata's ``run.root``); None when ``path`` is not
+    a readable Parquet file or records none. Reads the file footer only; never raises for a bad table (opening it
+    reports that)."""
+    if not Path(path).is_file():
+        return None
+    try:
+        return _run_root(read_metadata(path))
+    except UsageError:
+        return None
 
 
 def open_scores(path: Path) -> ScoresTable:

@@ -34,6 +34,7 @@ from fathombatch.curate.scoretable import (
 )
 from fathombatch.errors import UsageError
 from fathombatch.fsutil import atomic_path, fs_path
+from fathombatch.pathguard import same_entry
 from fathombatch.progress import Progress
 
 OUTPUT_COLUMNS = ("image_id", "path", "status", "error", "osd", "category", "probability")
@@ -149,17 +150,17 @@ def _place_link(src: Path, target: Path) -> None:
     os.replace(tmp, target)
 
 
-def place_images(
-    rows: pl.DataFrame, root: Path, dest: Path, mode: str, progress: Progress | None = None
-) -> tuple[int, list[tuple[str, str]]]:
-    """Copy or symlink the images of ``rows`` (``path, category, status``) into ``dest/<category>/<file name>``.
+def placements(rows: pl.DataFrame, root: Path, dest: Path) -> list[tuple[str, Path, Path]]:
+    """Where each image of ``rows`` (``path, category, status``) goes: (table path, source, destination) with the
+    destination ``dest/<category>/<file name>``.
 
-    Error rows go to ``_error/``. Two files with the same name in one category folder (same name, different
-    source folders) get the first 8 hex digits of the SHA-1 of their path appended, so none overwrites another.
-    Copies are atomic; links point to the absolute source path. Every path is checked before anything is placed.
+    Error rows go to ``_error/``. Two files with the same name in one category folder (same name, different source
+    folders) get the first 8 hex digits of the SHA-1 of their path appended, so none overwrites another.
 
-    Returns:
-        the number of files placed, and (path, reason) for the files that could not be (missing, unreadable).
+    Raises:
+        LabelFileError: a table path escapes ``root``.
+        UsageError: a destination is its own source (``dest`` is, or lies in, the image folder), so that a caller
+            refuses before writing anything.
     """
     # category names may contain '/' (none of FathomNet's do, but a custom taxonomy might)
     folder = (
@@ -169,21 +170,42 @@ def place_images(
     )
     frame = rows.with_columns(folder=folder, name=pl.col("path").str.split("/").list.last())
     clash = frame.select(pl.struct("folder", "name").is_duplicated()).to_series().to_list()
-    items = frame.select("path", "folder", "name").rows()
-    sources = [resolve_image(root, rel, f"scores table row {rel!r}") for rel, _, _ in items]
+    found = []
+    for (rel, sub, name), dup in zip(frame.select("path", "folder", "name").rows(), clash, strict=True):
+        src = resolve_image(root, rel, f"scores table row {rel!r}")
+        if dup:
+            stem, dot, ext = name.rpartition(".")
+            tag = hashlib.sha1(rel.encode("utf-8", "surrogateescape")).hexdigest()[:8]
+            name = f"{stem}__{tag}.{ext}" if dot else f"{name}__{tag}"
+        target = dest / (sub or "_unnamed") / fs_path(name)  # the file's own name, not the table's spelling
+        # Checked here, whatever a caller checked before: a link written over its own source points at itself and
+        # the image is gone.
+        if same_entry(target, src):
+            raise UsageError(f"copy_to {dest}: placing {rel!r} would replace the image itself ({src}); images are "
+                             "never replaced by a copy or link of themselves: choose a copy_to folder outside the "
+                             "image folder")
+        found.append((rel, src, target))
+    return found
+
+
+def place_images(
+    planned: list[tuple[str, Path, Path]], mode: str, progress: Progress | None = None
+) -> tuple[int, list[tuple[str, str]]]:
+    """Copy or symlink each (table path, source, destination) of :func:`placements`.
+
+    Copies are atomic; links point to the absolute source path.
+
+    Returns:
+        the number of files placed, and (path, reason) for the files that could not be (missing, unreadable).
+    """
     progress = progress or Progress(enabled=False)
     placed, failed = 0, []
-    with progress.task("Placing images", frame.height, unit="file") as task:
-        for (rel, sub, name), src, dup in zip(items, sources, clash, strict=True):
+    with progress.task("Placing images", len(planned), unit="file") as task:
+        for rel, src, target in planned:
             task.advance()
             if not src.is_file():
                 failed.append((rel, "file not found"))
                 continue
-            if dup:
-                stem, dot, ext = name.rpartition(".")
-                tag = hashlib.sha1(rel.encode("utf-8", "surrogateescape")).hexdigest()[:8]
-                name = f"{stem}__{tag}.{ext}" if dot else f"{name}__{tag}"
-            target = dest / (sub or "_unnamed") / fs_path(name)  # the file's own name, not the table's spelling
             try:
                 if mode == "symlink":
                     _place_link(src, target)
@@ -198,15 +220,18 @@ def place_images(
 
 
 def run_select(cfg: SelectConfig, progress: Progress | None = None) -> SelectResult:
-    """Write the selected rows to ``cfg.out`` and, with ``copy_to``, place their images by category."""
+    """Write the selected rows to ``cfg.out`` and, with ``copy_to``, place their images by category.
+
+    Every image's destination is checked before anything is written (see :func:`placements`).
+    """
     if cfg.out.suffix.lower() not in (".parquet", ".csv", ".txt"):
         raise UsageError(f"--out {cfg.out}: expected a .parquet, .csv or .txt file name")
     table = open_scores(cfg.scores)
-    root = images_root(table, cfg.images_root) if cfg.copy_to is not None else None
     lazy = selection(table, cfg)
-    n = _write(lazy, cfg.out)
-    placed, failed = 0, list[tuple[str, str]]()
-    if cfg.copy_to is not None and root is not None:
+    planned = None
+    if cfg.copy_to is not None:
         rows = lazy.select("path", "category", "status").collect()
-        placed, failed = place_images(rows, root, cfg.copy_to, cfg.mode, progress)
+        planned = placements(rows, images_root(table, cfg.images_root), cfg.copy_to)
+    n = _write(lazy, cfg.out)
+    placed, failed = place_images(planned, cfg.mode, progress) if planned is not None else (0, [])
     return SelectResult(rows=n, out=cfg.out, placed=placed, copy_to=cfg.copy_to, not_placed=tuple(failed))
