@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 FB     := $(BIN)/fathombatch
 DEMO   := demo
 
-.PHONY: setup demo lint test test-fast bench seed-table clean
+.PHONY: setup demo lint test test-fast bench seed-table gpu-wheels clean
 
 setup: $(VENV)/.installed
 
@@ -51,6 +51,15 @@ bench: setup
 # The seed study's table on synthetic data (44 minutes on 2 cores): refreshes benchmarks/seed_table/RESULTS.md.
 seed-table: setup
 	$(BIN)/python benchmarks/seed_table/run.py
+
+# Wheels the lent GPU image lacks (benchmarks/gpu-wheels.txt), for Python 3.12 on x86-64 Linux whatever this machine
+# runs, into wheelhouse/ for benchmarks/gpu_check.sh to install offline; fails when they pass 60 MiB (a run carries 64).
+WHEELHOUSE ?= wheelhouse
+gpu-wheels:
+	rm -rf $(WHEELHOUSE)
+	$(PYTHON) -m pip download --dest $(WHEELHOUSE) --python-version 3.12 --platform manylinux2014_x86_64 \
+		--platform manylinux_2_17_x86_64 --only-binary=:all: --no-deps -r benchmarks/gpu-wheels.txt
+	$(PYTHON) benchmarks/wheelhouse.py $(WHEELHOUSE) --max-mib 60
 
 test-fast: setup
 	$(BIN)/python -m pytest -m "not slow"

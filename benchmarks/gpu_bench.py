@@ -1,122 +1,128 @@
-"""A short GPU benchmark (part of benchmarks/gpu_check.sh): decode-only, engine-only and end-to-end images/s at
-batch sizes 64-512 on a 1920x1080 JPEG dive, DenseNet121 at 224, with whatever of DALI / TensorRT / nvJPEG is there.
+"""The GPU benchmark's parts, one per process (benchmarks/gpu_check.py runs each with its own timeout).
 
-Writes one json file; every part that cannot run says why instead of failing the whole check.
+On a 1920x1080 JPEG dive it generates, with a DenseNet121 ``.pt`` engine at 224 px, batch 256:
+``prepare`` (the dive and the engine), ``decode-nvjpeg`` / ``decode-pil`` (decode + resize + normalise only),
+``engine-fp16`` / ``engine-bf16`` (torch CUDA, channels-last, autocast; inputs already on the GPU), and
+``e2e-nvjpeg`` / ``e2e-pil`` (the whole ``score`` path, fp16 engine, Parquet written). Each writes one json record.
+
+    python benchmarks/gpu_bench.py --part prepare --record /tmp/prepare.json
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
-import subprocess
+import os
 import sys
+import tempfile
 import time
-import traceback
 from pathlib import Path
 from typing import Any
 
 FB = [sys.executable, "-m", "fathombatch"]
+BATCH = 256
+UNIQUE = 128  # distinct 1080p images synthesised (synth is single-threaded: about 0.15 s an image on one core)
+FILES = 1024  # hard links to them, so each timed pass decodes 1,024 files
 
 
 def sh(cmd: list[str]) -> None:
+    import subprocess
+
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed: {proc.stderr[-1500:]}")
 
 
-def has_module(name: str) -> bool:
-    try:
-        return importlib.util.find_spec(name) is not None
-    except ModuleNotFoundError:  # "nvidia.dali" without any "nvidia" package
-        return False
+def prepare(work: Path) -> dict[str, Any]:
+    """Synthesise the dive, link it up to FILES files, train one short DenseNet121 epoch and export it as ``.pt``."""
+    dive, dump, run, pt = work / "dive", work / "dump", work / "run", work / "densenet121.pt"
+    if not (dive / "train.csv").is_file():
+        sh([*FB, "synth", str(dive), "--images", str(UNIQUE), "--size", "1920x1080", "--seed", "5", "--quiet"])
+    images = sorted((dive / "images").glob("*.jpg"))
+    dump.mkdir(parents=True, exist_ok=True)
+    for i in range(FILES):
+        link = dump / f"{i:05d}.jpg"
+        if not link.exists():
+            os.link(images[i % len(images)], link)
+    if not (run / "checkpoints" / "best.pt").is_file():
+        # Throughput does not depend on the weights: one short epoch gives a real DenseNet121 to export.
+        sh([*FB, "train", "--images", str(dive / "images"), "--labels", str(dive / "train.csv"), "--arch",
+            "densenet121", "--img-size", "224", "--epochs", "1", "--batch-size", "32", "--out", str(run), "--quiet"])
+    if not pt.is_file():
+        sh([*FB, "export", str(run), "--format", "pt", "--out", str(pt)])
+    return {"unique_images": len(images), "files": FILES, "size": "1920x1080", "engine": str(pt)}
 
 
-def save(results: dict[str, Any], out: Path) -> None:
-    """Rewrite the json after every part, so a check cut off by its timeout keeps what it measured."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    tmp.write_text(json.dumps(results, indent=2, default=str) + "\n")
-    tmp.replace(out)
+def cuda_memory() -> dict[str, float]:
+    import torch
+
+    return {"cuda_max_allocated_gib": round(torch.cuda.max_memory_allocated() / 2**30, 3),
+            "cuda_max_reserved_gib": round(torch.cuda.max_memory_reserved() / 2**30, 3)}
 
 
-def attempt(results: dict[str, Any], key: str, fn: Any, out: Path) -> None:
-    try:
-        results[key] = fn()
-    except Exception as exc:  # noqa: BLE001 - a part that cannot run is recorded, not fatal
-        results[key] = {"skipped": f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:400],
-                        "trace": traceback.format_exc()[-800:]}
-    save(results, out)
-    print(f"[{time.strftime('%H:%M:%S')}] {key}: {json.dumps(results[key])[:300]}", flush=True)
+def engine_only(pt: Path, precision: str, batches: int = 20) -> dict[str, Any]:
+    """Images/s of the torch engine alone on a batch already on the GPU (no host copy in the timing)."""
+    import torch
+
+    from fathombatch.backends import open_engine
+
+    engine = open_engine(pt, device=0, precision=precision)
+    spec = engine.manifest.input
+    x = torch.randn(BATCH, 3, spec.height, spec.width, device="cuda")
+    for _ in range(3):  # warm-up: cuDNN picks its algorithms
+        engine.run(x)
+    torch.cuda.synchronize()
+    start = time.perf_counter()
+    for _ in range(batches):
+        engine.run(x)  # returns host arrays, so each call ends synchronised
+    seconds = time.perf_counter() - start
+    return {"stage": "engine", "precision": precision, "channels_last": True, "batch_size": BATCH,
+            "images": BATCH * batches, "images_per_s": BATCH * batches / seconds, "seconds": seconds,
+            **cuda_memory()}
+
+
+def e2e(dump: Path, pt: Path, decoder: str) -> dict[str, Any]:
+    """The whole scoring path through the library (the CLI may still refuse ``--decoder nvjpeg`` in this tree)."""
+    from fathombatch.bench import peak_memory, timed
+    from fathombatch.score import ScoreConfig, score_folder
+
+    with tempfile.TemporaryDirectory(prefix="fb-gpu-e2e-") as scratch:
+        cfg = ScoreConfig(root=dump, engine=pt, out=Path(scratch) / "scores.parquet", batch_size=BATCH,
+                          decoder=decoder, device="cuda", torch_precision="fp16", overwrite=True)
+        with peak_memory() as mem:
+            rate, seconds, rates = timed(lambda: score_folder(cfg).files, 2)
+    return {"stage": "e2e", "decoder": decoder, "precision": "fp16", "batch_size": BATCH, "cores": os.cpu_count(),
+            "images": FILES, "images_per_s": rate, "seconds": seconds, "runs": rates, **mem, **cuda_memory()}
+
+
+def run_part(part: str, work: Path) -> dict[str, Any]:
+    if part == "prepare":
+        return prepare(work)
+    dump, pt = work / "dump", work / "densenet121.pt"
+    if not pt.is_file():
+        raise RuntimeError(f"{pt} is missing: the 'prepare' part did not finish")
+    if part.startswith("decode-"):
+        from fathombatch.bench import BenchConfig, bench_decode
+
+        record = bench_decode(BenchConfig(root=dump, engine=pt, repeats=2, device=0), part[7:], BATCH)
+        return {**record, **cuda_memory()}
+    if part.startswith("engine-"):
+        return engine_only(pt, part[7:])
+    return e2e(dump, pt, part[4:])
 
 
 def main() -> None:
+    parts = ("prepare", "decode-nvjpeg", "decode-pil", "engine-fp16", "engine-bf16", "e2e-nvjpeg", "e2e-pil")
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--part", choices=parts, required=True)
     parser.add_argument("--work", type=Path, default=Path("benchmarks/work/gpu"))
-    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/gpu_check.json"))
-    parser.add_argument("--images", type=int, default=1024)
-    parser.add_argument("--batch-sizes", default="64,128,256,512")
+    parser.add_argument("--record", type=Path, required=True, help="json file for this part's record")
     args = parser.parse_args()
-    import torch
-
-    from fathombatch.bench import BenchConfig, bench_decode, bench_e2e, bench_engine
-    from fathombatch.gpu import gpu_info
-
-    work = args.work
-    work.mkdir(parents=True, exist_ok=True)
-    sizes = tuple(int(b) for b in args.batch_sizes.split(","))
-    have = {m: has_module(m) for m in ("nvidia.dali", "tensorrt")}
-    results: dict[str, Any] = {"gpu": gpu_info(0).__dict__, "torch": torch.__version__, "cuda": torch.version.cuda,
-                               "available": have, "batch_sizes": sizes, "complete": False}
-    save(results, args.out)
-    dive = work / "dive"
-    if not (dive / "train.csv").is_file():
-        sh([*FB, "synth", str(dive), "--images", str(args.images), "--size", "1920x1080", "--seed", "5", "--quiet"])
-    run = work / "run"
-    if not (run / "checkpoints" / "best.pt").is_file():
-        # Throughput does not depend on the weights: one short epoch gives a real DenseNet121 to export.
-        sh([*FB, "train", "--images", str(dive / "images"), "--labels", str(dive / "train.csv"),
-            "--arch", "densenet121", "--img-size", "224", "--epochs", "1", "--batch-size", "64",
-            "--out", str(run), "--quiet"])
-    onnx, pt = work / "densenet121.onnx", work / "densenet121.pt"
-    for fmt, path in (("onnx", onnx), ("pt", pt)):
-        if not path.is_file():
-            sh([*FB, "export", str(run), "--format", fmt, "--out", str(path)])
-    engines: dict[str, Path] = {"torch-cuda": pt}
-    if have["tensorrt"]:
-        for precision in ("fp16", "fp32"):
-            plan = work / f"densenet121-{precision}.plan"
-
-            def build(plan: Path = plan, precision: str = precision) -> dict[str, Any]:
-                from fathombatch.backends.trt_build import BuildConfig, build_engine
-
-                start = time.perf_counter()
-                build_engine(BuildConfig(onnx=onnx, out=plan, precision=precision, max_batch=max(sizes),
-                                         overwrite=True))
-                engines[f"trt-{precision}"] = plan
-                return {"seconds": time.perf_counter() - start}
-
-            attempt(results, f"build trt-{precision}", build, args.out)
-    decoders = (["dali"] if have["nvidia.dali"] else []) + ["nvjpeg", "pil"]
-    root = dive / "images"
-    for bs in sizes:
-        for d in decoders:
-            attempt(results, f"decode {d} {bs}",
-                    lambda d=d, bs=bs: bench_decode(BenchConfig(root=root, engine=onnx, repeats=2, device=0), d, bs),
-                    args.out)
-        for name, eng in engines.items():
-            attempt(results, f"engine {name} {bs}",
-                    lambda eng=eng, bs=bs: bench_engine(BenchConfig(root=root, engine=eng, repeats=2, device=0), bs),
-                    args.out)
-        best = engines.get("trt-fp16", pt)
-        for d in decoders[:2]:
-            attempt(results, f"e2e {d} {best.name} {bs}",
-                    lambda d=d, bs=bs, best=best: bench_e2e(BenchConfig(root=root, engine=best, repeats=2, device=0),
-                                                            d, bs),
-                    args.out)
-    results["complete"] = True
-    save(results, args.out)
-    print(f"wrote {args.out}")
+    args.work.mkdir(parents=True, exist_ok=True)
+    record = run_part(args.part, args.work)
+    args.record.parent.mkdir(parents=True, exist_ok=True)
+    args.record.write_text(json.dumps(record, indent=2, default=str) + "\n")
+    print(json.dumps(record, default=str)[:600])
 
 
 if __name__ == "__main__":
