@@ -94,6 +94,23 @@ def test_labelled_image_files_gives_each_label_rows_file_and_counts_the_rest(
         f"16 of the 24 images under {dive / 'images'} have no label row in {labels} and are left out of training"]
 
 
+def test_images_whose_label_set_is_empty_are_counted_in_a_warning_not_refused(
+    dive: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    coco = json.loads((dive / "annotations.json").read_text())
+    lost = {img["id"] for img in coco["images"][::2]}  # half the images lost their annotations
+    coco["annotations"] = [a for a in coco["annotations"] if a["image_id"] not in lost]
+    labels = tmp_path / "half-empty.json"
+    labels.write_text(json.dumps(coco))
+    with caplog.at_level(logging.WARNING):
+        result = train(TrainConfig(images=dive / "images", labels=labels, out=tmp_path / "r", arch="mlp", epochs=1,
+                                   img_size=16, batch_size=4))
+    assert result.n_train + result.n_val == 24  # an empty frame can be legitimate background: trained on, not refused
+    assert [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING] == [
+        f"{len(lost)} of 24 labelled images in {labels} have an empty category list; they train as 'nothing present' "
+        "and score AP 0 when held out"]
+
+
 def test_fully_labelled_folder_trains_without_a_warning(dive: Path, tmp_path: Path,
                                                         caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.WARNING):
