@@ -357,10 +357,10 @@ def test_a_metadata_id_naming_files_in_two_dives_is_refused_not_applied_to_both(
     run = CliRunner().invoke(cli, ["export-table", str(scores), "--format", "long", "--out", str(tmp_path / "l.csv"),
                                    "--metadata", str(meta)])
     assert run.exit_code != 0 and not (tmp_path / "l.csv").exists()
-    assert run.stderr.splitlines() == [
+    assert run.stderr.splitlines() == [(
         "Error: dupmeta.csv: image id 'X' names 2 scored files ('a/X.jpg', 'b/X.jpg'), the same file name in several "
         "folders; the row cannot say which one it describes, so key such rows by their path inside the scored folder "
-        "(e.g. 'a/X.jpg')"]
+        "(e.g. 'a/X.jpg')")]
     by_path = tmp_path / "bypath.csv"
     by_path.write_text("image_id,depth\na/X.jpg,800\nb/X.jpg,1200\n")
     export_table(ExportTableConfig(scores=scores, out=tmp_path / "p.csv", threshold=1e-6, metadata=by_path))

@@ -106,9 +106,9 @@ def test_images_whose_label_set_is_empty_are_counted_in_a_warning_not_refused(
         result = train(TrainConfig(images=dive / "images", labels=labels, out=tmp_path / "r", arch="mlp", epochs=1,
                                    img_size=16, batch_size=4))
     assert result.n_train + result.n_val == 24  # an empty frame can be legitimate background: trained on, not refused
-    assert [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING] == [
-        f"{len(lost)} of 24 labelled images in {labels} have an empty category list; they train as 'nothing present' "
-        "and score AP 0 when held out"]
+    expected = (f"{len(lost)} of 24 labelled images in {labels} have an empty category list; they train as "
+                "'nothing present' and score AP 0 when held out")
+    assert [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING] == [expected]
 
 
 def test_fully_labelled_folder_trains_without_a_warning(dive: Path, tmp_path: Path,
