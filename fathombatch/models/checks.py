@@ -3,7 +3,8 @@
 * Image files under the image folder that no label row uses are left out of training with a warning that counts
   them (an unlabelled file is not an error: a folder often holds test images too, but half a dive dropped without a
   word is a wrong answer). Label rows whose image is missing stop the run, with the command that writes a label
-  file of the images that are present.
+  file of the images that are present. Ids that carry an image extension (``abc.jpg``, as some tools write Kaggle
+  CSVs) are matched to the file stem without it, as ``evaluate`` matches them, and counted in a warning.
 * Label rows with an empty category list train as "nothing present" and, held out, score AP 0 (the competition's
   definition), pulling down MAP@20 and the floor. They are counted in a warning, not refused: an empty frame is
   legitimate background in some datasets, and only the user knows whether these lost their labels. (A file whose
@@ -64,6 +65,9 @@ def labelled_image_files(labels: Labels, images_dir: Path) -> list[Path]:
     if match.unlabelled and _is_main_process():
         log.warning("%d of the %d images under %s have no label row in %s and are left out of training",
                     match.unlabelled, match.n_files, images_dir, labels.source)
+    if match.by_extension and _is_main_process():
+        log.warning("%d image id(s) in %s carry an image extension (e.g. %r); they were matched to the image files "
+                    "whose stem is the id without it", len(match.by_extension), labels.source, match.by_extension[0])
     return paths
 
 
