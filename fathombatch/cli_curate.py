@@ -223,12 +223,13 @@ def dedupe(source: Path, out: Path, max_distance: int, threads: int | None, engi
     r = run_dedupe(DedupeConfig(source=source, out=out, max_distance=max_distance, images_root=images_root,
                                 threads=threads, engine=Path(engine) if engine else None,
                                 embedding_distance=embedding_distance, labels=labels), progress=_progress(quiet))
-    click.echo(f"{r.files} files ({r.errors} unreadable): {r.exact_clusters} exact and {r.near_clusters} near "
-               f"duplicate clusters; {r.drop} files suggested to drop ({out / 'drop.txt'}, details in "
-               f"{out / 'clusters.csv'})")
+    click.echo(f"{r.files} files ({r.errors} unreadable): {r.exact_clusters} exact, {r.near_clusters} near and "
+               f"{r.mixed_clusters} mixed (exact and near) duplicate clusters; {r.drop} files suggested to drop "
+               f"({out / 'drop.txt'}, details in {out / 'clusters.csv'})")
     if r.to_review:
+        guards = " or ".join(flag for flag, given in (("--labels", labels), ("--engine", engine)) if given is None)
         click.echo(f"{r.to_review} near duplicates by pixels alone are not suggested to drop: look at them "
-                   f"({out / 'to_review.txt'}), or confirm them with --labels or --engine")
+                   f"({out / 'to_review.txt'})" + (f", or confirm them with {guards}" if guards else ""))
     for warning in r.warnings:
         click.echo(f"warning: {warning}", err=True)
 

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import polars as pl
 
-from fathombatch.decode.discover import IMAGE_SUFFIXES
+from fathombatch.decode.discover import strip_image_suffix
 from fathombatch.errors import UsageError
 from fathombatch.packaged import resolve_data_path
 
@@ -64,13 +64,13 @@ def match_ids(truth_ids: Sequence[str], evaluated_ids: Collection[str], truth: P
     unmatched = [i for i, image_id in enumerate(truth_ids) if image_id not in evaluated_set]
     # Truth side: truth "a.png" -> evaluated "a".
     from_truth = {i: stem for i in unmatched
-                  if (stem := _stem(truth_ids[i])) is not None and stem in evaluated_set and stem not in truth_set}
+                  if (stem := strip_image_suffix(truth_ids[i])) is not None and stem in evaluated_set and stem not in truth_set}
     truth_clashes = {stem for stem, n in Counter(from_truth.values()).items() if n > 1}
     from_truth = {i: stem for i, stem in from_truth.items() if stem not in truth_clashes}
     # Evaluated side: truth "a" -> evaluated "a.png".
     by_stem: dict[str, list[str]] = defaultdict(list)
     for image_id in evaluated_set - truth_set:
-        if (stem := _stem(image_id)) is not None and stem not in evaluated_set:
+        if (stem := strip_image_suffix(image_id)) is not None and stem not in evaluated_set:
             by_stem[stem].append(image_id)
     candidates = {i: by_stem[truth_ids[i]] for i in unmatched if i not in from_truth and truth_ids[i] in by_stem}
     evaluated_clashes = {truth_ids[i] for i, found in candidates.items() if len(found) > 1}
@@ -95,12 +95,6 @@ def match_ids(truth_ids: Sequence[str], evaluated_ids: Collection[str], truth: P
         warnings.append(f"only {matched} of {len(keys)} truth ids are in {evaluated}; "
                         + _looks_like(keys, evaluated_set, truth_set))
     return IdMatch(keys=keys, matched=matched, warnings=warnings)
-
-
-def _stem(image_id: str) -> str | None:
-    """``abc.PNG`` -> ``abc``; None when the id does not end in an image extension."""
-    stem, dot, ext = image_id.rpartition(".")
-    return stem if dot and stem and f".{ext.lower()}" in IMAGE_SUFFIXES else None
 
 
 def _looks_like(keys: Sequence[str], evaluated: Collection[str], truth: Collection[str]) -> str:

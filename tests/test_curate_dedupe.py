@@ -292,3 +292,49 @@ def test_without_labels_or_an_engine_only_byte_identical_copies_are_dropped(tmp_
     result = run_dedupe(DedupeConfig(source=root, out=tmp_path / "p", labels=partly))
     assert result.clusters.filter(pl.col("to_review"))["path"].to_list() == ["second.jpg"]
     assert (tmp_path / "p" / "drop.txt").read_text().splitlines() == ["first.jpg"]  # same labels, same bytes
+
+
+def test_an_unlisted_byte_identical_copy_is_dropped_for_its_labelled_twin_and_the_summary_says_what_is_true(
+    tmp_path: Path,
+) -> None:
+    """cp A.jpg copy_A.jpg next to a resized A: the label file names A only; the copy is still the same image."""
+    from fathombatch.cli_curate import curate
+    from tests.test_curate_common import invoke
+
+    root = tmp_path / "images"
+    two_species_one_background(root)  # first.jpg, its byte-identical first-copy.jpg, first-big.png, second.jpg
+    labels = tmp_path / "labels.csv"
+    labels.write_text('id,categories\nfirst,"[37]"\nsecond,"[160]"\n')  # first-copy and first-big are not in it
+    code, stdout, err = invoke(curate, "dedupe", root, "--labels", labels, "--out", tmp_path / "d", "-q")
+    assert code == 0 and err == ""
+    assert (tmp_path / "d" / "drop.txt").read_text().splitlines() == ["first-copy.jpg"]
+    rows = {r["path"]: r for r in pl.read_csv(tmp_path / "d" / "clusters.csv").iter_rows(named=True)}
+    name37 = NAMES[fathomnet2023().column_of[37]]
+    assert rows["first-copy.jpg"]["reason"] == (f"byte-identical copy of first.jpg; not in the label file, but its "
+                                                f"byte-identical copies are, labelled [{name37}]")
+    assert rows["first.jpg"]["keep"] and rows["first.jpg"]["reason"].endswith(
+        f"of its cluster's images labelled [{name37}]; an image is never dropped for one labelled otherwise")
+    assert rows["first-big.png"]["keep"] and "not in the label file" in rows["first-big.png"]["reason"]
+    assert not any("unlabelled" in r["reason"] or "disagree" in r["reason"] for r in rows.values())
+    assert {r["kind"] for r in rows.values()} == {"mixed"}  # one cluster: a byte-identical copy and near duplicates
+    assert "0 exact, 0 near and 1 mixed (exact and near) duplicate clusters; 1 files suggested to drop" in stdout
+
+    # The advice names only the guard not already given.
+    partly = tmp_path / "partly.csv"  # second.jpg and first-big.png are not in it: that pair is left to review
+    partly.write_text('id,categories\nfirst,"[37]"\n')
+    code, stdout, _ = invoke(curate, "dedupe", root, "--labels", partly, "--out", tmp_path / "p", "-q")
+    assert code == 0 and (tmp_path / "p" / "to_review.txt").read_text().splitlines() == ["second.jpg"]
+    assert stdout.splitlines()[-1] == ("1 near duplicates by pixels alone are not suggested to drop: look at them "
+                                       f"({tmp_path / 'p' / 'to_review.txt'}), or confirm them with --engine")
+    assert (tmp_path / "p" / "drop.txt").read_text().splitlines() == ["first-copy.jpg"]
+
+    # Listed copies that disagree decide nothing for an unlisted third copy: it is kept, and says why.
+    (root / "first-big.png").unlink()
+    shutil.copy(root / "first.jpg", root / "third-copy.jpg")
+    (tmp_path / "conflict.csv").write_text('id,categories\nfirst,"[37]"\nfirst-copy,"[160]"\nsecond,"[160]"\n')
+    result = run_dedupe(DedupeConfig(source=root, out=tmp_path / "c", labels=tmp_path / "conflict.csv"))
+    third = result.clusters.filter(pl.col("path") == "third-copy.jpg").row(0, named=True)
+    assert third["keep"] and not third["to_review"]
+    assert third["reason"].endswith(f"; byte-identical to images labelled differently (first-copy.jpg "
+                                    f"[{NAMES[fathomnet2023().column_of[160]]}], first.jpg [{name37}]), so which "
+                                    "labels it has is unknown")

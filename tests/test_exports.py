@@ -342,3 +342,30 @@ def test_metadata_that_matches_few_scored_images_is_a_warning(dump_scores: Path,
 
     with pytest.raises(LabelFileError, match=f"rows '{first}' and '{first}.jpg' both name the scored file"):
         export_table(ExportTableConfig(scores=dump_scores, out=tmp_path / "n.csv", metadata=both))
+
+
+def test_a_metadata_id_naming_files_in_two_dives_is_refused_not_applied_to_both(
+    dive: Path, engines: dict, tmp_path: Path
+) -> None:
+    """ROV cameras restart IMG_0001 every dive: one log row must not give two dives' images one time and place."""
+    first, second = sorted((dive / "images").glob("*.jpg"))[:2]
+    root = tmp_path / "dup"
+    for sub, src in (("a", first), ("b", second)):
+        (root / sub).mkdir(parents=True)
+        shutil.copy(src, root / sub / "X.jpg")
+    scores = tmp_path / "dup.parquet"
+    score_folder(ScoreConfig(root=root, engine=engines["onnx"], out=scores))
+    meta = tmp_path / "dupmeta.csv"
+    meta.write_text("image_id,time,lat,lon,depth\nX,2023-05-17T10:00:00,36.7,-122.0,800\n")
+    run = CliRunner().invoke(cli, ["export-table", str(scores), "--format", "long", "--out", str(tmp_path / "l.csv"),
+                                   "--metadata", str(meta)])
+    assert run.exit_code != 0 and not (tmp_path / "l.csv").exists()
+    assert run.stderr.splitlines() == [(
+        "Error: dupmeta.csv: image id 'X' names 2 scored files ('a/X.jpg', 'b/X.jpg'), the same file name in several "
+        "folders; the row cannot say which one it describes, so key such rows by their path inside the scored folder "
+        "(e.g. 'a/X.jpg')")]
+    by_path = tmp_path / "bypath.csv"
+    by_path.write_text("image_id,depth\na/X.jpg,800\nb/X.jpg,1200\n")
+    export_table(ExportTableConfig(scores=scores, out=tmp_path / "p.csv", threshold=1e-6, metadata=by_path))
+    depths = dict(pl.read_csv(tmp_path / "p.csv").select("path", "depth").unique().iter_rows())
+    assert depths == {"a/X.jpg": 800, "b/X.jpg": 1200}

@@ -65,6 +65,34 @@ def test_missing_images_are_listed_with_the_command_that_drops_them(
     assert result.n_train + result.n_val == 24
 
 
+def test_label_ids_with_an_image_extension_train_and_the_suggested_subset_command_works(
+    dive: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Kaggle CSVs written by other tools name images 'abc.jpg'; evaluate matches them, and so must train."""
+    rows = (dive / "train.csv").read_text().splitlines()
+    labels = tmp_path / "ext.csv"
+    body = [f"{image_id}.jpg,{rest}" for image_id, rest in (r.split(",", 1) for r in rows[1:])]
+    labels.write_text("\n".join([rows[0], *body, "ghost-1.jpg,[1.0]"]) + "\n")
+    with pytest.raises(TrainingError, match=r"1 of 25 labelled images .*: ghost-1\.jpg; to train on the 24 that are "
+                       r"present") as failure:
+        train(TrainConfig(images=dive / "images", labels=labels, out=tmp_path / "r", arch="mlp", epochs=1, img_size=16))
+    listing, subset = str(failure.value).split("`")[1].split(" && ")
+    monkeypatch.chdir(tmp_path)
+    subprocess.run(listing, shell=True, check=True)
+    done = CliRunner().invoke(cli, shlex.split(subset)[1:])
+    assert done.exit_code == 0, done.stderr
+    present = tmp_path / "ext-present.csv"
+    assert pl.read_csv(present)["id"].to_list() == [b.split(",")[0] for b in body]  # ids kept as the file wrote them
+    with caplog.at_level(logging.WARNING):
+        result = train(TrainConfig(images=dive / "images", labels=present, out=tmp_path / "r", arch="mlp", epochs=1,
+                                   img_size=16, batch_size=4))
+    assert result.n_train + result.n_val == 24
+    first = body[0].split(",")[0]
+    expected = (f"24 image id(s) in {present} carry an image extension (e.g. {first!r}); they were matched to the "
+                "image files whose stem is the id without it")
+    assert [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING] == [expected]
+
+
 def test_images_without_a_label_row_are_counted_in_a_warning(
     dive: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -92,6 +120,23 @@ def test_labelled_image_files_gives_each_label_rows_file_and_counts_the_rest(
     assert [p.stem for p in paths] == parsed.image_ids and all(p.is_file() for p in paths)
     assert [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING] == [
         f"16 of the 24 images under {dive / 'images'} have no label row in {labels} and are left out of training"]
+
+
+def test_images_whose_label_set_is_empty_are_counted_in_a_warning_not_refused(
+    dive: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    coco = json.loads((dive / "annotations.json").read_text())
+    lost = {img["id"] for img in coco["images"][::2]}  # half the images lost their annotations
+    coco["annotations"] = [a for a in coco["annotations"] if a["image_id"] not in lost]
+    labels = tmp_path / "half-empty.json"
+    labels.write_text(json.dumps(coco))
+    with caplog.at_level(logging.WARNING):
+        result = train(TrainConfig(images=dive / "images", labels=labels, out=tmp_path / "r", arch="mlp", epochs=1,
+                                   img_size=16, batch_size=4))
+    assert result.n_train + result.n_val == 24  # an empty frame can be legitimate background: trained on, not refused
+    expected = (f"{len(lost)} of 24 labelled images in {labels} have an empty category list; they train as "
+                "'nothing present' and score AP 0 when held out")
+    assert [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING] == [expected]
 
 
 def test_fully_labelled_folder_trains_without_a_warning(dive: Path, tmp_path: Path,

@@ -1,6 +1,7 @@
 """Exact and near-duplicate images of a folder or of a scores table, with a keep/drop suggestion.
 
-* Exact duplicates share a SHA-256 of their bytes.
+* Exact duplicates share a SHA-256 of their bytes. A cluster's ``kind`` is ``exact`` when all its files are
+  byte-identical, ``near`` when none are, and ``mixed`` when it holds both byte-identical copies and near duplicates.
 * Near duplicates have perceptual hashes (pHash, 64 bits) within ``max_distance`` bits; found through a
   multi-index over hash chunks (:mod:`~fathombatch.curate.hashindex`), never by comparing all pairs.
 * With an engine (``--engine``), near duplicates by content too: SimHashes of the engine's embeddings within
@@ -15,7 +16,8 @@ background can land within a few pHash bits (benchmarks/dedupe_precision.py meas
 suggested for dropping when
 
 * a label file is given and its label set differs from the kept image's (with labels, a labelled image is kept in
-  preference to unlabelled copies), or
+  preference to unlabelled look-alikes; a byte-identical copy the label file does not list is the same image, so it
+  takes its listed copies' labels, when they agree, and is dropped for them), or
 * an engine is given and, though its pHash is close, its embedding is not (pixels alike, contents differ).
 
 A near duplicate that nothing but its pHash vouches for (no label file, or the image is not in it; no engine, or
@@ -36,7 +38,7 @@ import numpy as np
 import polars as pl
 
 from fathombatch.csvsafe import safe_frame
-from fathombatch.curate.dupelabels import LabelSet, describe, label_sets
+from fathombatch.curate.dupelabels import LabelSet, describe, label_sets, twin_note, with_twin_labels
 from fathombatch.curate.hashindex import near_pairs, popcount64
 from fathombatch.curate.hashing import FileHash, hash_files
 from fathombatch.curate.scoretable import images_root, open_scores, resolve_image
@@ -80,7 +82,8 @@ class DedupeResult:
     """Attributes:
     files: listed; errors: files that could not be hashed (see ``hashes.parquet``);
     clusters: rows of :data:`CLUSTER_SCHEMA`, one per file in a cluster;
-    exact_clusters, near_clusters: cluster counts by kind; drop: files suggested for dropping;
+    exact_clusters, near_clusters, mixed_clusters: cluster counts by kind (see the module docstring);
+    drop: files suggested for dropping;
     to_review: near duplicates by pixels alone, listed for review and not dropped.
     outputs: files written; warnings: what the summary should say besides the counts.
     """
@@ -90,6 +93,7 @@ class DedupeResult:
     clusters: pl.DataFrame
     exact_clusters: int
     near_clusters: int
+    mixed_clusters: int
     drop: int
     to_review: int
     outputs: tuple[Path, ...]
@@ -192,13 +196,13 @@ def _kept_reason(keeper: int, group: list[int], members: list[int], paths: list[
     k = hashes[keeper]
     if len(group) == len(members):
         return f"kept: most pixels ({k.width}x{k.height}, {k.bytes} bytes) of its cluster"
-    which = "not in the label file" if tags[keeper] is None else f"labelled {describe(tags[keeper])}"
-    reason = (f"kept: most pixels ({k.width}x{k.height}, {k.bytes} bytes) of its cluster's images {which}; an image "
-              "is never dropped for one labelled otherwise")
-    twin = next((i for i in members if i not in group and k.sha256 is not None and hashes[i].sha256 == k.sha256), None)
-    if twin is not None:
-        reason += f"; byte-identical to {paths[twin]}, labelled {describe(tags[twin])}: the labels disagree"
-    return reason
+    if tags[keeper] is None:
+        why = "not in the label file; such images are never dropped for a labelled one they only look like"
+    else:
+        why = f"labelled {describe(tags[keeper])}; an image is never dropped for one labelled otherwise"
+    copies = [i for i in members if i not in group and k.sha256 is not None and hashes[i].sha256 == k.sha256]
+    return (f"kept: most pixels ({k.width}x{k.height}, {k.bytes} bytes) of its cluster's images {why}"
+            + twin_note(keeper, copies, paths, tags))
 
 
 @dataclass(frozen=True)
@@ -208,6 +212,7 @@ class _Inputs:
     paths: list[str]
     hashes: list[FileHash]
     tags: Sequence[LabelSet]
+    taken: Sequence[bool]
     emb: np.ndarray
     emb_ok: np.ndarray
     max_distance: int
@@ -217,8 +222,9 @@ class _Inputs:
 def _decide_group(group: list[int], members: list[int], x: _Inputs) -> dict[int, tuple[bool, bool, int | None, str]]:
     """(keep, to_review, pHash distance to the kept image, reason) per member of one label group of a cluster."""
     hashes = x.hashes
-    # Best first: most pixels, then the larger file, then the first path (byte-identical files: the first path).
-    ordered = sorted(group, key=lambda i: (-_pixels(hashes[i]), -(hashes[i].bytes or 0), i))
+    # Best first: most pixels, then the larger file, then one the label file lists (a copy that took its labels
+    # is dropped, not its listed twin, whose name the label file knows), then the first path.
+    ordered = sorted(group, key=lambda i: (-_pixels(hashes[i]), -(hashes[i].bytes or 0), x.taken[i], i))
     keeper, k = ordered[0], hashes[ordered[0]]
     decided: dict[int, tuple[bool, bool, int | None, str]] = {}
     reviewed: dict[str | None, int] = {}  # sha256 -> the image to review with those bytes
@@ -233,6 +239,8 @@ def _decide_group(group: list[int], members: list[int], x: _Inputs) -> dict[int,
                      emb_distance=_bits(int(x.emb[i]), int(x.emb[keeper])) if both else None,
                      labelled=x.tags[i] is not None)
         keep, review, reason = _verdict(pair, x.max_distance, x.embedding_distance)
+        if x.taken[i]:
+            reason += f"; not in the label file, but its byte-identical copies are, labelled {describe(x.tags[i])}"
         if review and reviewed.setdefault(h.sha256, i) != i:  # copies of an image to review: one to look at is enough
             keep, review, reason = False, False, f"byte-identical copy of {x.paths[reviewed[h.sha256]]}"
         decided[i] = (keep, review, distance, reason)
@@ -253,19 +261,22 @@ def find_clusters(
         embeddings: optional ``(hashes, valid)`` from :func:`~fathombatch.curate.embeddings.embedding_hashes`,
             (N,) uint64 and (N,) bool in ``paths`` order.
         labels: optional label set per path (:func:`~fathombatch.curate.dupelabels.label_sets`). A cluster is then
-            split by label set (images not in the label file form one group) and each group keeps its own image,
-            so no image is ever suggested for dropping in favour of one labelled otherwise.
+            split by label set (images not in the label file form one group; a byte-identical copy of listed images
+            joins theirs, :func:`~fathombatch.curate.dupelabels.with_twin_labels`) and each group keeps its own
+            image, so no image is ever suggested for dropping in favour of one labelled otherwise.
 
     Without labels or embeddings for a pair, a pHash near duplicate is ``to_review`` (kept), never dropped.
     """
     n = len(paths)
     emb, emb_ok = embeddings if embeddings is not None else (np.zeros(n, dtype=np.uint64), np.zeros(n, dtype=bool))
-    x = _Inputs(paths=paths, hashes=hashes, tags=labels if labels is not None else [None] * n, emb=emb,
-                emb_ok=emb_ok, max_distance=max_distance, embedding_distance=embedding_distance)
+    tags, taken = with_twin_labels(hashes, labels) if labels is not None else ([None] * n, [False] * n)
+    x = _Inputs(paths=paths, hashes=hashes, tags=tags, taken=taken, emb=emb, emb_ok=emb_ok,
+                max_distance=max_distance, embedding_distance=embedding_distance)
     records = []
     groups = _groups(hashes, max_distance, emb, emb_ok, embedding_distance)
     for cluster_no, members in enumerate(sorted(groups, key=lambda m: paths[m[0]]), start=1):
-        kind = "exact" if len({hashes[i].sha256 for i in members}) == 1 else "near"
+        distinct = len({hashes[i].sha256 for i in members})
+        kind = "exact" if distinct == 1 else "near" if distinct == len(members) else "mixed"
         by_tag: dict[LabelSet, list[int]] = {}
         for i in members:
             by_tag.setdefault(x.tags[i], []).append(i)
@@ -352,6 +363,7 @@ def run_dedupe(cfg: DedupeConfig, progress: Progress | None = None) -> DedupeRes
         clusters=clusters,
         exact_clusters=int((kinds == "exact").sum()),
         near_clusters=int((kinds == "near").sum()),
+        mixed_clusters=int((kinds == "mixed").sum()),
         drop=len(drop),
         to_review=len(review),
         outputs=tuple(outputs),

@@ -3,8 +3,10 @@
 The set comes from an id list (``--ids``: one image_id, file name or relative path per line; ``#`` comments and
 blank lines ignored) or from the output of ``curate select`` (``--from-select``: ``.parquet`` or ``.csv`` with an
 ``image_id`` or ``path`` column, or a ``.txt`` of paths). Entries are matched to images by image_id (the file
-stem). The output format follows ``--out``: ``.json`` gives COCO (images, their annotations with boxes when the
-input is COCO, all categories), ``.csv`` the Kaggle CSV.
+stem); a label id that carries an image extension (``abc.jpg``, as some tools write Kaggle CSVs) is matched by the
+id without it too, when no label id is that already, so the listing ``train`` suggests (``find DIR -type f``) selects
+those rows as it selects ``abc``. The output format follows ``--out``: ``.json`` gives COCO (images, their
+annotations with boxes when the input is COCO, all categories), ``.csv`` the Kaggle CSV.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from fathombatch.curate.labelfiles import (
     write_coco,
 )
 from fathombatch.datasets import Labels, load_coco_json, read_labels, write_kaggle_csv
+from fathombatch.decode.discover import suffix_stems
 from fathombatch.errors import LabelFileError, UsageError
 
 
@@ -88,8 +91,8 @@ def make_subset(cfg: SubsetConfig) -> SubsetResult:
     if not wanted:
         raise UsageError(f"{cfg.ids or cfg.from_select} names no images")
     labels = read_labels(cfg.labels)
-    known = set(labels.image_ids)
-    keep = [i for i in wanted if i in known]
+    known = {i: i for i in labels.image_ids} | {s: i for i, s in suffix_stems(labels.image_ids).items()}
+    keep = [known[i] for i in wanted if i in known]
     not_found = tuple(i for i in wanted if i not in known)
     if not keep:
         raise UsageError(f"none of the {len(wanted)} ids is in {cfg.labels} (e.g. {wanted[0]!r}); "

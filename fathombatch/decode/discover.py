@@ -3,13 +3,36 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from fathombatch.errors import UsageError
 
 #: Extensions scored by default, compared case-insensitively.
 IMAGE_SUFFIXES: frozenset[str] = frozenset({".jpg", ".jpeg", ".png"})
+
+
+def strip_image_suffix(name: str) -> str | None:
+    """``abc.PNG`` -> ``abc``: the name without an image extension of :data:`IMAGE_SUFFIXES` (any case).
+
+    None when the name does not end in one (``abc``, ``abc.tif``, ``.jpg``), so ids holding other dots stay whole.
+    """
+    stem, dot, ext = name.rpartition(".")
+    return stem if dot and stem and f".{ext.lower()}" in IMAGE_SUFFIXES else None
+
+
+def suffix_stems(ids: Iterable[str]) -> dict[str, str]:
+    """Id -> the id without its image extension, for the ids that may be matched that way (``evaluate``'s rule).
+
+    Label files written by other tools name images ``abc.jpg`` where a file stem is ``abc``. An id is shortened
+    only when the shortened id is not an id of its own and no other id shortens to it (``abc.jpg`` and ``abc.png``
+    would otherwise give two label rows one image); the others are left out.
+    """
+    known = set(ids)
+    stems = {i: s for i in known if (s := strip_image_suffix(i)) is not None and s not in known}
+    shared = {s for s, n in Counter(stems.values()).items() if n > 1}
+    return {i: s for i, s in stems.items() if s not in shared}
 
 
 def discover(

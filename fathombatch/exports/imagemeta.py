@@ -11,6 +11,11 @@ path inside the scored folder (``dive1/abc.jpg``). ROV logs name them in any of 
   from another root matches nothing, and the warning shows both sides, because guessing which folder level the
   log's root is could attach one dive's depth to another's image.
 
+An id that is not a path but names several scored files (``IMG_0001`` in two dives, as ROV cameras that restart
+their numbering every dive write) is refused, not applied to all of them: the row describes one moment and one
+position, and the export feeds them to Darwin Core as published records, so guessing would be worse than stopping.
+The error names the id and its files and asks for rows keyed by path.
+
 Matching never fails silently: how many rows were matched by file name or path, and how many scored images got no
 row at all, come back as warnings.
 """
@@ -90,7 +95,8 @@ def match_metadata(meta: pl.DataFrame, scored: pl.DataFrame, name: str) -> Match
         name: the metadata file's name, for messages.
 
     Raises:
-        LabelFileError: two metadata rows match one scored file (``abc`` and ``abc.jpg``).
+        LabelFileError: two metadata rows match one scored file (``abc`` and ``abc.jpg``), or an id that is not a
+            path matches several scored files (the same file name in two folders).
     """
     rows = meta.with_row_index("_row").with_columns(
         _norm=pl.col("image_id").str.replace_all("\\", "/", literal=True).str.strip_prefix("./"))
@@ -103,6 +109,7 @@ def match_metadata(meta: pl.DataFrame, scored: pl.DataFrame, name: str) -> Match
     files = scored.select("image_id", "path")
     by_id = rows.filter(pl.col("_how").is_in(["exact", "extension"])).join(
         files, left_on="_id", right_on="image_id", how="inner")
+    _refuse_shared_names(by_id, name)
     by_path = rows.filter(pl.col("_how") == "path").join(files.select("path"), left_on="_norm", right_on="path",
                                                          how="inner", coalesce=False)
     keep = ["path", "_row", "_how", *[c for c in meta.columns if c != "image_id"]]
@@ -114,6 +121,20 @@ def match_metadata(meta: pl.DataFrame, scored: pl.DataFrame, name: str) -> Match
                              f"{twice['path'][0]!r}; one row per image is expected")
     warnings = [w for w in (_how_note(matched, name), _unmatched_note(rows, matched, scored, name)) if w]
     return MatchedMetadata(frame=matched.sort("_row").drop("_row", "_how"), warnings=warnings)
+
+
+def _refuse_shared_names(by_id: pl.DataFrame, name: str) -> None:
+    """Refuse a non-path id that matched several scored files: which of them the row describes is unknown."""
+    shared = by_id.filter(pl.col("_row").is_duplicated()).sort("_row", "path")
+    if shared.height == 0:
+        return
+    first = shared.filter(pl.col("_row") == shared["_row"][0])
+    ids = shared["_row"].n_unique()
+    more = f" (and {ids - 1} more such id(s))" if ids > 1 else ""
+    files = ", ".join(repr(p) for p in first["path"].head(3)) + (" …" if first.height > 3 else "")
+    raise LabelFileError(f"{name}: image id {first['image_id'][0]!r} names {first.height} scored files ({files}), "
+                         f"the same file name in several folders{more}; the row cannot say which one it describes, "
+                         f"so key such rows by their path inside the scored folder (e.g. {first['path'][0]!r})")
 
 
 def _how_note(matched: pl.DataFrame, name: str) -> str | None:

@@ -3,7 +3,12 @@
 * Image files under the image folder that no label row uses are left out of training with a warning that counts
   them (an unlabelled file is not an error: a folder often holds test images too, but half a dive dropped without a
   word is a wrong answer). Label rows whose image is missing stop the run, with the command that writes a label
-  file of the images that are present.
+  file of the images that are present. Ids that carry an image extension (``abc.jpg``, as some tools write Kaggle
+  CSVs) are matched to the file stem without it, as ``evaluate`` matches them, and counted in a warning.
+* Label rows with an empty category list train as "nothing present" and, held out, score AP 0 (the competition's
+  definition), pulling down MAP@20 and the floor. They are counted in a warning, not refused: an empty frame is
+  legitimate background in some datasets, and only the user knows whether these lost their labels. (A file whose
+  every row is empty is refused by ``train``: there is nothing to learn.)
 * A run whose best held-out MAP@20 is at or below the prior floor (MAP@20 of ranking every image by the training
   part's category frequencies) learned nothing an image model adds; :func:`fathombatch.metrics.floor_warning`
   (shared with ``evaluate``) words it for the summary and :func:`record_outcome` writes the verdict into
@@ -28,7 +33,8 @@ from fathombatch.models.data import find_images
 
 log = logging.getLogger(__name__)
 
-__all__ = ["floor_warning", "labelled_image_files", "read_run_config", "record_outcome", "subset_command"]
+__all__ = ["floor_warning", "labelled_image_files", "read_run_config", "record_outcome", "subset_command",
+           "warn_empty_label_sets"]
 
 
 def subset_command(labels: Path, images_dir: Path) -> str:
@@ -59,7 +65,18 @@ def labelled_image_files(labels: Labels, images_dir: Path) -> list[Path]:
     if match.unlabelled and _is_main_process():
         log.warning("%d of the %d images under %s have no label row in %s and are left out of training",
                     match.unlabelled, match.n_files, images_dir, labels.source)
+    if match.by_extension and _is_main_process():
+        log.warning("%d image id(s) in %s carry an image extension (e.g. %r); they were matched to the image files "
+                    "whose stem is the id without it", len(match.by_extension), labels.source, match.by_extension[0])
     return paths
+
+
+def warn_empty_label_sets(labels: Labels) -> None:
+    """Warn (once, on rank 0) when some label rows have an empty category list; see the module docstring."""
+    empty = int((labels.frame["categories"].list.len() == 0).sum())
+    if empty and _is_main_process():
+        log.warning("%d of %d labelled images in %s have an empty category list; they train as 'nothing present' "
+                    "and score AP 0 when held out", empty, len(labels), labels.source)
 
 
 def record_outcome(run: Path, *, best_epoch: int, best_val_map20: float, prior_floor: float) -> None:

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from fathombatch.datasets import Labels
-from fathombatch.decode import discover
+from fathombatch.decode.discover import discover, suffix_stems
 from fathombatch.decode.pil import load_resized
 from fathombatch.errors import DecodeError, TrainingError
 from fathombatch.progress import Progress
@@ -37,6 +37,7 @@ class ImageMatch:
         clashes: ids whose stem names more than one file.
         unlabelled: how many image files under the folder no label row uses.
         n_files: how many image files are under the folder.
+        by_extension: ids matched to a file stem once their image extension was dropped (``abc.jpg`` -> ``abc``).
     """
 
     paths: list[Path]
@@ -44,6 +45,7 @@ class ImageMatch:
     clashes: list[str]
     unlabelled: int
     n_files: int
+    by_extension: list[str]
 
     def require_all(self, labels: Labels, images_dir: Path, *, fix: str = "") -> list[Path]:
         """``paths``, one per label row, or a TrainingError listing the rows without exactly one file.
@@ -74,28 +76,36 @@ def find_images(labels: Labels, images_dir: Path) -> ImageMatch:
         if stem in by_stem:
             ambiguous.add(stem)
         by_stem[stem] = rel
+    stems = suffix_stems(labels.image_ids)
     paths: list[Path] = []
     missing: list[str] = []
     clashes: list[str] = []
+    by_extension: list[str] = []
     for image_id, file_name in labels.frame.select("image_id", "file_name").iter_rows():
+        key = image_id if image_id in by_stem or image_id not in stems else stems[image_id]
         if file_name is not None and (images_dir / file_name).is_file():
             paths.append(images_dir / file_name)
-        elif image_id in ambiguous:
+        elif key in ambiguous:
             clashes.append(image_id)
-        elif image_id in by_stem:
-            paths.append(images_dir / by_stem[image_id])
+        elif key in by_stem:
+            paths.append(images_dir / by_stem[key])
+            if key != image_id:
+                by_extension.append(image_id)
         else:
             missing.append(image_id)
     used = {os.path.normpath(p) for p in paths}
     unlabelled = sum(os.path.normpath(images_dir / rel) not in used for rel in found)
-    return ImageMatch(paths=paths, missing=missing, clashes=clashes, unlabelled=unlabelled, n_files=len(found))
+    return ImageMatch(paths=paths, missing=missing, clashes=clashes, unlabelled=unlabelled, n_files=len(found),
+                      by_extension=by_extension)
 
 
 def match_images(labels: Labels, images_dir: Path) -> list[Path]:
     """Find the image file of every label row.
 
     A COCO row is looked up by its ``file_name`` under ``images_dir``; a Kaggle row (no file name), or a COCO file
-    name that is not there, by its ``image_id`` as a file stem anywhere under ``images_dir``.
+    name that is not there, by its ``image_id`` as a file stem anywhere under ``images_dir``; an id that carries an
+    image extension (``abc.jpg``) and matches no stem as it is, by the id without it, unless that would give two
+    rows one file (:func:`~fathombatch.decode.discover.suffix_stems`).
 
     Raises:
         TrainingError: listing the ids without an image (and stems that match two files).

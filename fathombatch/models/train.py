@@ -41,7 +41,7 @@ from fathombatch.errors import TrainingError, UsageError
 from fathombatch.fsutil import atomic_path, write_json_atomic
 from fathombatch.metrics import map_at_k_from_scores, prior_floor
 from fathombatch.models.augment import augment_batch
-from fathombatch.models.checks import labelled_image_files, record_outcome
+from fathombatch.models.checks import labelled_image_files, record_outcome, warn_empty_label_sets
 from fathombatch.models.config import TrainConfig, config_from, lr_factor, resolve_amp, validate_config
 from fathombatch.models.data import preload
 from fathombatch.models.distributed import (
@@ -207,6 +207,7 @@ def _load_data(cfg: TrainConfig, progress: Progress, val_ids: list[str] | None) 
     if not y.any():
         raise TrainingError(f"{cfg.labels}: every image has an empty category list, so there is nothing to learn "
                             "(a model trained on it scores MAP@20 0); check the file's categories column")
+    warn_empty_label_sets(labels)
     spec = InputSpec(height=cfg.img_size, width=cfg.img_size)
     cache = preload(paths, spec.size, threads=cfg.threads, progress=progress)
     class_counts = y[train_idx].sum(axis=0, dtype=np.int64)
