@@ -64,7 +64,8 @@ def match_ids(truth_ids: Sequence[str], evaluated_ids: Collection[str], truth: P
     unmatched = [i for i, image_id in enumerate(truth_ids) if image_id not in evaluated_set]
     # Truth side: truth "a.png" -> evaluated "a".
     from_truth = {i: stem for i in unmatched
-                  if (stem := strip_image_suffix(truth_ids[i])) is not None and stem in evaluated_set and stem not in truth_set}
+                  if (stem := strip_image_suffix(truth_ids[i])) is not None
+                  and stem in evaluated_set and stem not in truth_set}
     truth_clashes = {stem for stem, n in Counter(from_truth.values()).items() if n > 1}
     from_truth = {i: stem for i, stem in from_truth.items() if stem not in truth_clashes}
     # Evaluated side: truth "a" -> evaluated "a.png".
