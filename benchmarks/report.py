@@ -191,8 +191,45 @@ def write_results_md(records: dict[str, Any], path: Path, plot: Path) -> None:
     for r in records["sweep"]:
         what = _engine_label(r) if r["stage"] == "engine" else (r.get("variant") or r["decoder"])
         lines.append(f"| {r['stage']} | {what} | {r['batch_size']} | {r['images_per_s']:.1f} |")
+    lines += ["", *gpu_section(path.parent / "results" / "gpu_check.json")]
     lines += ["", "## Notes", "", *notes(records), ""]
     path.write_text("\n".join(lines) + "\n")
+
+
+def gpu_section(check: Path) -> list[str]:
+    """The GPU check's figures (``benchmarks/gpu_check.sh`` on a lent GPU), or a line saying it has not run."""
+    lines = ["## GPU (the check of `benchmarks/gpu_check.sh`)", ""]
+    if not check.is_file():
+        return [*lines, "Not measured: no run of the GPU check is recorded here."]
+    import json
+
+    d = json.loads(check.read_text())
+    gpus = ", ".join(g["name"] for g in d["preflight"].get("gpus", [])) or "no GPU"
+    mods = d["preflight"].get("modules", {})
+    torch_v = mods.get("torch", {}).get("version", "?")
+    parts = d["parts"]
+    lines += [f"Run on {d['started'][:10]}: {gpus}, Python {d['preflight'].get('python', '?')}, torch {torch_v}, "
+              f"CUDA {d['preflight'].get('cuda', '?')}; recorded in `results/{check.name}`. 1920x1080 JPEGs, "
+              "batch 256, DenseNet121 `.pt` engine at 224 px.", "",
+              "| part | status | images/s | memory |", "| --- | --- | --- | --- |"]
+    for name, part in parts.items():
+        r = part.get("result") or {}
+        rate = f"{r['images_per_s']:.0f}" if "images_per_s" in r else "—"
+        memory = [f"RSS {r['peak_rss_mb']:.0f} MiB"] if "peak_rss_mb" in r else []
+        memory += [f"CUDA {r['cuda_max_allocated_gib']:.2f} GiB"] if "cuda_max_allocated_gib" in r else []
+        mem = ", ".join(memory) or "—"
+        lines.append(f"| {name} | {part['status']} | {rate} | {mem} |")
+    t = d.get("targets") or {}
+    lines += ["", f"Target: {t.get('rule', 'end to end >= 0.85x the slower stage')}.", ""]
+    for dec in ("nvjpeg", "pil"):
+        if dec in t:
+            x = t[dec]
+            verdict = "met" if x["met"] else "**missed**"
+            lines.append(f"- {dec}: end to end {x['e2e_images_per_s']:.0f} images/s vs slower stage "
+                         f"{x['slower_stage_images_per_s']:.0f} → {x['ratio']:.2f}× — {verdict}")
+    if t.get("anchors"):
+        lines += ["", f"Anchors: {t['anchors']}."]
+    return lines
 
 
 def notes(records: dict[str, Any]) -> list[str]:
