@@ -8,6 +8,7 @@ from __future__ import annotations
 import importlib.util
 import shutil
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -274,3 +275,40 @@ def test_fp32_torch_cuda_computes_in_ieee_fp32_not_tf32(engines: dict, run_dir: 
     finally:
         torch.backends.cudnn.allow_tf32 = saved
     np.testing.assert_allclose(logits, reference, rtol=1e-4, atol=1e-4)
+
+
+# --- packaging: the GPU wheels agree with each other and with the docs --------------------------------------------
+
+
+def _requirements() -> dict[str, Any]:
+    from packaging.requirements import Requirement  # pytest's own dependency
+
+    tomllib = pytest.importorskip("tomllib")
+
+    project = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())["project"]
+    reqs = [Requirement(r) for r in project["dependencies"] + project["optional-dependencies"]["tensorrt"]]
+    return {r.name: r for r in reqs}
+
+
+def test_the_tensorrt_extra_admits_10_and_11_as_the_docs_promise() -> None:
+    reqs = _requirements()
+    trt = next(r for name, r in reqs.items() if name.startswith("tensorrt"))
+    assert trt.specifier.contains("10.16.1.11") and trt.specifier.contains("11.4.0.106")
+    assert not trt.specifier.contains("12.0.0")
+
+
+def test_dali_and_tensorrt_wheels_are_for_the_cuda_major_of_the_installed_torch() -> None:
+    """Two CUDA majors in one process (a cu13 torch beside a CUDA 12 DALI) mean two sets of CUDA libraries loaded
+    side by side, and a driver new enough for both; the project's wheels follow the torch it installs."""
+    import re
+
+    import torch
+
+    if torch.version.cuda is None:
+        pytest.skip("this torch is a CPU build: no CUDA major to match")
+    major = torch.version.cuda.split(".")[0]
+    names = list(_requirements())
+    dali = [re.fullmatch(r"nvidia-dali-cuda(\d+?)0", n) for n in names]
+    trt = [re.fullmatch(r"tensorrt-cu(\d+)", n) for n in names]
+    assert [m.group(1) for m in dali if m] == [major], names
+    assert [m.group(1) for m in trt if m] == [major], names
