@@ -11,8 +11,11 @@ DEMO   := demo
 
 setup: $(VENV)/.installed
 
+# A venv made before DALI moved to its CUDA 13 wheel has nvidia-dali-cuda120; both wheels write nvidia/dali, so the
+# old one goes first (a no-op in a fresh venv).
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip uninstall -y -q nvidia-dali-cuda120 2>/dev/null || true
 	$(BIN)/pip install -e '.[dev]'
 	touch $@
 

@@ -2,7 +2,9 @@
 
 Each worker (a ``spawn``-ed process, so CUDA starts clean in it) opens the engine and a decoder on its own GPU and runs
 the local pipeline over its shard; its rows come back to the parent through a queue, and the parent writes them to the
-same part files as a single-device run — one output, the same table, the same resume rules.
+same part files as a single-device run — one output, the same table, the same resume rules. The parent itself only
+reads the engine's manifest (:func:`unopened_engine`): loading the engine there too would put a second copy of it on
+the first GPU, beside that GPU's worker.
 """
 
 from __future__ import annotations
@@ -14,9 +16,35 @@ from collections.abc import Generator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import polars as pl
 
-from fathombatch.errors import EngineError
+from fathombatch.backends import Engine, checked_manifest
+from fathombatch.errors import EngineError, UsageError
+
+
+class UnopenedEngine(Engine):
+    """An engine's path and checked manifest, for the parent of the GPU workers; it runs nothing."""
+
+    runtime = "unopened"
+
+    def run(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+        raise EngineError(f"{self.path} is opened by the GPU workers, not by the process that starts them")
+
+
+def unopened_engine(name: str | Path) -> UnopenedEngine:
+    """The engine ``name`` as the parent of the GPU workers sees it: resolved, manifest read and checked against the
+    file (SHA-256), nothing loaded and no CUDA touched.
+
+    Raises:
+        UsageError: the engine is missing, or runs only on the CPU (ONNX, OpenVINO).
+        ManifestError: the manifest does not belong to the file.
+    """
+    path, manifest = checked_manifest(name)
+    if manifest.runtime not in ("torch", "tensorrt"):
+        raise UsageError(f"{path}: {manifest.runtime} engines run on the CPU in fathombatch; several GPUs need a "
+                         "TensorRT plan (fathombatch build-engine) or the .pt export")
+    return UnopenedEngine(path, manifest)
 
 
 def _worker(cfg_fields: dict[str, Any], engine: str, decoder: str, osd: str, shard: list[str], device: int,

@@ -200,7 +200,12 @@ def score_folder(cfg: ScoreConfig, *, progress: Progress | None = None) -> Score
         device: int | None = cfg.devices[0]
     else:
         device = engine_device(cfg.engine, cfg.device)
-    engine = open_engine(cfg.engine, threads=cfg.threads, device=device, precision=cfg.torch_precision)
+    if cfg.devices and len(cfg.devices) > 1:  # each worker opens the engine on its GPU; here: the manifest only
+        from fathombatch.multigpu import unopened_engine
+
+        engine: Engine = unopened_engine(cfg.engine)
+    else:
+        engine = open_engine(cfg.engine, threads=cfg.threads, device=device, precision=cfg.torch_precision)
     taxonomy = engine.manifest.taxonomy
     if not 1 <= cfg.top_k <= len(taxonomy):
         raise UsageError(f"--top-k must be between 1 and {len(taxonomy)}, got {cfg.top_k}")

@@ -197,3 +197,120 @@ def test_manifest_thresholds_are_validated(engines: dict[str, Path], tmp_path: P
     manifest_path(dest).write_text(json.dumps(data))
     with pytest.raises(ManifestError, match=r"thresholds must list 290 numbers in \(0, 1\]"):
         open_engine(dest)
+
+
+# --- issue 14: TensorRT addressing, one TensorRT logger, TF32 off in fp32 (the logic a CPU can show) ---------------
+
+
+@pytest.mark.parametrize("side", [260, 299, 300, 380])
+def test_chunks_tensorrt_cannot_address_are_copied(side: int) -> None:
+    """A batch of float32 side×side images cut for a plan of max batch 3: every slice after the first starts off
+    TensorRT's 256-byte grid (H·W is not a multiple of 64), so each is copied; the slices still cover the batch."""
+    from fathombatch.backends.trt_support import TRT_ALIGNMENT, chunk_plan
+
+    plan = chunk_plan(10, 3, 3 * side * side * 4, base_address=0)
+    assert [(a, b) for a, b, _ in plan] == [(0, 3), (3, 6), (6, 9), (9, 10)]
+    assert [copy for *_, copy in plan] == [False, True, True, True]
+    # A batch that itself starts off the grid (a view into a larger buffer): the first slice is copied too.
+    assert all(copy for *_, copy in chunk_plan(10, 3, 3 * side * side * 4, base_address=TRT_ALIGNMENT + 16))
+
+
+@pytest.mark.parametrize("side", [224, 256, 384])
+def test_chunks_on_the_grid_are_used_in_place(side: int) -> None:
+    from fathombatch.backends.trt_support import chunk_plan
+
+    assert not any(copy for *_, copy in chunk_plan(10, 3, 3 * side * side * 4, base_address=0))
+    assert chunk_plan(0, 4, 3 * side * side * 4, base_address=0) == []
+    with pytest.raises(EngineError, match="largest batch"):
+        chunk_plan(10, 0, 3 * side * side * 4, base_address=0)
+
+
+class _Context:
+    """A stand-in for a TensorRT execution context: ``set_tensor_address`` answers as told and records its calls."""
+
+    def __init__(self, accept: bool) -> None:
+        self.accept, self.calls = accept, []
+
+    def set_tensor_address(self, name: str, address: int) -> bool:
+        self.calls.append((name, address))
+        return self.accept
+
+
+def _fake_tensorrt() -> object:
+    import types
+
+    trt = types.ModuleType("fake_tensorrt")
+
+    class ILogger:
+        class Severity:
+            ERROR, WARNING, INFO = 1, 2, 3
+
+        def __init__(self) -> None:
+            pass
+
+    class BuilderFlag:
+        TF32 = "TF32"
+
+    trt.__dict__.update(ILogger=ILogger, BuilderFlag=BuilderFlag)
+    return trt
+
+
+def test_a_refused_tensor_address_is_an_error() -> None:
+    from fathombatch.backends.trt_support import bind_address, tensorrt_logger
+
+    bind_address(ok := _Context(True), "input", 0x1000, "m.plan")
+    assert ok.calls == [("input", 0x1000)]
+    logger = tensorrt_logger(_fake_tensorrt())
+    mark = logger.mark()
+    logger.impl.log(1, "address misaligned")
+    with pytest.raises(EngineError, match=r"refused the address of tensor 'input' of m.plan .*16 bytes past a "
+                                          r"256-byte boundary\): address misaligned"):
+        bind_address(_Context(False), "input", 0x1010, "m.plan", logger, mark)
+
+
+def test_one_tensorrt_logger_for_build_and_runtime() -> None:
+    """TensorRT keeps the first logger of a process: build and runtime must share one, which keeps what was said."""
+    from fathombatch.backends import tensorrt, trt_build, trt_support
+
+    trt = _fake_tensorrt()
+    first = trt_build.tensorrt_logger(trt)
+    assert tensorrt.tensorrt_logger(trt) is first and trt_support.tensorrt_logger(trt) is first
+    mark = first.mark()
+    assert first.since(mark) == ""
+    first.impl.log(1, "cannot deserialize")
+    first.impl.log(3, "info is not kept")
+    assert first.since(mark) == "cannot deserialize"
+    assert first.since(first.mark()) == ""  # an operation after it does not quote it
+
+
+class _BuilderConfig:
+    def __init__(self) -> None:
+        self.cleared: list[str] = []
+
+    def clear_flag(self, flag: str) -> None:
+        self.cleared.append(flag)
+
+
+@pytest.mark.parametrize(("precision", "cleared"), [("fp32", ["TF32"]), ("fp16", []), ("int8", [])])
+def test_fp32_plans_are_built_without_tf32(precision: str, cleared: list[str]) -> None:
+    from fathombatch.backends.trt_build import configure_precision
+
+    config = _BuilderConfig()
+    configure_precision(config, _fake_tensorrt(), precision)
+    assert config.cleared == cleared
+
+
+def test_fp32_torch_runs_switch_tf32_off_and_restore_it() -> None:
+    from fathombatch.backends.torch_engine import ieee_fp32
+
+    saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    try:
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+        with ieee_fp32(torch):
+            assert not torch.backends.cuda.matmul.allow_tf32 and not torch.backends.cudnn.allow_tf32
+        assert torch.backends.cuda.matmul.allow_tf32 and torch.backends.cudnn.allow_tf32
+        with pytest.raises(RuntimeError), ieee_fp32(torch):
+            raise RuntimeError("the forward pass failed")
+        assert torch.backends.cuda.matmul.allow_tf32 and torch.backends.cudnn.allow_tf32
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved

@@ -8,6 +8,7 @@ from __future__ import annotations
 import importlib.util
 import shutil
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -81,6 +82,26 @@ def test_int8_graph_for_tensorrt_keeps_biases_float_and_scores_like_fp32(dive: P
     name = fp32.get_inputs()[0].name
     a, b = fp32.run(["logits"], {name: x})[0], int8.run(["logits"], {name: x})[0]
     assert a.shape == b.shape and np.corrcoef(a.ravel(), b.ravel())[0, 1] > 0.9
+
+
+def test_the_parent_of_gpu_workers_reads_the_manifest_only(engines: dict, tmp_path: Path) -> None:
+    """``--devices 0,1``: the workers open the engine; the parent gets its checked manifest and loads nothing."""
+    from fathombatch.backends import manifest_path, read_manifest
+    from fathombatch.errors import EngineError, ManifestError
+    from fathombatch.multigpu import unopened_engine
+
+    engine = unopened_engine(engines["pt"])
+    assert engine.path == engines["pt"] and engine.manifest == read_manifest(engines["pt"])
+    assert engine.inference_precision == "fp32"
+    with pytest.raises(EngineError, match="opened by the GPU workers"):
+        engine.run(np.zeros((1, 3, 32, 32), dtype=np.float32))
+    with pytest.raises(UsageError, match="onnxruntime engines run on the CPU"):
+        unopened_engine(engines["onnx"])
+    damaged = tmp_path / engines["pt"].name
+    damaged.write_bytes(engines["pt"].read_bytes() + b"x")
+    shutil.copy(manifest_path(engines["pt"]), manifest_path(damaged))
+    with pytest.raises(ManifestError, match="SHA-256 differs"):
+        unopened_engine(damaged)
 
 
 # --- with a GPU -----------------------------------------------------------------------------------------------------
@@ -190,15 +211,104 @@ def test_a_plan_for_another_tensorrt_version_is_refused(engines: dict, tmp_path:
 
 
 @pytest.mark.gpu
-@needs_gpu
+@pytest.mark.skipif(cuda_device_count() < 2, reason="sharding needs at least two GPUs; with one, --devices runs the "
+                    "local path and this test would prove nothing")
 def test_devices_shard_into_one_table(dive: Path, engines: dict, tmp_path: Path) -> None:
+    import torch
+
     root = tmp_path / "dump"
     shutil.copytree(dive / "images", root)
     (root / "bad.jpg").write_bytes(b"")
-    devices = ",".join(str(i) for i in range(cuda_device_count()))
+    devices = list(range(cuda_device_count()))
     local = _score(root, engines["pt"], tmp_path / "one.parquet", decoder="pil", device="cuda")
-    from fathombatch.gpu import parse_devices
-
-    sharded = _score(root, engines["pt"], tmp_path / "all.parquet", decoder="pil", devices=parse_devices(devices))
+    torch.cuda.reset_peak_memory_stats(devices[0])
+    before = torch.cuda.memory_allocated(devices[0])
+    sharded = _score(root, engines["pt"], tmp_path / "all.parquet", decoder="pil", devices=devices)
+    # The parent never loaded the engine: nothing of its own was allocated on the first GPU while the workers ran.
+    assert torch.cuda.max_memory_allocated(devices[0]) == before
     assert sharded.drop(NAMES).equals(local.drop(NAMES))
     np.testing.assert_allclose(sharded.select(NAMES).to_numpy(), local.select(NAMES).to_numpy(), atol=1e-4)
+
+
+@pytest.mark.trt
+@needs_trt
+def test_tensorrt_runs_a_batch_whose_slices_are_off_the_256_byte_grid(engines: dict, tmp_path: Path) -> None:
+    """A batch larger than the plan's max batch, starting 16 bytes past an aligned address: each slice is copied to
+    an aligned buffer, and the logits equal those of the same images laid out aligned."""
+    import torch
+
+    from fathombatch.backends import open_engine
+    from fathombatch.backends.trt_build import BuildConfig, build_engine
+
+    plan = build_engine(BuildConfig(onnx=engines["onnx"], out=tmp_path / "m.plan", precision="fp32", max_batch=3)).plan
+    n, sample = 7, 3 * 32 * 32
+    buffer = torch.randn(n * sample + 4, device="cuda")
+    shifted = buffer[4:].view(n, 3, 32, 32)  # 16 bytes past the allocation's start
+    assert shifted.data_ptr() % 256 == 16
+    with open_engine(plan) as engine:
+        np.testing.assert_allclose(engine.infer(shifted), engine.infer(shifted.clone()), atol=1e-6)
+
+
+@pytest.mark.gpu
+@needs_gpu
+def test_fp32_torch_cuda_computes_in_ieee_fp32_not_tf32(engines: dict, run_dir: Path) -> None:
+    """With TF32 (cuDNN's default on Ampere and newer) each convolution rounds its inputs to 10-bit mantissas, and the
+    logits drift from a float64 reference by far more than IEEE fp32 rounding does. The fp32 engine must give the
+    IEEE ones, even when the caller left TF32 on."""
+    import torch
+
+    from fathombatch.backends import open_engine
+    from fathombatch.models import create_model
+
+    blob = torch.load(run_dir / "checkpoints" / "best.pt", weights_only=True)
+    model = create_model("resnet18", 290, img_size=32)
+    model.load_state_dict(blob["model"])
+    x = np.random.default_rng(0).standard_normal((8, 3, 32, 32)).astype(np.float32)
+    with torch.inference_mode():
+        reference = model.double().eval()(torch.from_numpy(x).double()).numpy()
+    saved = torch.backends.cudnn.allow_tf32
+    torch.backends.cudnn.allow_tf32 = True
+    try:
+        with open_engine(engines["pt"], device=0) as engine:
+            logits = engine.infer(x)
+        assert torch.backends.cudnn.allow_tf32  # the caller's setting is back
+    finally:
+        torch.backends.cudnn.allow_tf32 = saved
+    np.testing.assert_allclose(logits, reference, rtol=1e-4, atol=1e-4)
+
+
+# --- packaging: the GPU wheels agree with each other and with the docs --------------------------------------------
+
+
+def _requirements() -> dict[str, Any]:
+    from packaging.requirements import Requirement  # pytest's own dependency
+
+    tomllib = pytest.importorskip("tomllib")
+
+    project = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())["project"]
+    reqs = [Requirement(r) for r in project["dependencies"] + project["optional-dependencies"]["tensorrt"]]
+    return {r.name: r for r in reqs}
+
+
+def test_the_tensorrt_extra_admits_10_and_11_as_the_docs_promise() -> None:
+    reqs = _requirements()
+    trt = next(r for name, r in reqs.items() if name.startswith("tensorrt"))
+    assert trt.specifier.contains("10.16.1.11") and trt.specifier.contains("11.4.0.106")
+    assert not trt.specifier.contains("12.0.0")
+
+
+def test_dali_and_tensorrt_wheels_are_for_the_cuda_major_of_the_installed_torch() -> None:
+    """Two CUDA majors in one process (a cu13 torch beside a CUDA 12 DALI) mean two sets of CUDA libraries loaded
+    side by side, and a driver new enough for both; the project's wheels follow the torch it installs."""
+    import re
+
+    import torch
+
+    if torch.version.cuda is None:
+        pytest.skip("this torch is a CPU build: no CUDA major to match")
+    major = torch.version.cuda.split(".")[0]
+    names = list(_requirements())
+    dali = [re.fullmatch(r"nvidia-dali-cuda(\d+?)0", n) for n in names]
+    trt = [re.fullmatch(r"tensorrt-cu(\d+)", n) for n in names]
+    assert [m.group(1) for m in dali if m] == [major], names
+    assert [m.group(1) for m in trt if m] == [major], names

@@ -33,6 +33,7 @@ __all__ = [
     "ENGINE_SUFFIXES",
     "Engine",
     "Manifest",
+    "checked_manifest",
     "engine_files",
     "engine_sha256",
     "engine_store",
@@ -107,6 +108,33 @@ def resolve_engine_path(name: str | Path) -> Path:
     raise UsageError(f"engine {str(name)!r} not found ({where_looked(name)}); {suggestions(name, ENGINE_SUFFIXES)}")
 
 
+def checked_manifest(name: str | Path, *, verify_hash: bool = True) -> tuple[Path, Manifest]:
+    """Resolve an engine and read its manifest, checked against the file, without loading the engine.
+
+    Args:
+        name: an engine path, or a file name inside the engine store.
+        verify_hash: check the file's SHA-256 against the manifest's ``engine_sha256``.
+
+    Returns:
+        The engine's path and its manifest.
+
+    Raises:
+        UsageError: the engine cannot be found (see :func:`resolve_engine_path`).
+        ManifestError: the manifest names another runtime, or the file does not match it.
+    """
+    path = resolve_engine_path(name)
+    manifest = read_manifest(path)
+    runtime, _ = _RUNTIMES[path.suffix.lower()]
+    if manifest.runtime != runtime:
+        raise ManifestError(f"{manifest_path(path)} says runtime {manifest.runtime!r} but {path} is a {runtime} file")
+    if verify_hash and manifest.engine_sha256 and engine_sha256(path) != manifest.engine_sha256:
+        files = " + ".join(str(f) for f in engine_files(path))
+        raise ManifestError(
+            f"{files} does not match its manifest (SHA-256 differs): the engine was replaced or damaged; re-export it"
+        )
+    return path, manifest
+
+
 def open_engine(
     name: str | Path,
     *,
@@ -115,7 +143,7 @@ def open_engine(
     device: int | None = None,
     precision: str = "fp32",
 ) -> Engine:
-    """Resolve, validate against the manifest and load an engine.
+    """Resolve, validate against the manifest (:func:`checked_manifest`) and load an engine.
 
     Args:
         name: an engine path, or a file name inside the engine store.
@@ -125,16 +153,8 @@ def open_engine(
         precision: ``.pt`` engines on a GPU: ``fp32``, or autocast to ``fp16``/``bf16``.
     """
     check_threads(threads, "engine threads")
-    path = resolve_engine_path(name)
-    manifest = read_manifest(path)
-    runtime, factory = _RUNTIMES[path.suffix.lower()]
-    if manifest.runtime != runtime:
-        raise ManifestError(f"{manifest_path(path)} says runtime {manifest.runtime!r} but {path} is a {runtime} file")
-    if verify_hash and manifest.engine_sha256 and engine_sha256(path) != manifest.engine_sha256:
-        files = " + ".join(str(f) for f in engine_files(path))
-        raise ManifestError(
-            f"{files} does not match its manifest (SHA-256 differs): the engine was replaced or damaged; re-export it"
-        )
+    path, manifest = checked_manifest(name, verify_hash=verify_hash)
+    _, factory = _RUNTIMES[path.suffix.lower()]
     return factory(path, manifest, threads, device, precision)
 
 

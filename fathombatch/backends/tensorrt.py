@@ -19,6 +19,7 @@ import numpy as np
 
 from fathombatch.backends.base import Engine
 from fathombatch.backends.manifest import Manifest
+from fathombatch.backends.trt_support import TRT_ALIGNMENT, bind_address, chunk_plan, tensorrt_logger
 from fathombatch.errors import EngineError, require
 from fathombatch.gpu import cuda_device_count, gpu_info, require_gpu
 
@@ -48,8 +49,6 @@ class TensorRTEngine(Engine):
         trt = require("tensorrt", "tensorrt", f"running the TensorRT plan {path}")
         import torch
 
-        from fathombatch.backends.trt_build import tensorrt_logger
-
         info = gpu_info(device)
         built_trt = manifest.versions.get("tensorrt")
         built_cc = manifest.versions.get("compute_capability")
@@ -66,10 +65,11 @@ class TensorRTEngine(Engine):
         self._logger = tensorrt_logger(trt)
         # TensorRT deserialises onto, and allocates on, whichever GPU is current: make it this engine's.
         torch.cuda.set_device(self.device)
+        mark = self._logger.mark()
         runtime = trt.Runtime(self._logger.impl)
         self._engine = runtime.deserialize_cuda_engine(path.read_bytes())
         if self._engine is None:
-            reason = "; ".join(self._logger.messages[-3:]) or "unknown error"
+            reason = self._logger.since(mark) or "unknown error"
             raise EngineError(f"TensorRT cannot load {path}: {reason}")
         self._context = self._engine.create_execution_context()
         self._stream = torch.cuda.Stream(device=self.device)
@@ -90,27 +90,41 @@ class TensorRTEngine(Engine):
     def _run_chunk(self, x: Any) -> dict[str, Any]:
         torch = self._torch
         ctx = self._context
+        mark = self._logger.mark()
         if not ctx.set_input_shape(self._input, tuple(x.shape)):
             raise EngineError(f"{self.path} does not accept input shape {tuple(x.shape)}")
-        ctx.set_tensor_address(self._input, x.data_ptr())
+        bind_address(ctx, self._input, x.data_ptr(), str(self.path), self._logger, mark)
         outputs = {}
         for name in self._outputs:
             shape = tuple(ctx.get_tensor_shape(name))
             out = torch.empty(shape, dtype=_torch_dtype(self._trt, self._engine.get_tensor_dtype(name)),
                               device=self.device)
-            ctx.set_tensor_address(name, out.data_ptr())
+            bind_address(ctx, name, out.data_ptr(), str(self.path), self._logger, mark)
             outputs[name] = out
         # The input may have been written on another stream (DALI's, nvJPEG's): wait for it.
         self._stream.wait_stream(torch.cuda.current_stream(self.device))
         if not ctx.execute_async_v3(self._stream.cuda_stream):
-            raise EngineError(f"TensorRT failed to run {self.path}: {'; '.join(self._logger.messages[-3:])}")
+            raise EngineError(f"TensorRT failed to run {self.path}: {self._logger.since(mark) or 'unknown error'}")
         self._stream.synchronize()
         return outputs
+
+    def _chunks(self, x: Any) -> list[Any]:
+        """``x`` cut into slices of at most ``max_batch``; a slice TensorRT could not address is copied."""
+        out = []
+        sample_bytes = int(x.stride(0)) * x.element_size()  # x is contiguous
+        for start, stop, copy in chunk_plan(int(x.shape[0]), self.max_batch, sample_bytes, x.data_ptr()):
+            # clone() takes a fresh block from PyTorch's CUDA caching allocator, which hands out 512-byte-aligned
+            # blocks: aligned for TensorRT whatever H·W is.
+            chunk = x[start:stop].clone() if copy else x[start:stop]
+            if chunk.data_ptr() % TRT_ALIGNMENT:
+                raise EngineError(f"cannot align a batch slice for {self.path} to {TRT_ALIGNMENT} bytes")
+            out.append(chunk)
+        return out
 
     def run(self, batch: Any) -> dict[str, np.ndarray]:
         x = self._to_device(batch)
         n = int(x.shape[0])
-        chunks = [self._run_chunk(x[i : i + self.max_batch]) for i in range(0, n, self.max_batch)]
+        chunks = [self._run_chunk(chunk) for chunk in self._chunks(x)]
         merged = {name: self._torch.cat([c[name] for c in chunks]).float().cpu().numpy() for name in self._outputs}
         # fathombatch exports name the outputs ("logits", "features"); a plan from elsewhere: its first output.
         first = "logits" if "logits" in merged else self._outputs[0]

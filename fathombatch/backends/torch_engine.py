@@ -8,6 +8,8 @@ is rebuilt from fathombatch's own architecture registry.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -21,11 +23,30 @@ from fathombatch.safeload import load_torch_file
 TORCH_ENGINE_FORMAT = "fathombatch-torch-engine"
 
 
+@contextmanager
+def ieee_fp32(torch: Any) -> Iterator[None]:
+    """Within the block, CUDA matmuls and cuDNN convolutions compute in IEEE fp32, not TF32; restored after.
+
+    PyTorch lets cuDNN convolutions use TF32 by default (``torch.backends.cudnn.allow_tf32``), which on Ampere and newer
+    GPUs rounds inputs to 10-bit mantissas: an "fp32" run would not be fp32. The switches are process-wide, so they are
+    set only around the engine's own forward pass and put back as they were, leaving the caller's choice alone.
+    """
+    matmul, cudnn = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = matmul
+        torch.backends.cudnn.allow_tf32 = cudnn
+
+
 class TorchEngine(Engine):
     """Run a ``.pt`` engine with PyTorch (``torch.inference_mode``) on the CPU or one GPU.
 
     On a GPU the model runs in channels-last memory format and, with ``precision`` ``fp16``/``bf16``, under autocast;
-    batches that are already CUDA tensors (decoded on the GPU) are used where they are.
+    in ``fp32`` it runs in IEEE fp32 with TF32 switched off around each call (:func:`ieee_fp32`). Batches that are
+    already CUDA tensors (decoded on the GPU) are used where they are.
     """
 
     runtime = "torch"
@@ -78,8 +99,9 @@ class TorchEngine(Engine):
         x = x.to(self.device, non_blocking=True)
         if self.device.type == "cuda":
             x = x.contiguous(memory_format=torch.channels_last)
-        with torch.inference_mode(), torch.autocast(self.device.type, dtype=self._autocast or torch.float32,
-                                                    enabled=self._autocast is not None):
+        strict = ieee_fp32(torch) if self.device.type == "cuda" and self._autocast is None else nullcontext()
+        with strict, torch.inference_mode(), torch.autocast(self.device.type, dtype=self._autocast or torch.float32,
+                                                            enabled=self._autocast is not None):
             logits, features = self._model.forward_with_features(x)
         return {
             "logits": self.check_logits(logits.float().cpu().numpy(), int(x.shape[0])),

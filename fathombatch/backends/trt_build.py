@@ -4,7 +4,7 @@ Supported TensorRT: 10.x and 11.x. Every plan is built from a *strongly typed* n
 precision is the precision of the ONNX graph itself. That is the only way TensorRT 11 offers (it removed the FP16/INT8
 builder flags and calibrators), and TensorRT 10 supports it too, so one code path serves both:
 
-* ``fp32``: the exported ONNX as it is;
+* ``fp32``: the exported ONNX as it is, with TensorRT's default TF32 switched off (:func:`configure_precision`);
 * ``fp16``: the ONNX converted to float16 (``onnxconverter-common``; inputs and outputs stay float32);
 * ``int8``: the ONNX with Q/DQ nodes (ONNX Runtime static quantisation, symmetric signed int8 for weights and
   activations, as TensorRT requires), calibrated on images of ``--calibration DIR``.
@@ -17,7 +17,6 @@ trust.
 
 from __future__ import annotations
 
-import logging
 import os
 import tempfile
 from dataclasses import dataclass, replace
@@ -28,11 +27,10 @@ from typing import Any, Literal
 import numpy as np
 
 from fathombatch.backends.manifest import file_sha256, manifest_path, read_manifest, write_manifest
+from fathombatch.backends.trt_support import tensorrt_logger
 from fathombatch.errors import EngineError, OutputError, UsageError, require
 from fathombatch.fsutil import atomic_path
 from fathombatch.gpu import gpu_info, require_gpu
-
-log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -72,26 +70,15 @@ class BuildResult:
     gpu: str
 
 
-class _Logger:
-    """A TensorRT logger that keeps errors for the message fathombatch raises."""
+def configure_precision(config: Any, trt: Any, precision: str) -> None:
+    """Builder flags for ``precision`` on a strongly typed network.
 
-    def __init__(self, trt: Any) -> None:
-        self.messages: list[str] = []
-
-        class Impl(trt.ILogger):
-            def __init__(inner) -> None:  # noqa: N805 - TensorRT's base class needs its own __init__ called
-                trt.ILogger.__init__(inner)
-
-            def log(inner, severity: Any, msg: str) -> None:  # noqa: N805
-                if severity <= trt.ILogger.Severity.WARNING:
-                    self.messages.append(msg)
-                    log.debug("TensorRT: %s", msg)
-
-        self.impl = Impl()
-
-
-def tensorrt_logger(trt: Any) -> _Logger:
-    return _Logger(trt)
+    TensorRT enables TF32 by default, so an "fp32" plan would multiply with 10-bit mantissas on Ampere and newer GPUs;
+    an fp32 plan clears the flag so it computes in IEEE fp32 like the ONNX engine it is built from. fp16 and int8 plans
+    keep TensorRT's default: they already trade precision for speed, and their few float32 layers may use TF32.
+    """
+    if precision == "fp32":
+        config.clear_flag(trt.BuilderFlag.TF32)
 
 
 def _calibration_cache(folder: Path, spec: Any, limit: int) -> np.ndarray:
@@ -171,6 +158,7 @@ def build_engine(cfg: BuildConfig) -> BuildResult:
 
     torch.cuda.set_device(cfg.device)
     logger = tensorrt_logger(trt)
+    mark = logger.mark()
     with tempfile.TemporaryDirectory(prefix="fb-trt-") as scratch:
         graph = Path(scratch) / f"{cfg.precision}.onnx"
         _prepare_onnx(cfg.onnx, graph, cfg.precision, cfg, spec)
@@ -182,6 +170,7 @@ def build_engine(cfg: BuildConfig) -> BuildResult:
             raise EngineError(f"TensorRT cannot parse {cfg.onnx}: {errors[:500]}")
         config = builder.create_builder_config()
         config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(cfg.workspace_gib * 1024**3))
+        configure_precision(config, trt, cfg.precision)
         profile = builder.create_optimization_profile()
         name = network.get_input(0).name
         shape = (3, spec.height, spec.width)
@@ -189,7 +178,8 @@ def build_engine(cfg: BuildConfig) -> BuildResult:
         config.add_optimization_profile(profile)
         serialized = builder.build_serialized_network(network, config)
         if serialized is None:
-            raise EngineError(f"TensorRT could not build a plan from {cfg.onnx}: {'; '.join(logger.messages[-3:])}")
+            said = logger.since(mark) or "unknown error"
+            raise EngineError(f"TensorRT could not build a plan from {cfg.onnx}: {said}")
         with atomic_path(cfg.out) as tmp:
             tmp.write_bytes(bytes(serialized))
 
