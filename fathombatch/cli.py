@@ -20,6 +20,7 @@ from fathombatch.cli_exports import export_table_cmd
 from fathombatch.clikit import CONTEXT, MAX_THREADS, Group, LabelPath, configure_logging, output_file, quiet_option
 from fathombatch.clikit import guard_outputs as _guard_outputs
 from fathombatch.clikit import progress as _progress
+from fathombatch.decode import list_decoders
 
 if TYPE_CHECKING:  # what each click.Choice hands over, as the library's configs name it
     from fathombatch.backends.export import Checkpoint, ExportFormat, Precision
@@ -231,8 +232,9 @@ def export(run: Path, fmt: ExportFormat, out: Path, checkpoint: Checkpoint, prec
               help="Engine file (.xml OpenVINO, .onnx, .pt, .plan); a bare name is also looked up in engines/.")
 @click.option("--out", default="scores.parquet", show_default=True, callback=output_file, help="The scores table.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
-@click.option("--decoder", type=click.Choice(["auto", "dali", "pil"]), default="auto", show_default=True,
-              help="auto = Pillow on the CPU (fastest there); on a GPU DALI where installed, else nvJPEG.")
+@click.option("--decoder", type=click.Choice(["auto", *list_decoders()]), default="auto", show_default=True,
+              help="auto = Pillow when the engine runs on the CPU; on a GPU DALI's nvJPEG where DALI is installed, "
+                   "else torchvision's nvJPEG (nvjpeg needs a GPU engine).")
 @click.option("--top-k", type=click.IntRange(min=1), default=20, show_default=True, help="Length of top_categories.")
 @click.option("--submission", callback=output_file, help="Also write the competition CSV here.")
 @click.option("--osd", "osd_method", help="Out-of-sample method (default: the engine manifest's).")

@@ -33,7 +33,7 @@ import polars as pl
 
 from fathombatch import __version__
 from fathombatch.backends import Engine, engine_device, engine_files, manifest_path, open_engine, resolve_engine_path
-from fathombatch.decode import create_decoder, discover, resolve_decoder_name
+from fathombatch.decode import check_decoder_device, create_decoder, discover, resolve_decoder_name
 from fathombatch.decode.base import DecodedBatch
 from fathombatch.errors import OutputError, UsageError
 from fathombatch.fsutil import FileLock, display_path
@@ -61,7 +61,7 @@ class ScoreConfig:
         engine: engine path, or a file name in the engine store.
         out: the scores table to write.
         batch_size: images per engine call.
-        decoder: ``auto`` | ``dali`` | ``pil``.
+        decoder: ``auto`` | ``dali`` | ``nvjpeg`` | ``pil`` (:func:`~fathombatch.decode.list_decoders`).
         top_k: length of ``top_categories``.
         submission: also write the competition's CSV here.
         osd: out-of-sample method (None: the manifest's).
@@ -200,6 +200,8 @@ def score_folder(cfg: ScoreConfig, *, progress: Progress | None = None) -> Score
         device: int | None = cfg.devices[0]
     else:
         device = engine_device(cfg.engine, cfg.device)
+    decoder_name = resolve_decoder_name(cfg.decoder, device)
+    check_decoder_device(decoder_name, device)
     if cfg.devices and len(cfg.devices) > 1:  # each worker opens the engine on its GPU; here: the manifest only
         from fathombatch.multigpu import unopened_engine
 
@@ -211,7 +213,6 @@ def score_folder(cfg: ScoreConfig, *, progress: Progress | None = None) -> Score
         raise UsageError(f"--top-k must be between 1 and {len(taxonomy)}, got {cfg.top_k}")
     osd_name = cfg.osd or str(engine.manifest.osd.get("method", "max-prob"))
     osd_fn = create_osd(osd_name, engine.manifest.osd.get("stats"))
-    decoder_name = resolve_decoder_name(cfg.decoder, device)
 
     out = cfg.out
     parts_dir = out.with_name(out.name + ".parts")

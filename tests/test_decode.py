@@ -179,3 +179,87 @@ def test_decoder_names() -> None:
     assert resolve_decoder_name("dali") == "dali"
     with pytest.raises(UsageError, match="unknown decoder"):
         resolve_decoder_name("opencv")
+
+
+# --- issue 14: a failure of the decoder itself is not a bad file ---------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("message", "systemic"),
+    [
+        ("CUDA out of memory. Tried to allocate 2.00 GiB (GPU 0; 139.8 GiB total capacity)", True),
+        ("decode_jpegs_cuda: torchvision not compiled with nvJPEG support", True),
+        ("CUDA error: an illegal memory access was encountered", True),
+        ("Error in thread 0: [/opt/dali/dali/core/mm] CUDA allocation failed: cudaErrorMemoryAllocation", True),
+        ("Error while decoding JPEG images: Failed to get image info: 2", False),
+        ("Error in thread 0: nvImageCodec failure: '#6:Failed to decode: corrupted JPEG stream'", False),
+        ("Unknown chroma subsampling", False),
+    ],
+)
+def test_systemic_failures_are_told_from_bad_files(message: str, systemic: bool) -> None:
+    from fathombatch.decode.fallback import systemic_reason
+
+    reason = systemic_reason(RuntimeError(f"{message}\nTraceback details\n"))
+    assert (reason == message) if systemic else reason is None
+
+
+def _failing_pipeline(calls: list[int], message: str) -> object:
+    def run_pipeline(files: list[object]) -> object:
+        calls.append(len(files))
+        raise RuntimeError(message)
+
+    return run_pipeline
+
+
+def test_a_systemic_dali_failure_switches_the_run_to_pillow_once(tmp_path: Path,
+                                                                  caplog: pytest.LogCaptureFixture) -> None:
+    paths = [make_image(tmp_path / f"g{i}.jpg", seed=i) for i in range(6)]
+    calls: list[int] = []
+    with create_decoder("dali", SPEC, batch_size=3, threads=2) as dali, create_decoder("pil", SPEC) as pil:
+        dali.run_pipeline = _failing_pipeline(calls, "CUDA out of memory. Tried to allocate 8.00 GiB")
+        batches = [dali.decode(paths[:3]), dali.decode(paths[3:])]
+        expected = pil.decode(paths).images
+    # one failed call, no pipeline rebuilt and retried per file, no second attempt on the next batch
+    assert calls == [3]
+    assert [b.ok for b in batches] == [[0, 1, 2], [0, 1, 2]]
+    assert all(d == "pil" for b in batches for d in b.decoders)
+    np.testing.assert_allclose(np.concatenate([b.images for b in batches]), expected, atol=1e-6)
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1 and "CUDA out of memory" in warnings[0] and "rest of the run" in warnings[0]
+
+
+def test_per_file_dali_fallbacks_are_counted_and_warned_once(tmp_path: Path,
+                                                             caplog: pytest.LogCaptureFixture) -> None:
+    good = [make_image(tmp_path / f"g{i}.jpg", size=(160, 120), seed=i) for i in range(4)]
+    bad = []
+    for i in range(2):
+        bad.append(tmp_path / f"t{i}.jpg")
+        bad[-1].write_bytes(good[i].read_bytes()[:-2])  # no end-of-image marker: DALI and Pillow both reject it
+    with create_decoder("dali", SPEC, batch_size=3, threads=2) as dali:
+        first, second = dali.decode([good[0], bad[0], good[1]]), dali.decode([good[2], bad[1], good[3]])
+    assert first.ok == second.ok == [0, 2]
+    assert first.decoders == second.decoders == ["dali", None, "dali"]
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1 and warnings[0].startswith("2 file(s) the dali decoder rejected")
+
+
+def test_dali_decoders_ask_for_fancy_upsampling_on_both_backends() -> None:
+    pytest.importorskip("nvidia.dali", reason="needs DALI")
+    import nvidia.dali.fn as fn
+    import nvidia.dali.types as types
+    from nvidia.dali import backend, pipeline_def
+
+    from fathombatch.decode.dali import image_decoder_args
+
+    gpu, cpu = image_decoder_args(True, 0.65), image_decoder_args(False, 0.65)
+    assert gpu["device"] == "mixed" and cpu["device"] == "cpu"
+    assert gpu["jpeg_fancy_upsampling"] is True and cpu["jpeg_fancy_upsampling"] is True
+    schema = backend.GetSchema("decoders__Image")  # every name must be an argument this DALI knows
+    assert all(schema.HasArgument(name) for name in gpu if name != "device")
+
+    @pipeline_def(batch_size=1, num_threads=1, device_id=None)
+    def pipe() -> object:
+        encoded = fn.external_source(name="encoded", dtype=types.DALIDataType.UINT8, ndim=1)
+        return fn.decoders.image(encoded, output_type=types.DALIImageType.RGB, **cpu)
+
+    assert b"jpeg_fancy_upsampling" in pipe().serialize()  # it reaches the pipeline graph

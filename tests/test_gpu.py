@@ -54,6 +54,25 @@ def test_devices_are_parsed_strictly() -> None:
             parse_devices(bad)
 
 
+def test_score_offers_every_decoder_the_library_has() -> None:
+    from fathombatch.decode import list_decoders
+
+    (option,) = [p for p in cli.commands["score"].params if p.name == "decoder"]
+    assert list(option.type.choices) == ["auto", *list_decoders()] and "nvjpeg" in option.type.choices
+    assert "else torchvision's nvJPEG" in (option.help or "")
+
+
+@pytest.mark.skipif(HAS_GPU, reason="checks the message a machine without a GPU gives")
+def test_without_a_gpu_the_nvjpeg_decoder_is_one_clear_error(dive: Path, engines: dict, tmp_path: Path) -> None:
+    out = tmp_path / "s.parquet"
+    result = CliRunner().invoke(cli, ["score", str(dive / "images"), "--engine", str(engines["onnx"]),
+                                      "--decoder", "nvjpeg", "--out", str(out)])
+    assert result.exit_code == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: the nvjpeg decoder needs an NVIDIA GPU"), result.stderr
+    assert not list(tmp_path.iterdir())  # refused before any output, lock or part file
+
+
 def test_int8_graph_for_tensorrt_keeps_biases_float_and_scores_like_fp32(dive: Path, engines: dict,
                                                                          tmp_path: Path) -> None:
     """The Q/DQ graph ``build-engine --precision int8`` hands TensorRT, checked with ONNX Runtime (no GPU needed).
@@ -157,6 +176,84 @@ def test_nvjpeg_turns_an_exif_rotated_jpeg_like_pillow(tmp_path: Path) -> None:
         a, b = gpu.decode([tmp_path / "rotated.jpg"]), cpu.decode([tmp_path / "rotated.jpg"])
     assert a.ok == b.ok == [0] and a.sizes == b.sizes == [(80, 120)]
     assert float(np.abs(np.asarray(a.images.cpu()) - b.images).mean()) < 0.05
+
+
+@pytest.mark.gpu
+@needs_gpu
+def test_an_nvjpeg_batch_is_not_overwritten_while_the_caller_still_reads_it(dive: Path) -> None:
+    import torch
+
+    from fathombatch.decode import create_decoder
+    from fathombatch.preprocess import InputSpec
+
+    files = sorted((dive / "images").glob("*.jpg"))[:16]
+    with create_decoder("nvjpeg", InputSpec(64, 64), batch_size=8, device=0) as decoder:
+        assert decoder.stream != torch.cuda.current_stream(0)
+        first = decoder.decode(files[:8]).images
+        expected = float(first.sum().item())
+        busy = torch.randn(4096, 4096, device="cuda:0")
+        for _ in range(40):  # keep this (the caller's) stream busy for a while
+            busy = torch.tanh(busy @ busy)
+        pending = first.sum()  # queued behind that work on the caller's stream
+        del first  # its memory must not go to nvJPEG before `pending` has read it
+        for _ in range(4):
+            decoder.decode(files[8:])
+        assert float(pending.item()) == pytest.approx(expected, rel=1e-6)
+
+
+@pytest.mark.gpu
+@needs_gpu
+def test_nvjpeg_switches_the_run_to_pillow_once_when_nvjpeg_itself_fails(dive: Path,
+                                                                          caplog: pytest.LogCaptureFixture) -> None:
+    from fathombatch.decode import create_decoder
+    from fathombatch.preprocess import InputSpec
+
+    files = sorted((dive / "images").glob("*.jpg"))[:8]
+    calls: list[int] = []
+
+    def without_nvjpeg(data: list[object]) -> list[object]:
+        calls.append(len(data))
+        raise RuntimeError("decode_jpegs_cuda: torchvision not compiled with nvJPEG support")
+
+    spec = InputSpec(64, 64)
+    with create_decoder("nvjpeg", spec, batch_size=4, device=0) as gpu, create_decoder("pil", spec) as cpu:
+        gpu.decode_jpegs = without_nvjpeg
+        batches = [gpu.decode(files[:4]), gpu.decode(files[4:])]
+        expected = cpu.decode(files).images
+    assert calls == [4]  # not retried file by file, nor on the next batch
+    assert all(b.images.is_cuda and b.decoders == ["pil"] * 4 for b in batches)
+    got = np.concatenate([b.images.cpu().numpy() for b in batches])
+    np.testing.assert_allclose(got, expected, atol=1e-6)
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1 and "not compiled with nvJPEG" in warnings[0]
+
+
+@pytest.mark.gpu
+@needs_gpu
+def test_the_nvjpeg_decoder_needs_an_engine_on_the_gpu(dive: Path, engines: dict, tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match="engine runs on the CPU"):
+        _score(dive / "images", engines["onnx"], tmp_path / "s.parquet", decoder="nvjpeg")
+
+
+@pytest.mark.dali_gpu
+@needs_gpu
+def test_dali_mixed_decoding_matches_the_cpu_at_colour_edges(tmp_path: Path) -> None:
+    pytest.importorskip("nvidia.dali", reason="needs DALI")
+    from PIL import Image
+
+    from fathombatch.decode import create_decoder
+    from fathombatch.preprocess import InputSpec
+
+    rgb = np.zeros((96, 128, 3), dtype=np.uint8)
+    rgb[:, ::8] = (255, 0, 0)  # one-pixel red and blue stripes: 4:2:0 chroma is upsampled across every edge
+    rgb[:, 4::8] = (0, 0, 255)
+    Image.fromarray(rgb).save(tmp_path / "edges.jpg", quality=95, subsampling="4:2:0")
+    spec = InputSpec(96, 128)  # the image's own size: no resize filter to hide the chroma upsampling
+    with create_decoder("dali", spec, device=0) as gpu, create_decoder("dali", spec) as cpu:
+        a, b = gpu.decode([tmp_path / "edges.jpg"]).images.cpu().numpy(), cpu.decode([tmp_path / "edges.jpg"]).images
+    levels = np.abs(a - b) * np.asarray(spec.std).reshape(1, 3, 1, 1) * 255.0  # back to 8-bit steps
+    # Same upsampling: only IDCT rounding is left (a few steps); without it the stripes' colours differ by tens.
+    assert float(np.percentile(levels, 99)) <= 4.0 and float(levels.mean()) <= 1.0
 
 
 @pytest.mark.dali_gpu

@@ -24,6 +24,7 @@ __all__ = [
     "ImageFile",
     "create_decoder",
     "discover",
+    "check_decoder_device",
     "list_decoders",
     "read_image_file",
     "resolve_decoder_name",
@@ -72,6 +73,25 @@ def resolve_decoder_name(name: str, device: int | None = None) -> str:
     if name not in _DECODERS:
         raise UsageError(f"unknown decoder {name!r}; choose one of auto, {', '.join(list_decoders())}")
     return name
+
+
+def check_decoder_device(name: str, device: int | None) -> None:
+    """Refuse a resolved decoder name that cannot feed a run on ``device`` (None: the CPU).
+
+    ``nvjpeg`` decodes only on a GPU and returns CUDA tensors, which an engine on the CPU cannot take; a machine
+    without a GPU gets the same one-line error as every other GPU option.
+
+    Raises:
+        UsageError: ``nvjpeg`` without a usable GPU, or for a run whose engine is on the CPU.
+    """
+    if name != "nvjpeg":
+        return
+    from fathombatch.gpu import require_gpu
+
+    require_gpu("the nvjpeg decoder", None if device is None else [device])
+    if device is None:
+        raise UsageError("the nvjpeg decoder decodes on a GPU, but this run's engine runs on the CPU; decode with "
+                         "pil or dali, or score a TensorRT plan or .pt engine on the GPU")
 
 
 def create_decoder(

@@ -8,6 +8,12 @@ DALI stops a whole pipeline run on one corrupt file, and the pipeline object is 
 when a batch fails, the pipeline is rebuilt (a few milliseconds) and that batch is decoded file by file; a file that
 DALI still rejects is handed to Pillow, which either decodes it (DALI lacks, for example, some CMYK and 16-bit
 variants) or gives the specific error message for its row. One bad image never costs the others their scores.
+A failure that is not about a file (out of memory, a CUDA error) switches the rest of the run to Pillow at once,
+with one warning, instead of rebuilding a pipeline per file (:mod:`fathombatch.decode.fallback`).
+
+Chroma: the ``mixed`` (nvJPEG) backend upsamples 4:2:0 chroma differently from libjpeg-turbo unless
+``jpeg_fancy_upsampling`` is set, which shifts colours at sharp colour edges away from DALI's CPU backend and
+Pillow. Both backends are given it (:func:`image_decoder_args`), so CPU and GPU pipelines differ only in ``device``.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ from typing import Any, cast
 import numpy as np
 
 from fathombatch.decode.base import DecodedBatch, Decoder, ImageFile, read_batch
+from fathombatch.decode.fallback import PillowFallback
 from fathombatch.decode.pil import decode_resized
 from fathombatch.errors import DecodeError, MissingDependencyError, require
 from fathombatch.preprocess import InputSpec, normalize
@@ -78,6 +85,14 @@ def dali_available() -> bool:
     return True
 
 
+def image_decoder_args(gpu: bool, hw_decoder_load: float) -> dict[str, Any]:
+    """Keyword arguments of ``fn.decoders.image`` (DALI 1.x and 2.x spell them alike) for a GPU or a CPU pipeline."""
+    args: dict[str, Any] = {"device": "mixed" if gpu else "cpu", "jpeg_fancy_upsampling": True}
+    if gpu:
+        args["hw_decoder_load"] = hw_decoder_load
+    return args
+
+
 class DaliDecoder(Decoder):
     """Decode with DALI: CPU operators (``device_id=None``) by default, or on a GPU.
 
@@ -101,6 +116,7 @@ class DaliDecoder(Decoder):
         self.device = device
         self.hw_decoder_load = hw_decoder_load
         self._pipe: Any = None
+        self.fallback = PillowFallback(self, to_device=self._on_device)
 
     def _build(self) -> Any:
         import nvidia.dali.fn as fn
@@ -121,11 +137,8 @@ class DaliDecoder(Decoder):
         )
         def pipe() -> Any:
             encoded = fn.external_source(name="encoded", dtype=types.DALIDataType.UINT8, ndim=1)
-            if gpu:
-                images = fn.decoders.image(encoded, device="mixed", output_type=types.DALIImageType.RGB,
-                                           hw_decoder_load=self.hw_decoder_load)
-            else:
-                images = fn.decoders.image(encoded, device="cpu", output_type=types.DALIImageType.RGB)
+            images = fn.decoders.image(encoded, output_type=types.DALIImageType.RGB,
+                                       **image_decoder_args(gpu, self.hw_decoder_load))
             resized = cast(DataNode, fn.resize(  # one input gives one output node (the stub allows several)
                 images,
                 resize_x=spec.width,
@@ -145,8 +158,11 @@ class DaliDecoder(Decoder):
         p.build()
         return p
 
-    def _run(self, files: Sequence[ImageFile]) -> Any:
-        """(N, 3, H, W) float32: a NumPy array on the CPU, a CUDA torch tensor on a GPU."""
+    def run_pipeline(self, files: Sequence[ImageFile]) -> Any:
+        """(N, 3, H, W) float32: a NumPy array on the CPU, a CUDA torch tensor on a GPU.
+
+        The one call into DALI: tests replace it on an instance to make DALI fail as a GPU would.
+        """
         if self._pipe is None:
             self._pipe = self._build()
         self._pipe.feed_input("encoded", [np.frombuffer(f.data, dtype=np.uint8) for f in files])
@@ -178,13 +194,22 @@ class DaliDecoder(Decoder):
     def _decode_alone(self, image: ImageFile) -> tuple[np.ndarray, str]:
         """Decode one file that failed inside a batch: DALI alone first, then Pillow."""
         try:
-            return self._run([image])[0], "dali"
-        except RuntimeError:
+            return self.run_pipeline([image])[0], "dali"
+        except RuntimeError as exc:
             self._reset()
+            self.fallback.file_failed(exc)  # raises DecoderUnusable when DALI itself failed
         pixels = decode_resized(image, self.spec.size)  # raises DecodeError with Pillow's specific message
         return normalize(pixels[None], self.spec)[0], "pil"
 
+    def _on_device(self, batch: DecodedBatch) -> DecodedBatch:
+        """Move a Pillow batch to this decoder's GPU (after a switch to Pillow), so callers see one kind of batch."""
+        batch.images = self._stack(list(batch.images))
+        return batch
+
     def decode(self, paths: Sequence[str | Path]) -> DecodedBatch:
+        return self.fallback.decode(paths, self._decode)
+
+    def _decode(self, paths: Sequence[str | Path]) -> DecodedBatch:
         read, sizes, errors = read_batch(paths)
         decoders: list[str | None] = [None] * len(paths)
         files = [image for _, image in read]
@@ -194,13 +219,14 @@ class DaliDecoder(Decoder):
         ok: list[int] = []
         if files:
             try:
-                batch = self._run(files)
+                batch = self.run_pipeline(files)
                 rows, ok = list(batch), positions
                 for i in positions:
                     decoders[i] = "dali" if self.device is None else "dali-gpu"
             except RuntimeError as exc:
                 log.debug("DALI batch failed, isolating the bad file(s): %s", str(exc).splitlines()[-1:])
                 self._reset()
+                self.fallback.batch_failed(exc)
                 for image, i in zip(files, positions, strict=True):
                     try:
                         pixels, used = self._decode_alone(image)
@@ -215,3 +241,4 @@ class DaliDecoder(Decoder):
     def close(self) -> None:
         with contextlib.suppress(Exception):
             self._reset()
+        self.fallback.close()

@@ -4,7 +4,18 @@ JPEGs are decoded in one batched call (``torchvision.io.decode_jpeg(..., device=
 (bilinear, antialiased) and normalised there; the batch stays on the GPU as a CUDA tensor. Other formats (PNG...), JPEGs
 nvJPEG rejects, and JPEGs with an EXIF rotation are decoded by Pillow on the CPU and copied over: torchvision's CUDA
 path ignores ``apply_exif_orientation`` (it only applies on the CPU), and every decoder must turn a rotated frame the
-same way. A bad file still gets Pillow's specific message and never costs the others their scores.
+same way. A bad file still gets Pillow's specific message and never costs the others their scores; a failure that is
+not about a file (CUDA out of memory, torchvision built without nvJPEG) switches the rest of the run to Pillow once,
+with one warning (:mod:`fathombatch.decode.fallback`).
+
+Streams. ``decode_jpeg(device="cuda")`` allocates its output on the caller's current stream but writes it on a
+stream of its own, which it synchronises with itself only, and then makes the caller's stream wait for it
+(torchvision's ``decode_jpegs_cuda.cpp``). Memory freed on the caller's stream while kernels still read it (the
+previous batch, still being resized or scored) can therefore be handed to nvJPEG and overwritten. So the decoder
+works on a CUDA stream of its own: it synchronises that stream before every nvJPEG call (nothing of its own is
+still reading memory the allocator may hand out), allocates everything there, and hands the finished batch to the
+caller's stream with ``wait_stream`` (the caller sees the finished pixels) and ``record_stream`` (the allocator does
+not reuse the batch's memory until the caller's work queued on it has run).
 """
 
 from __future__ import annotations
@@ -14,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from fathombatch.decode.base import DecodedBatch, Decoder, ImageFile, read_batch
+from fathombatch.decode.fallback import PillowFallback
 from fathombatch.decode.pil import decode_resized
 from fathombatch.errors import DecodeError
 from fathombatch.gpu import require_gpu
@@ -34,8 +46,22 @@ class NvjpegDecoder(Decoder):
 
         self._torch = torch
         self.device = torch.device("cuda", self.gpu)
-        self._mean = torch.tensor(spec.mean, device=self.device).view(1, 3, 1, 1) * 255.0
-        self._std = torch.tensor(spec.std, device=self.device).view(1, 3, 1, 1) * 255.0
+        self.stream = torch.cuda.Stream(device=self.device)  # the decoder's own; see the module docstring
+        with torch.cuda.stream(self.stream):
+            self._mean = torch.tensor(spec.mean, device=self.device).view(1, 3, 1, 1) * 255.0
+            self._std = torch.tensor(spec.std, device=self.device).view(1, 3, 1, 1) * 255.0
+        self.stream.synchronize()
+        self.fallback = PillowFallback(self, to_device=self._on_device)
+
+    def decode_jpegs(self, data: list[Any]) -> list[Any]:
+        """nvJPEG-decode CPU uint8 byte tensors into (3, h, w) uint8 CUDA tensors, on :attr:`stream`.
+
+        The one call into nvJPEG: tests replace it on an instance to make it fail as a broken GPU would.
+        """
+        import torchvision.io as tio
+
+        self.stream.synchronize()  # whatever the allocator hands nvJPEG is no longer read by this stream
+        return list(tio.decode_jpeg(data, mode=tio.ImageReadMode.RGB, device=self.device))
 
     def _resize(self, chw_uint8: Any) -> Any:
         """(3, h, w) uint8 CUDA -> (3, H, W) float32 normalised."""
@@ -51,13 +77,40 @@ class NvjpegDecoder(Decoder):
         pixels = normalize(decode_resized(image, self.spec.size)[None], self.spec)[0]
         return self._torch.from_numpy(pixels).to(self.device)
 
-    def decode(self, paths: Sequence[str | Path]) -> DecodedBatch:
-        import torchvision.io as tio
+    def _on_device(self, batch: DecodedBatch) -> DecodedBatch:
+        """Copy a Pillow batch (after a switch to Pillow) to the GPU, so callers see one kind of batch."""
+        on_gpu: Any = self._torch.from_numpy(batch.images).to(self.device)
+        batch.images = on_gpu
+        return batch
 
+    def decode(self, paths: Sequence[str | Path]) -> DecodedBatch:
+        torch = self._torch
+        consumer = torch.cuda.current_stream(self.device)
+        with torch.cuda.device(self.device), torch.cuda.stream(self.stream):
+            batch = self.fallback.decode(paths, self._decode)
+        consumer.wait_stream(self.stream)
+        images: Any = batch.images  # a CUDA tensor (DecodedBatch names the CPU type)
+        images.record_stream(consumer)
+        return batch
+
+    def _decode_jpegs_alone(self, jpegs: list[tuple[int, ImageFile]], data: list[Any], rows: dict[int, Any],
+                            decoders: list[str | None], errors: list[str | None]) -> None:
+        """After a batched call failed: one nvJPEG call per file, Pillow for the files nvJPEG rejects."""
+        for (i, image), raw in zip(jpegs, data, strict=True):
+            try:
+                rows[i], decoders[i] = self._resize(self.decode_jpegs([raw])[0]), "nvjpeg"
+                continue
+            except RuntimeError as exc:
+                self.fallback.file_failed(exc)  # raises DecoderUnusable when nvJPEG itself failed
+            try:
+                rows[i], decoders[i] = self._pil(image), "pil"
+            except DecodeError as exc:
+                errors[i] = str(exc)
+
+    def _decode(self, paths: Sequence[str | Path]) -> DecodedBatch:
         torch = self._torch
         read, sizes, errors = read_batch(paths)
-        n = len(paths)
-        decoders: list[str | None] = [None] * n
+        decoders: list[str | None] = [None] * len(paths)
         rows: dict[int, Any] = {}
         jpegs: list[tuple[int, ImageFile]] = []
         for i, image in read:
@@ -71,22 +124,17 @@ class NvjpegDecoder(Decoder):
         if jpegs:
             data = [torch.frombuffer(bytearray(img.data), dtype=torch.uint8) for _, img in jpegs]
             try:
-                decoded = tio.decode_jpeg(data, mode=tio.ImageReadMode.RGB, device=self.device)
+                decoded = self.decode_jpegs(data)
                 for (i, _), img in zip(jpegs, decoded, strict=True):
                     rows[i], decoders[i] = self._resize(img), "nvjpeg"
-            except RuntimeError:
+            except RuntimeError as exc:
                 # One bad JPEG fails the batched call: decode one by one, Pillow for those nvJPEG rejects.
-                for (i, image), raw in zip(jpegs, data, strict=True):
-                    try:
-                        img = tio.decode_jpeg(raw, mode=tio.ImageReadMode.RGB, device=self.device)
-                        rows[i], decoders[i] = self._resize(img), "nvjpeg"
-                    except RuntimeError:
-                        try:
-                            rows[i], decoders[i] = self._pil(image), "pil"
-                        except DecodeError as exc:
-                            errors[i] = str(exc)
+                self.fallback.batch_failed(exc)
+                self._decode_jpegs_alone(jpegs, data, rows, decoders, errors)
         ok = sorted(rows)
         images = (torch.stack([rows[i] for i in ok]) if ok
                   else torch.empty((0, 3, *self.spec.size), dtype=torch.float32, device=self.device))
         return DecodedBatch(images=images, ok=ok, sizes=sizes, errors=errors, decoders=decoders)
 
+    def close(self) -> None:
+        self.fallback.close()
