@@ -4,6 +4,7 @@ import csv
 import dataclasses
 import shutil
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -38,6 +39,22 @@ def dump(dive: Path, tmp_path: Path) -> Path:
 
 def run(root: Path, engine: Path, out: Path, **kw: object) -> score_module.ScoreSummary:
     return score_folder(ScoreConfig(root=root, engine=engine, out=out, batch_size=kw.pop("batch_size", 8), **kw))  # type: ignore[arg-type]
+
+
+def interrupt_at_batch(monkeypatch: pytest.MonkeyPatch, n: int) -> Callable[..., pl.DataFrame]:
+    """Make scoring raise KeyboardInterrupt at its ``n``-th batch, as a Ctrl-C there would; returns the real batch
+    function, to put back for the resumed run."""
+    real = score_module._score_batch
+    calls = {"n": 0}
+
+    def interrupted(*args: object, **kwargs: object) -> pl.DataFrame:
+        calls["n"] += 1
+        if calls["n"] == n:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(score_module, "_score_batch", interrupted)
+    return real
 
 
 def test_table_has_one_row_per_file_with_the_documented_columns(dump: Path, engines: dict, tmp_path: Path) -> None:
@@ -131,16 +148,7 @@ def test_error_prior_without_engine_counts_is_fathomnet2023s_then_taxonomy_order
 def test_a_resumed_run_writes_the_prior_rows_too(
     dump: Path, engines: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    real = score_module._score_batch
-    calls = {"n": 0}
-
-    def dies_on_the_second_batch(*args: object, **kwargs: object) -> pl.DataFrame:
-        calls["n"] += 1
-        if calls["n"] == 2:
-            raise KeyboardInterrupt
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(score_module, "_score_batch", dies_on_the_second_batch)
+    real = interrupt_at_batch(monkeypatch, 2)
     out, sub = tmp_path / "s.parquet", tmp_path / "sub.csv"
     with pytest.raises(KeyboardInterrupt):
         run(dump, engines["onnx"], out, submission=sub, batch_size=8, part_rows=8)
@@ -165,16 +173,7 @@ def test_resume_after_interruption_equals_an_uninterrupted_run(
     dump: Path, engines: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     run(dump, engines["onnx"], tmp_path / "full.parquet", batch_size=4)
-    real = score_module._score_batch
-    calls = {"n": 0}
-
-    def dies_on_the_fourth_batch(*args: object, **kwargs: object) -> pl.DataFrame:
-        calls["n"] += 1
-        if calls["n"] == 4:
-            raise KeyboardInterrupt
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(score_module, "_score_batch", dies_on_the_fourth_batch)
+    real = interrupt_at_batch(monkeypatch, 4)
     out = tmp_path / "resumed.parquet"
     with pytest.raises(KeyboardInterrupt):
         run(dump, engines["onnx"], out, batch_size=4, part_rows=4)
@@ -208,16 +207,7 @@ def test_resume_with_a_changed_engine_is_refused(dump: Path, engines: dict, tmp_
 
 
 def test_files_deleted_before_a_resume_leave_no_rows(dump: Path, engines: dict, tmp_path: Path, monkeypatch) -> None:
-    real = score_module._score_batch
-    calls = {"n": 0}
-
-    def dies_on_the_third_batch(*args: object, **kwargs: object) -> pl.DataFrame:
-        calls["n"] += 1
-        if calls["n"] == 3:
-            raise KeyboardInterrupt
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(score_module, "_score_batch", dies_on_the_third_batch)
+    interrupt_at_batch(monkeypatch, 3)
     out = tmp_path / "s.parquet"
     with pytest.raises(KeyboardInterrupt):
         run(dump, engines["onnx"], out, batch_size=4, part_rows=4)
