@@ -19,26 +19,17 @@ folder's name when scored, so ``parentEventID`` follows it (docs/exports.md, "Wh
 
 from __future__ import annotations
 
-import hashlib
 import uuid
 from pathlib import Path
 
 import polars as pl
 
+from fathombatch.backends.manifest import file_sha256
 from fathombatch.errors import UsageError
 from fathombatch.fsutil import fs_path
 
 #: Namespace of every fathombatch Darwin Core UUID5 (fixed forever: changing it would change every published ID).
 NAMESPACE = uuid.UUID("6f1b6a2e-3c39-4f7e-9d0b-6a1f0c5b7e21")
-
-
-def content_hash(path: Path) -> str:
-    """SHA-256 (hex) of a file's bytes, read in chunks so a large image never sits whole in memory."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def check_dataset_id(dataset_id: str | None, scores: Path) -> None:
@@ -73,17 +64,21 @@ class Identifier:
     def __init__(self, dataset_id: str | None, root: Path | None) -> None:
         self.dataset_id = dataset_id
         self.root = None if dataset_id is not None else images_folder(root)
+        self._hashed: dict[str, str] = {}  # rel -> key: each image is read once per export, whatever the batches
 
     def image_key(self, rel: str) -> str:
         """The dataset part of the IDs of the image at ``rel`` (relative to the images root)."""
         if self.dataset_id is not None:
             return self.dataset_id
+        if rel in self._hashed:
+            return self._hashed[rel]
         assert self.root is not None  # __init__ sets it whenever there is no dataset id
         image = self.root / fs_path(rel)
         if not image.is_file():
             raise UsageError(f"image {rel} is not in {self.root}: the folder changed since it was scored, so its "
                              "content cannot be hashed; give a dataset id, or the images' current location")
-        return "sha256:" + content_hash(image)
+        self._hashed[rel] = key = "sha256:" + file_sha256(image)
+        return key
 
     def image_keys(self, paths: pl.Series) -> list[str]:
         """The dataset part of each row's IDs: the dataset id, or ``sha256:<hex>`` of the image (hashed once)."""

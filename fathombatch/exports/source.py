@@ -205,22 +205,21 @@ def open_source(
             raise UsageError(f"--dive-regex {dive_regex!r} is not a valid regular expression ({exc})") from None
     meta_frame = None
     if metadata is not None:
-        scored = pl.scan_parquet(scores).select("image_id", "path", "status").collect()
+        scored = table.lazy.select("image_id", "path", "status").collect()
         matched = match_metadata(read_metadata_csv(metadata), scored, metadata.name)
         meta_frame = matched.frame
         warnings.extend(matched.warnings)
     if dive_column is not None and (meta_frame is None or dive_column not in meta_frame.columns):
         raise UsageError(f"--dive-column {dive_column!r} must be a column of the --metadata CSV")
-    run_root = (meta.get("run") or {}).get("root")
-    root = images_root if images_root is not None else Path(run_root) if run_root else None
+    root = images_root if images_root is not None else table.metadata_root
     if exif and (root is None or not root.is_dir()):
         raise UsageError("--exif needs the scored images: pass --images-root DIR")
     return Source(path=scores, taxonomy=taxonomy, meta=meta, thresholds=values, threshold_source=source,
                   metadata=meta_frame, dive_regex=dive_regex, dive_column=dive_column, images_root=root, exif=exif,
-                  warnings=warnings, top_dive=top_level_dive(run_root))
+                  warnings=warnings, top_dive=top_level_dive(table.metadata_root))
 
 
-def top_level_dive(run_root: str | None) -> str:
+def top_level_dive(run_root: str | Path | None) -> str:
     """The dive of files directly in the scored folder: the folder's name when scored (``.`` when unknown).
 
     A flat folder of one dive (``/data/D1234/*.jpg``) is that dive; calling it "." would lose the only name it
