@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-__all__ = ["inside", "same_entry", "spellings"]
+__all__ = ["entry_names", "inside", "same_entry", "spellings"]
 
 
 def _entry(path: Path) -> Path:
@@ -18,6 +18,14 @@ def _entry(path: Path) -> Path:
     there is itself what a write replaces)."""
     written = Path(os.path.abspath(path))
     return written.parent.resolve() / written.name
+
+
+def entry_names(path: Path) -> set[Path]:
+    """The absolute names of the directory entry ``path``: as written (symlinks kept, which is how discovery names
+    files) and with its folders' symlinks resolved; the last component is never resolved, so a symlink is itself
+    the entry, not its target."""
+    written = Path(os.path.abspath(path))
+    return {written, _entry(written)}
 
 
 def spellings(path: Path) -> set[Path]:

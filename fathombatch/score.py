@@ -41,6 +41,7 @@ from fathombatch.gpu import require_gpu
 from fathombatch.metrics import ranking_from_scores
 from fathombatch.osd import create_osd
 from fathombatch.parts import PartStore, file_signature
+from fathombatch.pathguard import entry_names
 from fathombatch.probability import sigmoid
 from fathombatch.progress import Progress
 from fathombatch.submission import error_prior, shared_id_warning, write_submission
@@ -310,25 +311,18 @@ def check_outputs(cfg: ScoreConfig, files: list[str]) -> None:
     for path, flag in outputs:
         if path.is_dir() or path.name in ("", ".", ".."):
             raise UsageError(f"{flag} {path} is a folder; name the file to write (a path inside it)")
-    names = [(_spellings(path), path, flag) for path, flag in outputs]
+    names = [(entry_names(path), path, flag) for path, flag in outputs]
     if len(names) == 2 and names[0][0] & names[1][0]:
         raise UsageError(f"--out and --submission name the same file ({cfg.out}); give the submission CSV its own name")
     engine = resolve_engine_path(cfg.engine)
-    protected = set().union(*(_spellings(f) for f in (*engine_files(engine), manifest_path(engine))))
-    roots = _spellings(cfg.root) | {cfg.root.resolve()}
+    protected = set().union(*(entry_names(f) for f in (*engine_files(engine), manifest_path(engine))))
+    roots = entry_names(cfg.root) | {cfg.root.resolve()}
     inputs = set(files)
     for spellings, path, flag in names:
         inside = any(s.is_relative_to(r) and s.relative_to(r).as_posix() in inputs for s in spellings for r in roots)
         if inside or spellings & protected:
             what = "an image of the dump being scored" if inside else "the engine or its manifest"
             raise UsageError(f"{flag} {path} is {what}; outputs never replace inputs, choose another {flag}")
-
-
-def _spellings(path: Path) -> set[Path]:
-    """Absolute names of a path: as written (symlinks kept, which is how discovery names files) and with its folder's
-    symlinks resolved (how another spelling of the same folder names it); the last component is never resolved, so
-    a symlink in the dump is itself the input, not its target."""
-    return {Path(os.path.abspath(path)), Path(os.path.abspath(path)).parent.resolve() / path.name}
 
 
 def _local_frames(
