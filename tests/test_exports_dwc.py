@@ -228,6 +228,9 @@ def test_obis_terms_scientific_name_ids_datum_and_measurements(dump_scores: Path
     ("name,aphia_id\nNot a FathomNet name,123\n", "line 2: 'Not a FathomNet name' is not a category name"),
     ("category_id,aphia_id\n37,100002\n999,1\n", "line 3: category id 999 is not in"),
     ("category_id,aphia_id\n37,12x\n", "line 2: aphia_id '12x' is not a positive integer"),
+    ("category_id,aphia_id\n37,\u00b2\n", "line 2: aphia_id '\u00b2' is not a positive integer"),
+    ("category_id,aphia_id\n37,99999999999999999999\n", "is not a positive integer up to 2147483647"),
+    ("category_id,aphia_id\n\u00b3,1\n", "line 2: category_id '\u00b3' is not an integer"),
     ("category_id,aphia_id\n37,100002\n37,100003\n", "line 3: category 37 already has AphiaID 100002"),
     ("category_id,aphia_id\n37\n", "line 2: 1 fields, the header has 2"),
     ("species,worms\nx,1\n", "line 1: the AphiaID table needs an 'aphia_id' column"),
@@ -235,7 +238,7 @@ def test_obis_terms_scientific_name_ids_datum_and_measurements(dump_scores: Path
 def test_bad_aphia_tables_are_one_error_naming_the_line(dump_scores: Path, tmp_path: Path, content: str,
                                                         message: str) -> None:
     aphia = tmp_path / "aphia.csv"
-    aphia.write_text(content)
+    aphia.write_text(content, encoding="utf-8")
     result = CliRunner().invoke(cli, ["export-table", str(dump_scores), "--format", "dwc", "--out",
                                       str(tmp_path / "o.csv"), "--dataset-id", "c42", "--aphia-ids", str(aphia)])
     assert result.exit_code == 1 and result.stderr.count("\n") == 1

@@ -20,6 +20,9 @@ from fathombatch.taxonomy import Taxonomy
 LSID_PREFIX = "urn:lsid:marinespecies.org:taxname:"
 KEY_COLUMNS = ("category_id", "name", "category")
 
+#: WoRMS AphiaIDs are database keys (32-bit integers); a larger number is a typo, not an id.
+MAX_APHIA_ID = 2**31 - 1
+
 
 def lsid(aphia_id: int) -> str:
     """The WoRMS LSID of an AphiaID, as OBIS expects in ``scientificNameID``."""
@@ -63,17 +66,22 @@ def read_aphia_table(path: Path, taxonomy: Taxonomy) -> dict[int, int]:
         cell = row[aphia_at].strip()
         if not cell:
             continue
-        if not cell.isdigit() or int(cell) == 0:
-            raise LabelFileError(f"{where}: aphia_id {cell!r} is not a positive integer")
+        if not _ascii_digits(cell) or not 0 < int(cell) <= MAX_APHIA_ID:
+            raise LabelFileError(f"{where}: aphia_id {cell!r} is not a positive integer up to {MAX_APHIA_ID}")
         if out.get(category, int(cell)) != int(cell):
             raise LabelFileError(f"{where}: category {category} already has AphiaID {out[category]}, not {cell}")
         out[category] = int(cell)
     return out
 
 
+def _ascii_digits(text: str) -> bool:
+    """``str.isdigit`` also takes ``²`` and other digits ``int`` refuses: only 0-9 count."""
+    return text.isascii() and text.isdigit()
+
+
 def _category(value: str, key: str, by_name: dict[str, int], known_ids: set[int], where: str) -> int:
     """The category id a key cell names."""
-    if key != "name" and value.isdigit():
+    if key != "name" and _ascii_digits(value):
         if int(value) not in known_ids:
             raise LabelFileError(f"{where}: category id {value} is not in the scores table's taxonomy")
         return int(value)
