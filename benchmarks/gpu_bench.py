@@ -1,7 +1,8 @@
 """The GPU benchmark's parts, one per process (benchmarks/gpu_check.py runs each with its own timeout).
 
 On a 1920x1080 JPEG dive it generates, with a DenseNet121 ``.pt`` engine at 224 px, batch 256:
-``prepare`` (the dive and the engine), ``decode-nvjpeg`` / ``decode-pil`` (decode + resize + normalise only),
+``prepare`` (the dive and the engine), ``profile-nvjpeg`` (images/s of each step of an nvJPEG batch alone),
+``decode-nvjpeg`` / ``decode-pil`` (decode + resize + normalise only),
 ``engine-fp16`` / ``engine-bf16`` (torch CUDA, channels-last, autocast; inputs already on the GPU), and
 ``e2e-nvjpeg`` / ``e2e-pil`` (the whole ``score`` path, fp16 engine, Parquet written). Each writes one json record.
 
@@ -85,6 +86,54 @@ def engine_only(pt: Path, precision: str, batches: int = 20) -> dict[str, Any]:
             **cuda_memory()}
 
 
+def profile_nvjpeg(dump: Path, pt: Path, batches: int = 6) -> dict[str, Any]:
+    """Where a decoder batch's time goes: images/s of each step alone, each ended by a CUDA synchronise.
+
+    Steps: reading the files (one thread / a pool of cores + 1), nvJPEG's batched call, the resize done one call per
+    image (the decoder before 2026-11-30) and grouped by shape (after), and the whole ``NvjpegDecoder.decode``.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    import torch
+
+    from fathombatch.backends import read_manifest, resolve_engine_path
+    from fathombatch.decode.base import read_batch
+    from fathombatch.decode.nvjpeg import NvjpegDecoder, resize_normalise
+
+    spec = read_manifest(resolve_engine_path(pt)).input
+    files = sorted(dump.glob("*.jpg"))[: BATCH * (batches + 1)]
+    chunks = [files[i : i + BATCH] for i in range(0, len(files), BATCH)]
+    mean = torch.tensor(spec.mean, device="cuda").view(1, 3, 1, 1) * 255.0
+    std = torch.tensor(spec.std, device="cuda").view(1, 3, 1, 1) * 255.0
+    threads = (os.cpu_count() or 1) + 1
+    steps: dict[str, float] = {}
+
+    def clock(name: str, fn: Any) -> Any:
+        torch.cuda.synchronize()
+        start = time.perf_counter()
+        out = fn()
+        torch.cuda.synchronize()
+        steps[name] = steps.get(name, 0.0) + time.perf_counter() - start
+        return out
+
+    with ThreadPoolExecutor(max_workers=threads) as pool, NvjpegDecoder(spec, batch_size=BATCH, threads=threads,
+                                                                        device=0) as dec:
+        for n, chunk in enumerate(chunks):
+            if n == 1:  # the first batch warms nvJPEG, the allocator and the pool up: not counted
+                steps.clear()
+            clock("read, 1 thread", lambda c=chunk: read_batch(c))
+            read = clock(f"read, {threads} threads", lambda c=chunk: read_batch(c, pool))[0]
+            data = [torch.frombuffer(bytearray(f.data), dtype=torch.uint8) for _, f in read]
+            imgs = clock("nvjpeg batched call", lambda d=data: dec.decode_jpegs(d))
+            clock("resize, one call per image", lambda i=imgs: [resize_normalise([x], spec.size, mean, std) for x in i])
+            clock("resize, grouped by shape", lambda i=imgs: resize_normalise(i, spec.size, mean, std))
+            clock("NvjpegDecoder.decode", lambda c=chunk: dec.decode(c))
+    images = BATCH * (len(chunks) - 1)
+    return {"stage": "profile", "decoder": "nvjpeg", "batch_size": BATCH, "images": images, "threads": threads,
+            "images_per_s": {k: round(images / v, 1) for k, v in steps.items()},
+            "ms_per_batch": {k: round(1000 * v / (len(chunks) - 1), 1) for k, v in steps.items()}, **cuda_memory()}
+
+
 def e2e(dump: Path, pt: Path, decoder: str) -> dict[str, Any]:
     """The whole scoring path through the library (the CLI may still refuse ``--decoder nvjpeg`` in this tree)."""
     from fathombatch.bench import peak_memory, timed
@@ -110,13 +159,16 @@ def run_part(part: str, work: Path) -> dict[str, Any]:
 
         record = bench_decode(BenchConfig(root=dump, engine=pt, repeats=2, device=0), part[7:], BATCH)
         return {**record, **cuda_memory()}
+    if part == "profile-nvjpeg":
+        return profile_nvjpeg(dump, pt)
     if part.startswith("engine-"):
         return engine_only(pt, part[7:])
     return e2e(dump, pt, part[4:])
 
 
 def main() -> None:
-    parts = ("prepare", "decode-nvjpeg", "decode-pil", "engine-fp16", "engine-bf16", "e2e-nvjpeg", "e2e-pil")
+    parts = ("prepare", "profile-nvjpeg", "decode-nvjpeg", "decode-pil", "engine-fp16", "engine-bf16", "e2e-nvjpeg",
+             "e2e-pil")
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--part", choices=parts, required=True)
     parser.add_argument("--work", type=Path, default=Path("benchmarks/work/gpu"))

@@ -81,8 +81,8 @@ def parts(py: str, dest: Path) -> list[Part]:
              "--junitxml", str(dest / "gpu_tests.xml"), *marked)
     bench = [Part(f"bench {p}", (py, "benchmarks/gpu_bench.py", "--part", p, "--record",
                                  str(dest / "gpu_check_logs" / f"{p}.json")), t)
-             for p, t in (("prepare", 150), ("decode-nvjpeg", 60), ("decode-pil", 60), ("engine-fp16", 60),
-                          ("engine-bf16", 60), ("e2e-nvjpeg", 90), ("e2e-pil", 90))]
+             for p, t in (("prepare", 150), ("profile-nvjpeg", 60), ("decode-nvjpeg", 60), ("decode-pil", 60),
+                          ("engine-fp16", 60), ("engine-bf16", 60), ("e2e-nvjpeg", 90), ("e2e-pil", 90))]
     return [Part("gpu tests", tests, 170), *bench]
 
 

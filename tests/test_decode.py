@@ -263,3 +263,42 @@ def test_dali_decoders_ask_for_fancy_upsampling_on_both_backends() -> None:
         return fn.decoders.image(encoded, output_type=types.DALIImageType.RGB, **cpu)
 
     assert b"jpeg_fancy_upsampling" in pipe().serialize()  # it reaches the pipeline graph
+
+
+def test_a_parallel_batch_read_gives_what_a_serial_one_gives(tmp_path: Path) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from fathombatch.decode.base import read_batch
+
+    paths = [make_image(tmp_path / f"{i}.jpg", size=(40 + i, 30), seed=i) for i in range(5)]
+    (tmp_path / "empty.jpg").write_bytes(b"")
+    paths.insert(2, tmp_path / "empty.jpg")
+    paths.append(tmp_path / "gone.jpg")
+    serial = read_batch(paths)
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        parallel = read_batch(paths, pool)
+    assert [i for i, _ in parallel[0]] == [i for i, _ in serial[0]] == [0, 1, 3, 4, 5]
+    assert [f.data for _, f in parallel[0]] == [f.data for _, f in serial[0]]
+    assert parallel[1:] == serial[1:]
+    assert parallel[2][2] == "empty file (0 bytes)" and parallel[2][6] is not None
+
+
+def test_the_gpu_decoders_batched_resize_equals_one_resize_per_image(monkeypatch: pytest.MonkeyPatch) -> None:
+    """nvjpeg's resize groups images of one shape into one call; on the CPU that must change no pixel."""
+    import torch
+
+    from fathombatch.decode import nvjpeg
+
+    gen = torch.Generator().manual_seed(0)
+    shapes = [(3, 60, 80), (3, 90, 70), (3, 60, 80), (1, 60, 80), (3, 90, 70)] + [(3, 50, 50)] * 5
+    images = [torch.randint(0, 256, s, dtype=torch.uint8, generator=gen) for s in shapes]
+    mean = torch.tensor(SPEC.mean).view(1, 3, 1, 1) * 255.0
+    std = torch.tensor(SPEC.std).view(1, 3, 1, 1) * 255.0
+    monkeypatch.setattr(nvjpeg, "RESIZE_CHUNK", 2)  # several chunks within one shape group
+    together = nvjpeg.resize_normalise(images, SPEC.size, mean, std)
+    for img, got in zip(images, together, strict=True):
+        alone = nvjpeg.resize_normalise([img], SPEC.size, mean, std)[0]
+        assert got.shape == (3, *SPEC.size)
+        torch.testing.assert_close(got, alone, rtol=0, atol=1e-5)
+    # and each row is its own image, in the order given (not its group's first)
+    assert not torch.equal(together[0], together[2])

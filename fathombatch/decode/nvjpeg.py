@@ -21,6 +21,7 @@ not reuse the batch's memory until the caller's work queued on it has run).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,41 @@ from fathombatch.decode.pil import decode_resized
 from fathombatch.errors import DecodeError
 from fathombatch.gpu import require_gpu
 from fathombatch.preprocess import InputSpec, normalize
+
+#: Images resized together in one call: bounds the float32 copy of full-size frames (32 x 1080p is 0.8 GB).
+RESIZE_CHUNK = 32
+
+
+def resize_normalise(images: Sequence[Any], size: tuple[int, int], mean: Any, std: Any) -> list[Any]:
+    """Resize and normalise decoded images, one batched call per group of equal shape.
+
+    Args:
+        images: (C, h, w) uint8 tensors (C is 1 or 3), all on one device, of any sizes.
+        size: (H, W) of the model input, in pixels.
+        mean, std: (1, 3, 1, 1) float32 tensors on that device, in 0..255 units.
+
+    Returns:
+        one (3, H, W) float32 tensor per image, in the order given. Bilinear with antialiasing, like one call per
+        image (each sample of a batched ``interpolate`` is computed alone), but with a few kernel launches per
+        group instead of several per image: per-image calls cost the decoder thread about as much as nvJPEG itself.
+    """
+    import torch
+
+    out: list[Any] = [None] * len(images)
+    groups: dict[tuple[int, ...], list[int]] = {}
+    for i, img in enumerate(images):
+        groups.setdefault(tuple(img.shape), []).append(i)
+    for positions in groups.values():
+        for start in range(0, len(positions), RESIZE_CHUNK):
+            chunk = positions[start : start + RESIZE_CHUNK]
+            x = torch.stack([images[i] for i in chunk]).float()
+            if x.shape[1] == 1:
+                x = x.expand(-1, 3, -1, -1)
+            x = torch.nn.functional.interpolate(x, size=size, mode="bilinear", antialias=True, align_corners=False)
+            x = (x.clamp(0, 255) - mean) / std
+            for k, i in enumerate(chunk):
+                out[i] = x[k]
+    return out
 
 
 class NvjpegDecoder(Decoder):
@@ -52,6 +88,8 @@ class NvjpegDecoder(Decoder):
             self._std = torch.tensor(spec.std, device=self.device).view(1, 3, 1, 1) * 255.0
         self.stream.synchronize()
         self.fallback = PillowFallback(self, to_device=self._on_device)
+        # Reads the batch's files (and parses their headers) in parallel: read one by one, they kept nvJPEG waiting.
+        self._readers = ThreadPoolExecutor(max_workers=self.threads, thread_name_prefix="fb-nvjpeg-read")
 
     def decode_jpegs(self, data: list[Any]) -> list[Any]:
         """nvJPEG-decode CPU uint8 byte tensors into (3, h, w) uint8 CUDA tensors, on :attr:`stream`.
@@ -65,13 +103,7 @@ class NvjpegDecoder(Decoder):
 
     def _resize(self, chw_uint8: Any) -> Any:
         """(3, h, w) uint8 CUDA -> (3, H, W) float32 normalised."""
-        torch = self._torch
-        x = chw_uint8.unsqueeze(0).float()
-        if x.shape[1] == 1:
-            x = x.expand(-1, 3, -1, -1)
-        x = torch.nn.functional.interpolate(x, size=self.spec.size, mode="bilinear", antialias=True,
-                                            align_corners=False)
-        return ((x.clamp(0, 255) - self._mean) / self._std)[0]
+        return resize_normalise([chw_uint8], self.spec.size, self._mean, self._std)[0]
 
     def _pil(self, image: ImageFile) -> Any:
         pixels = normalize(decode_resized(image, self.spec.size)[None], self.spec)[0]
@@ -109,7 +141,7 @@ class NvjpegDecoder(Decoder):
 
     def _decode(self, paths: Sequence[str | Path]) -> DecodedBatch:
         torch = self._torch
-        read, sizes, errors = read_batch(paths)
+        read, sizes, errors = read_batch(paths, self._readers)
         decoders: list[str | None] = [None] * len(paths)
         rows: dict[int, Any] = {}
         jpegs: list[tuple[int, ImageFile]] = []
@@ -125,8 +157,9 @@ class NvjpegDecoder(Decoder):
             data = [torch.frombuffer(bytearray(img.data), dtype=torch.uint8) for _, img in jpegs]
             try:
                 decoded = self.decode_jpegs(data)
-                for (i, _), img in zip(jpegs, decoded, strict=True):
-                    rows[i], decoders[i] = self._resize(img), "nvjpeg"
+                resized = resize_normalise(decoded, self.spec.size, self._mean, self._std)
+                for (i, _), row in zip(jpegs, resized, strict=True):
+                    rows[i], decoders[i] = row, "nvjpeg"
             except RuntimeError as exc:
                 # One bad JPEG fails the batched call: decode one by one, Pillow for those nvJPEG rejects.
                 self.fallback.batch_failed(exc)
@@ -137,4 +170,5 @@ class NvjpegDecoder(Decoder):
         return DecodedBatch(images=images, ok=ok, sizes=sizes, errors=errors, decoders=decoders)
 
     def close(self) -> None:
+        self._readers.shutdown(wait=True)
         self.fallback.close()
