@@ -89,8 +89,9 @@ def engine_only(pt: Path, precision: str, batches: int = 20) -> dict[str, Any]:
 def profile_nvjpeg(dump: Path, pt: Path, batches: int = 6) -> dict[str, Any]:
     """Where a decoder batch's time goes: images/s of each step alone, each ended by a CUDA synchronise.
 
-    Steps: reading the files (one thread / a pool of cores + 1), nvJPEG's batched call, the resize done one call per
-    image (the decoder before 2026-11-30) and grouped by shape (after), and the whole ``NvjpegDecoder.decode``.
+    Steps: reading the files (one thread / a pool of cores + 1), nvJPEG's call on the whole batch and in the parts the
+    decoder uses, the resize done one call per image (the decoder before 2026-11-30) and grouped by shape (after), and
+    the whole ``NvjpegDecoder.decode``.
     """
     from concurrent.futures import ThreadPoolExecutor
 
@@ -98,7 +99,7 @@ def profile_nvjpeg(dump: Path, pt: Path, batches: int = 6) -> dict[str, Any]:
 
     from fathombatch.backends import read_manifest, resolve_engine_path
     from fathombatch.decode.base import read_batch
-    from fathombatch.decode.nvjpeg import NvjpegDecoder, resize_normalise
+    from fathombatch.decode.nvjpeg import NVJPEG_PART, NvjpegDecoder, resize_normalise
 
     spec = read_manifest(resolve_engine_path(pt)).input
     files = sorted(dump.glob("*.jpg"))[: BATCH * (batches + 1)]
@@ -125,6 +126,8 @@ def profile_nvjpeg(dump: Path, pt: Path, batches: int = 6) -> dict[str, Any]:
             read = clock(f"read, {threads} threads", lambda c=chunk: read_batch(c, pool))[0]
             data = [torch.frombuffer(bytearray(f.data), dtype=torch.uint8) for _, f in read]
             imgs = clock("nvjpeg batched call", lambda d=data: dec.decode_jpegs(d))
+            clock(f"nvjpeg, calls of {NVJPEG_PART}",
+                  lambda d=data: [dec.decode_jpegs(d[i : i + NVJPEG_PART]) for i in range(0, len(d), NVJPEG_PART)])
             clock("resize, one call per image", lambda i=imgs: [resize_normalise([x], spec.size, mean, std) for x in i])
             clock("resize, grouped by shape", lambda i=imgs: resize_normalise(i, spec.size, mean, std))
             clock("NvjpegDecoder.decode", lambda c=chunk: dec.decode(c))

@@ -265,24 +265,6 @@ def test_dali_decoders_ask_for_fancy_upsampling_on_both_backends() -> None:
     assert b"jpeg_fancy_upsampling" in pipe().serialize()  # it reaches the pipeline graph
 
 
-def test_a_parallel_batch_read_gives_what_a_serial_one_gives(tmp_path: Path) -> None:
-    from concurrent.futures import ThreadPoolExecutor
-
-    from fathombatch.decode.base import read_batch
-
-    paths = [make_image(tmp_path / f"{i}.jpg", size=(40 + i, 30), seed=i) for i in range(5)]
-    (tmp_path / "empty.jpg").write_bytes(b"")
-    paths.insert(2, tmp_path / "empty.jpg")
-    paths.append(tmp_path / "gone.jpg")
-    serial = read_batch(paths)
-    with ThreadPoolExecutor(max_workers=3) as pool:
-        parallel = read_batch(paths, pool)
-    assert [i for i, _ in parallel[0]] == [i for i, _ in serial[0]] == [0, 1, 3, 4, 5]
-    assert [f.data for _, f in parallel[0]] == [f.data for _, f in serial[0]]
-    assert parallel[1:] == serial[1:]
-    assert parallel[2][2] == "empty file (0 bytes)" and parallel[2][6] is not None
-
-
 def test_the_gpu_decoders_batched_resize_equals_one_resize_per_image(monkeypatch: pytest.MonkeyPatch) -> None:
     """nvjpeg's resize groups images of one shape into one call; on the CPU that must change no pixel."""
     import torch

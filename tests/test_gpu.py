@@ -160,6 +160,34 @@ def test_nvjpeg_decoder_matches_pillow(dive: Path) -> None:
 
 @pytest.mark.gpu
 @needs_gpu
+def test_nvjpeg_decoding_in_parts_keeps_every_file_in_its_place(dive: Path, tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """A batch decoded in parts (the next part read during nvJPEG) gives every file its own pixels and error."""
+    from PIL import Image
+
+    from fathombatch.decode import create_decoder, nvjpeg
+    from fathombatch.preprocess import InputSpec
+
+    monkeypatch.setattr(nvjpeg, "NVJPEG_PART", 3)
+    files: list[Path] = sorted((dive / "images").glob("*.jpg"))[:8]
+    (tmp_path / "empty.jpg").write_bytes(b"")
+    (tmp_path / "notes.jpg").write_text("not an image")
+    with Image.open(files[0]) as im:
+        im.convert("RGB").resize((50, 40)).save(tmp_path / "small.png")
+    files[2:2] = [tmp_path / "empty.jpg"]
+    files[5:5] = [tmp_path / "small.png"]
+    files.append(tmp_path / "notes.jpg")
+    spec = InputSpec(64, 64)
+    with create_decoder("nvjpeg", spec, batch_size=16) as gpu, create_decoder("pil", spec, batch_size=16) as cpu:
+        a, b = gpu.decode(files), cpu.decode(files)
+    assert a.ok == b.ok == [i for i in range(len(files)) if i not in (2, 10)]
+    assert a.sizes == b.sizes and [e is None for e in a.errors] == [e is None for e in b.errors]
+    assert a.decoders[5] == "pil" and a.decoders[0] == a.decoders[9] == "nvjpeg"
+    assert float(np.abs(np.asarray(a.images.cpu()) - b.images).mean(axis=(1, 2, 3)).max()) < 0.05
+
+
+@pytest.mark.gpu
+@needs_gpu
 def test_nvjpeg_turns_an_exif_rotated_jpeg_like_pillow(tmp_path: Path) -> None:
     from PIL import Image
 

@@ -18,7 +18,6 @@ import stat
 import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -106,21 +105,10 @@ def read_image_file(path: str | Path) -> ImageFile:
     return identify(data)
 
 
-def _read_one(path: str | Path) -> ImageFile | str:
-    try:
-        return read_image_file(path)
-    except DecodeError as exc:
-        return str(exc)
-
-
 def read_batch(
     paths: Sequence[str | Path],
-    pool: Executor | None = None,
 ) -> tuple[list[tuple[int, ImageFile]], list[tuple[int, int] | None], list[str | None]]:
     """Read every file of a batch with :func:`read_image_file`, keeping going past unreadable ones.
-
-    ``pool`` reads the files in parallel (file reads and header parsing mostly run outside the GIL, and a decoder
-    thread reading a 256-file batch one by one kept a GPU decoder waiting); None reads them in this thread.
 
     Returns:
         ``(read, sizes, errors)``: ``(position, file)`` for each file read; per position its (width, height) in
@@ -130,10 +118,11 @@ def read_batch(
     sizes: list[tuple[int, int] | None] = [None] * n
     errors: list[str | None] = [None] * n
     read: list[tuple[int, ImageFile]] = []
-    results = pool.map(_read_one, paths) if pool is not None else map(_read_one, paths)
-    for i, image in enumerate(results):
-        if isinstance(image, str):
-            errors[i] = image
+    for i, path in enumerate(paths):
+        try:
+            image = read_image_file(path)
+        except DecodeError as exc:
+            errors[i] = str(exc)
             continue
         sizes[i] = (image.width, image.height)
         read.append((i, image))

@@ -32,6 +32,8 @@ from fathombatch.errors import DecodeError
 from fathombatch.gpu import require_gpu
 from fathombatch.preprocess import InputSpec, normalize
 
+#: Files per nvJPEG call: a batch is decoded in parts so that reading the next part overlaps decoding this one.
+NVJPEG_PART = 64
 #: Images resized together in one call: bounds the float32 copy of full-size frames (32 x 1080p is 0.8 GB).
 RESIZE_CHUNK = 32
 
@@ -88,8 +90,10 @@ class NvjpegDecoder(Decoder):
             self._std = torch.tensor(spec.std, device=self.device).view(1, 3, 1, 1) * 255.0
         self.stream.synchronize()
         self.fallback = PillowFallback(self, to_device=self._on_device)
-        # Reads the batch's files (and parses their headers) in parallel: read one by one, they kept nvJPEG waiting.
-        self._readers = ThreadPoolExecutor(max_workers=self.threads, thread_name_prefix="fb-nvjpeg-read")
+        # Reads the next part's files while nvJPEG decodes this part's (see _decode). One thread: reading parses
+        # headers with Pillow, mostly under the GIL, and a pool of 17 readers measured slower than one (76 vs 48 ms
+        # a 256-file batch on the H200 machine's 16 cores, benchmarks/results/gpu_check.json profile-nvjpeg).
+        self._reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fb-nvjpeg-read")
 
     def decode_jpegs(self, data: list[Any]) -> list[Any]:
         """nvJPEG-decode CPU uint8 byte tensors into (3, h, w) uint8 CUDA tensors, on :attr:`stream`.
@@ -140,10 +144,34 @@ class NvjpegDecoder(Decoder):
                 errors[i] = str(exc)
 
     def _decode(self, paths: Sequence[str | Path]) -> DecodedBatch:
+        """Decode a batch in parts of :data:`NVJPEG_PART` files: part k+1 is read while nvJPEG decodes part k.
+
+        Reading a whole batch and then decoding it made the two take turns (about 50 + 70 ms a 256-file batch of
+        1080p JPEGs on an H200); nvJPEG's call releases the GIL, so the reader thread runs during it.
+        """
         torch = self._torch
-        read, sizes, errors = read_batch(paths, self._readers)
-        decoders: list[str | None] = [None] * len(paths)
+        n = len(paths)
+        sizes: list[tuple[int, int] | None] = [None] * n
+        errors: list[str | None] = [None] * n
+        decoders: list[str | None] = [None] * n
         rows: dict[int, Any] = {}
+        parts = [range(start, min(start + NVJPEG_PART, n)) for start in range(0, n, NVJPEG_PART)]
+        reading = self._reader.submit(read_batch, [paths[i] for i in parts[0]]) if parts else None
+        for k, part in enumerate(parts):
+            read, part_sizes, part_errors = reading.result() if reading is not None else ([], [], [])
+            if k + 1 < len(parts):
+                reading = self._reader.submit(read_batch, [paths[i] for i in parts[k + 1]])
+            for j, i in enumerate(part):
+                sizes[i], errors[i] = part_sizes[j], part_errors[j]
+            self._decode_part([(part[j], image) for j, image in read], rows, decoders, errors)
+        ok = sorted(rows)
+        images = (torch.stack([rows[i] for i in ok]) if ok
+                  else torch.empty((0, 3, *self.spec.size), dtype=torch.float32, device=self.device))
+        return DecodedBatch(images=images, ok=ok, sizes=sizes, errors=errors, decoders=decoders)
+
+    def _decode_part(self, read: list[tuple[int, ImageFile]], rows: dict[int, Any], decoders: list[str | None],
+                     errors: list[str | None]) -> None:
+        """Decode files already read (batch positions and contents) into ``rows``; JPEGs in one nvJPEG call."""
         jpegs: list[tuple[int, ImageFile]] = []
         for i, image in read:
             if image.format in ("JPEG", "MPO") and image.orientation == 1:
@@ -153,22 +181,19 @@ class NvjpegDecoder(Decoder):
                     rows[i], decoders[i] = self._pil(image), "pil"
                 except DecodeError as exc:
                     errors[i] = str(exc)
-        if jpegs:
-            data = [torch.frombuffer(bytearray(img.data), dtype=torch.uint8) for _, img in jpegs]
-            try:
-                decoded = self.decode_jpegs(data)
-                resized = resize_normalise(decoded, self.spec.size, self._mean, self._std)
-                for (i, _), row in zip(jpegs, resized, strict=True):
-                    rows[i], decoders[i] = row, "nvjpeg"
-            except RuntimeError as exc:
-                # One bad JPEG fails the batched call: decode one by one, Pillow for those nvJPEG rejects.
-                self.fallback.batch_failed(exc)
-                self._decode_jpegs_alone(jpegs, data, rows, decoders, errors)
-        ok = sorted(rows)
-        images = (torch.stack([rows[i] for i in ok]) if ok
-                  else torch.empty((0, 3, *self.spec.size), dtype=torch.float32, device=self.device))
-        return DecodedBatch(images=images, ok=ok, sizes=sizes, errors=errors, decoders=decoders)
+        if not jpegs:
+            return
+        data = [self._torch.frombuffer(bytearray(img.data), dtype=self._torch.uint8) for _, img in jpegs]
+        try:
+            decoded = self.decode_jpegs(data)
+            resized = resize_normalise(decoded, self.spec.size, self._mean, self._std)
+            for (i, _), row in zip(jpegs, resized, strict=True):
+                rows[i], decoders[i] = row, "nvjpeg"
+        except RuntimeError as exc:
+            # One bad JPEG fails the batched call: decode one by one, Pillow for those nvJPEG rejects.
+            self.fallback.batch_failed(exc)
+            self._decode_jpegs_alone(jpegs, data, rows, decoders, errors)
 
     def close(self) -> None:
-        self._readers.shutdown(wait=True)
+        self._reader.shutdown(wait=True)
         self.fallback.close()
