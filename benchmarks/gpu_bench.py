@@ -89,12 +89,10 @@ def engine_only(pt: Path, precision: str, batches: int = 20) -> dict[str, Any]:
 def profile_nvjpeg(dump: Path, pt: Path, batches: int = 6) -> dict[str, Any]:
     """Where a decoder batch's time goes: images/s of each step alone, each ended by a CUDA synchronise.
 
-    Steps: reading the files (one thread / a pool of cores + 1), nvJPEG's call on the whole batch and in the parts the
+    Steps: reading the files (one thread), nvJPEG's call on the whole batch and in the parts the
     decoder uses, the resize done one call per image (the decoder before 2026-11-30) and grouped by shape (after), and
     the whole ``NvjpegDecoder.decode``.
     """
-    from concurrent.futures import ThreadPoolExecutor
-
     import torch
 
     from fathombatch.backends import read_manifest, resolve_engine_path
@@ -117,13 +115,11 @@ def profile_nvjpeg(dump: Path, pt: Path, batches: int = 6) -> dict[str, Any]:
         steps[name] = steps.get(name, 0.0) + time.perf_counter() - start
         return out
 
-    with ThreadPoolExecutor(max_workers=threads) as pool, NvjpegDecoder(spec, batch_size=BATCH, threads=threads,
-                                                                        device=0) as dec:
+    with NvjpegDecoder(spec, batch_size=BATCH, threads=threads, device=0) as dec:
         for n, chunk in enumerate(chunks):
             if n == 1:  # the first batch warms nvJPEG, the allocator and the pool up: not counted
                 steps.clear()
-            clock("read, 1 thread", lambda c=chunk: read_batch(c))
-            read = clock(f"read, {threads} threads", lambda c=chunk: read_batch(c, pool))[0]
+            read = clock("read (one thread, as the decoder's reader)", lambda c=chunk: read_batch(c))[0]
             data = [torch.frombuffer(bytearray(f.data), dtype=torch.uint8) for _, f in read]
             imgs = clock("nvjpeg batched call", lambda d=data: dec.decode_jpegs(d))
             clock(f"nvjpeg, calls of {NVJPEG_PART}",
