@@ -129,7 +129,7 @@ def profile_nvjpeg(dump: Path, pt: Path, batches: int = 6) -> dict[str, Any]:
             clock("NvjpegDecoder.decode", lambda c=chunk: dec.decode(c))
     images = BATCH * (len(chunks) - 1)
     return {"stage": "profile", "decoder": "nvjpeg", "batch_size": BATCH, "images": images, "threads": threads,
-            "images_per_s": {k: round(images / v, 1) for k, v in steps.items()},
+            "step_images_per_s": {k: round(images / v, 1) for k, v in steps.items()},
             "ms_per_batch": {k: round(1000 * v / (len(chunks) - 1), 1) for k, v in steps.items()}, **cuda_memory()}
 
 

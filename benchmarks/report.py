@@ -214,7 +214,7 @@ def gpu_section(check: Path) -> list[str]:
               "| part | status | images/s | memory |", "| --- | --- | --- | --- |"]
     for name, part in parts.items():
         r = part.get("result") or {}
-        rate = f"{r['images_per_s']:.0f}" if "images_per_s" in r else "—"
+        rate = f"{r['images_per_s']:.0f}" if isinstance(r.get("images_per_s"), int | float) else "—"
         memory = [f"RSS {r['peak_rss_mb']:.0f} MiB"] if "peak_rss_mb" in r else []
         memory += [f"CUDA {r['cuda_max_allocated_gib']:.2f} GiB"] if "cuda_max_allocated_gib" in r else []
         mem = ", ".join(memory) or "—"
