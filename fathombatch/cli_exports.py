@@ -25,14 +25,17 @@ _PATH = click.Path(path_type=Path)
 def _outputs(params: Mapping[str, Any]) -> list[Output]:
     from fathombatch.exports import output_files
 
-    return [Output(p, "--out", folder=params["fmt"] == "dives") for p in output_files(params["out"], params["fmt"])]
+    folder = params["fmt"] in ("dives", "fiftyone")
+    return [Output(p, "--out", folder=folder) for p in output_files(params["out"], params["fmt"])]
 
 
 @click.command("export-table", cls=Command, context_settings=CONTEXT)
-@guard_outputs(inputs=("scores", "metadata", "aphia_ids", "images_root"), derived=_outputs, tables=("scores",))
+@guard_outputs(inputs=("scores", "metadata", "aphia_ids", "images_root", "coco"), derived=_outputs, tables=("scores",))
 @click.argument("scores", type=_PATH)
-@click.option("--out", type=_PATH, required=True, help="long, dwc: .parquet/.csv file; dives: a folder.")
-@click.option("--format", "fmt", type=click.Choice(["long", "dives", "dwc"]), default="long", show_default=True)
+@click.option("--out", type=_PATH, required=True,
+              help="long, dwc: .parquet/.csv file; coco-results: .json file; dives, fiftyone: a folder.")
+@click.option("--format", "fmt", type=click.Choice(["long", "dives", "dwc", "fiftyone", "coco-results"]),
+              default="long", show_default=True)
 @click.option("--threshold", type=float,
               help="One presence threshold for every class (default: the engine's per-class ones).")
 @click.option("--metadata", type=_PATH, help="Per-image CSV joined on image_id (depth, lat/lon, time...).")
@@ -48,11 +51,12 @@ def _outputs(params: Mapping[str, Any]) -> list[Output]:
               help="dwc: geodeticDatum of the coordinates.")
 @click.option("--tables", type=click.Choice(["parquet", "csv"]), default="parquet", show_default=True,
               help="Table format of the dives folder.")
+@click.option("--coco", type=_PATH, help="coco-results: COCO json whose image ids the results use.")
 def export_table_cmd(scores: Path, out: Path, fmt: TableFormat, threshold: float | None, metadata: Path | None,
                      dive_regex: str | None, dive_column: str | None, exif: bool, images_root: Path | None,
                      media_prefix: str | None, dataset_id: str | None, aphia_ids: Path | None, geodetic_datum: str,
-                     tables: str) -> None:
-    """Turn a scores table into presence tables, per-dive summaries or Darwin Core occurrences.
+                     tables: str, coco: Path | None) -> None:
+    """Turn a scores table into presence tables, dive summaries, Darwin Core, a FiftyOne dataset or COCO results.
 
     \b
     Example:
@@ -60,13 +64,15 @@ def export_table_cmd(scores: Path, out: Path, fmt: TableFormat, threshold: float
       fathombatch export-table scores.parquet --format dives --out dives/ --metadata rov_log.csv
       fathombatch export-table scores.parquet --format dwc --out occurrences.csv --metadata rov_log.csv \\
           --dataset-id https://doi.org/10.xxxx/cruise42 --aphia-ids aphia.csv
+      fathombatch export-table scores.parquet --format fiftyone --out review/
+      fathombatch export-table scores.parquet --format coco-results --out preds.json --coco annotations.json
     """
     from fathombatch.exports import ExportTableConfig, export_table
 
     result = export_table(ExportTableConfig(
         scores=scores, out=out, format=fmt, threshold=threshold, metadata=metadata, dive_regex=dive_regex,
         dive_column=dive_column, images_root=images_root, exif=exif, media_prefix=media_prefix, table_ext=f".{tables}",
-        dataset_id=dataset_id, aphia_ids=aphia_ids, geodetic_datum=geodetic_datum))
+        dataset_id=dataset_id, aphia_ids=aphia_ids, geodetic_datum=geodetic_datum, coco=coco))
     click.echo(f"Wrote {result.rows} rows ({result.threshold_source} thresholds): "
                + ", ".join(str(p) for p in result.files.values()))
     for warning in result.warnings:

@@ -49,7 +49,7 @@ class IdMatch:
 
 
 def match_ids(truth_ids: Sequence[str], evaluated_ids: Collection[str], truth: Path, evaluated: Path) -> IdMatch:
-    """Match truth ids to evaluated ids, exactly or when one side carries an image extension (.jpg, .jpeg, .png).
+    """Match truth ids to evaluated ids, exactly or when one side carries an image extension (``IMAGE_SUFFIXES``).
 
     Either side may carry it (``a.png`` in the truth against ``a`` evaluated, or ``a`` against ``a.png``), by the
     same rules both ways: an id is matched without its extension only when the other side has no exact match for it

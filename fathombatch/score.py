@@ -35,6 +35,7 @@ from fathombatch import __version__
 from fathombatch.backends import Engine, engine_device, engine_files, manifest_path, open_engine, resolve_engine_path
 from fathombatch.decode import check_decoder_device, create_decoder, discover, resolve_decoder_name
 from fathombatch.decode.base import DecodedBatch
+from fathombatch.decode.discover import describe_suffixes
 from fathombatch.errors import OutputError, UsageError
 from fathombatch.fsutil import FileLock, display_path
 from fathombatch.gpu import require_gpu
@@ -194,7 +195,7 @@ def score_folder(cfg: ScoreConfig, *, progress: Progress | None = None) -> Score
     warnings: list[str] = []
     files = discover(cfg.root, on_error=warnings.append)
     if not files:
-        raise UsageError(f"no .jpg, .jpeg or .png images under {cfg.root}")
+        raise UsageError(f"no {describe_suffixes()} images under {cfg.root}")
     check_outputs(cfg, files)
     if cfg.devices:
         require_gpu("--devices", cfg.devices)

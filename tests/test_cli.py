@@ -126,7 +126,7 @@ def test_user_errors_are_one_line(dive: Path, engines: dict, tmp_path: Path) -> 
     code, _, err = invoke("score", tmp_path / "missing", "--engine", engines["onnx"])
     one_line_error(code, err, 2, "does not exist")
     code, _, err = invoke("score", tmp_path / "empty", "--engine", engines["onnx"])
-    one_line_error(code, err, 2, "no .jpg, .jpeg or .png images")
+    one_line_error(code, err, 2, "no .jpg, .jpeg, .png, .tif or .tiff images")
 
     bare = tmp_path / "bare.onnx"
     shutil.copy(engines["onnx"], bare)

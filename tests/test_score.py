@@ -249,7 +249,7 @@ def test_dali_and_pil_runs_agree(dive: Path, engines: dict, tmp_path: Path) -> N
 def test_bad_arguments(tmp_path: Path, engines: dict, dive: Path) -> None:
     (tmp_path / "empty").mkdir()
     (tmp_path / "empty" / "readme.txt").write_text("no images here")
-    with pytest.raises(UsageError, match="no .jpg, .jpeg or .png images"):
+    with pytest.raises(UsageError, match="no .jpg, .jpeg, .png, .tif or .tiff images"):
         run(tmp_path / "empty", engines["onnx"], tmp_path / "s.parquet")
     with pytest.raises(UsageError, match="does not exist"):
         run(tmp_path / "nope", engines["onnx"], tmp_path / "s.parquet")

@@ -195,6 +195,7 @@ def calibration_images(folder: Path, spec: InputSpec) -> np.ndarray:
     """(M, 3, H, W) float32 normalised images of a folder for int8 calibration: at most :data:`CALIBRATION_IMAGES`,
     spread evenly over the sorted file list; unreadable files are skipped."""
     from fathombatch.decode import create_decoder, discover
+    from fathombatch.decode.discover import describe_suffixes
 
     files = discover(folder)
     if len(files) > CALIBRATION_IMAGES:
@@ -202,7 +203,7 @@ def calibration_images(folder: Path, spec: InputSpec) -> np.ndarray:
     with create_decoder("pil", spec) as decoder:
         batch = decoder.decode([folder / f for f in files])
     if len(batch.ok) == 0:
-        raise UsageError(f"--calibration {folder} holds no readable .jpg, .jpeg or .png images")
+        raise UsageError(f"--calibration {folder} holds no readable {describe_suffixes()} images")
     return batch.images
 
 

@@ -13,6 +13,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any, Literal
 
 from fathombatch.datasets import safe_relative_path
+from fathombatch.decode.discover import IMAGE_SUFFIXES
 from fathombatch.errors import UsageError
 from fathombatch.fsutil import atomic_path
 from fathombatch.taxonomy import Taxonomy
@@ -100,13 +101,11 @@ def write_coco(dest: Path, data: dict[str, Any]) -> Path:
     return dest
 
 
-_IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".webp")
-
-
 def stem_of_entry(entry: str) -> str:
     """An id-list entry (``image_id``, a file name or a relative path) reduced to the image_id it names.
 
-    Only entries with a folder or an image extension are shortened, so ids that contain dots stay whole.
+    Only entries with a folder or an image extension (:data:`~fathombatch.decode.discover.IMAGE_SUFFIXES`, the one
+    list ``score`` discovers) are shortened, so ids that contain dots stay whole.
     """
     posix = PurePosixPath(entry.replace("\\", "/"))
-    return posix.stem if "/" in entry.replace("\\", "/") or posix.suffix.lower() in _IMAGE_SUFFIXES else entry
+    return posix.stem if "/" in entry.replace("\\", "/") or posix.suffix.lower() in IMAGE_SUFFIXES else entry

@@ -8,6 +8,8 @@ DALI stops a whole pipeline run on one corrupt file, and the pipeline object is 
 when a batch fails, the pipeline is rebuilt (a few milliseconds) and that batch is decoded file by file; a file that
 DALI still rejects is handed to Pillow, which either decodes it (DALI lacks, for example, some CMYK and 16-bit
 variants) or gives the specific error message for its row. One bad image never costs the others their scores.
+TIFF stills never reach DALI: Pillow decodes them (:data:`~fathombatch.decode.pil.PILLOW_ONLY`) and their rows join
+the batch in file order.
 A failure that is not about a file (out of memory, a CUDA error) switches the rest of the run to Pillow at once,
 with one warning, instead of rebuilding a pipeline per file (:mod:`fathombatch.decode.fallback`).
 
@@ -32,7 +34,7 @@ import numpy as np
 
 from fathombatch.decode.base import DecodedBatch, Decoder, ImageFile, read_batch
 from fathombatch.decode.fallback import PillowFallback
-from fathombatch.decode.pil import decode_resized
+from fathombatch.decode.pil import PILLOW_ONLY, decode_resized
 from fathombatch.errors import DecodeError, MissingDependencyError, require
 from fathombatch.preprocess import InputSpec, normalize
 
@@ -198,8 +200,11 @@ class DaliDecoder(Decoder):
         except RuntimeError as exc:
             self._reset()
             self.fallback.file_failed(exc)  # raises DecoderUnusable when DALI itself failed
-        pixels = decode_resized(image, self.spec.size)  # raises DecodeError with Pillow's specific message
-        return normalize(pixels[None], self.spec)[0], "pil"
+        return self._pillow_row(image), "pil"
+
+    def _pillow_row(self, image: ImageFile) -> np.ndarray:
+        """(3, H, W) float32: one file decoded by Pillow; raises DecodeError with Pillow's specific message."""
+        return normalize(decode_resized(image, self.spec.size)[None], self.spec)[0]
 
     def _on_device(self, batch: DecodedBatch) -> DecodedBatch:
         """Move a Pillow batch to this decoder's GPU (after a switch to Pillow), so callers see one kind of batch."""
@@ -212,15 +217,20 @@ class DaliDecoder(Decoder):
     def _decode(self, paths: Sequence[str | Path]) -> DecodedBatch:
         read, sizes, errors = read_batch(paths)
         decoders: list[str | None] = [None] * len(paths)
-        files = [image for _, image in read]
-        positions = [i for i, _ in read]
-
-        rows: list[np.ndarray] = []
-        ok: list[int] = []
+        rows: dict[int, Any] = {}  # position -> decoded row; a batch's rows are stacked in position order
+        for i, image in read:
+            if image.format in PILLOW_ONLY:
+                try:
+                    rows[i] = self._pillow_row(image)
+                    decoders[i] = "pil"
+                except DecodeError as err:
+                    errors[i] = str(err)
+        files = [image for _, image in read if image.format not in PILLOW_ONLY]
+        positions = [i for i, image in read if image.format not in PILLOW_ONLY]
         if files:
             try:
                 batch = self.run_pipeline(files)
-                rows, ok = list(batch), positions
+                rows.update(zip(positions, batch, strict=True))
                 for i in positions:
                     decoders[i] = "dali" if self.device is None else "dali-gpu"
             except RuntimeError as exc:
@@ -229,14 +239,12 @@ class DaliDecoder(Decoder):
                 self.fallback.batch_failed(exc)
                 for image, i in zip(files, positions, strict=True):
                     try:
-                        pixels, used = self._decode_alone(image)
+                        rows[i], decoders[i] = self._decode_alone(image)
                     except DecodeError as err:
                         errors[i] = str(err)
-                        continue
-                    rows.append(pixels)
-                    ok.append(i)
-                    decoders[i] = used
-        return DecodedBatch(images=self._stack(rows), ok=ok, sizes=sizes, errors=errors, decoders=decoders)
+        ok = sorted(rows)
+        return DecodedBatch(images=self._stack([rows[i] for i in ok]), ok=ok, sizes=sizes, errors=errors,
+                            decoders=decoders)
 
     def close(self) -> None:
         with contextlib.suppress(Exception):

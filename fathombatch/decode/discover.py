@@ -9,14 +9,22 @@ from pathlib import Path
 
 from fathombatch.errors import UsageError
 
-#: Extensions scored by default, compared case-insensitively.
-IMAGE_SUFFIXES: frozenset[str] = frozenset({".jpg", ".jpeg", ".png"})
+#: Image file extensions, compared case-insensitively: what ``score`` discovers, and what is dropped from an id
+#: written with its extension (``evaluate``, ``train``, ``curate subset``, export metadata). The one list: every other
+#: module imports it. TIFF stills are decoded by Pillow in every decoder (:data:`~fathombatch.decode.pil.PILLOW_ONLY`).
+_SUFFIXES = (".jpg", ".jpeg", ".png", ".tif", ".tiff")
+IMAGE_SUFFIXES: frozenset[str] = frozenset(_SUFFIXES)
+
+
+def describe_suffixes() -> str:
+    """``.jpg, .jpeg, .png, .tif or .tiff``: the image extensions, for messages."""
+    return f"{', '.join(_SUFFIXES[:-1])} or {_SUFFIXES[-1]}"
 
 
 def strip_image_suffix(name: str) -> str | None:
     """``abc.PNG`` -> ``abc``: the name without an image extension of :data:`IMAGE_SUFFIXES` (any case).
 
-    None when the name does not end in one (``abc``, ``abc.tif``, ``.jpg``), so ids holding other dots stay whole.
+    None when the name does not end in one (``abc``, ``abc.bmp``, ``.jpg``), so ids holding other dots stay whole.
     """
     stem, dot, ext = name.rpartition(".")
     return stem if dot and stem and f".{ext.lower()}" in IMAGE_SUFFIXES else None

@@ -3,7 +3,10 @@
 Orientation: EXIF orientation is applied (``ImageOps.exif_transpose``), as DALI does by default, so the model sees
 the image the way a viewer shows it and ``width``/``height`` are the displayed size.
 Colour: everything becomes 8-bit RGB; CMYK goes through Pillow's conversion, grayscale is replicated, palette
-images are expanded, alpha is dropped (not composited), and 16-bit samples keep their 8 most significant bits.
+images are expanded, alpha is dropped (not composited), and 16-bit samples keep their 8 most significant bits
+(``v >> 8``: the full 0..65535 range maps onto 0..255, never stretched per image, so a dark frame stays dark and
+its scores do not depend on its own brightest pixel). Pillow's reader of 16-bit RGB TIFFs applies the same rule.
+TIFF stills: 8-bit RGB, 16-bit greyscale (``I;16``) and 16-bit RGB; of a multi-page TIFF, the first page.
 """
 
 from __future__ import annotations
@@ -19,6 +22,11 @@ from PIL import Image, ImageOps
 from fathombatch.decode.base import DecodedBatch, Decoder, ImageFile, read_image_file
 from fathombatch.errors import DecodeError
 from fathombatch.preprocess import InputSpec, normalize
+
+#: Formats (Pillow's names) that every decoder hands to Pillow, so that their pixels do not depend on the decoder:
+#: DALI 2.4's CPU backend rounds 16-bit TIFF samples to 8 bits otherwise (a sample of 255 became 1 there, 0 here),
+#: and the 16-bit and multi-page rules above are then the only ones.
+PILLOW_ONLY: frozenset[str] = frozenset({"TIFF"})
 
 
 def to_rgb(im: Image.Image) -> Image.Image:

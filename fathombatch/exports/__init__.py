@@ -1,4 +1,5 @@
-"""Exports for marine scientists: presence tables, per-dive summaries and Darwin Core occurrences.
+"""Exports for marine scientists and review tools: presence tables, per-dive summaries, Darwin Core occurrences,
+FiftyOne datasets and COCO results.
 
 ``export_table(ExportTableConfig(...))`` turns a scores table into one of:
 
@@ -6,7 +7,9 @@
   probability, threshold`` plus any image metadata — Parquet or CSV by extension;
 * ``dives``: a folder with ``dives.<ext>`` (per dive and category), ``supercategories.<ext>`` and ``heatmap.png``;
 * ``dwc``: Darwin Core occurrences (Parquet or CSV) and their Extended Measurement or Fact table (probability and
-  threshold of every occurrence), for OBIS and GBIF.
+  threshold of every occurrence), for OBIS and GBIF;
+* ``fiftyone``: a FiftyOne image classification dataset folder (:mod:`fathombatch.exports.fiftyone_dataset`);
+* ``coco-results``: image-level predictions as a COCO results json (:mod:`fathombatch.exports.cocoresults`).
 
 Presence means probability >= the class's threshold (see :mod:`fathombatch.exports.thresholds`). Every export records
 what produced it (scores table, engine, thresholds) in its Parquet metadata or a ``.meta.json`` sidecar.
@@ -26,10 +29,11 @@ from fathombatch.exports.darwincore import DEFAULT_DATUM
 from fathombatch.exports.presence import LONG_COLUMNS, presence_rows
 from fathombatch.exports.source import Source, open_source
 from fathombatch.exports.writers import sidecar_path, stream_table, table_format
+from fathombatch.fsutil import write_json_atomic
 
 __all__ = ["ExportTableConfig", "ExportTableResult", "TableFormat", "export_table", "output_files"]
 
-TableFormat = Literal["long", "dives", "dwc"]
+TableFormat = Literal["long", "dives", "dwc", "fiftyone", "coco-results"]
 
 
 @dataclass(frozen=True)
@@ -38,8 +42,9 @@ class ExportTableConfig:
 
     Attributes:
         scores: the scores table.
-        out: output file (``long``, ``dwc``: .parquet/.csv) or folder (``dives``).
-        format: ``long``, ``dives`` or ``dwc``.
+        out: output file (``long``, ``dwc``: .parquet/.csv; ``coco-results``: .json) or folder (``dives``,
+            ``fiftyone``).
+        format: ``long``, ``dives``, ``dwc``, ``fiftyone`` or ``coco-results``.
         threshold: one threshold for every class (None: the engine manifest's per-class thresholds).
         metadata: per-image CSV joined on ``image_id`` (depth, lat/lon, time...).
         dive_regex / dive_column: where dives come from (default: the first folder of ``path``).
@@ -51,6 +56,7 @@ class ExportTableConfig:
             (None: the SHA-256 of each image file, which needs the scored images).
         aphia_ids: CSV of category -> WoRMS AphiaID, for ``scientificNameID``.
         geodetic_datum: Darwin Core ``geodeticDatum`` of positioned occurrences.
+        coco: for ``coco-results``: the COCO json whose image ids the results use (None: the table's image ids).
     """
 
     scores: Path
@@ -67,6 +73,7 @@ class ExportTableConfig:
     dataset_id: str | None = None
     aphia_ids: Path | None = None
     geodetic_datum: str = DEFAULT_DATUM
+    coco: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -81,8 +88,10 @@ def output_files(out: Path, format: str) -> list[Path]:
     """Every file :func:`export_table` writes for ``out`` in ``format`` (for ``dives``: the folder it writes into),
     so that a caller can refuse to replace any of them before the export starts: the table, the Darwin Core eMoF
     table beside it, and the ``.meta.json`` sidecar of each CSV."""
-    if format == "dives":
+    if format in ("dives", "fiftyone"):
         return [out]
+    if format == "coco-results":
+        return [out, sidecar_path(out)]
     tables = [out, darwincore.emof_path(out)] if format == "dwc" else [out]
     return tables + [sidecar_path(t) for t in tables if t.suffix.lower() == ".csv"]
 
@@ -104,12 +113,14 @@ def export_table(cfg: ExportTableConfig) -> ExportTableResult:
                                  warnings=source.warnings)
     if cfg.format == "dwc":
         return _export_dwc(cfg, source)
+    if cfg.format in ("fiftyone", "coco-results"):
+        return _export_review(cfg, source)
     if cfg.format == "long":
         table_format(cfg.out)
         batches, kind = presence_rows(source), "long presence table"
         empty = _empty_long(source)
     else:
-        raise UsageError(f"unknown export format {cfg.format!r}; choose long, dives or dwc")
+        raise UsageError(f"unknown export format {cfg.format!r}; choose long, dives, dwc, fiftyone or coco-results")
     rows = 0
     with stream_table(cfg.out, source.provenance(kind), empty) as write:
         for frame in batches:
@@ -140,6 +151,26 @@ def _export_dwc(cfg: ExportTableConfig, source: Source) -> ExportTableResult:
             rows += occurrences.height
     return ExportTableResult(files={"dwc": cfg.out, "emof": emof}, rows=rows,
                              threshold_source=source.threshold_source, warnings=source.warnings)
+
+
+def _export_review(cfg: ExportTableConfig, source: Source) -> ExportTableResult:
+    """The hand-offs to review tools: a FiftyOne dataset folder, or COCO results with a provenance sidecar."""
+    if cfg.format == "fiftyone":
+        from fathombatch.exports.fiftyone_dataset import LABELS, write_fiftyone
+
+        rows, warnings = write_fiftyone(source, cfg.out)
+        return ExportTableResult(files={"fiftyone": cfg.out / LABELS}, rows=rows,
+                                 threshold_source=source.threshold_source, warnings=warnings)
+    from fathombatch.exports.cocoresults import write_coco_results
+
+    table_format(cfg.out, (".json",))
+    rows, warnings = write_coco_results(source, cfg.out, cfg.coco, cfg.threshold)
+    write_json_atomic(sidecar_path(cfg.out), {**source.provenance("coco results"),
+                                              "coco": str(cfg.coco.resolve()) if cfg.coco else None})
+    # The results are the ranked top categories: only a global --threshold cuts them (see cocoresults).
+    return ExportTableResult(files={"coco-results": cfg.out}, rows=rows,
+                             threshold_source="global" if cfg.threshold is not None else "no",
+                             warnings=warnings)
 
 
 def _empty_long(source: Source) -> pl.DataFrame:

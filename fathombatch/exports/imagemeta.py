@@ -5,7 +5,7 @@ path inside the scored folder (``dive1/abc.jpg``). ROV logs name them in any of 
 
 * exactly, to an ``image_id`` (``abc``);
 * failing that, once an image extension is dropped (``abc.JPG`` -> ``abc``, case-insensitive, the extensions in
-  :data:`MATCH_SUFFIXES`);
+  :data:`~fathombatch.decode.discover.IMAGE_SUFFIXES`, TIFF included: logs often name TIFF originals);
 * when it holds a ``/`` (or ``\\``), as a path inside the scored folder (``dive1/abc.jpg`` matches that file only,
   so two dives' ``abc.jpg`` stay apart). Paths are matched exactly, never by their last part: an absolute path or one
   from another root matches nothing, and the warning shows both sides, because guessing which folder level the
@@ -34,10 +34,7 @@ from fathombatch.errors import LabelFileError, UsageError
 #: Metadata columns that become Darwin Core numbers.
 NUMERIC_METADATA = ("lat", "latitude", "decimallatitude", "lon", "long", "longitude", "decimallongitude", "depth",
                     "depth_m")
-#: Extensions dropped from a metadata id to match an image id: what fathombatch scores, plus TIFF, which logs often name
-#: (originals kept as TIFF, scored as JPEG copies).
-MATCH_SUFFIXES: frozenset[str] = IMAGE_SUFFIXES | {".tif", ".tiff"}
-_SUFFIX = re.compile("(?i)(" + "|".join(re.escape(s) for s in sorted(MATCH_SUFFIXES)) + ")$")
+_SUFFIX = re.compile("(?i)(" + "|".join(re.escape(s) for s in sorted(IMAGE_SUFFIXES)) + ")$")
 _EXPORT_COLUMNS = {"path", "dive", "probability", "name", "category_id", "supercategory", "threshold", "exif_datetime"}
 
 

@@ -93,11 +93,15 @@ class Source:
                            "values": {n: float(t) for n, t in zip(self.taxonomy.names, self.thresholds, strict=True)}},
         }
 
-    def batches(self) -> Iterator[pl.DataFrame]:
-        """ok rows in table order (sorted by path), BATCH_ROWS at a time, with ``dive`` and metadata columns."""
+    def batches(self, extra: tuple[str, ...] = ()) -> Iterator[pl.DataFrame]:
+        """ok rows in table order (sorted by path), BATCH_ROWS at a time, with ``dive`` and metadata columns.
+
+        Args:
+            extra: more columns of the scores table to read (``width``, ``height``, ``top_categories``, ``osd``).
+        """
         import pyarrow.parquet as pq
 
-        columns = ["image_id", "path", "status", *self.taxonomy.names]
+        columns = ["image_id", "path", "status", *extra, *self.taxonomy.names]
         reader = pq.ParquetFile(self.path)
         for record_batch in reader.iter_batches(batch_size=BATCH_ROWS, columns=columns):
             frame = pl.from_arrow(record_batch)
