@@ -59,6 +59,17 @@ class _SigintSeen:
 SIGINT = _SigintSeen()
 
 
+def option_name(command: click.Command, param: str) -> str:
+    """How a library parameter is spelt on ``command``'s line: its option (``max_drop`` -> ``--max-drop``), or for a
+    parameter the command has no option for, the option fathombatch's naming convention gives it."""
+    for option in command.params:
+        if option.name == param and isinstance(option, click.Option):
+            return max(option.opts, key=len)
+        if option.name == param:
+            return option.human_readable_name
+    return "--" + param.replace("_", "-")
+
+
 class ErrorsToExit(click.Command):
     """Mixin for click commands and groups: no traceback for a user's mistake, one ``Error:`` line instead."""
 
@@ -71,7 +82,7 @@ class ErrorsToExit(click.Command):
             except FathombatchError as exc:
                 if SIGINT.seen:
                     _exit_interrupted(ctx)
-                click.echo(f"Error: {exc}", err=True)
+                click.echo(f"Error: {exc.render(functools.partial(option_name, ctx.command))}", err=True)
                 ctx.exit(exc.exit_code)
             except KeyboardInterrupt:
                 _exit_interrupted(ctx)

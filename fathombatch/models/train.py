@@ -35,10 +35,9 @@ import torch
 from torch import nn
 
 from fathombatch import __version__
-from fathombatch.backends.manifest import file_sha256
 from fathombatch.datasets import read_labels
-from fathombatch.errors import TrainingError, UsageError
-from fathombatch.fsutil import atomic_path, write_json_atomic
+from fathombatch.errors import TrainingError, UsageError, param
+from fathombatch.fsutil import atomic_path, file_sha256, write_json_atomic
 from fathombatch.metrics import map_at_k_from_scores, prior_floor
 from fathombatch.models.augment import augment_batch
 from fathombatch.models.checks import labelled_image_files, record_outcome, warn_empty_label_sets
@@ -106,7 +105,7 @@ def versions() -> dict[str, str]:
 def _device(cfg: TrainConfig, ctx_local_rank: int = 0) -> torch.device:
     if cfg.device == "cuda" or (cfg.device == "auto" and torch.cuda.is_available()):
         if not torch.cuda.is_available():
-            raise UsageError("--device cuda was asked for but PyTorch sees no CUDA GPU")
+            raise UsageError(f"{param('device')} cuda was asked for but PyTorch sees no CUDA GPU")
         return torch.device("cuda", ctx_local_rank)
     return torch.device("cpu")
 
@@ -203,7 +202,7 @@ def _load_data(cfg: TrainConfig, progress: Progress, val_ids: list[str] | None) 
     if len(train_idx) < 2:
         raise TrainingError(f"{cfg.labels}: {len(train_idx)} of its {len(labels)} images are left for training after "
                             "the held-out split; training needs at least 2 (label more images, or lower "
-                            "--val-fraction)")
+                            f"{param('val_fraction')})")
     if not y.any():
         raise TrainingError(f"{cfg.labels}: every image has an empty category list, so there is nothing to learn "
                             "(a model trained on it scores MAP@20 0); check the file's categories column")
@@ -276,7 +275,8 @@ def train(
     """
     validate_config(cfg)
     if cfg.out.exists() and any(cfg.out.iterdir()):
-        raise UsageError(f"run folder {cfg.out} already exists and is not empty; choose a new --out or --resume it")
+        raise UsageError(f"run folder {cfg.out} already exists and is not empty; choose a new {param('out')} or "
+                         f"{param('resume')} it")
     try:
         return _run(cfg, progress=progress, on_epoch=on_epoch, resume_from=None)
     except BaseException:
