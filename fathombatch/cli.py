@@ -23,7 +23,7 @@ from fathombatch.clikit import progress as _progress
 from fathombatch.decode import list_decoders
 
 if TYPE_CHECKING:  # what each click.Choice hands over, as the library's configs name it
-    from fathombatch.export import Checkpoint, ExportFormat, Precision
+    from fathombatch.engine_export import Checkpoint, ExportFormat, Precision
     from fathombatch.synth import ImageFormat
 
 
@@ -207,7 +207,7 @@ def export(run: Path, fmt: ExportFormat, out: Path, checkpoint: Checkpoint, prec
       fathombatch export runs/r18 --format onnx --out engines/r18.onnx
       fathombatch export runs/r18 --format openvino --precision int8 --out engines/r18-int8.xml
     """
-    from fathombatch.export import ExportConfig, export_run
+    from fathombatch.engine_export import ExportConfig, export_run
 
     result = export_run(ExportConfig(run=run, format=fmt, out=out, checkpoint=checkpoint, precision=precision,
                                      overwrite=overwrite, calibration=calibration, max_drop=max_drop),
@@ -409,7 +409,7 @@ def build_engine_cmd(onnx: Path, out: Path, precision: Precision, max_batch: int
     Example:
       fathombatch build-engine engines/demo-efficientnet_lite0.onnx --precision fp16 --out engines/demo-fp16.plan
     """
-    from fathombatch.export import BuildConfig, build_engine
+    from fathombatch.engine_export import BuildConfig, build_engine
 
     r = build_engine(BuildConfig(onnx=onnx, out=out, precision=precision, max_batch=max_batch, opt_batch=opt_batch,
                                  calibration=calibration, device=gpu, overwrite=overwrite))

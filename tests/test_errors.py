@@ -12,12 +12,12 @@ import pytest
 from click.testing import CliRunner
 
 from fathombatch.clikit import option_name
+from fathombatch.engine_export import ExportConfig, export_run
 from fathombatch.errors import OutputError, UsageError, param
-from fathombatch.export import ExportConfig, export_run
 
 PACKAGE = Path(__file__).resolve().parents[1] / "fathombatch"
 #: The parts of the library whose errors already name parameters (the rest follow as their owners move them).
-PARAMETER_NAMING = ("backends", "export", "models", "errors.py")
+PARAMETER_NAMING = ("backends", "engine_export", "models", "errors.py")
 
 
 def test_a_parameter_reads_as_its_name_in_python_and_as_the_callers_spelling_elsewhere() -> None:

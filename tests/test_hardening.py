@@ -17,8 +17,8 @@ from PIL import Image
 
 from fathombatch.backends.manifest import manifest_path, read_manifest
 from fathombatch.datasets import read_labels
+from fathombatch.engine_export import ExportConfig, export_run
 from fathombatch.errors import EngineError, LabelFileError, ManifestError
-from fathombatch.export import ExportConfig, export_run
 from fathombatch.score import ScoreConfig, score_folder
 from fathombatch.taxonomy import fathomnet2023
 

@@ -17,7 +17,7 @@ NOT_FOR_RUNTIMES = (
     "fathombatch.models.train", "fathombatch.models.data", "fathombatch.models.augment", "fathombatch.models.losses",
     "fathombatch.models.config", "fathombatch.models.distributed", "fathombatch.models.checks",
     "fathombatch.models.presets", "fathombatch.datasets", "fathombatch.labels", "fathombatch.metrics",
-    "fathombatch.trainset", "fathombatch.splits", "fathombatch.export", "fathombatch.exports",
+    "fathombatch.trainset", "fathombatch.splits", "fathombatch.engine_export", "fathombatch.exports",
     "fathombatch.report", "fathombatch.curate",
 )
 
@@ -84,7 +84,7 @@ def test_backends_holds_runtimes_only() -> None:
 
 def test_the_training_loop_does_not_import_engine_export_or_runtimes() -> None:
     for path in sorted((PACKAGE / "models").glob("*.py")):
-        assert _forbidden(_reach(path), ("fathombatch.export", "fathombatch.backends")) == [], path.name
+        assert _forbidden(_reach(path), ("fathombatch.engine_export", "fathombatch.backends")) == [], path.name
 
 
 def test_the_walk_sees_lazy_imports(tmp_path: Path) -> None:

@@ -28,8 +28,8 @@ from typing import Any
 import numpy as np
 
 from fathombatch.backends.openvino import compile_model, cpu_has_bf16, import_openvino, infer_logits
+from fathombatch.engine_export.quantize import calibration_images
 from fathombatch.errors import EngineError, UsageError, param, require
-from fathombatch.export.quantize import calibration_images
 from fathombatch.preprocess import InputSpec
 
 #: Most images of the ``calibration`` folder used to calibrate int8 (NNCF's default statistics subset).

@@ -6,10 +6,10 @@
 * ``pt``: the architecture name plus the state dict, loadable with ``torch.load(weights_only=True)``.
 * ``openvino``: OpenVINO IR (``NAME.xml`` + ``NAME.bin``) converted from the checked ONNX export; ``int8`` through
   NNCF with accuracy control, calibrated on the run's held-out images (or ``calibration``), refused when the
-  held-out MAP@20 drops by more than ``max_drop`` (:mod:`fathombatch.export.openvino`).
+  held-out MAP@20 drops by more than ``max_drop`` (:mod:`fathombatch.engine_export.openvino`).
 
 Reduced precision for ONNX (``precision``), through the conversion the TensorRT build shares
-(:mod:`fathombatch.export.quantize`):
+(:mod:`fathombatch.engine_export.quantize`):
 
 * ``int8``: ONNX Runtime static quantisation for its CPU kernels, calibrated on training images of the run (MinMax).
 * ``fp16``: weights and activations in float16, inputs and outputs kept float32. Meant for GPUs; ONNX Runtime's CPU
@@ -17,7 +17,7 @@ Reduced precision for ONNX (``precision``), through the conversion the TensorRT 
 
 A reduced-precision export is checked on the run's held-out images: the manifest records the held-out MAP@20 of the
 fp32 model and of the exported engine, and the export warns when they differ by more than
-:data:`~fathombatch.export.onnx.PRECISION_TOLERANCE`.
+:data:`~fathombatch.engine_export.onnx.PRECISION_TOLERANCE`.
 """
 
 from __future__ import annotations
@@ -30,9 +30,8 @@ from typing import Any, Literal
 
 from fathombatch.backends.manifest import Manifest, engine_files, engine_sha256, manifest_path, write_manifest
 from fathombatch.backends.torch_engine import TORCH_ENGINE_FORMAT
-from fathombatch.errors import OutputError, UsageError, param
-from fathombatch.export.onnx import ONNX_TOLERANCE, PRECISION_TOLERANCE, Written, export_onnx, write_onnx
-from fathombatch.export.runs import (
+from fathombatch.engine_export.onnx import ONNX_TOLERANCE, PRECISION_TOLERANCE, Written, export_onnx, write_onnx
+from fathombatch.engine_export.runs import (
     RunImages,
     load_checkpoint,
     osd_section,
@@ -40,6 +39,7 @@ from fathombatch.export.runs import (
     run_images,
     trained_model,
 )
+from fathombatch.errors import OutputError, UsageError, param
 from fathombatch.fsutil import atomic_path
 from fathombatch.pathguard import inside
 from fathombatch.preprocess import InputSpec, normalize
@@ -147,7 +147,7 @@ def _write_pt(cfg: ExportConfig, model: Any, blob: dict[str, Any], n_classes: in
 def _write_openvino(cfg: ExportConfig, model: Any, spec: InputSpec, data: RunImages | None) -> Written:
     import tempfile
 
-    from fathombatch.export import openvino as ovx
+    from fathombatch.engine_export import openvino as ovx
 
     heldout = ovx.HeldOut(normalize(data.heldout, spec), data.truth) if data is not None and len(data.heldout) else None
     with tempfile.TemporaryDirectory(prefix="fb-export-") as scratch:

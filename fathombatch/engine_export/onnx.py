@@ -14,9 +14,9 @@ from typing import Any
 
 import numpy as np
 
+from fathombatch.engine_export.quantize import reduce_precision
+from fathombatch.engine_export.runs import RunImages
 from fathombatch.errors import EngineError, UsageError
-from fathombatch.export.quantize import reduce_precision
-from fathombatch.export.runs import RunImages
 from fathombatch.fsutil import atomic_path
 from fathombatch.preprocess import InputSpec, normalize
 

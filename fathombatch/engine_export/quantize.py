@@ -8,8 +8,8 @@ reader of calibration images (shared with the OpenVINO int8 export).
   symmetric signed int8 activations and float biases (its ONNX parser takes only activation types into
   DequantizeLinear).
 
-OpenVINO's int8 goes through NNCF with accuracy control instead (:mod:`fathombatch.export.openvino`), because NNCF can
-revert the layers that cost accuracy; it reads its calibration images here too.
+OpenVINO's int8 goes through NNCF with accuracy control instead (:mod:`fathombatch.engine_export.openvino`), because
+NNCF can revert the layers that cost accuracy; it reads its calibration images here too.
 """
 
 from __future__ import annotations

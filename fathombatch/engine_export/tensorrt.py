@@ -9,7 +9,7 @@ builder flags and calibrators), and TensorRT 10 supports it too, so one code pat
 * ``int8``: the ONNX with Q/DQ nodes (ONNX Runtime static quantisation, symmetric signed int8 for weights and
   activations, as TensorRT requires), calibrated on images of the ``calibration`` folder.
 
-The fp16/int8 conversion is the ONNX export's own (:mod:`fathombatch.export.quantize`).
+The fp16/int8 conversion is the ONNX export's own (:mod:`fathombatch.engine_export.quantize`).
 
 The batch dimension is dynamic through one optimisation profile (1 .. ``max_batch``, tuned for ``opt_batch``). The
 manifest records the TensorRT version, the GPU name and its compute capability: a plan only runs on the TensorRT
@@ -26,10 +26,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Literal
 
-from fathombatch.backends.manifest import manifest_path, read_manifest, write_manifest
+from fathombatch.backends.manifest import Manifest, manifest_path, read_manifest, write_manifest
 from fathombatch.backends.trt_support import tensorrt_logger
+from fathombatch.engine_export.quantize import calibration_images, reduce_precision
 from fathombatch.errors import EngineError, OutputError, UsageError, param, require
-from fathombatch.export.quantize import calibration_images, reduce_precision
 from fathombatch.fsutil import atomic_path, file_sha256
 from fathombatch.gpu import gpu_info, require_gpu
 from fathombatch.preprocess import InputSpec
@@ -98,8 +98,8 @@ def prepare_onnx(src: Path, dest: Path, precision: str, cfg: BuildConfig, spec: 
     reduce_precision(src, dest, precision, calibration, "tensorrt")
 
 
-def build_engine(cfg: BuildConfig) -> BuildResult:
-    """Build a plan and its manifest (see the module docstring)."""
+def _check_build(cfg: BuildConfig) -> Manifest:
+    """Refuse a build that cannot be done, before touching the GPU; returns the source engine's manifest."""
     if cfg.out.suffix != ".plan":
         raise UsageError(f"{param('out')} {cfg.out} must end in .plan")
     # The .plan suffix keeps a plan off its .onnx by name; a link (symbolic or hard) could still make them one file.
@@ -115,15 +115,11 @@ def build_engine(cfg: BuildConfig) -> BuildResult:
     if source.runtime != "onnxruntime" or source.precision != "fp32":
         raise UsageError(f"{cfg.onnx} must be an fp32 ONNX engine exported by fathombatch (it is {source.runtime} "
                          f"{source.precision}); build-engine makes the reduced-precision graph itself")
-    require_gpu("building a TensorRT plan", [cfg.device])
-    trt = require("tensorrt", "tensorrt", "building TensorRT plans")
-    info = gpu_info(cfg.device)
-    spec = source.input
-    opt = cfg.opt_batch or cfg.max_batch
+    return source
 
-    import torch
 
-    torch.cuda.set_device(cfg.device)
+def _serialize(cfg: BuildConfig, trt: Any, spec: InputSpec, opt: int) -> bytes:
+    """Parse the graph of ``cfg.precision`` into a strongly typed network and build the plan's bytes."""
     logger = tensorrt_logger(trt)
     mark = logger.mark()
     with tempfile.TemporaryDirectory(prefix="fb-trt-") as scratch:
@@ -144,12 +140,26 @@ def build_engine(cfg: BuildConfig) -> BuildResult:
         profile.set_shape(name, (1, *shape), (min(opt, cfg.max_batch), *shape), (cfg.max_batch, *shape))
         config.add_optimization_profile(profile)
         serialized = builder.build_serialized_network(network, config)
-        if serialized is None:
-            said = logger.since(mark) or "unknown error"
-            raise EngineError(f"TensorRT could not build a plan from {cfg.onnx}: {said}")
-        with atomic_path(cfg.out) as tmp:
-            tmp.write_bytes(bytes(serialized))
+    if serialized is None:
+        said = logger.since(mark) or "unknown error"
+        raise EngineError(f"TensorRT could not build a plan from {cfg.onnx}: {said}")
+    return bytes(serialized)
 
+
+def build_engine(cfg: BuildConfig) -> BuildResult:
+    """Build a plan and its manifest (see the module docstring)."""
+    source = _check_build(cfg)
+    require_gpu("building a TensorRT plan", [cfg.device])
+    trt = require("tensorrt", "tensorrt", "building TensorRT plans")
+    info = gpu_info(cfg.device)
+    opt = cfg.opt_batch or cfg.max_batch
+
+    import torch
+
+    torch.cuda.set_device(cfg.device)
+    plan = _serialize(cfg, trt, source.input, opt)
+    with atomic_path(cfg.out) as tmp:
+        tmp.write_bytes(plan)
     manifest = replace(
         source,
         name=cfg.out.stem,
