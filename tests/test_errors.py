@@ -11,7 +11,7 @@ import click
 import pytest
 from click.testing import CliRunner
 
-from fathombatch.clikit import option_name
+from fathombatch.cli.kit import option_name
 from fathombatch.engine_export import ExportConfig, export_run
 from fathombatch.errors import OutputError, UsageError, param
 
