@@ -7,11 +7,13 @@ error's exit code (1 runtime failure, 2 usage error, 130 interrupted); see docs/
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import logging
 import os
 import signal
 import threading
+import typing
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -116,6 +118,28 @@ def progress(quiet: bool) -> Any:
     from fathombatch.progress import Progress
 
     return Progress(enabled=False if quiet else None)
+
+
+class LibraryOption(click.Option):
+    """An option set from a library config's field: it remembers which (``source``), so a test can hold its choices
+    and default to the library's."""
+
+    def __init__(self, *args: Any, source: tuple[type, str], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.source = source
+
+
+def field_option(*decls: str, config: type, field: str, **kwargs: Any) -> Callable[[Callable[..., Any]], Any]:
+    """``click.option`` for ``config.field`` (a dataclass): a ``Literal`` field's values become the choices and the
+    field's default the shown default, read from the library instead of copied into the command line."""
+    hint = typing.get_type_hints(config)[field]
+    if typing.get_origin(hint) is typing.Literal:
+        kwargs.setdefault("type", click.Choice(typing.get_args(hint)))
+    default = {f.name: f.default for f in dataclasses.fields(config)}[field]
+    if default is not dataclasses.MISSING:
+        kwargs.setdefault("default", default)
+        kwargs.setdefault("show_default", True)
+    return click.option(*decls, cls=LibraryOption, source=(config, field), **kwargs)
 
 
 def quiet_option(f: Callable[..., Any]) -> Callable[..., Any]:

@@ -8,11 +8,12 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from fathombatch.cli.kit import CONTEXT, MAX_THREADS, Command, LabelPath, quiet_option
+from fathombatch.cli.kit import CONTEXT, MAX_THREADS, Command, LabelPath, field_option, quiet_option
 from fathombatch.cli.kit import progress as _progress
+from fathombatch.engine_export.config import BuildConfig, ExportConfig
 
 if TYPE_CHECKING:  # what each click.Choice hands over, as the library's configs name it
-    from fathombatch.engine_export import Checkpoint, ExportFormat, Precision
+    from fathombatch.engine_export.config import Checkpoint, ExportFormat, Precision
 
 
 _TRAIN_OPTIONS: list[tuple[str, dict[str, Any]]] = [
@@ -115,15 +116,16 @@ def train(preset: str | None, list_presets: bool, resume: Path | None, quiet: bo
 
 @click.command(cls=Command, context_settings=CONTEXT)
 @click.argument("run", type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.option("--format", "fmt", type=click.Choice(["onnx", "openvino", "pt"]), default="onnx", show_default=True)
+# The config has no default format (a library caller names one); the command line exports ONNX unless told.
+@field_option("--format", "fmt", config=ExportConfig, field="format", default="onnx", show_default=True)
 @click.option("--out", type=click.Path(path_type=Path), required=True,
               help="Engine file (.onnx, .xml for OpenVINO with .bin beside it, or .pt); manifest goes to OUT.json.")
-@click.option("--checkpoint", type=click.Choice(["best", "last"]), default="best", show_default=True)
-@click.option("--precision", type=click.Choice(["fp32", "fp16", "int8"]), default="fp32", show_default=True,
+@field_option("--checkpoint", config=ExportConfig, field="checkpoint")
+@field_option("--precision", config=ExportConfig, field="precision",
               help="int8: ONNX static quantisation, or OpenVINO NNCF with accuracy control; fp16: ONNX, for GPUs.")
 @click.option("--calibration", type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="OpenVINO int8: calibrate on these images [default: the run's held-out images].")
-@click.option("--max-drop", type=click.FloatRange(0, 1), default=0.005, show_default=True,
+@field_option("--max-drop", config=ExportConfig, field="max_drop", type=click.FloatRange(0, 1),
               help="OpenVINO int8: refuse an engine whose held-out MAP@20 drops by more than this.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing engine file.")
 @quiet_option
@@ -158,12 +160,13 @@ def export(run: Path, fmt: ExportFormat, out: Path, checkpoint: Checkpoint, prec
 @click.command("build-engine", cls=Command, context_settings=CONTEXT)
 @click.argument("onnx", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="The .plan to write (manifest beside it).")
-@click.option("--precision", type=click.Choice(["fp32", "fp16", "int8"]), default="fp16", show_default=True)
-@click.option("--max-batch", type=click.IntRange(1, 65536), default=256, show_default=True)
+@field_option("--precision", config=BuildConfig, field="precision")
+@field_option("--max-batch", config=BuildConfig, field="max_batch", type=click.IntRange(1, 65536))
 @click.option("--opt-batch", type=click.IntRange(min=1), help="Batch size TensorRT tunes for [default: --max-batch].")
 @click.option("--calibration", type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="int8: images like the ones the plan will score.")
-@click.option("--device", "gpu", type=click.IntRange(min=0), default=0, show_default=True, help="GPU to build for.")
+@field_option("--device", "gpu", config=BuildConfig, field="device", type=click.IntRange(min=0),
+              help="GPU to build for.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing plan.")
 def build_engine_cmd(onnx: Path, out: Path, precision: Precision, max_batch: int, opt_batch: int | None,
                      calibration: Path | None, gpu: int, overwrite: bool) -> None:

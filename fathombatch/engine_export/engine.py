@@ -26,11 +26,12 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from fathombatch.backends.manifest import Manifest, engine_files, engine_sha256, manifest_path, write_manifest
 from fathombatch.backends.torch_engine import TORCH_ENGINE_FORMAT
-from fathombatch.engine_export.onnx import ONNX_TOLERANCE, PRECISION_TOLERANCE, Written, export_onnx, write_onnx
+from fathombatch.engine_export.config import PRECISION_TOLERANCE, Checkpoint, ExportConfig, ExportFormat, Precision
+from fathombatch.engine_export.onnx import ONNX_TOLERANCE, Written, export_onnx, write_onnx
 from fathombatch.engine_export.runs import (
     RunImages,
     load_checkpoint,
@@ -50,35 +51,7 @@ from fathombatch.trainset import run_reference, training_images
 __all__ = ["ONNX_TOLERANCE", "PRECISION_TOLERANCE", "Checkpoint", "ExportConfig", "ExportFormat", "ExportResult",
            "Precision", "export_run"]
 
-ExportFormat = Literal["onnx", "openvino", "pt"]
-Checkpoint = Literal["best", "last"]
-Precision = Literal["fp32", "fp16", "int8"]
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class ExportConfig:
-    """What to export.
-
-    Attributes:
-        run: training run folder.
-        format: ``onnx``, ``openvino`` or ``pt``.
-        out: engine path (suffix must match the format); the manifest goes to ``<out>.json``.
-        checkpoint: ``best`` (highest held-out MAP@20) or ``last``.
-        precision: ``fp32``, ``fp16`` (ONNX) or ``int8`` (ONNX, OpenVINO).
-        overwrite: replace an existing engine file.
-        calibration: OpenVINO int8: a folder of images to calibrate on instead of the run's held-out images.
-        max_drop: OpenVINO int8: largest tolerated drop of held-out MAP@20 (absolute); the export fails beyond it.
-    """
-
-    run: Path
-    format: ExportFormat
-    out: Path
-    checkpoint: Checkpoint = "best"
-    precision: Precision = "fp32"
-    overwrite: bool = False
-    calibration: Path | None = None
-    max_drop: float = PRECISION_TOLERANCE
 
 
 @dataclass(frozen=True)

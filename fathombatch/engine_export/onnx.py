@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from fathombatch.engine_export.config import PRECISION_TOLERANCE
 from fathombatch.engine_export.quantize import reduce_precision
 from fathombatch.engine_export.runs import RunImages
 from fathombatch.errors import EngineError, UsageError
@@ -22,8 +23,6 @@ from fathombatch.preprocess import InputSpec, normalize
 
 #: Largest tolerated |logit difference| between the exported ONNX engine and the PyTorch model.
 ONNX_TOLERANCE = 1e-4
-#: Largest held-out MAP@20 change a reduced-precision engine may have and still be offered as equivalent.
-PRECISION_TOLERANCE = 0.005
 log = logging.getLogger(__name__)
 
 

@@ -24,44 +24,16 @@ import tempfile
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from fathombatch.backends.manifest import Manifest, manifest_path, read_manifest, write_manifest
 from fathombatch.backends.trt_support import tensorrt_logger
+from fathombatch.engine_export.config import BuildConfig
 from fathombatch.engine_export.quantize import calibration_images, reduce_precision
 from fathombatch.errors import EngineError, OutputError, UsageError, param, require
 from fathombatch.fsutil import atomic_path, file_sha256
 from fathombatch.gpu import gpu_info, require_gpu
 from fathombatch.preprocess import InputSpec
-
-
-@dataclass(frozen=True)
-class BuildConfig:
-    """A plan to build.
-
-    Attributes:
-        onnx: an fp32 ONNX engine exported by fathombatch (its manifest is required).
-        out: the ``.plan`` to write (manifest beside it).
-        precision: ``fp32``, ``fp16`` or ``int8``.
-        max_batch: largest batch the plan accepts.
-        opt_batch: batch size TensorRT tunes for (default: ``max_batch``).
-        calibration: image folder for ``int8`` calibration.
-        calibration_images: at most this many calibration images.
-        workspace_gib: builder workspace limit.
-        device: GPU to build on (the plan is for that GPU's architecture).
-        overwrite: replace an existing plan.
-    """
-
-    onnx: Path
-    out: Path
-    precision: Literal["fp32", "fp16", "int8"] = "fp16"
-    max_batch: int = 256
-    opt_batch: int | None = None
-    calibration: Path | None = None
-    calibration_images: int = 512
-    workspace_gib: float = 8.0
-    device: int = 0
-    overwrite: bool = False
 
 
 @dataclass(frozen=True)
