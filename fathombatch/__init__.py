@@ -3,11 +3,14 @@
 Library first; the ``fathombatch`` command line is a thin layer on top. The names below are the package's public
 surface, each an alias of the function or class that owns the job::
 
+    from pathlib import Path
     import fathombatch as fb
-    run = fb.train(fb.TrainConfig(images="dive/images", labels="dive/train.csv", out="runs/r18"))
-    fb.export(fb.ExportConfig(run=run.out, format="onnx", out="engines/r18.onnx"))
-    fb.score_folder(fb.ScoreConfig(root="dive/images", engine="engines/r18.onnx", out="scores.parquet"))
-    fb.evaluate(fb.EvalConfig(scores="scores.parquet", truth="dive/train.csv"))
+
+    run = fb.train(fb.TrainConfig(images=Path("dive/images"), labels=Path("dive/train.csv"), out=Path("runs/r18")))
+    fb.export(fb.ExportConfig(run=run.out, format="onnx", out=Path("engines/r18.onnx")))
+    fb.score_folder(fb.ScoreConfig(root=Path("dive/images"), engine=Path("engines/r18.onnx"),
+                                   out=Path("scores.parquet")))
+    fb.evaluate(fb.EvalConfig(scores=Path("scores.parquet"), truth=Path("dive/train.csv")))
 
 They are loaded on first use (PEP 562), so ``import fathombatch`` stays light: no torch, numpy or polars until a
 name that needs them is touched.
