@@ -1,15 +1,75 @@
 """fathombatch: batch-score ROV dive imagery with FathomNet-style multi-label classifiers.
 
-Library first: :func:`fathombatch.score.score_folder`, :func:`fathombatch.models.train.train`,
-:func:`fathombatch.backends.export.export_run`, :func:`fathombatch.report.evaluate`; the ``fathombatch``
-command line is a thin layer on top.
+Library first; the ``fathombatch`` command line is a thin layer on top. The names below are the package's public
+surface, each an alias of the function or class that owns the job::
+
+    from pathlib import Path
+    import fathombatch as fb
+
+    run = fb.train(fb.TrainConfig(images=Path("dive/images"), labels=Path("dive/train.csv"), out=Path("runs/r18")))
+    fb.export(fb.ExportConfig(run=run.out, format="onnx", out=Path("engines/r18.onnx")))
+    fb.score_folder(fb.ScoreConfig(root=Path("dive/images"), engine=Path("engines/r18.onnx"),
+                                   out=Path("scores.parquet")))
+    fb.evaluate(fb.EvalConfig(scores=Path("scores.parquet"), truth=Path("dive/train.csv")))
+
+They are loaded on first use (PEP 562), so ``import fathombatch`` stays light: no torch, numpy or polars until a
+name that needs them is touched.
 """
 
+from __future__ import annotations
+
+import importlib
 from importlib.metadata import PackageNotFoundError, version
+from typing import Any
 
 try:
     __version__ = version("fathombatch")
 except PackageNotFoundError:  # running from a source tree that was never installed
     __version__ = "0.0.0+unknown"
 
-__all__ = ["__version__"]
+#: Public name -> (module, attribute in it).
+_PUBLIC: dict[str, tuple[str, str]] = {
+    # Not yet ``score``: that is the module fathombatch/score.py until it moves into fathombatch/scoring/, and the
+    # import system rebinds a package attribute to its submodule, so ``fb.score`` would turn into the module.
+    "score_folder": ("fathombatch.score", "score_folder"),
+    "ScoreConfig": ("fathombatch.score", "ScoreConfig"),
+    "ScoreSummary": ("fathombatch.score", "ScoreSummary"),
+    "open_engine": ("fathombatch.backends", "open_engine"),
+    "Engine": ("fathombatch.backends", "Engine"),
+    "Manifest": ("fathombatch.backends", "Manifest"),
+    "read_manifest": ("fathombatch.backends", "read_manifest"),
+    "create_model": ("fathombatch.models", "create_model"),
+    "list_models": ("fathombatch.models", "list_models"),
+    "train": ("fathombatch.models.train", "train"),
+    "resume": ("fathombatch.models.train", "resume"),
+    "TrainConfig": ("fathombatch.models.train", "TrainConfig"),
+    "TrainResult": ("fathombatch.models.train", "TrainResult"),
+    "export": ("fathombatch.engine_export", "export_run"),
+    "ExportConfig": ("fathombatch.engine_export", "ExportConfig"),
+    "ExportResult": ("fathombatch.engine_export", "ExportResult"),
+    "build_engine": ("fathombatch.engine_export", "build_engine"),
+    "BuildConfig": ("fathombatch.engine_export", "BuildConfig"),
+    "evaluate": ("fathombatch.report", "evaluate"),
+    "EvalConfig": ("fathombatch.report", "EvalConfig"),
+    "EvalResult": ("fathombatch.report", "EvalResult"),
+    "synthesize": ("fathombatch.synth", "synthesize"),
+    "SynthConfig": ("fathombatch.synth", "SynthConfig"),
+    "Taxonomy": ("fathombatch.taxonomy", "Taxonomy"),
+    "FathombatchError": ("fathombatch.errors", "FathombatchError"),
+}
+
+__all__ = ["__version__", *sorted(_PUBLIC)]
+
+
+def __getattr__(name: str) -> Any:
+    """Load a public name on first use and keep it in the module, so later lookups are plain attribute reads."""
+    if name not in _PUBLIC:
+        raise AttributeError(f"module 'fathombatch' has no attribute {name!r}")
+    module, attribute = _PUBLIC[name]
+    value = getattr(importlib.import_module(module), attribute)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_PUBLIC})

@@ -10,6 +10,8 @@ Library code raises these; the CLI prints ``Error: <message>`` on one line and e
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable
 from types import ModuleType
 
 #: The most CPU threads any option may ask for: far above any machine's cores, far below what exhausts memory
@@ -23,10 +25,43 @@ def check_threads(threads: int | None, name: str = "threads") -> None:
         raise UsageError(f"{name} must be between 1 and {MAX_THREADS}, got {threads}")
 
 
+#: Marks a parameter's name inside an error message (see :func:`param`); a control character no path or name holds.
+_MARK = "\x1f"
+_PARAM = re.compile(f"{_MARK}([A-Za-z_][A-Za-z0-9_]*){_MARK}")
+
+
+def param(name: str) -> str:
+    """Refer to the parameter ``name`` (a config dataclass field or a function argument) inside an error message.
+
+    The library never names a command-line flag: a Python caller reads the parameter's name (``max_drop``) and the
+    command line shows the option that sets it (``--max-drop``), see :meth:`FathombatchError.render`.
+    """
+    return f"{_MARK}{name}{_MARK}"
+
+
 class FathombatchError(Exception):
-    """Root of all fathombatch errors. The message is one sentence a user can act on."""
+    """Root of all fathombatch errors. The message is one sentence a user can act on.
+
+    A message may refer to parameters through :func:`param`; ``str(error)`` spells them by name and
+    :meth:`render` lets a front end spell them its own way.
+    """
 
     exit_code: int = 1
+
+    @property
+    def params(self) -> tuple[str, ...]:
+        """The parameters the message refers to, in order."""
+        return tuple(_PARAM.findall(self._template()))
+
+    def render(self, spell: Callable[[str], str]) -> str:
+        """The message with each parameter written as ``spell(name)``."""
+        return _PARAM.sub(lambda m: spell(m.group(1)), self._template())
+
+    def _template(self) -> str:
+        return str(self.args[0]) if len(self.args) == 1 else super().__str__()
+
+    def __str__(self) -> str:
+        return self.render(lambda name: name)
 
 
 class UsageError(FathombatchError):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import hashlib
 import json
 import os
 import re
@@ -149,3 +150,12 @@ def write_path_list(dest: str | Path, paths: list[str]) -> list[str]:
     write_text_atomic(dest, "".join(f"{p}\n" for p, broken in zip(paths, breaks, strict=True) if not broken))
     write_json_atomic(dest.with_suffix(".json"), paths)
     return [p for p, broken in zip(paths, breaks, strict=True) if broken]
+
+
+def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
+    """SHA-256 hex digest of a file, read in 1 MiB chunks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            h.update(block)
+    return h.hexdigest()

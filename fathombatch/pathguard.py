@@ -1,6 +1,6 @@
 """Whether one path could land on another: the path arithmetic behind "outputs never replace inputs".
 
-Used by the command line's output guard (:func:`fathombatch.clikit.check_outputs`) and by library checks that
+Used by the command line's output guard (:func:`fathombatch.cli.kit.check_outputs`) and by library checks that
 must hold without it (``export`` into its run folder, ``curate select`` placing an image onto itself, ``download``'s
 failures file). Paths need not exist: an output is usually not written yet.
 """

@@ -53,7 +53,7 @@ class LazyEngines(Mapping[str, Path]):
         if fmt not in ("onnx", "pt"):
             raise KeyError(fmt)
         if fmt not in self._done:
-            from fathombatch.backends.export import ExportConfig, export_run
+            from fathombatch.engine_export import ExportConfig, export_run
 
             out = self._store / f"tiny.{fmt}"
             self._done[fmt] = export_run(ExportConfig(run=self._run, format=fmt, out=out)).engine
@@ -75,7 +75,7 @@ def engines(tmp_path_factory: pytest.TempPathFactory, run_dir: Path) -> Mapping[
 @pytest.fixture(scope="session")
 def ov_engines(tmp_path_factory: pytest.TempPathFactory, run_dir: Path) -> dict[str, Path]:
     """The tiny run as fp32 and int8 OpenVINO engines (int8 through NNCF with accuracy control)."""
-    from fathombatch.backends.export import ExportConfig, export_run
+    from fathombatch.engine_export import ExportConfig, export_run
 
     store = tmp_path_factory.mktemp("ov")
     fp32 = export_run(ExportConfig(run=run_dir, format="openvino", out=store / "tiny.xml")).engine

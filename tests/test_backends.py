@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from fathombatch.backends import manifest_path, open_engine, read_manifest, resolve_engine_path
-from fathombatch.backends.export import ExportConfig, export_run
 from fathombatch.backends.manifest import Manifest, file_sha256
+from fathombatch.engine_export import ExportConfig, export_run
 from fathombatch.errors import EngineError, ManifestError, OutputError, UsageError
 from fathombatch.models import create_model
 
@@ -270,7 +270,8 @@ def test_a_refused_tensor_address_is_an_error() -> None:
 
 def test_one_tensorrt_logger_for_build_and_runtime() -> None:
     """TensorRT keeps the first logger of a process: build and runtime must share one, which keeps what was said."""
-    from fathombatch.backends import tensorrt, trt_build, trt_support
+    from fathombatch.backends import tensorrt, trt_support
+    from fathombatch.engine_export import tensorrt as trt_build
 
     trt = _fake_tensorrt()
     first = trt_build.tensorrt_logger(trt)
@@ -293,7 +294,7 @@ class _BuilderConfig:
 
 @pytest.mark.parametrize(("precision", "cleared"), [("fp32", ["TF32"]), ("fp16", []), ("int8", [])])
 def test_fp32_plans_are_built_without_tf32(precision: str, cleared: list[str]) -> None:
-    from fathombatch.backends.trt_build import configure_precision
+    from fathombatch.engine_export.tensorrt import configure_precision
 
     config = _BuilderConfig()
     configure_precision(config, _fake_tensorrt(), precision)

@@ -183,7 +183,7 @@ def test_evaluate_refuses_the_runs_own_submission_and_warns_on_stderr(dive: Path
 def test_logged_warnings_read_like_the_commands_own() -> None:
     import logging
 
-    from fathombatch.clikit import LogFormatter
+    from fathombatch.cli.kit import LogFormatter
 
     record = logging.LogRecord("fathombatch.models.checks", logging.WARNING, __file__, 1, "%d of 40 images", (20,),
                                None)

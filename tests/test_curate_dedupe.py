@@ -210,7 +210,7 @@ def two_species_one_background(root: Path) -> None:
 
 
 def test_dedupe_never_drops_an_image_labelled_otherwise_than_the_kept_one(tmp_path: Path) -> None:
-    from fathombatch.cli_curate import curate
+    from fathombatch.cli.curate import curate
     from tests.test_curate_common import invoke
 
     root = tmp_path / "images"
@@ -267,7 +267,7 @@ def test_without_labels_or_an_engine_only_byte_identical_copies_are_dropped(tmp_
     """The issue's incident, default options: two species on one background must not be proposed for deletion."""
     import json
 
-    from fathombatch.cli_curate import curate
+    from fathombatch.cli.curate import curate
     from tests.test_curate_common import invoke
 
     root = tmp_path / "images"
@@ -298,7 +298,7 @@ def test_an_unlisted_byte_identical_copy_is_dropped_for_its_labelled_twin_and_th
     tmp_path: Path,
 ) -> None:
     """cp A.jpg copy_A.jpg next to a resized A: the label file names A only; the copy is still the same image."""
-    from fathombatch.cli_curate import curate
+    from fathombatch.cli.curate import curate
     from tests.test_curate_common import invoke
 
     root = tmp_path / "images"

@@ -16,7 +16,7 @@ import pytest
 from PIL import Image
 
 from fathombatch.cli import cli
-from fathombatch.cli_curate import download as download_command
+from fathombatch.cli.curate import download as download_command
 from fathombatch.curate.download import DownloadConfig, _ends_complete, download
 from fathombatch.errors import LabelFileError
 from tests.test_curate_common import invoke

@@ -83,12 +83,12 @@ def test_int8_graph_for_tensorrt_keeps_biases_float_and_scores_like_fp32(dive: P
     import onnxruntime as ort
 
     from fathombatch.backends.manifest import read_manifest
-    from fathombatch.backends.trt_build import BuildConfig, _prepare_onnx
+    from fathombatch.engine_export.tensorrt import BuildConfig, prepare_onnx
 
     spec = read_manifest(engines["onnx"]).input
     cfg = BuildConfig(onnx=engines["onnx"], out=tmp_path / "m.plan", precision="int8", calibration=dive / "images")
     dest = tmp_path / "int8.onnx"
-    _prepare_onnx(engines["onnx"], dest, "int8", cfg, spec)
+    prepare_onnx(engines["onnx"], dest, "int8", cfg, spec)
     graph = onnx.load(str(dest)).graph
     types = {t.name: t.data_type for t in graph.initializer}
     dq_inputs = [n.input[0] for n in graph.node if n.op_type == "DequantizeLinear"]
@@ -306,7 +306,7 @@ def test_dali_gpu_decoder_isolates_bad_files_and_matches_the_cpu(dive: Path, tmp
 @needs_trt
 @pytest.mark.parametrize("precision", ["fp32", "fp16"])
 def test_tensorrt_plan_scores_like_the_onnx_engine(dive: Path, engines: dict, tmp_path: Path, precision: str) -> None:
-    from fathombatch.backends.trt_build import BuildConfig, build_engine
+    from fathombatch.engine_export import BuildConfig, build_engine
 
     plan = build_engine(BuildConfig(onnx=engines["onnx"], out=tmp_path / f"m-{precision}.plan", precision=precision,
                                     max_batch=16)).plan
@@ -323,7 +323,7 @@ def test_a_plan_for_another_tensorrt_version_is_refused(engines: dict, tmp_path:
 
     from fathombatch.backends import manifest_path, open_engine
     from fathombatch.backends.manifest import file_sha256
-    from fathombatch.backends.trt_build import BuildConfig, build_engine
+    from fathombatch.engine_export import BuildConfig, build_engine
     from fathombatch.errors import EngineError
 
     plan = build_engine(BuildConfig(onnx=engines["onnx"], out=tmp_path / "m.plan", precision="fp32", max_batch=4)).plan
@@ -363,7 +363,7 @@ def test_tensorrt_runs_a_batch_whose_slices_are_off_the_256_byte_grid(engines: d
     import torch
 
     from fathombatch.backends import open_engine
-    from fathombatch.backends.trt_build import BuildConfig, build_engine
+    from fathombatch.engine_export import BuildConfig, build_engine
 
     plan = build_engine(BuildConfig(onnx=engines["onnx"], out=tmp_path / "m.plan", precision="fp32", max_batch=3)).plan
     n, sample = 7, 3 * 32 * 32

@@ -15,9 +15,9 @@ import pytest
 import torch
 from PIL import Image
 
-from fathombatch.backends.export import ExportConfig, export_run
 from fathombatch.backends.manifest import manifest_path, read_manifest
 from fathombatch.datasets import read_labels
+from fathombatch.engine_export import ExportConfig, export_run
 from fathombatch.errors import EngineError, LabelFileError, ManifestError
 from fathombatch.score import ScoreConfig, score_folder
 from fathombatch.taxonomy import fathomnet2023

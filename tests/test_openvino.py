@@ -14,10 +14,10 @@ import pytest
 from click.testing import CliRunner
 
 from fathombatch.backends import manifest_path, open_engine, read_manifest
-from fathombatch.backends.export import ExportConfig, export_run
 from fathombatch.backends.openvino import cpu_has_bf16
 from fathombatch.cli import cli
 from fathombatch.datasets import read_labels
+from fathombatch.engine_export import ExportConfig, export_run
 from fathombatch.errors import EngineError, ManifestError, MissingDependencyError, OutputError, UsageError
 from fathombatch.metrics import map_at_k_from_lists
 from fathombatch.score import ScoreConfig, score_folder
@@ -200,7 +200,7 @@ def test_decode_threads_change_speed_not_scores(ov: dict[str, Path], dive: Path,
 
 def test_an_existing_weights_file_is_refused_before_any_work(run_dir: Path, tmp_path: Path) -> None:
     (tmp_path / "e.bin").write_bytes(b"someone's weights")
-    with pytest.raises(OutputError, match=r"e\.bin already exists; pass --overwrite"):
+    with pytest.raises(OutputError, match=r"e\.bin already exists; pass overwrite to"):
         export_run(ExportConfig(run=run_dir, format="openvino", out=tmp_path / "e.xml"))
     assert (tmp_path / "e.bin").read_bytes() == b"someone's weights" and not (tmp_path / "e.xml").exists()
 

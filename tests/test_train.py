@@ -210,7 +210,7 @@ def test_offline_pretrained_efficientnet_lite0_differs_from_random() -> None:
 def test_runs_that_cannot_train_say_why_and_leave_no_half_made_folder(dive: Path, tmp_path: Path) -> None:
 
     base = {"images": dive / "images", "arch": "resnet18", "epochs": 1, "img_size": 32, "seed": 0}
-    with pytest.raises(UsageError, match="--batch-size must be at least 2, got 1: batch normalisation"):
+    with pytest.raises(UsageError, match="batch_size must be at least 2, got 1: batch normalisation"):
         train(TrainConfig(labels=dive / "train.csv", out=tmp_path / "a", batch_size=1, **base))
     assert not (tmp_path / "a").exists()
 

@@ -132,7 +132,7 @@ def test_torchvision_pretrained_offline_gives_a_clear_error(monkeypatch: pytest.
         raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
 
     monkeypatch.setattr(torch.hub, "load_state_dict_from_url", offline)
-    with pytest.raises(TrainingError, match="may be offline - pass --weights PATH"):
+    with pytest.raises(TrainingError, match="may be offline - pass weights PATH"):
         create_model("resnet18", 5, pretrained=True)
 
 

@@ -27,7 +27,7 @@ from fathombatch.backends.manifest import (
     write_manifest,
 )
 from fathombatch.backends.store import engine_store, export_hint, is_training_run, suggestions, where_looked
-from fathombatch.errors import ManifestError, UsageError, check_threads
+from fathombatch.errors import ManifestError, UsageError, check_threads, param
 
 __all__ = [
     "ENGINE_SUFFIXES",
@@ -168,13 +168,13 @@ def engine_device(name: str | Path, device: str) -> int | None:
 
     suffix = Path(name).suffix.lower()
     if device not in ("auto", "cpu", "cuda"):
-        raise UsageError(f"--device must be auto, cpu or cuda, got {device!r}")
+        raise UsageError(f"{param('device')} must be auto, cpu or cuda, got {device!r}")
     if suffix == ".plan":
         if device == "cpu":
-            raise UsageError(f"{name} is a TensorRT plan, which runs only on an NVIDIA GPU; drop --device cpu")
+            raise UsageError(f"{name} is a TensorRT plan, which runs only on an NVIDIA GPU; drop {param('device')} cpu")
         return 0
     if device == "cuda":
-        require_gpu(f"--device cuda ({name})")
+        require_gpu(f"{param('device')} cuda ({name})")
         if suffix in (".onnx", ".xml"):
             kind = "ONNX" if suffix == ".onnx" else "OpenVINO"
             raise UsageError(f"{name}: {kind} engines run on the CPU in fathombatch; for the GPU build a TensorRT plan "

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from fathombatch.errors import FathombatchError, ManifestError
-from fathombatch.fsutil import write_json_atomic
+from fathombatch.fsutil import file_sha256, write_json_atomic
 from fathombatch.preprocess import InputSpec
 from fathombatch.taxonomy import Taxonomy
 
@@ -234,12 +234,3 @@ def engine_sha256(engine_path: str | Path) -> str:
     if len(files) == 1:
         return file_sha256(files[0])
     return hashlib.sha256(":".join(file_sha256(f) for f in files).encode()).hexdigest()
-
-
-def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
-    """SHA-256 hex digest of a file, read in 1 MiB chunks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(chunk):
-            h.update(block)
-    return h.hexdigest()

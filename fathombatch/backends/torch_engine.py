@@ -17,7 +17,7 @@ import numpy as np
 
 from fathombatch.backends.base import Engine
 from fathombatch.backends.manifest import Manifest
-from fathombatch.errors import EngineError
+from fathombatch.errors import EngineError, param
 from fathombatch.safeload import load_torch_file
 
 TORCH_ENGINE_FORMAT = "fathombatch-torch-engine"
@@ -57,7 +57,8 @@ class TorchEngine(Engine):
         if precision not in ("fp32", "fp16", "bf16"):
             raise EngineError(f"torch engines run in fp32, fp16 or bf16, not {precision!r}")
         if precision != "fp32" and device is None:
-            raise EngineError(f"--torch-precision {precision} is for GPUs; on the CPU torch engines run in fp32")
+            raise EngineError(f"{param('torch_precision')} {precision} is for GPUs; on the CPU torch engines run in "
+                              "fp32")
         import torch
 
         from fathombatch.models import create_model

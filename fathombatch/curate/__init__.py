@@ -14,5 +14,5 @@ One module per command, each exposing a frozen config dataclass and one function
 
 Shared helpers: :mod:`~fathombatch.curate.labelfiles` (reading and writing label files) and
 :mod:`~fathombatch.curate.scoretable` (opening scores tables and resolving image paths safely).
-Nothing here imports click; the commands live in :mod:`fathombatch.cli_curate`.
+Nothing here imports click; the commands live in :mod:`fathombatch.cli.curate`.
 """

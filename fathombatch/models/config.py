@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-from fathombatch.errors import UsageError
+from fathombatch.errors import UsageError, param
 from fathombatch.models.augment import AugmentConfig, recipe
 from fathombatch.models.losses import LOSSES
 from fathombatch.models.presets import get_preset
@@ -125,12 +125,12 @@ def validate_config(cfg: TrainConfig) -> None:
     if not cfg.images.is_dir():
         raise UsageError(f"image folder {cfg.images} does not exist")
     if cfg.epochs < 1 or cfg.lr <= 0:
-        raise UsageError("--epochs must be at least 1 and --lr positive")
+        raise UsageError(f"{param('epochs')} must be at least 1 and {param('lr')} positive")
     if cfg.batch_size < 2:
-        raise UsageError(f"--batch-size must be at least 2, got {cfg.batch_size}: batch normalisation cannot train on "
-                         "one image per step")
+        raise UsageError(f"{param('batch_size')} must be at least 2, got {cfg.batch_size}: batch normalisation "
+                         "cannot train on one image per step")
     if not 8 <= cfg.img_size <= 1024:
-        raise UsageError(f"--img-size must be between 8 and 1024 pixels, got {cfg.img_size}")
+        raise UsageError(f"{param('img_size')} must be between 8 and 1024 pixels, got {cfg.img_size}")
     for name, value, allowed in (
         ("optimizer", cfg.optimizer, OPTIMIZERS),
         ("loss", cfg.loss, LOSSES),
@@ -141,7 +141,8 @@ def validate_config(cfg: TrainConfig) -> None:
         if value not in allowed:
             raise UsageError(f"--{name} must be one of {', '.join(allowed)}, got {value!r}")
     if cfg.warmup_epochs < 0 or cfg.early_stop < 0 or cfg.step_epochs < 1:
-        raise UsageError("--warmup-epochs and --early-stop must be >= 0 and --step-epochs >= 1")
+        raise UsageError(f"{param('warmup_epochs')} and {param('early_stop')} must be >= 0 and "
+                         f"{param('step_epochs')} >= 1")
     cfg.augmentation  # noqa: B018 - raises UsageError for an unknown recipe
     get_arch(cfg.arch)
 

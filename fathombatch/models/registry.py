@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from fathombatch.errors import TrainingError, UsageError
+from fathombatch.errors import TrainingError, UsageError, param
 from fathombatch.safeload import load_torch_file
 
 
@@ -112,7 +112,7 @@ def create_model(
     """
     spec = get_arch(name)
     if pretrained and spec.pretrained is None:
-        raise UsageError(f"architecture {name!r} has no pretrained weights; drop --pretrained")
+        raise UsageError(f"architecture {name!r} has no pretrained weights; drop {param('pretrained')}")
     model = spec.builder(num_classes, img_size, pretrained)
     if weights is not None:
         load_weights(model, weights)

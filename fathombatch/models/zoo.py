@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 import torch
 from torch import nn
 
-from fathombatch.errors import MissingDependencyError, TrainingError
+from fathombatch.errors import MissingDependencyError, TrainingError, param
 from fathombatch.models.registry import Classifier, register_model
 
 _M = TypeVar("_M", bound=nn.Module)
@@ -25,8 +25,9 @@ def _torchvision_weights(builder: Callable[..., _M], weights_enum: Any, name: st
     except Exception as exc:  # noqa: BLE001 - urllib, ssl, hash and OS errors all mean "could not fetch"
         raise TrainingError(
             f"could not get torchvision's ImageNet weights for {name} ({type(exc).__name__}: "
-            f"{str(exc).splitlines()[0] if str(exc) else ''}); this machine may be offline - pass --weights PATH "
-            "with a local weights file, or use --arch efficientnet_lite0 whose weights ship with fathombatch"
+            f"{str(exc).splitlines()[0] if str(exc) else ''}); this machine may be offline - pass "
+            f"{param('weights')} PATH with a local weights file, or use {param('arch')} efficientnet_lite0 whose "
+            "weights ship with fathombatch"
         ) from None
 
 

@@ -28,10 +28,11 @@ from typing import Any
 import numpy as np
 
 from fathombatch.backends.openvino import compile_model, cpu_has_bf16, import_openvino, infer_logits
-from fathombatch.errors import EngineError, UsageError, require
+from fathombatch.engine_export.quantize import calibration_images
+from fathombatch.errors import EngineError, UsageError, param, require
 from fathombatch.preprocess import InputSpec
 
-#: Most images of ``--calibration DIR`` used to calibrate int8 (NNCF's default statistics subset).
+#: Most images of the ``calibration`` folder used to calibrate int8 (NNCF's default statistics subset).
 CALIBRATION_IMAGES = 300
 #: Largest number of accuracy-restoring steps (each reverts one group of quantised layers to float and re-validates).
 #: Past this many, an int8 engine keeps too little int8 to be worth its accuracy risk, and the export is refused.
@@ -149,7 +150,7 @@ def check_drop(reference: float, candidate: Any, data: HeldOut, max_drop: float,
     if drop > max_drop:
         raise EngineError(
             f"the {what} engine's held-out MAP@20 drops by {drop:.4f} ({reference:.4f} fp32 -> {value:.4f}), "
-            f"more than the limit {max_drop}; not written (export fp32, or relax the limit with --max-drop)"
+            f"more than the limit {max_drop}; not written (export fp32, or relax the limit with {param('max_drop')})"
         )
     return value
 
@@ -191,22 +192,6 @@ def save_ir(model: Any, dest: Path) -> None:
         shutil.rmtree(scratch, ignore_errors=True)
 
 
-def calibration_images(folder: Path, spec: InputSpec) -> np.ndarray:
-    """(M, 3, H, W) float32 normalised images of a folder for int8 calibration: at most :data:`CALIBRATION_IMAGES`,
-    spread evenly over the sorted file list; unreadable files are skipped."""
-    from fathombatch.decode import create_decoder, discover
-    from fathombatch.decode.discover import describe_suffixes
-
-    files = discover(folder)
-    if len(files) > CALIBRATION_IMAGES:
-        files = [files[i] for i in np.linspace(0, len(files) - 1, CALIBRATION_IMAGES).astype(int)]
-    with create_decoder("pil", spec) as decoder:
-        batch = decoder.decode([folder / f for f in files])
-    if len(batch.ok) == 0:
-        raise UsageError(f"--calibration {folder} holds no readable {describe_suffixes()} images")
-    return batch.images
-
-
 def export_ir(
     onnx_path: Path,
     dest: Path,
@@ -232,7 +217,7 @@ def export_ir(
     metrics: dict[str, Any] = {"max_drop": max_drop, "val_map20_fp32_engine": reference, "val_map20_engine": reference}
     engine = fp32
     if precision == "int8" and heldout is not None and reference is not None:
-        images = calibration_images(calibration, spec) if calibration is not None else heldout.images
+        images = heldout.images if calibration is None else calibration_images(calibration, spec, CALIBRATION_IMAGES)
         engine = quantize_int8(fp32, images, heldout, max_drop)
         value = check_drop(reference, engine, heldout, max_drop, "int8")
         metrics.update(val_map20_engine=value, precision_drop=reference - value, precision_check="passed",

@@ -13,8 +13,17 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from fathombatch.clikit import CONTEXT, MAX_THREADS, Command, Group, LabelPath, guard_outputs, output_file, quiet_option
-from fathombatch.clikit import progress as _progress
+from fathombatch.cli.kit import (
+    CONTEXT,
+    MAX_THREADS,
+    Command,
+    Group,
+    LabelPath,
+    guard_outputs,
+    output_file,
+    quiet_option,
+)
+from fathombatch.cli.kit import progress as _progress
 from fathombatch.errors import LabelFileError, OutputError, UsageError
 
 if TYPE_CHECKING:  # what each click.Choice hands over, as the library's configs name it

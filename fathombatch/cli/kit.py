@@ -7,11 +7,13 @@ error's exit code (1 runtime failure, 2 usage error, 130 interrupted); see docs/
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import logging
 import os
 import signal
 import threading
+import typing
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,6 +61,17 @@ class _SigintSeen:
 SIGINT = _SigintSeen()
 
 
+def option_name(command: click.Command, param: str) -> str:
+    """How a library parameter is spelt on ``command``'s line: its option (``max_drop`` -> ``--max-drop``), or for a
+    parameter the command has no option for, the option fathombatch's naming convention gives it."""
+    for option in command.params:
+        if option.name == param and isinstance(option, click.Option):
+            return max(option.opts, key=len)
+        if option.name == param:
+            return option.human_readable_name
+    return "--" + param.replace("_", "-")
+
+
 class ErrorsToExit(click.Command):
     """Mixin for click commands and groups: no traceback for a user's mistake, one ``Error:`` line instead."""
 
@@ -71,7 +84,7 @@ class ErrorsToExit(click.Command):
             except FathombatchError as exc:
                 if SIGINT.seen:
                     _exit_interrupted(ctx)
-                click.echo(f"Error: {exc}", err=True)
+                click.echo(f"Error: {exc.render(functools.partial(option_name, ctx.command))}", err=True)
                 ctx.exit(exc.exit_code)
             except KeyboardInterrupt:
                 _exit_interrupted(ctx)
@@ -105,6 +118,28 @@ def progress(quiet: bool) -> Any:
     from fathombatch.progress import Progress
 
     return Progress(enabled=False if quiet else None)
+
+
+class LibraryOption(click.Option):
+    """An option set from a library config's field: it remembers which (``source``), so a test can hold its choices
+    and default to the library's."""
+
+    def __init__(self, *args: Any, source: tuple[type, str], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.source = source
+
+
+def field_option(*decls: str, config: type, field: str, **kwargs: Any) -> Callable[[Callable[..., Any]], Any]:
+    """``click.option`` for ``config.field`` (a dataclass): a ``Literal`` field's values become the choices and the
+    field's default the shown default, read from the library instead of copied into the command line."""
+    hint = typing.get_type_hints(config)[field]
+    if typing.get_origin(hint) is typing.Literal:
+        kwargs.setdefault("type", click.Choice(typing.get_args(hint)))
+    default = {f.name: f.default for f in dataclasses.fields(config)}[field]
+    if default is not dataclasses.MISSING:
+        kwargs.setdefault("default", default)
+        kwargs.setdefault("show_default", True)
+    return click.option(*decls, cls=LibraryOption, source=(config, field), **kwargs)
 
 
 def quiet_option(f: Callable[..., Any]) -> Callable[..., Any]:

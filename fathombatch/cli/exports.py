@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from fathombatch.clikit import CONTEXT, Command, Output, guard_outputs
+from fathombatch.cli.kit import CONTEXT, Command, Output, guard_outputs
 from fathombatch.exports.darwincore import DEFAULT_DATUM
 
 if TYPE_CHECKING:  # what the --format click.Choice hands over, as the library's config names it

@@ -7,7 +7,9 @@ builder flags and calibrators), and TensorRT 10 supports it too, so one code pat
 * ``fp32``: the exported ONNX as it is, with TensorRT's default TF32 switched off (:func:`configure_precision`);
 * ``fp16``: the ONNX converted to float16 (``onnxconverter-common``; inputs and outputs stay float32);
 * ``int8``: the ONNX with Q/DQ nodes (ONNX Runtime static quantisation, symmetric signed int8 for weights and
-  activations, as TensorRT requires), calibrated on images of ``--calibration DIR``.
+  activations, as TensorRT requires), calibrated on images of the ``calibration`` folder.
+
+The fp16/int8 conversion is the ONNX export's own (:mod:`fathombatch.engine_export.quantize`).
 
 The batch dimension is dynamic through one optimisation profile (1 .. ``max_batch``, tuned for ``opt_batch``). The
 manifest records the TensorRT version, the GPU name and its compute capability: a plan only runs on the TensorRT
@@ -22,44 +24,16 @@ import tempfile
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-import numpy as np
-
-from fathombatch.backends.manifest import file_sha256, manifest_path, read_manifest, write_manifest
+from fathombatch.backends.manifest import Manifest, manifest_path, read_manifest, write_manifest
 from fathombatch.backends.trt_support import tensorrt_logger
-from fathombatch.errors import EngineError, OutputError, UsageError, require
-from fathombatch.fsutil import atomic_path
+from fathombatch.engine_export.config import BuildConfig
+from fathombatch.engine_export.quantize import calibration_images, reduce_precision
+from fathombatch.errors import EngineError, OutputError, UsageError, param, require
+from fathombatch.fsutil import atomic_path, file_sha256
 from fathombatch.gpu import gpu_info, require_gpu
-
-
-@dataclass(frozen=True)
-class BuildConfig:
-    """A plan to build.
-
-    Attributes:
-        onnx: an fp32 ONNX engine exported by fathombatch (its manifest is required).
-        out: the ``.plan`` to write (manifest beside it).
-        precision: ``fp32``, ``fp16`` or ``int8``.
-        max_batch: largest batch the plan accepts.
-        opt_batch: batch size TensorRT tunes for (default: ``max_batch``).
-        calibration: image folder for ``int8`` calibration.
-        calibration_images: at most this many calibration images.
-        workspace_gib: builder workspace limit.
-        device: GPU to build on (the plan is for that GPU's architecture).
-        overwrite: replace an existing plan.
-    """
-
-    onnx: Path
-    out: Path
-    precision: Literal["fp32", "fp16", "int8"] = "fp16"
-    max_batch: int = 256
-    opt_batch: int | None = None
-    calibration: Path | None = None
-    calibration_images: int = 512
-    workspace_gib: float = 8.0
-    device: int = 0
-    overwrite: bool = False
+from fathombatch.preprocess import InputSpec
 
 
 @dataclass(frozen=True)
@@ -81,87 +55,48 @@ def configure_precision(config: Any, trt: Any, precision: str) -> None:
         config.clear_flag(trt.BuilderFlag.TF32)
 
 
-def _calibration_cache(folder: Path, spec: Any, limit: int) -> np.ndarray:
-    from fathombatch.decode import discover
-    from fathombatch.models.data import preload
+def prepare_onnx(src: Path, dest: Path, precision: str, cfg: BuildConfig, spec: InputSpec) -> None:
+    """Write the ONNX graph whose own types carry the requested precision (int8: calibrated on ``cfg.calibration``).
 
-    if not folder.is_dir():
-        raise UsageError(f"--calibration {folder} is not a folder")
-    files = [folder / f for f in discover(folder)][:limit]
-    if not files:
-        raise UsageError(f"--calibration {folder} has no images")
-    return preload(files, spec.size)
-
-
-def _prepare_onnx(src: Path, dest: Path, precision: str, cfg: BuildConfig, spec: Any) -> None:
-    """Write the ONNX graph whose own types carry the requested precision."""
-    import onnx
-
-    if precision == "fp32":
-        dest.write_bytes(src.read_bytes())
-    elif precision == "fp16":
-        from onnxconverter_common import float16
-
-        onnx.save(float16.convert_float_to_float16(onnx.load(str(src)), keep_io_types=True), str(dest))
-    else:
-        from onnxruntime.quantization import (
-            CalibrationMethod,
-            QuantFormat,
-            QuantType,
-            quant_pre_process,
-            quantize_static,
-        )
-
-        from fathombatch.backends.export import _Calibration
-
+    Raises:
+        UsageError: int8 without a calibration folder, or one without readable images.
+    """
+    calibration = None
+    if precision == "int8":
         if cfg.calibration is None:
-            raise UsageError("--precision int8 needs --calibration DIR: images like the ones the plan will score")
-        cache = _calibration_cache(cfg.calibration, spec, cfg.calibration_images)
-        prepared = dest.with_name(dest.name + ".pre.onnx")
-        try:
-            quant_pre_process(str(src), str(prepared))  # shape inference and folding, as for the CPU int8 export
-            quantize_static(
-                str(prepared), str(dest), _Calibration(cache, spec), quant_format=QuantFormat.QDQ, per_channel=True,
-                activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
-                calibrate_method=CalibrationMethod.MinMax,
-                # TensorRT's ONNX parser takes only activation types into DequantizeLinear: biases stay float.
-                extra_options={"ActivationSymmetric": True, "WeightSymmetric": True, "QuantizeBias": False},
-            )
-        finally:
-            prepared.unlink(missing_ok=True)
+            raise UsageError(f"{param('precision')} int8 needs {param('calibration')} DIR: images like the ones the "
+                             "plan will score")
+        calibration = calibration_images(cfg.calibration, spec, cfg.calibration_images)
+    reduce_precision(src, dest, precision, calibration, "tensorrt")
 
 
-def build_engine(cfg: BuildConfig) -> BuildResult:
-    """Build a plan and its manifest (see the module docstring)."""
+def _check_build(cfg: BuildConfig) -> Manifest:
+    """Refuse a build that cannot be done, before touching the GPU; returns the source engine's manifest."""
     if cfg.out.suffix != ".plan":
-        raise UsageError(f"--out {cfg.out} must end in .plan")
+        raise UsageError(f"{param('out')} {cfg.out} must end in .plan")
     # The .plan suffix keeps a plan off its .onnx by name; a link (symbolic or hard) could still make them one file.
     pairs = [(cfg.out, cfg.onnx), (manifest_path(cfg.out), manifest_path(cfg.onnx))]
     if any(a.exists() and b.exists() and os.path.samefile(a, b) for a, b in pairs):
         raise UsageError(f"the plan {cfg.out} is the same file as its input {cfg.onnx} (or their manifests are); "
                          "outputs never replace inputs, even with overwrite: choose another out path")
     if cfg.out.exists() and not cfg.overwrite:
-        raise OutputError(f"{cfg.out} already exists; pass --overwrite to replace it")
+        raise OutputError(f"{cfg.out} already exists; pass {param('overwrite')} to replace it")
     if not 1 <= cfg.max_batch <= 65536:
-        raise UsageError(f"--max-batch must be between 1 and 65536, got {cfg.max_batch}")
+        raise UsageError(f"{param('max_batch')} must be between 1 and 65536, got {cfg.max_batch}")
     source = read_manifest(cfg.onnx)
     if source.runtime != "onnxruntime" or source.precision != "fp32":
         raise UsageError(f"{cfg.onnx} must be an fp32 ONNX engine exported by fathombatch (it is {source.runtime} "
                          f"{source.precision}); build-engine makes the reduced-precision graph itself")
-    require_gpu("building a TensorRT plan", [cfg.device])
-    trt = require("tensorrt", "tensorrt", "building TensorRT plans")
-    info = gpu_info(cfg.device)
-    spec = source.input
-    opt = cfg.opt_batch or cfg.max_batch
+    return source
 
-    import torch
 
-    torch.cuda.set_device(cfg.device)
+def _serialize(cfg: BuildConfig, trt: Any, spec: InputSpec, opt: int) -> bytes:
+    """Parse the graph of ``cfg.precision`` into a strongly typed network and build the plan's bytes."""
     logger = tensorrt_logger(trt)
     mark = logger.mark()
     with tempfile.TemporaryDirectory(prefix="fb-trt-") as scratch:
         graph = Path(scratch) / f"{cfg.precision}.onnx"
-        _prepare_onnx(cfg.onnx, graph, cfg.precision, cfg, spec)
+        prepare_onnx(cfg.onnx, graph, cfg.precision, cfg, spec)
         builder = trt.Builder(logger.impl)
         network = builder.create_network(1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED))
         parser = trt.OnnxParser(network, logger.impl)
@@ -177,12 +112,26 @@ def build_engine(cfg: BuildConfig) -> BuildResult:
         profile.set_shape(name, (1, *shape), (min(opt, cfg.max_batch), *shape), (cfg.max_batch, *shape))
         config.add_optimization_profile(profile)
         serialized = builder.build_serialized_network(network, config)
-        if serialized is None:
-            said = logger.since(mark) or "unknown error"
-            raise EngineError(f"TensorRT could not build a plan from {cfg.onnx}: {said}")
-        with atomic_path(cfg.out) as tmp:
-            tmp.write_bytes(bytes(serialized))
+    if serialized is None:
+        said = logger.since(mark) or "unknown error"
+        raise EngineError(f"TensorRT could not build a plan from {cfg.onnx}: {said}")
+    return bytes(serialized)
 
+
+def build_engine(cfg: BuildConfig) -> BuildResult:
+    """Build a plan and its manifest (see the module docstring)."""
+    source = _check_build(cfg)
+    require_gpu("building a TensorRT plan", [cfg.device])
+    trt = require("tensorrt", "tensorrt", "building TensorRT plans")
+    info = gpu_info(cfg.device)
+    opt = cfg.opt_batch or cfg.max_batch
+
+    import torch
+
+    torch.cuda.set_device(cfg.device)
+    plan = _serialize(cfg, trt, source.input, opt)
+    with atomic_path(cfg.out) as tmp:
+        tmp.write_bytes(plan)
     manifest = replace(
         source,
         name=cfg.out.stem,
