@@ -42,7 +42,7 @@ def prepare(work: Path) -> dict[str, Any]:
     """Synthesise the dive, link it up to FILES files, train one short DenseNet121 epoch and export it as ``.pt``."""
     dive, dump, run, pt = work / "dive", work / "dump", work / "run", work / "densenet121.pt"
     if not (dive / "train.csv").is_file():
-        sh([*FB, "synth", str(dive), "--images", str(UNIQUE), "--size", "1920x1080", "--seed", "5", "--quiet"])
+        sh([*FB, "synth", str(dive), "--count", str(UNIQUE), "--size", "1920x1080", "--seed", "5", "--quiet"])
     images = sorted((dive / "images").glob("*.jpg"))
     dump.mkdir(parents=True, exist_ok=True)
     for i in range(FILES):

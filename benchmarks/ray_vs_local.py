@@ -7,7 +7,7 @@ engine); run that first, or pass your own. Each repeat scores the same dive from
 ways, interleaved:
 
 * ``local``: ``fathombatch score`` with ``--threads`` = all cores;
-* ``ray``: ``--ray --workers N --cpus-per-worker 1`` on a local Ray instance that the command starts.
+* ``ray``: ``--ray --ray-workers N --cpus-per-worker 1`` on a local Ray instance that the command starts.
 
 Per run: the wall time around the whole command and the time fathombatch's own summary line reports (both include,
 for Ray, starting the local instance, as a user sees it). Ray's start-up alone (``ray.init`` + ``ray.shutdown`` with N
@@ -62,7 +62,7 @@ def main() -> None:
     common = ["--engine", str(args.engine), "--batch-size", str(args.batch_size), "--overwrite", "--quiet"]
     modes = {
         "local": ["--threads", str(cores)],
-        "ray": ["--ray", "--workers", str(cores), "--cpus-per-worker", "1"],
+        "ray": ["--ray", "--ray-workers", str(cores), "--cpus-per-worker", "1"],
     }
     runs: dict[str, list[dict[str, float]]] = {m: [] for m in modes}
     with tempfile.TemporaryDirectory() as tmp:
