@@ -1,6 +1,6 @@
 """fathombatch: batch-score ROV dive imagery with FathomNet-style multi-label classifiers.
 
-Library first: :func:`fathombatch.score.score_folder`, :func:`fathombatch.models.train.train`,
+Library first: :func:`fathombatch.scoring.score_folder`, :func:`fathombatch.models.train.train`,
 :func:`fathombatch.backends.export.export_run`, :func:`fathombatch.report.evaluate`; the ``fathombatch``
 command line is a thin layer on top.
 """

@@ -174,7 +174,7 @@ def test_ctrl_c_that_a_native_library_turns_into_its_own_error_still_exits_130(
     import os
     import signal
 
-    import fathombatch.score as score_module
+    import fathombatch.scoring as score_module
 
     def polars_like(*args: object, **kwargs: object) -> None:
         try:

@@ -1,8 +1,8 @@
-"""Issue 8: scoring on a local Ray instance equals the local run, and survives a worker dying mid-job."""
+"""The Ray runner (fathombatch.scoring.runners.ray): a run on a local Ray instance equals the local run, survives a
+worker dying mid-job, and its actors open the engine with the plan's device and precision."""
 
 from __future__ import annotations
 
-import os
 import shutil
 from pathlib import Path
 
@@ -11,10 +11,11 @@ import polars as pl
 import pytest
 import ray
 
-from fathombatch.scale import KILL_ENV, RayOptions
-from fathombatch.score import ScoreConfig, score_folder
+import fathombatch.scoring.runners.ray as ray_runner
+from fathombatch.scoring import RayOptions, ScoreConfig, score_folder
 from fathombatch.table import read_metadata
 from fathombatch.taxonomy import fathomnet2023
+from tests.scoring.ray_hooks import dying_actor
 
 NAMES = list(fathomnet2023().names)
 
@@ -30,16 +31,15 @@ def dump(dive: Path, tmp_path: Path) -> Path:
 
 
 @pytest.fixture()
-def local_ray(request: pytest.FixtureRequest, tmp_path: Path):  # type: ignore[no-untyped-def]
-    kill_dir = getattr(request, "param", None)
-    if kill_dir:
-        os.environ[KILL_ENV] = str(tmp_path)  # inherited by the workers Ray starts
+def local_ray(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
+    if getattr(request, "param", None):
+        # The runner looks its actor class up at run time; Ray pickles this test-only subclass by value.
+        monkeypatch.setattr(ray_runner, "ScoreActor", dying_actor(tmp_path))
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, ignore_reinit_error=True)
     try:
         yield tmp_path
     finally:
         ray.shutdown()
-        os.environ.pop(KILL_ENV, None)
 
 
 def compare(a: Path, b: Path) -> None:
@@ -87,7 +87,7 @@ def test_without_ray_installed_the_error_names_the_extra(monkeypatch: pytest.Mon
     import builtins
 
     from fathombatch.errors import MissingDependencyError
-    from fathombatch.scale import _init
+    from fathombatch.scoring.runners.ray import init_ray
 
     real_import = builtins.__import__
 
@@ -99,4 +99,4 @@ def test_without_ray_installed_the_error_names_the_extra(monkeypatch: pytest.Mon
     monkeypatch.setattr(builtins, "__import__", no_ray)
     monkeypatch.delitem(__import__("sys").modules, "ray", raising=False)
     with pytest.raises(MissingDependencyError, match=r"pip install 'fathombatch\[ray\]'"):
-        _init(RayOptions())
+        init_ray(RayOptions())
