@@ -4,10 +4,11 @@
 it with an actor pool (:class:`ScoreActor`). Each actor opens the engine and a decoder once, with the plan's device,
 precision and threads, then runs the local runner's pipeline
 (:func:`~fathombatch.scoring.runners.local.pipeline_frames`: a decode thread feeding the engine, so batch n+1 decodes
-while batch n runs) over each call's files and yields the same rows the local run makes. The driver reads the engine's manifest only, and streams the results into the same part
-files as a local run (:mod:`fathombatch.scoring.parts`), so the final table, its metadata, resuming after an
-interruption and the one-row-per-file guarantee are identical; rows are keyed by path, so a call that Ray retries
-after a worker dies is written once.
+while batch n runs) over each call's files and yields the same rows the local run makes. The driver reads the
+engine's manifest only, and streams the results into the same part files as a local run
+(:mod:`fathombatch.scoring.parts`), so the final table, its metadata, resuming after an interruption and the
+one-row-per-file guarantee are identical; rows are keyed by path, so a call that Ray retries after a worker dies is
+written once.
 
 Ray is an optional extra (``pip install 'fathombatch[ray]'``) and is imported only here, inside functions.
 """
