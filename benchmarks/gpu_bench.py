@@ -136,7 +136,7 @@ def profile_nvjpeg(dump: Path, pt: Path, batches: int = 6) -> dict[str, Any]:
 def e2e(dump: Path, pt: Path, decoder: str) -> dict[str, Any]:
     """The whole scoring path through the library (the CLI may still refuse ``--decoder nvjpeg`` in this tree)."""
     from fathombatch.bench import peak_memory, timed
-    from fathombatch.score import ScoreConfig, score_folder
+    from fathombatch.scoring import ScoreConfig, score_folder
 
     with tempfile.TemporaryDirectory(prefix="fb-gpu-e2e-") as scratch:
         cfg = ScoreConfig(root=dump, engine=pt, out=Path(scratch) / "scores.parquet", batch_size=BATCH,

@@ -226,7 +226,7 @@ def main() -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
 
     from fathombatch.bench import BenchConfig, Variant, bench_decode, bench_e2e_variants, bench_engine
-    from fathombatch.score import decode_threads
+    from fathombatch.scoring import decode_threads
 
     jpeg = synth(f"jpeg-1080p-{n_jpeg}", "--count", str(n_jpeg), "--seed", "21", "--size", "1920x1080")
     png = synth(f"png-mix-{n_png}", "--count", str(n_png), "--seed", "22", "--format", "png")

@@ -29,11 +29,11 @@ except PackageNotFoundError:  # running from a source tree that was never instal
 
 #: Public name -> (module, attribute in it).
 _PUBLIC: dict[str, tuple[str, str]] = {
-    # Not yet ``score``: that is the module fathombatch/score.py until it moves into fathombatch/scoring/, and the
-    # import system rebinds a package attribute to its submodule, so ``fb.score`` would turn into the module.
-    "score_folder": ("fathombatch.score", "score_folder"),
-    "ScoreConfig": ("fathombatch.score", "ScoreConfig"),
-    "ScoreSummary": ("fathombatch.score", "ScoreSummary"),
+    # ``score`` is the Python API's notebook function (issue 17); there is no ``fathombatch.score`` module any more,
+    # since the import system would rebind ``fb.score`` to a submodule of that name.
+    "score_folder": ("fathombatch.scoring", "score_folder"),
+    "ScoreConfig": ("fathombatch.scoring", "ScoreConfig"),
+    "ScoreSummary": ("fathombatch.scoring", "ScoreSummary"),
     "open_engine": ("fathombatch.backends", "open_engine"),
     "Engine": ("fathombatch.backends", "Engine"),
     "Manifest": ("fathombatch.backends", "Manifest"),

@@ -91,7 +91,7 @@ def dump_scores(dive: Path, engines: dict, tmp_path_factory: pytest.TempPathFact
 
     from PIL import Image
 
-    from fathombatch.score import ScoreConfig, score_folder
+    from fathombatch.scoring import ScoreConfig, score_folder
 
     root = tmp_path_factory.mktemp("exports") / "cruise"
     files = sorted((dive / "images").glob("*.jpg"))

@@ -107,7 +107,7 @@ def test_the_parent_of_gpu_workers_reads_the_manifest_only(engines: dict, tmp_pa
     """``--devices 0,1``: the workers open the engine; the parent gets its checked manifest and loads nothing."""
     from fathombatch.backends import manifest_path, read_manifest
     from fathombatch.errors import EngineError, ManifestError
-    from fathombatch.multigpu import unopened_engine
+    from fathombatch.scoring.runners.multigpu import unopened_engine
 
     engine = unopened_engine(engines["pt"])
     assert engine.path == engines["pt"] and engine.manifest == read_manifest(engines["pt"])
@@ -127,7 +127,7 @@ def test_the_parent_of_gpu_workers_reads_the_manifest_only(engines: dict, tmp_pa
 
 
 def _score(root: Path, engine: Path, out: Path, **kw: object) -> pl.DataFrame:
-    from fathombatch.score import ScoreConfig, score_folder
+    from fathombatch.scoring import ScoreConfig, score_folder
 
     score_folder(ScoreConfig(root=root, engine=engine, out=out, batch_size=8, **kw))  # type: ignore[arg-type]
     return pl.read_parquet(out)

@@ -9,8 +9,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 
-#: The entry points the Python API is built on (the scoring, training, export and evaluation jobs). Scoring is
-#: ``score_folder`` while ``fathombatch.score`` is still a module (see fathombatch/__init__.py).
+#: The entry points the Python API is built on (the scoring, training, export and evaluation jobs).
 ENTRY_POINTS = {"score_folder", "open_engine", "create_model", "train", "export", "evaluate"}
 
 

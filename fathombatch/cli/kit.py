@@ -303,7 +303,7 @@ def output_file(_ctx: click.Context, param: click.Parameter, value: str | None) 
     """Callback for options that name an output *file*: ``--out newdir/`` must not quietly write a file ``newdir``.
 
     Only the trailing separator is checked here, since ``Path`` drops it; folders (``.``, ``/``, an existing
-    directory) are refused by the library (e.g. :func:`fathombatch.score.check_outputs`), for callers without a CLI.
+    directory) are refused by the library (e.g. :func:`fathombatch.scoring.check_outputs`), for callers without a CLI.
     """
     if value is None:
         return None

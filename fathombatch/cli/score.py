@@ -64,8 +64,7 @@ def score(root: Path, engine: str, out: Path, batch_size: int, decoder: str, top
     """
     from fathombatch.errors import UsageError
     from fathombatch.gpu import parse_devices
-    from fathombatch.scale import RayOptions
-    from fathombatch.score import ScoreConfig, score_folder
+    from fathombatch.scoring import RayOptions, ScoreConfig, score_folder
 
     ray = None
     if use_ray:
