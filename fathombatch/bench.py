@@ -194,8 +194,10 @@ def bench_video(path: str | Path, *, interval_s: float = 1.0, spec: InputSpec | 
         width, height, fps = stream.width, stream.height, float(stream.average_rate or 0)
         codec = stream.codec_context.name
         footage_s = float(container.duration or 0) / 1_000_000
+    bitrate = path.stat().st_size * 8 / footage_s / 1e6 if footage_s else None
     return {"stage": "video", "video": path.name, "width": width, "height": height, "fps": fps,
-            "codec": codec, "footage_s": footage_s, "interval_s": interval_s,
+            "codec": codec, "footage_s": footage_s, "bitrate_mbit_s": bitrate,
+            "interval_s": interval_s,
             "input": f"{spec.height}x{spec.width}" if spec else None, "threads": os.cpu_count(),
             "frames_per_s": rate, "realtime": footage_s / seconds if seconds else None, "seconds": seconds,
             "runs": rates, **mem}

@@ -66,7 +66,7 @@ def _even_size(dive: SynthConfig) -> tuple[int, int]:
 
 
 def render_frames(plan: ImagePlan, n_frames: int, fps: int, rng: np.random.Generator) -> Iterator[np.ndarray]:
-    """The frames of one video: the plan's organisms drifting over one background.
+    """The frames of one video: the plan's organisms drifting over one background, with fresh sensor noise.
 
     Yields:
         (plan.height, plan.width, 3) uint8 RGB per frame.
@@ -85,6 +85,9 @@ def render_frames(plan: ImagePlan, n_frames: int, fps: int, rng: np.random.Gener
             y = _bounce(start[1], velocity[1] * i / fps, plan.height - h)
             region = img[y : y + h, x : x + w]
             region += alpha[..., None] * (rgb - region)
+        # sensor noise changes from frame to frame: without it the clip is a still background that compresses (and
+        # decodes) far more easily than real footage
+        img += rng.normal(0.0, 3.0, size=(plan.height, plan.width, 1)).astype(np.float32)
         yield np.clip(img, 0, 255).astype(np.uint8)
 
 
@@ -96,11 +99,13 @@ def _bounce(start: float, travelled: float, span: int) -> int:
     return int(2 * span - pos if pos > span else pos)
 
 
-def encode_h264(dest: Path, frames: Iterator[np.ndarray], fps: int, size: tuple[int, int]) -> int:
+def encode_h264(dest: Path, frames: Iterator[np.ndarray], fps: int, size: tuple[int, int],
+                options: dict[str, str] | None = None) -> int:
     """Encode RGB frames as H.264 (libx264, 4:2:0, preset veryfast) in an MP4 with its index at the front, atomically.
 
     Args:
         frames: (height, width, 3) uint8 RGB, with (width, height) = ``size``.
+        options: extra libx264 options, e.g. ``{"g": "30"}`` for a keyframe every 30 frames (default: x264's 250).
 
     Returns:
         number of frames written.
@@ -109,7 +114,7 @@ def encode_h264(dest: Path, frames: Iterator[np.ndarray], fps: int, size: tuple[
     # the container closes (and writes its index) before atomic_path fsyncs and renames the file
     with atomic_path(dest) as tmp, av.open(str(tmp), mode="w", format="mp4",
                                            options={"movflags": "+faststart"}) as container:
-        stream = container.add_stream("libx264", rate=fps, options={"preset": "veryfast"})
+        stream = container.add_stream("libx264", rate=fps, options={"preset": "veryfast", **(options or {})})
         stream.width, stream.height = size
         stream.pix_fmt = "yuv420p"
         stream.time_base = Fraction(1, fps)
