@@ -208,11 +208,12 @@ def video_section(result: Path) -> list[str]:
     m, v = d["machine"], d["video"]
     load = d.get("load_average_before")
     return [*lines,
-            f"`benchmarks/run.py --only video` on {m['cores']} cores, {m['cpu']} (load average {load} before the run: "
-            f"the machine was shared); recorded in `results/video.json`. A {v['footage_s']:.0f} s synthetic dive "
+            f"`benchmarks/run.py --only video` on {m['cores']} cores, {m['cpu']}"
+            + (f" (1-minute load average {load[0]:.1f} before the run: the machine was shared)" if load else "")
+            + f"; recorded in `results/video.json`. A {v['footage_s']:.0f} s synthetic dive "
             f"video, {v['width']}x{v['height']} at {v['fps']:g} fps, {v['codec']}, {v['bitrate_mbit_s']:.1f} Mbit/s, "
             f"x264's default keyframe interval; every pass decodes every frame with PyAV and resizes and normalises "
-            f"each sampled frame to {v['input']}.",
+            f"each sampled frame to {v['input']}. Real ROV footage (often at higher bitrates) was not measured.",
             "",
             "| interval | sampled frames/s (median) | x real time | runs |",
             "| --- | --- | --- | --- |",
