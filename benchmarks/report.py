@@ -191,10 +191,35 @@ def write_results_md(records: dict[str, Any], path: Path, plot: Path) -> None:
     for r in records["sweep"]:
         what = _engine_label(r) if r["stage"] == "engine" else (r.get("variant") or r["decoder"])
         lines.append(f"| {r['stage']} | {what} | {r['batch_size']} | {r['images_per_s']:.1f} |")
+    lines += ["", *video_section(path.parent / "results" / "video.json")]
     lines += ["", *gpu_section(path.parent / "results" / "gpu_check.json")]
     lines += ["", *ray_section(path.parent / "results" / "ray_vs_local.json")]
     lines += ["", "## Notes", "", *notes(records), ""]
     path.write_text("\n".join(lines) + "\n")
+
+
+def video_section(result: Path) -> list[str]:
+    """The dive-video stage (``benchmarks/run.py --only video``), or a line saying it has not run."""
+    lines = ["## Dive video (1080p30 H.264 sampled every second)", ""]
+    if not result.is_file():
+        return [*lines, "Not measured: no run of the video stage is recorded here."]
+    import json
+
+    d = json.loads(result.read_text())
+    m, v = d["machine"], d["video"]
+    load = d.get("load_average_before")
+    return [*lines,
+            f"`benchmarks/run.py --only video` on {m['cores']} cores, {m['cpu']}"
+            + (f" (1-minute load average {load[0]:.1f} before the run: the machine was shared)" if load else "")
+            + f"; recorded in `results/video.json`. A {v['footage_s']:.0f} s synthetic dive "
+            f"video, {v['width']}x{v['height']} at {v['fps']:g} fps, {v['codec']}, {v['bitrate_mbit_s']:.1f} Mbit/s, "
+            f"x264's default keyframe interval; every pass decodes every frame with PyAV and resizes and normalises "
+            f"each sampled frame to {v['input']}. Real ROV footage (often at higher bitrates) was not measured.",
+            "",
+            "| interval | sampled frames/s (median) | x real time | runs |",
+            "| --- | --- | --- | --- |",
+            f"| {v['interval_s']:g} s | {v['frames_per_s']:.2f} | {v['realtime']:.2f} | "
+            f"{', '.join(f'{r:.2f}' for r in v['runs'])} |"]
 
 
 def gpu_section(check: Path) -> list[str]:

@@ -17,7 +17,9 @@ Steps (everything under benchmarks/work/, git-ignored; trained models and export
      by run, and against the int8 engine alone;
    * peak RSS scoring 20,000 vs 2,000 small images (separate processes);
    * PNG decoding with 1 vs 2 threads;
-   * a sweep of decode / engine / end-to-end throughput over batch sizes for the plot.
+   * a sweep of decode / engine / end-to-end throughput over batch sizes for the plot;
+   * dive video: frames/s sampling a 1080p30 H.264 clip every second, resized and normalised for a 224 px model
+     (``--only video`` runs this stage alone and writes ``results/video.json``).
 4. ``benchmarks/results/*.json``, ``benchmarks/results/throughput-*.png`` and ``benchmarks/RESULTS.md``.
 """
 
@@ -206,12 +208,41 @@ def avx2_emulation(images: Path, dn: dict[str, Path], repeats: int) -> dict[str,
     return {"env": AVX2_ENV, "whole": whole, "records": records}
 
 
+def video_stage(repeats: int, seconds: int = 30) -> dict[str, Any]:
+    """Frames/s of sampling a 1080p30 H.264 synthetic dive video (x264's defaults: keyframe every 250 frames) every
+    1 s, each sampled frame resized and normalised to 224x224 as ``score`` will feed it."""
+    from fathombatch.bench import bench_video
+    from fathombatch.preprocess import InputSpec
+
+    dive = synth(f"video-1080p30-{seconds}s", "--images", "1", "--size", "1920x1080", "--videos", "1",
+                 "--video-seconds", str(seconds), "--video-fps", "30", "--seed", "25")
+    (video,) = sorted((dive / "videos").glob("*.mp4"))
+    return bench_video(video, interval_s=1.0, spec=InputSpec(height=224, width=224), repeats=repeats)
+
+
+def load_average() -> list[float] | None:
+    try:
+        return [float(x) for x in Path("/proc/loadavg").read_text().split()[:3]]
+    except (OSError, ValueError):
+        return None
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description="fathombatch throughput suite")
     parser.add_argument("--quick", action="store_true", help="small dives and one repeat: a smoke test of the suite")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--report-only", action="store_true", help="rewrite RESULTS.md from results/full.json")
+    parser.add_argument("--only", choices=["video"], help="run one stage alone and write results/<stage>.json")
     args = parser.parse_args()
+    if args.only == "video":
+        WORK.mkdir(parents=True, exist_ok=True)
+        load_before = load_average()
+        record = video_stage(args.repeats)
+        out = RESULTS / "video.json"
+        out.write_text(json.dumps({"machine": machine(), "load_average_before": load_before,
+                                   "load_average_after": load_average(), "video": record}, indent=2) + "\n")
+        say(f"video: {record['frames_per_s']:.2f} sampled frames/s ({record['realtime']:.2f}x real time); {out}")
+        return
     if args.report_only:
         from report import write_plot, write_results_md
 
@@ -293,6 +324,10 @@ def main() -> None:
             sweep.append(bench_engine(on_jpeg(dn[key]), bs))
         sweep += bench_e2e_variants(on_jpeg(dn["openvino-int8"]), [Variant("default", batch_size=bs)])
     records["sweep"] = sweep
+
+    # 8. Dive video: 1080p30 H.264 sampled every second.
+    records["video"] = video_stage(repeats)
+    say(f"video: {records['video']['frames_per_s']:.2f} sampled frames/s")
 
     name = "quick" if args.quick else "full"
     (RESULTS / f"{name}.json").write_text(json.dumps(records, indent=2, default=str) + "\n")

@@ -1,4 +1,4 @@
-"""Benchmark runners: decode-only, engine-only and end-to-end throughput, returned as flat records.
+"""Benchmark runners: decode-only, engine-only, end-to-end and video sampling throughput, as flat records.
 
 Each runner warms up, then times ``repeats`` passes and reports the median images/s together with the peak resident
 memory seen while it ran (sampled from ``/proc/self/status`` every 5 ms; on systems without /proc it is None).
@@ -23,6 +23,7 @@ import numpy as np
 
 from fathombatch.decode import create_decoder, discover
 from fathombatch.errors import UsageError
+from fathombatch.preprocess import InputSpec
 
 Record = dict[str, Any]
 
@@ -152,6 +153,53 @@ def bench_engine(cfg: BenchConfig, batch_size: int, n_images: int | None = None)
             "precision": m.precision, "inference_precision": engine.inference_precision,
             "input": f"{spec.height}x{spec.width}", "batch_size": batch_size,
             "threads": cfg.threads or os.cpu_count(), "images": n, "images_per_s": rate, "seconds": seconds,
+            "runs": rates, **mem}
+
+
+def bench_video(path: str | Path, *, interval_s: float = 1.0, spec: InputSpec | None = None, repeats: int = 3,
+                batch_size: int = 32) -> Record:
+    """Sample one video every ``interval_s`` seconds (:func:`fathombatch.decode.video.sample_frames`, which decodes
+    every frame) and, with ``spec``, resize and normalise the sampled frames in batches as ``score`` will.
+
+    The record's ``frames_per_s`` counts sampled frames per wall-clock second and ``realtime`` seconds of footage
+    per second.
+    """
+    import av
+
+    from fathombatch.decode.video import VideoFrame, frames_to_batch, sample_frames
+
+    path = Path(path)
+
+    def preprocess(frames: list[VideoFrame]) -> None:
+        if spec is not None and frames:
+            frames_to_batch(frames, spec)
+
+    def once() -> int:
+        sampled, pending = 0, []
+        for frame in sample_frames(path, interval_s):
+            if frame.error is not None:
+                raise UsageError(f"{path}: {frame.error}")
+            sampled += 1
+            pending.append(frame)
+            if len(pending) == batch_size:
+                preprocess(pending)
+                pending = []
+        preprocess(pending)
+        return sampled
+
+    with peak_memory() as mem:
+        rate, seconds, rates = timed(once, repeats)
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        width, height, fps = stream.width, stream.height, float(stream.average_rate or 0)
+        codec = stream.codec_context.name
+        footage_s = float(container.duration or 0) / 1_000_000
+    bitrate = path.stat().st_size * 8 / footage_s / 1e6 if footage_s else None
+    return {"stage": "video", "video": path.name, "width": width, "height": height, "fps": fps,
+            "codec": codec, "footage_s": footage_s, "bitrate_mbit_s": bitrate,
+            "interval_s": interval_s,
+            "input": f"{spec.height}x{spec.width}" if spec else None, "threads": os.cpu_count(),
+            "frames_per_s": rate, "realtime": footage_s / seconds if seconds else None, "seconds": seconds,
             "runs": rates, **mem}
 
 

@@ -210,6 +210,22 @@ def render_object(category_id: int, w: int, h: int, rng: np.random.Generator) ->
     return rgb, mask * np.float32(0.75 + 0.2 * rng.random())
 
 
+def render_background(width: int, height: int, rng: np.random.Generator) -> np.ndarray:
+    """Murky blue-green water with a depth gradient, sensor noise and marine snow.
+
+    Returns:
+        (height, width, 3) float32 in about [0, 255] (not yet clipped).
+    """
+    base = np.array([rng.uniform(5, 30), rng.uniform(50, 110), rng.uniform(60, 125)], dtype=np.float32)
+    depth = np.linspace(1.3, 0.6, height, dtype=np.float32)[:, None, None]
+    img = np.broadcast_to(base * depth, (height, width, 3)).copy()
+    img += rng.normal(0.0, 6.0, size=(height, width, 1)).astype(np.float32)
+    n_snow = int(rng.integers(20, 200) * width * height / (1920 * 1080)) + 5
+    ys, xs = rng.integers(0, height, n_snow), rng.integers(0, width, n_snow)
+    img[ys, xs] += np.float32(rng.uniform(40, 90))
+    return img
+
+
 def render_scene(
     width: int, height: int, objects: list[tuple[int, int, int, int, int]], rng: np.random.Generator
 ) -> np.ndarray:
@@ -221,13 +237,7 @@ def render_scene(
     Returns:
         (height, width, 3) uint8 RGB.
     """
-    base = np.array([rng.uniform(5, 30), rng.uniform(50, 110), rng.uniform(60, 125)], dtype=np.float32)
-    depth = np.linspace(1.3, 0.6, height, dtype=np.float32)[:, None, None]
-    img = np.broadcast_to(base * depth, (height, width, 3)).copy()
-    img += rng.normal(0.0, 6.0, size=(height, width, 1)).astype(np.float32)
-    n_snow = int(rng.integers(20, 200) * width * height / (1920 * 1080)) + 5
-    ys, xs = rng.integers(0, height, n_snow), rng.integers(0, width, n_snow)
-    img[ys, xs] += np.float32(rng.uniform(40, 90))
+    img = render_background(width, height, rng)
     for cat, x, y, w, h in objects:
         rgb, alpha = render_object(cat, w, h, rng)
         region = img[y : y + h, x : x + w]
@@ -259,7 +269,9 @@ def _deep_labels(
 
 
 @dataclass(frozen=True)
-class _Plan:
+class ImagePlan:
+    """What one image (or one synthetic video) shows: its label set and where each object sits."""
+
     image_id: str
     file_name: str
     width: int
@@ -269,7 +281,8 @@ class _Plan:
     boxes: list[tuple[int, int, int, int, int]]  # category, x, y, w, h
 
 
-def _plan_image(cfg: SynthConfig, index: int, image_id: str, deep: bool) -> _Plan:
+def plan_image(cfg: SynthConfig, index: int, image_id: str, deep: bool) -> ImagePlan:
+    """Draw the plan of image ``index`` of the dive (deterministic for ``cfg.seed`` and ``index``)."""
     rng = np.random.default_rng([cfg.seed, index])
     real = _real_labels()
     r = int(rng.integers(len(real.label_sets)))
@@ -289,10 +302,10 @@ def _plan_image(cfg: SynthConfig, index: int, image_id: str, deep: bool) -> _Pla
         w, h = min(w, width), min(h, height)
         x, y = int(rng.integers(0, width - w + 1)), int(rng.integers(0, height - h + 1))
         placed.append((cat, x, y, w, h))
-    return _Plan(image_id, f"{image_id}.{cfg.format}", width, height, deep, cats, placed)
+    return ImagePlan(image_id, f"{image_id}.{cfg.format}", width, height, deep, cats, placed)
 
 
-def _write_image(cfg: SynthConfig, index: int, plan: _Plan, images_dir: Path) -> None:
+def _write_image(cfg: SynthConfig, index: int, plan: ImagePlan, images_dir: Path) -> None:
     rng = np.random.default_rng([cfg.seed, index, 1])
     pixels = render_scene(plan.width, plan.height, plan.boxes, rng)
     buf = io.BytesIO()
@@ -333,7 +346,7 @@ def synthesize(cfg: SynthConfig, progress: Callable[[int], None] | None = None) 
     deep = np.zeros(cfg.images, dtype=bool)
     deep[rng.permutation(cfg.images)[:n_deep]] = True
     ids = [str(uuid.UUID(bytes=rng.bytes(16), version=4)) for _ in range(cfg.images)]
-    plans = [_plan_image(cfg, i, ids[i], bool(deep[i])) for i in range(cfg.images)]
+    plans = [plan_image(cfg, i, ids[i], bool(deep[i])) for i in range(cfg.images)]
 
     images_dir = cfg.out / "images"
     images_dir.mkdir(parents=True, exist_ok=True)
@@ -351,7 +364,7 @@ def synthesize(cfg: SynthConfig, progress: Callable[[int], None] | None = None) 
     return SynthSummary(out=cfg.out, images=cfg.images, deep=n_deep, annotations=sum(len(p.boxes) for p in plans))
 
 
-def _coco(plans: list[_Plan], tax: Taxonomy) -> dict:
+def _coco(plans: list[ImagePlan], tax: Taxonomy) -> dict:
     images: list[dict[str, Any]] = []
     annotations: list[dict[str, Any]] = []
     for i, p in enumerate(plans, start=1):

@@ -37,12 +37,17 @@ def _parse_size(_ctx: click.Context, _param: click.Parameter, value: str | None)
               help="Force one image size, e.g. 1920x1080 (default: the real mix).")
 @click.option("--box-scale", type=float, default=1.0, show_default=True,
               help="Scale the real box sizes (1 = real pixels).")
+@click.option("--videos", "n_videos", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Also write this many H.264 dive videos to OUT/videos/ (size from --size, else 640x360).")
+@click.option("--video-seconds", type=click.FloatRange(0.1, 3600), default=3.0, show_default=True)
+@click.option("--video-fps", type=click.IntRange(1, 240), default=10, show_default=True)
 @quiet_option
 def synth(out: Path, n_images: int, seed: int, fmt: ImageFormat, deep_fraction: float, size: tuple[int, int] | None,
-          box_scale: float, quiet: bool) -> None:
+          box_scale: float, n_videos: int, video_seconds: float, video_fps: int, quiet: bool) -> None:
     """Write a FathomNet-shaped synthetic dive to OUT.
 
-    Writes OUT/images/, OUT/train.csv (Kaggle), OUT/annotations.json (COCO) and OUT/osd.csv.
+    Writes OUT/images/, OUT/train.csv (Kaggle), OUT/annotations.json (COCO) and OUT/osd.csv; with --videos also
+    OUT/videos/*.mp4 and OUT/videos.csv (one row per video: its label set, osd, length).
 
     \b
     Example:
@@ -55,6 +60,12 @@ def synth(out: Path, n_images: int, seed: int, fmt: ImageFormat, deep_fraction: 
     with _progress(quiet).task("Synthesising", n_images) as task:
         summary = synthesize(cfg, progress=task.advance)
     click.echo(f"Wrote {summary.images} images ({summary.deep} out-of-sample, {summary.annotations} boxes) to {out}")
+    if n_videos:
+        from fathombatch.synth_video import VideoSynthConfig, synthesize_videos
+
+        with _progress(quiet).task("Synthesising videos", n_videos) as task:
+            videos = synthesize_videos(cfg, VideoSynthConfig(n_videos, video_seconds, video_fps), task.advance)
+        click.echo(f"Wrote {videos.videos} videos ({videos.frames} frames) to {out / 'videos'}")
 
 
 @click.command(cls=Command, context_settings=CONTEXT)

@@ -76,9 +76,22 @@ def decode_resized(image: ImageFile, size: tuple[int, int]) -> np.ndarray:
     Returns:
         (H, W, 3) uint8 RGB.
     """
+    return resize_rgb(decode_rgb(image, at_least=size), size)
+
+
+def resize_rgb(rgb: Image.Image | np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Resize an RGB image to (height, width) = ``size`` the way every Pillow-decoded input is resized (bilinear,
+    antialiased, aspect ratio not kept; :class:`~fathombatch.preprocess.InputSpec`).
+
+    Args:
+        rgb: a Pillow RGB image, or (H, W, 3) uint8 RGB pixels (e.g. a video frame).
+
+    Returns:
+        (height, width, 3) uint8 RGB.
+    """
     height, width = size
-    rgb = decode_rgb(image, at_least=size)
-    return np.asarray(rgb.resize((width, height), Image.Resampling.BILINEAR))
+    im = Image.fromarray(rgb) if isinstance(rgb, np.ndarray) else rgb
+    return np.asarray(im.resize((width, height), Image.Resampling.BILINEAR))
 
 
 def load_resized(path: str | Path, size: tuple[int, int]) -> np.ndarray:
