@@ -13,7 +13,7 @@ import ray
 
 from fathombatch.scale import KILL_ENV, RayOptions
 from fathombatch.score import ScoreConfig, score_folder
-from fathombatch.table import read_metadata
+from fathombatch.scores.metadata import read_metadata
 from fathombatch.taxonomy import fathomnet2023
 
 NAMES = list(fathomnet2023().names)

@@ -36,9 +36,10 @@ from torch import nn
 
 from fathombatch import __version__
 from fathombatch.backends.manifest import file_sha256
-from fathombatch.datasets import read_labels
 from fathombatch.errors import TrainingError, UsageError
 from fathombatch.fsutil import atomic_path, write_json_atomic
+from fathombatch.labels import read_labels
+from fathombatch.labels.splits import stratified_split
 from fathombatch.metrics import map_at_k_from_scores, prior_floor
 from fathombatch.models.augment import augment_batch
 from fathombatch.models.checks import labelled_image_files, record_outcome, warn_empty_label_sets
@@ -59,7 +60,6 @@ from fathombatch.preprocess import InputSpec, normalize
 from fathombatch.probability import sigmoid
 from fathombatch.progress import Progress
 from fathombatch.safeload import load_torch_file
-from fathombatch.splits import stratified_split
 
 CHECKPOINT_FORMAT = "fathombatch-checkpoint"
 __all__ = ["CHECKPOINT_FORMAT", "EpochMetrics", "TrainConfig", "TrainResult", "config_from", "resume", "train"]
