@@ -41,9 +41,8 @@ def test_collecting_reports_every_bad_line_and_strict_raises_on_the_first(tmp_pa
 def test_validate_says_what_the_reader_says(tmp_path: Path, text: str) -> None:
     """Before: the validator's own wording ("already on line 2", "is not in taxonomy", "header [] must contain ...")
     differed from the reader's for the same line; now both come from one parser."""
-    from fathombatch.labels import read_labels
-
     from fathombatch.curate.validate import ValidateConfig, validate
+    from fathombatch.labels import read_labels
 
     bad = tmp_path / "bad.csv"
     bad.write_text(text)
@@ -56,9 +55,8 @@ def test_validate_says_what_the_reader_says(tmp_path: Path, text: str) -> None:
 
 
 def test_splits_and_readers_live_in_labels() -> None:
-    from fathombatch.labels import splits
-
     from fathombatch import labels
+    from fathombatch.labels import splits
 
     for name in ("Labels", "read_labels", "read_kaggle_csv", "read_coco", "load_coco_json", "write_kaggle_csv",
                  "category_id", "category_tokens", "safe_relative_path", "multi_hot"):
