@@ -36,7 +36,7 @@ from PIL import Image
 from fathombatch.curate.dedupe import find_clusters
 from fathombatch.curate.dupelabels import label_sets
 from fathombatch.curate.hashing import hash_files
-from fathombatch.datasets import write_kaggle_csv
+from fathombatch.labels import write_kaggle_csv
 from fathombatch.synth import SynthConfig, render_scene, synthesize
 from fathombatch.taxonomy import fathomnet2023
 

@@ -16,15 +16,16 @@ import csv
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, cast
+from typing import Literal, cast
 
 import numpy as np
 import polars as pl
 
-from fathombatch.datasets import MAX_LABEL_FILE_BYTES, Labels, category_id, category_tokens
 from fathombatch.errors import LabelFileError, UsageError
-from fathombatch.submission import ERROR_OSD
-from fathombatch.table import read_metadata, taxonomy_from_metadata
+from fathombatch.labels import MAX_LABEL_FILE_BYTES, Labels, category_id, category_tokens
+from fathombatch.scores.metadata import ScoresMetadata
+from fathombatch.scores.submission import ERROR_OSD
+from fathombatch.scores.table import ScoresTable
 from fathombatch.taxonomy import Taxonomy, fathomnet2023
 
 SUBMISSION_SUFFIX = ".csv"
@@ -39,13 +40,13 @@ class Predictions:
             ``top_categories`` (list[i32], best first) and, when ``has_probabilities``, one f32 column per class.
         taxonomy: the class list the category ids and probability columns belong to.
         kind: ``table`` or ``submission``.
-        meta: the scores table's ``fathombatch`` metadata (empty for a submission).
+        metadata: the scores table's typed ``fathombatch`` metadata (all None for a submission).
     """
 
     rows: pl.LazyFrame
     taxonomy: Taxonomy
     kind: Literal["table", "submission"]
-    meta: dict[str, Any] = field(default_factory=dict)
+    metadata: ScoresMetadata = field(default_factory=ScoresMetadata)
 
     @property
     def has_probabilities(self) -> bool:
@@ -56,7 +57,8 @@ def open_predictions(path: Path) -> Predictions:
     """Open a scores table or a submission CSV (chosen by the ``.csv`` suffix).
 
     Raises:
-        UsageError: the file does not exist, or is not a scores table.
+        UsageError: the file does not exist, or is not a scores table (:meth:`ScoresTable.open` decides, as it does
+            for curation and exports).
         LabelFileError: a submission CSV is malformed (the message names the line).
     """
     if not path.is_file():
@@ -64,14 +66,8 @@ def open_predictions(path: Path) -> Predictions:
     if path.suffix.lower() == SUBMISSION_SUFFIX:
         taxonomy = fathomnet2023()
         return Predictions(rows=read_submission(path, taxonomy).lazy(), taxonomy=taxonomy, kind="submission")
-    meta = read_metadata(path)
-    taxonomy = taxonomy_from_metadata(meta) or fathomnet2023()
-    lazy = pl.scan_parquet(path)
-    names = lazy.collect_schema().names()
-    absent = [c for c in ("image_id", "status", "osd", "top_categories", *taxonomy.names) if c not in names]
-    if absent:
-        raise UsageError(f"{path} is not a fathombatch scores table for this taxonomy (missing columns {absent[:5]})")
-    return Predictions(rows=lazy, taxonomy=taxonomy, kind="table", meta=meta)
+    table = ScoresTable.open(path)
+    return Predictions(rows=table.lazy, taxonomy=table.taxonomy, kind="table", metadata=table.metadata)
 
 
 def read_submission(path: Path, taxonomy: Taxonomy, *, require_osd: bool = True) -> pl.DataFrame:
@@ -226,8 +222,9 @@ def error_like_rows(rows: pl.DataFrame) -> pl.Series:
 
     Those rows carry the engine's frequency prior, which a submission does not record, so their ranking cannot be
     recognised when there is only one of them (the common case: one bad file in a dump); their osd of exactly
-    :data:`~fathombatch.submission.ERROR_OSD` can. A decoded image's osd reaches 1.0 (at the CSV's 6 decimals) only
-    when it is extremely far out of sample, so the warning this feeds says "look like", and it never changes a figure.
+    :data:`~fathombatch.scores.submission.ERROR_OSD` can. A decoded image's osd reaches 1.0 (at the CSV's 6 decimals)
+    only when it is extremely far out of sample, so the warning this feeds says "look like", and it never changes a
+    figure.
 
     Args:
         rows: ``osd`` (f32 | null), one row per image id.
@@ -241,7 +238,7 @@ def error_like_rows(rows: pl.DataFrame) -> pl.Series:
 def categories_in_file_order(labels: Labels) -> pl.Series:
     """list[i64] per truth row (truth order): the categories as the label file lists them.
 
-    :func:`~fathombatch.datasets.read_labels` sorts each set; whether truth is a ranking shows only in the order of a
+    :func:`~fathombatch.labels.read_labels` sorts each set; whether truth is a ranking shows only in the order of a
     Kaggle CSV's lists. A COCO file's annotations, or a CSV the ordered reader cannot take, give the sorted sets.
     """
     if labels.source.suffix.lower() == SUBMISSION_SUFFIX:

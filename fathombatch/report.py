@@ -19,11 +19,11 @@ import numpy as np
 import polars as pl
 
 from fathombatch import __version__
-from fathombatch.datasets import Labels, read_labels
 from fathombatch.errors import LabelFileError, UsageError
 from fathombatch.evalchecks import match_ids, refuse_predictions_as_truth, refuse_same_file, unlabelled_truth_warning
 from fathombatch.evalinput import Aligned, Predictions, align, categories_in_file_order, open_predictions
 from fathombatch.fsutil import atomic_path, write_json_atomic, write_text_atomic
+from fathombatch.labels import Labels, read_labels
 from fathombatch.metrics import (
     K,
     average_precision_at_k,
@@ -35,6 +35,7 @@ from fathombatch.metrics import (
     sauc,
 )
 from fathombatch.reportpages import render_html, render_markdown
+from fathombatch.scores.metadata import EngineSummary, ScoresMetadata
 from fathombatch.taxonomy import Taxonomy
 from fathombatch.trainset import resolve_run, training_overlap
 
@@ -148,8 +149,8 @@ def evaluate(cfg: EvalConfig) -> EvalResult:
     ranked = got.ranked if got.ranked is not None else ranking_from_scores(got.probs, cfg.k)
     ranked[~got.present] = -1  # no prediction at all: AP 0
     map_k = float(average_precision_at_k(y, ranked, cfg.k).mean())
-    manifest = preds.meta.get("engine_manifest") or {}
-    counts = manifest.get("class_counts")
+    engine = preds.metadata.engine
+    counts = engine.class_counts
     if counts is not None and len(counts) == len(taxonomy):
         train_counts, floor_source = np.asarray(counts), "engine training-set frequencies"
     else:
@@ -158,14 +159,14 @@ def evaluate(cfg: EvalConfig) -> EvalResult:
     below = floor_warning(map_k, floor, cfg.k)
     warnings += [below] if below else []
     scored_keys = [key for key, present in zip(match.keys, got.present, strict=True) if present]
-    overlap = _training_overlap(scored_keys, cfg, manifest, warnings)
+    overlap = _training_overlap(scored_keys, cfg, engine, warnings)
     ids = truth.image_ids
     sauc_value, comp, n_osd = _osd_metrics(cfg, ids, match.keys, got, map_k, warnings)
     result = EvalResult(
         map_at_k=map_k, prior_floor=floor, floor_source=floor_source, k=cfg.k, n_truth=len(ids),
         n_scored=int(got.present.sum()), missing=[ids[i] for i in np.flatnonzero(~got.present)], n_extra=got.n_extra,
         sauc=sauc_value, competition_score=comp, n_osd=n_osd, per_class=_per_class(taxonomy, y, got.probs),
-        report=cfg.report, warnings=warnings, run=_training_run(cfg, preds.meta, warnings),
+        report=cfg.report, warnings=warnings, run=_training_run(cfg, preds.metadata, warnings),
         n_truth_in_training=overlap, evaluated=preds.kind, provenance=_provenance(preds),
     )
     if cfg.report is not None:
@@ -173,19 +174,18 @@ def evaluate(cfg: EvalConfig) -> EvalResult:
     return result
 
 
-def _training_overlap(keys: list[str], cfg: EvalConfig, manifest: dict[str, Any], warnings: list[str]) -> int | None:
+def _training_overlap(keys: list[str], cfg: EvalConfig, engine: EngineSummary, warnings: list[str]) -> int | None:
     """Scored truth images (``keys``) the engine was trained on (None: unknown), with a warning either way but zero;
     a truth image without a prediction is in no figure, so it is not counted."""
-    if not manifest:
+    if not engine.recorded:
         return None  # a submission, or a table without an engine manifest: nothing to check against
-    provenance = manifest.get("provenance") or {}
-    overlap = training_overlap(keys, cfg.truth, provenance if isinstance(provenance, dict) else {})
+    overlap = training_overlap(keys, cfg.truth, engine.provenance)
     if overlap is None:
         warnings.append("cannot tell whether the truth holds images the engine was trained on: its manifest does not "
                         "record its training images (export the run again to record them)")
     elif overlap:
         warnings.append(f"{overlap} of the {len(keys)} scored truth images were used to train the engine "
-                        f"{manifest.get('name', '')!r}: MAP@{cfg.k} over them is not a held-out figure")
+                        f"{engine.name or ''!r}: MAP@{cfg.k} over them is not a held-out figure")
     return overlap
 
 
@@ -221,16 +221,16 @@ def _per_class(taxonomy: Taxonomy, y: np.ndarray, probs: np.ndarray) -> pl.DataF
     )
 
 
-def _training_run(cfg: EvalConfig, meta: dict[str, Any], warnings: list[str]) -> Path | None:
+def _training_run(cfg: EvalConfig, meta: ScoresMetadata, warnings: list[str]) -> Path | None:
     """The run folder for the training curves: ``cfg.run``, else the one the engine manifest names."""
     run = cfg.run
-    recorded = ((meta.get("engine_manifest") or {}).get("provenance") or {}).get("run")
+    recorded = meta.engine.training_run
     note = ""
-    if run is None and isinstance(recorded, str) and recorded:
+    if run is None and recorded is not None:
         # A relative run path is relative to the manifest's folder (the engine's, as the table recorded it), never
         # to wherever evaluate happens to run.
-        engine = (meta.get("run") or {}).get("engine")
-        run = resolve_run(recorded, Path(engine).parent if isinstance(engine, str) else Path())
+        engine = meta.run.engine
+        run = resolve_run(recorded, Path(engine).parent if engine is not None else Path())
         if not Path(recorded).is_absolute():
             note = f" (the engine manifest names the run folder {recorded!r}, relative to the manifest's folder)"
     if run is not None and not (run / "metrics.parquet").is_file():
@@ -241,18 +241,17 @@ def _training_run(cfg: EvalConfig, meta: dict[str, Any], warnings: list[str]) ->
 
 def _provenance(preds: Predictions) -> dict[str, Any]:
     """What was evaluated, by what and when: engine name and fingerprint, fathombatch versions, dates (UTC)."""
-    manifest = preds.meta.get("engine_manifest") or {}
-    run = preds.meta.get("run") or {}
+    meta = preds.metadata
     return {
         "evaluated": preds.kind,
-        "engine": manifest.get("name"),
-        "engine_arch": manifest.get("arch"),
-        "engine_runtime": manifest.get("runtime"),
-        "engine_precision": manifest.get("precision"),
-        "engine_file": run.get("engine"),
-        "engine_fingerprint": run.get("engine_fingerprint"),
-        "scored_with": preds.meta.get("version"),
-        "scored_at": preds.meta.get("created"),
+        "engine": meta.engine.name,
+        "engine_arch": meta.engine.arch,
+        "engine_runtime": meta.engine.runtime,
+        "engine_precision": meta.engine.precision,
+        "engine_file": meta.run.engine,
+        "engine_fingerprint": meta.run.engine_fingerprint,
+        "scored_with": meta.version,
+        "scored_at": meta.created,
         "evaluated_with": __version__,
         "evaluated_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }

@@ -35,9 +35,9 @@ from typing import Any, Literal
 import numpy as np
 from PIL import Image, ImageDraw
 
-from fathombatch.datasets import write_kaggle_csv
 from fathombatch.errors import UsageError
 from fathombatch.fsutil import atomic_path, write_json_atomic, write_text_atomic
+from fathombatch.labels import write_kaggle_csv
 from fathombatch.taxonomy import Taxonomy, fathomnet2023
 
 #: The real size mix: (width, height, probability). 1920x1080 ROV frames and the smaller stills.
@@ -95,7 +95,7 @@ class _RealLabels:
 def _real_labels() -> _RealLabels:
     import polars as pl
 
-    from fathombatch.datasets import read_kaggle_csv
+    from fathombatch.labels import read_kaggle_csv
 
     data = resources.files("fathombatch") / "data" / "fathomnet2023"
     with resources.as_file(data / "train.csv") as train_path:

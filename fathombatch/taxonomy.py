@@ -18,18 +18,10 @@ from pathlib import Path
 from typing import Any
 
 from fathombatch.errors import TaxonomyError
+from fathombatch.scores.schema import FIXED_COLUMN_NAMES
 
-#: Columns every scores table starts with; class names may not reuse them.
-RESERVED_COLUMNS: tuple[str, ...] = (
-    "image_id",
-    "path",
-    "status",
-    "error",
-    "width",
-    "height",
-    "top_categories",
-    "osd",
-)
+#: Columns every scores table starts with; class names may not reuse them (defined once, with the table's schema).
+RESERVED_COLUMNS = FIXED_COLUMN_NAMES
 
 
 @dataclass(frozen=True)

@@ -24,8 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from fathombatch.backends.manifest import file_sha256
-from fathombatch.datasets import read_labels
 from fathombatch.errors import FathombatchError
+from fathombatch.labels import read_labels
 
 log = logging.getLogger(__name__)
 

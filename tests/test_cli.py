@@ -192,7 +192,7 @@ def test_logged_warnings_read_like_the_commands_own() -> None:
 
 
 def test_packaged_label_names_work_from_any_folder(dive: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from fathombatch.datasets import read_labels
+    from fathombatch.labels import read_labels
     from fathombatch.packaged import resolve_data_path
 
     shipped = read_labels(resolve_data_path("fathomnet2023:train.csv"))

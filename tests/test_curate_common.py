@@ -1,7 +1,8 @@
 """Shared helpers for the curation tests: fake scores tables over a synthetic dive, and a CLI runner.
 
-Scores tables are built directly with :func:`fathombatch.table.build_frame` (random but seeded probabilities), so
-the curation tests do not need to train an engine; the schema and metadata are those `fathombatch score` writes.
+Scores tables are built directly with :func:`fathombatch.scores.schema.build_frame` (random but seeded
+probabilities), so the curation tests do not need to train an engine; the schema and metadata are those
+`fathombatch score` writes.
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ import pyarrow.parquet as pq
 from click.testing import CliRunner
 
 from fathombatch.decode.discover import discover
-from fathombatch.table import build_frame, encode_metadata
+from fathombatch.scores.metadata import encode_metadata
+from fathombatch.scores.schema import build_frame
 from fathombatch.taxonomy import fathomnet2023
 
 

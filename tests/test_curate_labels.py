@@ -18,8 +18,8 @@ from fathombatch.curate.split import SplitConfig, complete_coverage, split_label
 from fathombatch.curate.stats import StatsConfig, run_stats
 from fathombatch.curate.subset import SubsetConfig, make_subset
 from fathombatch.curate.validate import ValidateConfig, validate
-from fathombatch.datasets import read_labels
 from fathombatch.errors import LabelFileError, UsageError
+from fathombatch.labels import read_labels
 from fathombatch.synth import SynthConfig, synthesize
 from fathombatch.taxonomy import fathomnet2023
 

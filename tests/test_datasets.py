@@ -6,8 +6,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fathombatch.datasets import read_coco, read_kaggle_csv, read_labels
 from fathombatch.errors import LabelFileError, UsageError
+from fathombatch.labels import read_coco, read_kaggle_csv, read_labels
 
 from .conftest import data_file
 

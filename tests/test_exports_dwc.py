@@ -18,8 +18,8 @@ from fathombatch.cli import cli
 from fathombatch.errors import UsageError
 from fathombatch.exports import ExportTableConfig, export_table
 from fathombatch.exports.writers import read_provenance
+from fathombatch.scores.metadata import read_metadata
 from fathombatch.scoring import ScoreConfig, score_folder
-from fathombatch.table import read_metadata
 from tests.test_exports import TAX, direct_presence
 
 # Darwin Core terms (https://dwc.tdwg.org/terms/, the Occurrence, Event, Location, Identification and Taxon classes

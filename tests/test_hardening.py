@@ -16,9 +16,9 @@ import torch
 from PIL import Image
 
 from fathombatch.backends.manifest import manifest_path, read_manifest
-from fathombatch.datasets import read_labels
 from fathombatch.engine_export import ExportConfig, export_run
 from fathombatch.errors import EngineError, LabelFileError, ManifestError
+from fathombatch.labels import read_labels
 from fathombatch.scoring import ScoreConfig, score_folder
 from fathombatch.taxonomy import fathomnet2023
 
@@ -180,9 +180,9 @@ def test_deeply_nested_and_huge_json_fail_cleanly(tmp_path: Path, engines: dict,
     manifest_path(dest).write_text("[" * 100_000 + "]" * 100_000)
     with pytest.raises(ManifestError, match="not valid json"):
         read_manifest(dest)
-    import fathombatch.datasets as datasets
+    import fathombatch.labels.files as label_files
 
-    monkeypatch.setattr(datasets, "MAX_LABEL_FILE_BYTES", 1000)
+    monkeypatch.setattr(label_files, "MAX_LABEL_FILE_BYTES", 1000)
     big = tmp_path / "big.json"
     big.write_text(json.dumps({"images": [{"id": i, "file_name": f"{i}.jpg"} for i in range(200)], "annotations": []}))
     with pytest.raises(LabelFileError, match="larger than the 1000 byte limit"):

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from fathombatch import metrics as M
-from fathombatch.datasets import read_labels
+from fathombatch.labels import read_labels
 
 from .conftest import data_file
 

@@ -16,12 +16,12 @@ from click.testing import CliRunner
 from fathombatch.backends import manifest_path, open_engine, read_manifest
 from fathombatch.backends.openvino import cpu_has_bf16
 from fathombatch.cli import cli
-from fathombatch.datasets import read_labels
 from fathombatch.engine_export import ExportConfig, export_run
 from fathombatch.errors import EngineError, ManifestError, MissingDependencyError, OutputError, UsageError
+from fathombatch.labels import read_labels
 from fathombatch.metrics import map_at_k_from_lists
+from fathombatch.scores.metadata import read_metadata
 from fathombatch.scoring import ScoreConfig, score_folder
-from fathombatch.table import read_metadata
 
 
 @pytest.fixture()

@@ -8,12 +8,12 @@ import numpy as np
 import polars as pl
 import pytest
 
-from fathombatch.datasets import read_labels
 from fathombatch.errors import LabelFileError, UsageError
+from fathombatch.labels import read_labels
 from fathombatch.metrics import prior_floor
 from fathombatch.report import EvalConfig, evaluate
+from fathombatch.scores.metadata import read_metadata
 from fathombatch.scoring import ScoreConfig, score_folder
-from fathombatch.table import read_metadata
 from fathombatch.taxonomy import fathomnet2023
 
 
@@ -444,8 +444,8 @@ def test_repeated_ids_keep_the_first_row_in_table_and_submission_alike(
 def test_a_submissions_error_rows_are_counted_in_a_warning(scored: Path, dive: Path, engines: dict,
                                                            tmp_path: Path) -> None:
     from fathombatch.backends import read_manifest
-    from fathombatch.submission import error_prior, prior_for
-    from fathombatch.submission import write_submission as write_scored_submission
+    from fathombatch.scores.submission import error_prior, prior_for
+    from fathombatch.scores.submission import write_submission as write_scored_submission
 
     table = pl.read_parquet(scored)
     broken = table["image_id"][[1, 5]].to_list()

@@ -16,8 +16,9 @@ from fathombatch import __version__
 from fathombatch.backends import read_manifest
 from fathombatch.errors import OutputError, UsageError
 from fathombatch.fsutil import FileLock
+from fathombatch.scores.metadata import read_metadata
+from fathombatch.scores.schema import FIXED_COLUMNS
 from fathombatch.scoring import ScoreConfig, ScoreSummary, score_folder
-from fathombatch.table import FIXED_COLUMNS, read_metadata
 from fathombatch.taxonomy import Category, Taxonomy, fathomnet2023
 from tests.conftest import data_file
 
@@ -127,7 +128,7 @@ def test_submission_csv_has_a_row_for_every_file_errors_with_the_engines_prior(
 
 
 def test_error_prior_without_engine_counts_is_fathomnet2023s_then_taxonomy_order(engines: dict) -> None:
-    from fathombatch.submission import error_prior
+    from fathombatch.scores.submission import error_prior
 
     manifest = read_manifest(engines["onnx"])
     without_counts = dataclasses.replace(manifest, class_counts=None)

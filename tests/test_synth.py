@@ -9,8 +9,8 @@ import polars as pl
 import pytest
 from PIL import Image
 
-from fathombatch.datasets import read_labels
 from fathombatch.errors import UsageError
+from fathombatch.labels import read_labels
 from fathombatch.synth import REAL_SIZES, SynthConfig, appearance, synthesize
 
 from .conftest import data_file

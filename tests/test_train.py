@@ -13,8 +13,8 @@ from click.testing import CliRunner
 
 from fathombatch import metrics as fb_metrics
 from fathombatch.cli import cli
-from fathombatch.datasets import read_labels
 from fathombatch.errors import TrainingError, UsageError
+from fathombatch.labels import read_labels
 from fathombatch.models import create_model, list_models
 from fathombatch.models.checks import floor_warning, labelled_image_files
 from fathombatch.models.train import TrainConfig, train

@@ -248,7 +248,7 @@ def scored_folders(tables: Iterable[tuple[str, Path]]) -> list[tuple[str, Path]]
     image: an output written there would be scored as part of the dive next time (or, with ``--copy-to``, replace
     the images themselves). Paths that are not readable scores tables (a submission CSV, a folder) add nothing.
     """
-    from fathombatch.curate.scoretable import recorded_root
+    from fathombatch.scores.table import recorded_root
 
     found = []
     for name, path in tables:

@@ -14,10 +14,10 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from fathombatch.curate.labelfiles import coco_from_labels, label_format, write_coco
-from fathombatch.datasets import Labels, read_labels, write_kaggle_csv
 from fathombatch.decode.base import header_size
 from fathombatch.decode.discover import discover
 from fathombatch.errors import UsageError
+from fathombatch.labels import Labels, read_labels, write_kaggle_csv
 
 
 @dataclass(frozen=True)

@@ -41,11 +41,12 @@ from fathombatch.csvsafe import safe_frame
 from fathombatch.curate.dupelabels import LabelSet, describe, label_sets, twin_note, with_twin_labels
 from fathombatch.curate.hashindex import near_pairs, popcount64
 from fathombatch.curate.hashing import FileHash, hash_files
-from fathombatch.curate.scoretable import images_root, open_scores, resolve_image
+from fathombatch.curate.scoretable import images_root, resolve_image
 from fathombatch.decode.discover import discover
 from fathombatch.errors import UsageError
 from fathombatch.fsutil import atomic_path, display_path, write_path_list
 from fathombatch.progress import Progress
+from fathombatch.scores.table import ScoresTable
 
 CLUSTER_SCHEMA = {"cluster": pl.Int64, "kind": pl.String, "path": pl.String, "keep": pl.Boolean,
                   "distance": pl.Int64, "reason": pl.String, "to_review": pl.Boolean}
@@ -104,7 +105,7 @@ def _listing(cfg: DedupeConfig) -> tuple[Path, list[str]]:
     if cfg.source.is_dir():  # paths spelled as scores tables spell them, so names that are not UTF-8 can be stored
         return cfg.source, [display_path(p) for p in discover(cfg.source)]
     if cfg.source.suffix.lower() == ".parquet":
-        table = open_scores(cfg.source)
+        table = ScoresTable.open(cfg.source)
         root = images_root(table, cfg.images_root)
         return root, table.lazy.select("path").collect()["path"].to_list()
     raise UsageError(f"{cfg.source} is neither a folder of images nor a scores table (.parquet)")

@@ -42,11 +42,11 @@ from urllib.parse import urlsplit
 from fathombatch import __version__
 from fathombatch.csvsafe import safe_cell
 from fathombatch.curate.scoretable import check_inside
-from fathombatch.datasets import load_coco_json, safe_relative_path
 from fathombatch.decode.base import MAX_FILE_BYTES, read_image_file
 from fathombatch.decode.pil import decode_rgb
 from fathombatch.errors import DecodeError, LabelFileError, UsageError, check_threads, param
 from fathombatch.fsutil import atomic_path, write_text_atomic
+from fathombatch.labels import load_coco_json, safe_relative_path
 from fathombatch.pathguard import inside
 from fathombatch.progress import Progress
 

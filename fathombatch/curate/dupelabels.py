@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path, PurePosixPath
 
 from fathombatch.curate.hashing import FileHash
-from fathombatch.datasets import read_labels
+from fathombatch.labels import read_labels
 
 #: One image's labels: sorted category names, or None when the image is not in the label file.
 LabelSet = tuple[str, ...] | None

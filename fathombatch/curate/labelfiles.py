@@ -1,8 +1,8 @@
 """Reading and writing the two label formats for curation commands.
 
-:func:`fathombatch.datasets.read_labels` gives the image-level view (a :class:`~fathombatch.datasets.Labels`
+:func:`fathombatch.labels.read_labels` gives the image-level view (a :class:`~fathombatch.labels.Labels`
 frame); commands that must write COCO back out (split, subset) also need the raw records, which
-:func:`fathombatch.datasets.load_coco_json` returns. Every writer is atomic.
+:func:`fathombatch.labels.load_coco_json` returns. Every writer is atomic.
 """
 
 from __future__ import annotations
@@ -12,10 +12,10 @@ from collections.abc import Collection, Sequence
 from pathlib import Path, PurePosixPath
 from typing import Any, Literal
 
-from fathombatch.datasets import safe_relative_path
 from fathombatch.decode.discover import IMAGE_SUFFIXES
 from fathombatch.errors import UsageError
 from fathombatch.fsutil import atomic_path
+from fathombatch.labels import safe_relative_path
 from fathombatch.taxonomy import Taxonomy
 
 LabelFormat = Literal["coco", "kaggle"]

@@ -29,11 +29,12 @@ import polars as pl
 
 from fathombatch.csvsafe import safe_frame
 from fathombatch.curate.contact_sheet import Card, render_html, write_thumbnails
-from fathombatch.curate.scoretable import ScoresTable, images_root, open_scores, resolve_image
+from fathombatch.curate.scoretable import images_root, resolve_image
 from fathombatch.errors import UsageError
 from fathombatch.exports.thresholds import PresenceThresholds, presence_thresholds
 from fathombatch.fsutil import atomic_path, write_text_atomic
 from fathombatch.progress import Progress
+from fathombatch.scores.table import ScoresTable
 from fathombatch.taxonomy import Taxonomy
 
 Strategy = Literal["uncertain", "out-of-sample", "rare", "disagree"]
@@ -123,7 +124,7 @@ def choose(table: ScoresTable, strategy: str, n: int, other: ScoresTable | None 
     if strategy != "disagree" and other is not None:
         raise UsageError("--other is only used by --strategy disagree")
     if thresholds is None:
-        thresholds = presence_thresholds(table.meta, len(table.taxonomy))
+        thresholds = presence_thresholds(table.metadata.engine.thresholds, len(table.taxonomy))
     lazy = _priority(table, strategy, other, thresholds.values)
     chosen = (
         lazy.sort(["priority", "tiebreak", "path"], descending=[True, True, False], nulls_last=True)
@@ -188,10 +189,10 @@ def build_review(cfg: ReviewConfig, progress: Progress | None = None) -> ReviewR
         raise UsageError(f"--top must be between 1 and 20, got {cfg.top}")
     if cfg.threshold is not None and cfg.strategy != "uncertain":
         raise UsageError(f"threshold applies only to the 'uncertain' strategy, not to {cfg.strategy!r}")
-    table = open_scores(cfg.scores)
-    other = open_scores(cfg.other) if cfg.other is not None else None
+    table = ScoresTable.open(cfg.scores)
+    other = ScoresTable.open(cfg.other) if cfg.other is not None else None
     root = images_root(table, cfg.images_root)
-    thresholds = presence_thresholds(table.meta, len(table.taxonomy), cfg.threshold)
+    thresholds = presence_thresholds(table.metadata.engine.thresholds, len(table.taxonomy), cfg.threshold)
     chosen = choose(table, cfg.strategy, cfg.n, other, thresholds)
     paths = chosen["path"].to_list()
     wanted = ["path", "image_id", "osd", "top_categories", *table.taxonomy.names]

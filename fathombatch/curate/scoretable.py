@@ -1,85 +1,19 @@
-"""Opening a scores table for curation, and finding its images safely.
+"""Curation's helpers over a scores table: finding its images safely, and naming its classes.
 
-Tables are scanned lazily (``pl.scan_parquet``): a command reads only the columns and rows it needs, so a
-million-row, 290-column table never has to fit in memory at once.
+The table itself is opened by :meth:`fathombatch.scores.table.ScoresTable.open` (shared with exports and evaluation).
 """
 
 from __future__ import annotations
 
 import difflib
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Any
 
-import polars as pl
-
-from fathombatch.datasets import safe_relative_path
 from fathombatch.errors import LabelFileError, UsageError, param
 from fathombatch.fsutil import fs_path
-from fathombatch.table import FIXED_COLUMNS, read_metadata, taxonomy_from_metadata
-from fathombatch.taxonomy import Taxonomy, fathomnet2023
-
-
-@dataclass(frozen=True)
-class ScoresTable:
-    """A scores table opened lazily.
-
-    Attributes:
-        path: the Parquet file.
-        lazy: a lazy scan of it (nothing is read until collected).
-        taxonomy: from the table's metadata, else FathomNet 2023.
-        meta: the ``fathombatch`` metadata (empty when absent).
-    """
-
-    path: Path
-    lazy: pl.LazyFrame
-    taxonomy: Taxonomy
-    meta: dict[str, Any]
-
-    @property
-    def metadata_root(self) -> Path | None:
-        """The absolute folder the table was scored from (``run.root``), if recorded."""
-        return _run_root(self.meta)
-
-
-def _run_root(meta: dict[str, Any]) -> Path | None:
-    root = (meta.get("run") or {}).get("root")
-    return Path(root) if isinstance(root, str) and root else None
-
-
-def recorded_root(path: Path) -> Path | None:
-    """The folder the scores table ``path`` was scored from (its metadata's ``run.root``); None when ``path`` is not
-    a readable Parquet file or records none. Reads the file footer only; never raises for a bad table (opening it
-    reports that)."""
-    if not Path(path).is_file():
-        return None
-    try:
-        return _run_root(read_metadata(path))
-    except UsageError:
-        return None
-
-
-def open_scores(path: Path) -> ScoresTable:
-    """Open a scores table; checks it has the fixed columns and one column per class of its taxonomy.
-
-    Raises:
-        UsageError: the file is missing, is not Parquet, or is not a scores table.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise UsageError(f"scores table {path} does not exist")
-    meta = read_metadata(path)
-    taxonomy = taxonomy_from_metadata(meta) or fathomnet2023()
-    lazy = pl.scan_parquet(path)
-    names = set(lazy.collect_schema().names())
-    absent = [c for c in (*FIXED_COLUMNS, *taxonomy.names) if c not in names]
-    if absent:
-        raise UsageError(
-            f"{path} is not a fathombatch scores table (missing columns {absent[:5]}); "
-            "make one with `fathombatch score`"
-        )
-    return ScoresTable(path=path, lazy=lazy, taxonomy=taxonomy, meta=meta)
+from fathombatch.labels import safe_relative_path
+from fathombatch.scores.table import ScoresTable
+from fathombatch.taxonomy import Taxonomy
 
 
 def images_root(table: ScoresTable, given: Path | None) -> Path:

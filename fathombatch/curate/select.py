@@ -24,18 +24,12 @@ from typing import Literal
 
 import polars as pl
 
-from fathombatch.curate.scoretable import (
-    ScoresTable,
-    class_columns,
-    images_root,
-    open_scores,
-    resolve_image,
-    supercategory_columns,
-)
+from fathombatch.curate.scoretable import class_columns, images_root, resolve_image, supercategory_columns
 from fathombatch.errors import UsageError
 from fathombatch.fsutil import atomic_path, fs_path
 from fathombatch.pathguard import same_entry
 from fathombatch.progress import Progress
+from fathombatch.scores.table import ScoresTable
 
 OUTPUT_COLUMNS = ("image_id", "path", "status", "error", "osd", "category", "probability")
 RowStatus = Literal["ok", "error"]
@@ -226,7 +220,7 @@ def run_select(cfg: SelectConfig, progress: Progress | None = None) -> SelectRes
     """
     if cfg.out.suffix.lower() not in (".parquet", ".csv", ".txt"):
         raise UsageError(f"--out {cfg.out}: expected a .parquet, .csv or .txt file name")
-    table = open_scores(cfg.scores)
+    table = ScoresTable.open(cfg.scores)
     lazy = selection(table, cfg)
     planned = None
     if cfg.copy_to is not None:

@@ -1,6 +1,6 @@
 """Train/held-out splits and K folds by iterative multi-label stratification, with a coverage report.
 
-The single split reuses :func:`fathombatch.splits.stratified_split` (which also repairs categories of 2+ images
+The single split reuses :func:`fathombatch.labels.splits.stratified_split` (which also repairs categories of 2+ images
 that rounding left on one side); folds use ``iterstrat``'s ``MultilabelStratifiedKFold``, left unrepaired so
 that every image is held out exactly once. Outputs keep the input's format: COCO in, COCO out (with boxes);
 Kaggle CSV in, Kaggle CSV out.
@@ -20,10 +20,10 @@ from fathombatch.curate.labelfiles import (
     suffix_of,
     write_coco,
 )
-from fathombatch.datasets import Labels, load_coco_json, read_labels, write_kaggle_csv
 from fathombatch.errors import UsageError, param
 from fathombatch.fsutil import write_text_atomic
-from fathombatch.splits import repair_coverage, stratified_split
+from fathombatch.labels import Labels, load_coco_json, read_labels, write_kaggle_csv
+from fathombatch.labels.splits import repair_coverage, stratified_split
 
 
 @dataclass(frozen=True)
@@ -76,8 +76,8 @@ def _fold_indices(y: np.ndarray, folds: int, seed: int) -> list[tuple[np.ndarray
 def complete_coverage(y: np.ndarray, train_idx: np.ndarray, val_idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Move single images so that every category with 2+ images is on both sides where possible.
 
-    Extends the repair inside :func:`~fathombatch.splits.stratified_split`, which never moves an image holding the
-    only example of another category: here such an image may move when that other category has a single image
+    Extends the repair inside :func:`~fathombatch.labels.splits.stratified_split`, which never moves an image holding
+    the only example of another category: here such an image may move when that other category has a single image
     in all (it is on one side only wherever it goes). An image is never moved when that would empty a side of a
     category with 2+ images.
 

@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from fathombatch.datasets import Labels, read_labels
 from fathombatch.errors import UsageError
 from fathombatch.fsutil import atomic_path, write_text_atomic
+from fathombatch.labels import Labels, read_labels
 
 
 @dataclass(frozen=True)

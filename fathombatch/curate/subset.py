@@ -23,9 +23,9 @@ from fathombatch.curate.labelfiles import (
     stem_of_entry,
     write_coco,
 )
-from fathombatch.datasets import Labels, load_coco_json, read_labels, write_kaggle_csv
 from fathombatch.decode.discover import suffix_stems
 from fathombatch.errors import LabelFileError, UsageError
+from fathombatch.labels import Labels, load_coco_json, read_labels, write_kaggle_csv
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,8 @@
 """Validate a label file and collect *every* problem, instead of stopping at the first as the readers do.
 
 COCO json is checked record by record (a tolerant pass of its own), then indexed by pycocotools; a Kaggle CSV is
-checked line by line. Problem kinds (the ``kind`` column of the report):
+checked line by line by the readers' own parser in its collecting mode (:func:`fathombatch.labels.parse_kaggle_csv`),
+so every message is the one a reader would raise. Problem kinds (the ``kind`` column of the report):
 
 =====================  =================================================================================
 ``structure``          the file is not a COCO object with ``images``/``annotations`` lists, or a CSV header
@@ -23,7 +24,6 @@ checked line by line. Problem kinds (the ``kind`` column of the report):
 from __future__ import annotations
 
 import contextlib
-import csv
 import io
 import math
 from collections import Counter
@@ -36,11 +36,11 @@ import polars as pl
 
 from fathombatch.csvsafe import safe_frame
 from fathombatch.curate.labelfiles import label_format
-from fathombatch.datasets import category_tokens, load_coco_json, safe_relative_path
 from fathombatch.decode.base import header_size
 from fathombatch.decode.discover import discover
 from fathombatch.errors import LabelFileError, UsageError
 from fathombatch.fsutil import atomic_path, write_json_atomic
+from fathombatch.labels import load_coco_json, parse_kaggle_csv, safe_relative_path
 from fathombatch.taxonomy import Taxonomy, fathomnet2023
 
 PROBLEM_SCHEMA = {"kind": pl.String, "where": pl.String, "message": pl.String}
@@ -242,53 +242,20 @@ def _pycocotools_indexes(data: dict, problems: list[tuple[str, str, str]]) -> bo
 
 
 def _check_csv(path: Path, tax: Taxonomy, images: Path | None) -> tuple[list[tuple[str, str, str]], int, int]:
+    """Every problem of a Kaggle CSV: those the reader would refuse (:func:`~fathombatch.labels.parse_kaggle_csv`
+    in collecting mode, in the reader's words), plus lines without categories and ids without an image file."""
     _, by_stem = _files_by_stem(images)
-    problems: list[tuple[str, str, str]] = []
-    first: dict[str, int] = {}
-    n_images = n_labels = 0
-    try:
-        with path.open(newline="", encoding="utf-8-sig") as fh:
-            reader = csv.reader(fh)
-            header = [h.strip() for h in next(reader, [])]
-            if "id" not in header or "categories" not in header:
-                return [("structure", "line 1", f"header {header} must contain 'id' and 'categories'")], 0, 0
-            id_col, cat_col = header.index("id"), header.index("categories")
-            for row in reader:
-                where = f"line {reader.line_num}"
-                if not row or all(not c.strip() for c in row):
-                    continue
-                if len(row) != len(header):
-                    problems.append(("bad-record", where, f"expected {len(header)} fields, found {len(row)}"))
-                    continue
-                n_images += 1
-                image_id = row[id_col].strip()
-                if not image_id:
-                    problems.append(("bad-record", where, "missing id"))
-                elif image_id in first:
-                    problems.append(("duplicate-id", where, f"id {image_id!r} already on line {first[image_id]}"))
-                first.setdefault(image_id, reader.line_num)
-                try:
-                    tokens = category_tokens(row[cat_col], where)
-                except LabelFileError as exc:
-                    problems.append(("bad-record", where, str(exc).removeprefix(f"{where}: ")))
-                    continue
-                n_labels += len(tokens)
-                for tok in tokens:
-                    cid = _number(tok)
-                    if cid is None:
-                        problems.append(("bad-record", where, f"category id {tok!r} is not a whole number"))
-                    elif cid not in tax.column_of:
-                        message = f"category id {cid} is not in taxonomy {tax.name!r}"
-                        problems.append(("unknown-category", where, message))
-                if not tokens:
-                    problems.append(("no-annotations", where, f"image {image_id!r} has no categories"))
-                if images is not None and image_id and image_id not in by_stem:
-                    problems.append(("missing-file", where, f"no image named {image_id}.* under {images}"))
-    except UnicodeDecodeError as exc:
-        problems.append(("structure", "file", f"not UTF-8 text ({exc.reason} at byte {exc.start})"))
-    except csv.Error as exc:
-        problems.append(("structure", "file", f"malformed CSV ({exc})"))
-    return problems, n_images, n_labels
+    parsed = parse_kaggle_csv(path, tax, mode="collect")
+    problems = [(p.kind, p.where, p.message) for p in parsed.problems]
+    for row in parsed.rows:
+        where = f"line {row.line}"
+        if row.tokens == 0:
+            problems.append(("no-annotations", where, f"image {row.image_id!r} has no categories"))
+        if images is not None and row.image_id and row.image_id not in by_stem:
+            problems.append(("missing-file", where, f"no image named {row.image_id}.* under {images}"))
+    # File order: a line's problems together; problems of the whole file (it stopped being readable) last.
+    problems.sort(key=lambda p: int(p[1].removeprefix("line ")) if p[1].startswith("line ") else math.inf)
+    return problems, len(parsed.rows), sum(row.tokens or 0 for row in parsed.rows)
 
 
 def validate(cfg: ValidateConfig, taxonomy: Taxonomy | None = None) -> ValidationReport:

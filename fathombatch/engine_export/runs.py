@@ -74,7 +74,7 @@ def run_images(run: Path, spec: InputSpec, *, calibration: bool = True,
                progress: Progress | None = None) -> RunImages | None:
     """The run's held-out images and labels, and (when ``calibration``) up to :data:`CALIBRATION_IMAGES` training
     images, decoded at ``spec``'s size; None when the images are not on this machine any more."""
-    from fathombatch.datasets import read_labels
+    from fathombatch.labels import read_labels
     from fathombatch.models.data import match_images, preload
 
     try:

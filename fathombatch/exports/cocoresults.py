@@ -31,11 +31,11 @@ from typing import Any
 
 import polars as pl
 
-from fathombatch.datasets import load_coco_json, safe_relative_path
 from fathombatch.errors import LabelFileError
 from fathombatch.evalchecks import match_ids
 from fathombatch.exports.source import Source
 from fathombatch.fsutil import atomic_path
+from fathombatch.labels import load_coco_json, safe_relative_path
 
 #: Decimals kept of each score.
 SCORE_DECIMALS = 6

@@ -200,7 +200,7 @@ def _constants(source: Source, options: DwcOptions, aphia: dict[int, int] | None
             f"machine identification by engine {engine_desc}, {identified}; probability {{}}; threshold {{}}",
             pl.col("probability").round(4), pl.col("threshold").round(4)),
         "identifiedBy": pl.lit(identified),
-        "dateIdentified": pl.lit((source.meta.get("created") or prov["created"])[:10]),
+        "dateIdentified": pl.lit((source.table_meta.created or prov["created"])[:10]),
         "identificationVerificationStatus": pl.lit("unverified"),
         "_method": pl.lit(f"sigmoid output of engine {engine_desc}, {identified}"),
         "_threshold_method": pl.lit(_THRESHOLD_METHODS.get(source.threshold_source, source.threshold_source)),

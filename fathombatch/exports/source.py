@@ -21,6 +21,8 @@ from fathombatch.errors import LabelFileError, UsageError, param
 from fathombatch.exports.imagemeta import match_metadata, read_metadata_csv
 from fathombatch.exports.thresholds import presence_thresholds
 from fathombatch.fsutil import fs_path
+from fathombatch.scores.metadata import ScoresMetadata
+from fathombatch.scores.table import ScoresTable
 from fathombatch.taxonomy import Taxonomy
 
 #: Rows of the scores table read per batch: 2.4 MB of probabilities at 290 classes, and at most 600,000 unpivoted
@@ -36,7 +38,7 @@ class Source:
     Attributes:
         path: the scores table.
         taxonomy: its classes.
-        meta: its ``fathombatch`` metadata (engine manifest, run parameters).
+        table_meta: its typed ``fathombatch`` metadata (engine, run parameters).
         thresholds: (C,) presence threshold per class.
         threshold_source: ``manifest`` (per-class, chosen on held-out data), ``global`` (``--threshold``) or
             ``default`` (0.5: the engine records none).
@@ -52,7 +54,7 @@ class Source:
 
     path: Path
     taxonomy: Taxonomy
-    meta: dict[str, Any]
+    table_meta: ScoresMetadata
     thresholds: np.ndarray
     threshold_source: str
     metadata: pl.DataFrame | None = None
@@ -78,7 +80,7 @@ class Source:
 
     def provenance(self, kind: str) -> dict[str, Any]:
         """What produced an export: recorded in its Parquet metadata or its sidecar json."""
-        manifest = self.meta.get("engine_manifest") or {}
+        engine = self.table_meta.engine
         from fathombatch import __version__
 
         return {
@@ -86,9 +88,9 @@ class Source:
             "fathombatch": __version__,
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "scores_table": str(self.path.resolve()),
-            "scores_created": self.meta.get("created"),
-            "engine": {"name": manifest.get("name"), "arch": manifest.get("arch"),
-                       "sha256": manifest.get("engine_sha256"), "precision": manifest.get("precision")},
+            "scores_created": self.table_meta.created,
+            "engine": {"name": engine.name, "arch": engine.arch, "sha256": engine.sha256,
+                       "precision": engine.precision},
             "thresholds": {"source": self.threshold_source,
                            "values": {n: float(t) for n, t in zip(self.taxonomy.names, self.thresholds, strict=True)}},
         }
@@ -193,13 +195,11 @@ def open_source(
 
     Raises:
         UsageError: the file is missing or is not a scores table (checked by
-            :func:`~fathombatch.curate.scoretable.open_scores`, the one place that says what a scores table is).
+            :meth:`~fathombatch.scores.table.ScoresTable.open`, the one place that says what a scores table is).
     """
-    from fathombatch.curate.scoretable import open_scores
-
-    table = open_scores(scores)
-    meta, taxonomy = table.meta, table.taxonomy
-    chosen = presence_thresholds(meta, len(taxonomy), threshold)
+    table = ScoresTable.open(scores)
+    taxonomy = table.taxonomy
+    chosen = presence_thresholds(table.metadata.engine.thresholds, len(taxonomy), threshold)
     values, source = chosen.values, chosen.source
     warnings: list[str] = [chosen.warning] if chosen.warning else []
     if dive_regex is not None:
@@ -218,7 +218,8 @@ def open_source(
     root = images_root if images_root is not None else table.metadata_root
     if exif and (root is None or not root.is_dir()):
         raise UsageError(f"{param('exif')} needs the scored images: pass {param('images_root')} DIR")
-    return Source(path=scores, taxonomy=taxonomy, meta=meta, thresholds=values, threshold_source=source,
+    return Source(path=scores, taxonomy=taxonomy, table_meta=table.metadata, thresholds=values,
+                  threshold_source=source,
                   metadata=meta_frame, dive_regex=dive_regex, dive_column=dive_column, images_root=root, exif=exif,
                   warnings=warnings, top_dive=top_level_dive(table.metadata_root))
 

@@ -18,9 +18,8 @@ engine manifest's, one global value, or the default); every export and ``curate 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
@@ -48,24 +47,26 @@ class PresenceThresholds:
     warning: str | None = None
 
 
-def presence_thresholds(meta: Mapping[str, Any], classes: int, threshold: float | None = None) -> PresenceThresholds:
+def presence_thresholds(
+    recorded: Sequence[float] | None, classes: int, threshold: float | None = None
+) -> PresenceThresholds:
     """Choose the presence thresholds for a scores table.
 
     Args:
-        meta: the table's ``fathombatch`` metadata (its ``engine_manifest`` may hold ``thresholds``).
+        recorded: the per-class thresholds the table's engine manifest records (``ScoresMetadata.engine.thresholds``),
+            or None.
         classes: number of classes of the table's taxonomy.
         threshold: one threshold for every class, overriding the manifest's (None: use the manifest's).
 
     Raises:
         UsageError: ``threshold`` is not in (0, 1].
     """
-    manifest_thresholds = (meta.get("engine_manifest") or {}).get("thresholds")
     if threshold is not None:
         if not 0.0 < threshold <= 1.0:
             raise UsageError(f"--threshold must be in (0, 1], got {threshold}")
         return PresenceThresholds(np.full(classes, float(threshold)), "global")
-    if manifest_thresholds is not None and len(manifest_thresholds) == classes:
-        return PresenceThresholds(np.asarray(manifest_thresholds, dtype=np.float64), "manifest")
+    if recorded is not None and len(recorded) == classes:
+        return PresenceThresholds(np.asarray(recorded, dtype=np.float64), "manifest")
     return PresenceThresholds(np.full(classes, DEFAULT), "default",
                               f"the engine manifest has no per-class thresholds; every class uses {DEFAULT} "
                               "(export the engine again, or pass --threshold)")

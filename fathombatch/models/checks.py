@@ -25,9 +25,9 @@ from typing import Any
 
 import torch
 
-from fathombatch.datasets import Labels
 from fathombatch.errors import UsageError
 from fathombatch.fsutil import write_json_atomic
+from fathombatch.labels import Labels
 from fathombatch.metrics import floor_warning
 from fathombatch.models.data import find_images
 

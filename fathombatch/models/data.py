@@ -15,10 +15,10 @@ from pathlib import Path
 
 import numpy as np
 
-from fathombatch.datasets import Labels
 from fathombatch.decode.discover import discover, suffix_stems
 from fathombatch.decode.pil import load_resized
 from fathombatch.errors import DecodeError, TrainingError
+from fathombatch.labels import Labels
 from fathombatch.progress import Progress
 
 

@@ -31,9 +31,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from fathombatch.datasets import read_labels
 from fathombatch.errors import TrainingError, UsageError, param
 from fathombatch.fsutil import file_sha256, write_json_atomic
+from fathombatch.labels import read_labels
+from fathombatch.labels.splits import stratified_split
 from fathombatch.metrics import prior_floor
 from fathombatch.models.checks import labelled_image_files, record_outcome, warn_empty_label_sets
 from fathombatch.models.config import TrainConfig, config_from, lr_factor, resolve_amp, validate_config
@@ -64,7 +65,6 @@ from fathombatch.models.steps import Step, batches, evaluate_split, predict, tra
 from fathombatch.osd import fit_osd_stats
 from fathombatch.preprocess import InputSpec
 from fathombatch.progress import Progress
-from fathombatch.splits import stratified_split
 
 __all__ = ["CHECKPOINT_FORMAT", "EpochMetrics", "TrainConfig", "TrainResult", "batches", "config_from",
            "evaluate_split", "predict", "resume", "save_checkpoint", "train", "versions"]

@@ -14,8 +14,8 @@ from fathombatch.fsutil import display_path
 from fathombatch.metrics import ranking_from_scores
 from fathombatch.osd import OsdScorer
 from fathombatch.probability import sigmoid
+from fathombatch.scores.schema import build_frame
 from fathombatch.scoring.parts import file_signature
-from fathombatch.table import build_frame
 
 NOT_FINITE = "the engine returned NaN or infinite logits for this image"
 
@@ -39,8 +39,8 @@ def score_batch(engine: Engine, root: Path, paths: list[str], decoded: DecodedBa
         osd: the out-of-sample scorer.
 
     Returns:
-        One row per path: the table's columns (:func:`fathombatch.table.build_frame`) plus the private ``_size`` and
-        ``_mtime_ns`` columns of the part files.
+        One row per path: the table's columns (:func:`fathombatch.scores.schema.build_frame`) plus the private
+        ``_size`` and ``_mtime_ns`` columns of the part files.
     """
     taxonomy = engine.manifest.taxonomy
     ok, errors = list(decoded.ok), list(decoded.errors)

@@ -29,6 +29,7 @@ from fathombatch.errors import OutputError, UsageError
 from fathombatch.fsutil import FileLock, display_path
 from fathombatch.gpu import require_gpu
 from fathombatch.progress import Progress
+from fathombatch.scores.submission import shared_id_warning
 from fathombatch.scoring.config import RayOptions, ScoreConfig, ScoreSummary
 from fathombatch.scoring.outputs import check_outputs, finish_table
 from fathombatch.scoring.parts import PartStore, file_signature
@@ -38,7 +39,6 @@ from fathombatch.scoring.runners import Runner
 from fathombatch.scoring.runners.local import LocalRunner
 from fathombatch.scoring.runners.multigpu import MultiGpuRunner, unopened_engine
 from fathombatch.scoring.runners.ray import RayRunner, actor_threads, ray_device
-from fathombatch.submission import shared_id_warning
 
 log = logging.getLogger(__name__)
 

@@ -13,10 +13,10 @@ from fathombatch import __version__
 from fathombatch.backends import Engine, engine_files, manifest_path, resolve_engine_path
 from fathombatch.errors import UsageError
 from fathombatch.pathguard import entry_names
+from fathombatch.scores.metadata import encode_metadata
+from fathombatch.scores.submission import error_prior, write_submission
 from fathombatch.scoring.config import ScoreConfig
 from fathombatch.scoring.parts import PartStore
-from fathombatch.submission import error_prior, write_submission
-from fathombatch.table import encode_metadata
 
 
 def check_outputs(cfg: ScoreConfig, files: list[str]) -> None:

@@ -13,8 +13,8 @@ import pytest
 import ray
 
 import fathombatch.scoring.runners.ray as ray_runner
+from fathombatch.scores.metadata import read_metadata
 from fathombatch.scoring import RayOptions, ScoreConfig, score_folder
-from fathombatch.table import read_metadata
 from fathombatch.taxonomy import fathomnet2023
 from tests.scoring.ray_hooks import dying_actor
 

@@ -92,7 +92,7 @@ def prior_for(taxonomy: Taxonomy, class_counts: Sequence[int] | None, top_k: int
 @functools.cache
 def fathomnet2023_class_counts() -> np.ndarray:
     """(290,) int64: images per class in FathomNet 2023's ``train.csv`` (package data), in category-id order."""
-    from fathombatch.datasets import read_kaggle_csv
+    from fathombatch.labels import read_kaggle_csv
 
     with resources.as_file(resources.files("fathombatch") / "data" / "fathomnet2023" / "train.csv") as path:
         counts = read_kaggle_csv(path, fathomnet2023()).class_counts()

@@ -1,4 +1,4 @@
-"""The scores table: its schema, how rows are built from a batch, and its Parquet metadata.
+"""The scores table's columns (their one definition) and how a batch of scored files becomes rows.
 
 One row per discovered file (documented in docs/output.md)::
 
@@ -10,25 +10,21 @@ One row per discovered file (documented in docs/output.md)::
     top_categories  list[i32]  category ids, best first, top-k (null for errors)
     osd             f32|null   out-of-sample score in [0, 1]
     <class name>    f32|null   one probability column per class, in taxonomy (id) order
-
-The file's key-value metadata holds, under the key ``fathombatch``, a json object with the taxonomy, the engine
-manifest, the run parameters and the fathombatch version.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import polars as pl
 
-from fathombatch.errors import UsageError
-from fathombatch.taxonomy import Taxonomy
+if TYPE_CHECKING:
+    # Only for annotations: fathombatch.taxonomy imports FIXED_COLUMN_NAMES from here at run time.
+    from fathombatch.taxonomy import Taxonomy
 
-METADATA_KEY = "fathombatch"
 FIXED_COLUMNS: dict[str, pl.DataType] = {
     "image_id": pl.String(),
     "path": pl.String(),
@@ -39,10 +35,12 @@ FIXED_COLUMNS: dict[str, pl.DataType] = {
     "top_categories": pl.List(pl.Int32()),
     "osd": pl.Float32(),
 }
+#: The fixed column names in table order; class names may not reuse them (the taxonomy refuses such a class).
+FIXED_COLUMN_NAMES: tuple[str, ...] = tuple(FIXED_COLUMNS)
 
 
 def schema(taxonomy: Taxonomy) -> pl.Schema:
-    """The full table schema for a taxonomy."""
+    """The full table schema for a taxonomy: the fixed columns, then one Float32 column per class in column order."""
     return pl.Schema({**FIXED_COLUMNS, **{name: pl.Float32() for name in taxonomy.names}})
 
 
@@ -67,6 +65,9 @@ def build_frame(
         probs: (len(ok), C) float32 probabilities.
         top_columns: (len(ok), k) column indices, best first.
         osd: (len(ok),) out-of-sample scores.
+
+    Returns:
+        n rows with the columns of :func:`schema`.
     """
     n = len(paths)
     c = len(taxonomy)
@@ -97,33 +98,3 @@ def build_frame(
     # NaN marks "no probability" only for error rows; store it as null so Parquet readers see missing values.
     probs_frame = probs_frame.with_columns(pl.all().fill_nan(None))
     return pl.concat([frame, probs_frame], how="horizontal")
-
-
-def encode_metadata(meta: dict[str, Any]) -> dict[str, str]:
-    return {METADATA_KEY: json.dumps(meta, sort_keys=True)}
-
-
-def read_metadata(path: str | Path) -> dict[str, Any]:
-    """The ``fathombatch`` metadata of a scores table (empty dict when absent).
-
-    It is Parquet file-level key-value metadata (``pyarrow.parquet.read_metadata(path).metadata`` shows it too).
-    """
-    try:
-        raw = pl.read_parquet_metadata(path)
-    except Exception as exc:  # noqa: BLE001 - polars raises ComputeError/OSError for non-Parquet files
-        raise UsageError(f"{path} is not a readable Parquet file ({str(exc).splitlines()[0]})") from None
-    value = raw.get(METADATA_KEY)
-    if not value:
-        return {}
-    try:
-        meta = json.loads(value)
-    except json.JSONDecodeError:
-        raise UsageError(f"{path}: its '{METADATA_KEY}' metadata is not valid json") from None
-    return meta if isinstance(meta, dict) else {}
-
-
-def taxonomy_from_metadata(meta: dict[str, Any]) -> Taxonomy | None:
-    """The taxonomy stored in a table's metadata, if any."""
-    if "taxonomy" not in meta:
-        return None
-    return Taxonomy.from_records(meta["taxonomy"]["classes"], name=meta["taxonomy"].get("name", "custom"))
