@@ -22,11 +22,14 @@ VIDEO_SUFFIXES: frozenset[str] = frozenset(_VIDEO)
 SCORED_SUFFIXES: frozenset[str] = IMAGE_SUFFIXES | VIDEO_SUFFIXES
 
 
-def describe_suffixes(*, videos: bool = False) -> str:
-    """``.jpg, .jpeg, .png, .tif or .tiff``: the image extensions (and with ``videos`` the video ones), for
-    messages."""
-    names = _SUFFIXES + (_VIDEO if videos else ())
-    return f"{', '.join(names[:-1])} or {names[-1]}"
+def describe_suffixes() -> str:
+    """``.jpg, .jpeg, .png, .tif or .tiff``: the image extensions, for messages."""
+    return f"{', '.join(_SUFFIXES[:-1])} or {_SUFFIXES[-1]}"
+
+
+def describe_video_suffixes() -> str:
+    """``.mp4, .mov, .mkv or .avi``: the video extensions, for messages."""
+    return f"{', '.join(_VIDEO[:-1])} or {_VIDEO[-1]}"
 
 
 def strip_image_suffix(name: str) -> str | None:

@@ -24,7 +24,7 @@ import polars as pl
 
 from fathombatch.backends import Engine, checked_manifest, engine_device, open_engine
 from fathombatch.decode import check_decoder_device, discover, resolve_decoder_name
-from fathombatch.decode.discover import SCORED_SUFFIXES, describe_suffixes
+from fathombatch.decode.discover import SCORED_SUFFIXES, describe_suffixes, describe_video_suffixes
 from fathombatch.decode.video import is_video
 from fathombatch.errors import OutputError, UsageError
 from fathombatch.fsutil import FileLock, display_path
@@ -62,7 +62,7 @@ def score_folder(cfg: ScoreConfig, *, progress: Progress | None = None) -> Score
     warnings: list[str] = []
     files = discover(cfg.root, SCORED_SUFFIXES, on_error=warnings.append)
     if not files:
-        raise UsageError(f"no {describe_suffixes(videos=True)} files under {cfg.root}")
+        raise UsageError(f"no {describe_suffixes()} images, nor {describe_video_suffixes()} videos, under {cfg.root}")
     _refuse_videos_off_local(cfg, files)
     check_outputs(cfg, files)
     plan, engine, runner = prepare(cfg)

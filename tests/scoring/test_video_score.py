@@ -63,6 +63,10 @@ def test_videos_are_discovered_with_the_stills_and_a_videos_only_folder_scores(d
     shutil.copy(dump / "dive01.mp4", only / "CLIP.MOV")
     table = score(only, engines["onnx"], tmp_path / "only.parquet")
     assert table["image_id"].to_list() == [f"CLIP_t0000{s}000" for s in range(4)]
+    (tmp_path / "none").mkdir()
+    with pytest.raises(UsageError, match="no .jpg, .jpeg, .png, .tif or .tiff images, nor .mp4, .mov, .mkv or .avi "
+                                         "videos, under"):
+        score(tmp_path / "none", engines["onnx"], tmp_path / "none.parquet")
 
 
 def test_each_sampled_frame_is_one_row_with_the_samplers_fields_and_the_engines_probabilities(
