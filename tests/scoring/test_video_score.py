@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import os
 import shutil
 import signal
@@ -250,3 +251,17 @@ def test_cli_summary_and_evaluate_on_a_table_with_frame_rows(dump: Path, engines
     result = CliRunner().invoke(cli, ["evaluate", str(out), "--truth", str(truth), "--report", str(tmp_path / "r")])
     assert result.exit_code == 0, result.output
     assert "MAP@20" in result.output
+
+
+def test_exports_take_a_table_with_frame_rows(dump: Path, engines: dict, tmp_path: Path) -> None:
+    out = tmp_path / "s.parquet"
+    score(dump, engines["onnx"], out)
+    review = tmp_path / "review"
+    result = CliRunner().invoke(cli, ["export-table", str(out), "--format", "fiftyone", "--out", str(review)])
+    assert result.exit_code == 0, result.output
+    assert "warning: 7 video frame row(s) are not in the dataset" in result.output
+    assert sorted(json.loads((review / "labels.json").read_text())["labels"]) == ["a", "b"]
+    result = CliRunner().invoke(cli, ["export-table", str(out), "--format", "coco-results", "--out",
+                                      str(tmp_path / "preds.json")])
+    assert result.exit_code == 0, result.output
+    assert {p["image_id"] for p in json.loads((tmp_path / "preds.json").read_text())} >= {"dive01_t00001000", "a"}
