@@ -25,6 +25,8 @@ if TYPE_CHECKING:  # what each click.Choice hands over, as the library's configs
               help="auto = Pillow when the engine runs on the CPU; on a GPU DALI's nvJPEG where DALI is installed, "
                    "else torchvision's nvJPEG (nvjpeg needs a GPU engine).")
 @click.option("--top-k", type=click.IntRange(min=1), default=20, show_default=True, help="Length of top_categories.")
+@click.option("--frame-interval", type=click.FloatRange(min=0.001), default=1.0, show_default=True,
+              help="Videos (.mp4 .mov .mkv .avi): seconds between sampled frames, one row each (docs/video.md).")
 @click.option("--submission", callback=output_file, help="Also write the competition CSV here.")
 @click.option("--osd", "osd_method", help="Out-of-sample method (default: the engine manifest's).")
 @click.option("--threads", type=click.IntRange(1, MAX_THREADS),
@@ -46,12 +48,14 @@ if TYPE_CHECKING:  # what each click.Choice hands over, as the library's configs
 @click.option("--cpus-per-worker", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True)
 @click.option("--gpus-per-worker", type=click.FloatRange(min=0), default=0.0, show_default=True)
 @quiet_option
-def score(root: Path, engine: str, out: Path, batch_size: int, decoder: str, top_k: int, submission: Path | None,
+def score(root: Path, engine: str, out: Path, batch_size: int, decoder: str, top_k: int, frame_interval: float,
+          submission: Path | None,
           osd_method: str | None, threads: int | None, decode_threads: int | None, overwrite: bool, part_rows: int,
           device: str,
           devices: str | None, torch_precision: str, use_ray: bool, ray_address: str | None, workers: int | None,
           cpus_per_worker: float, gpus_per_worker: float, quiet: bool) -> None:
-    """Score every .jpg/.jpeg/.png under ROOT into a Parquet table (resumable).
+    """Score every image (.jpg/.jpeg/.png/.tif/.tiff) and video (.mp4/.mov/.mkv/.avi) under ROOT into a Parquet
+    table (resumable); a video gives one row per frame sampled every --frame-interval seconds.
 
     Bad files get an error row and the run goes on; an interrupted run resumes when the same command is re-run.
 
@@ -76,10 +80,12 @@ def score(root: Path, engine: str, out: Path, batch_size: int, decoder: str, top
                       submission=submission, osd=osd_method, threads=threads, decode_threads=decode_threads,
                       overwrite=overwrite, part_rows=part_rows,
                       ray=ray, device=device, devices=parse_devices(devices) if devices else None,
-                      torch_precision=torch_precision)
+                      torch_precision=torch_precision, frame_interval=frame_interval)
     s = score_folder(cfg, progress=_progress(quiet))
     resumed = f", {s.resumed} from an interrupted run" if s.resumed else ""
-    click.echo(f"Scored {s.files} files: {s.ok} ok, {s.errors} errors{resumed}. {s.scored_now} scored now in "
+    rows = s.ok + s.errors
+    as_rows = f" as {rows} rows (a row per sampled video frame)" if rows != s.files else ""
+    click.echo(f"Scored {s.files} files{as_rows}: {s.ok} ok, {s.errors} errors{resumed}. {s.scored_now} scored now in "
                f"{s.seconds:.1f} s ({s.images_per_second:.1f} images/s; decoder {s.decoder}, engine {s.engine})")
     for message, count in s.top_errors:
         click.echo(f"  {count} x {message}")

@@ -14,11 +14,22 @@ from fathombatch.errors import UsageError
 #: module imports it. TIFF stills are decoded by Pillow in every decoder (:data:`~fathombatch.decode.pil.PILLOW_ONLY`).
 _SUFFIXES = (".jpg", ".jpeg", ".png", ".tif", ".tiff")
 IMAGE_SUFFIXES: frozenset[str] = frozenset(_SUFFIXES)
+#: Video file extensions, compared case-insensitively: ``score`` samples them into frames
+#: (:mod:`fathombatch.decode.video`). Kept beside the image list so one module owns every suffix ``score`` finds.
+_VIDEO = (".mp4", ".mov", ".mkv", ".avi")
+VIDEO_SUFFIXES: frozenset[str] = frozenset(_VIDEO)
+#: What ``score`` discovers: stills and videos.
+SCORED_SUFFIXES: frozenset[str] = IMAGE_SUFFIXES | VIDEO_SUFFIXES
 
 
 def describe_suffixes() -> str:
     """``.jpg, .jpeg, .png, .tif or .tiff``: the image extensions, for messages."""
     return f"{', '.join(_SUFFIXES[:-1])} or {_SUFFIXES[-1]}"
+
+
+def describe_video_suffixes() -> str:
+    """``.mp4, .mov, .mkv or .avi``: the video extensions, for messages."""
+    return f"{', '.join(_VIDEO[:-1])} or {_VIDEO[-1]}"
 
 
 def strip_image_suffix(name: str) -> str | None:

@@ -31,12 +31,10 @@ from pathlib import Path
 import av
 import numpy as np
 
+from fathombatch.decode.discover import VIDEO_SUFFIXES
 from fathombatch.decode.pil import resize_rgb
 from fathombatch.errors import DecodeError, UsageError
 from fathombatch.preprocess import InputSpec, normalize
-
-#: Video file extensions, compared case-insensitively.
-VIDEO_SUFFIXES: frozenset[str] = frozenset({".mp4", ".mov", ".mkv", ".avi"})
 
 #: Digits of the zero-padded millisecond part of a frame's image id: 8 digits sort correctly up to 27.7 hours, longer
 #: than any single recording file of a dive; past that the number simply grows (ids stay unique).
@@ -84,8 +82,12 @@ class VideoFrame:
         return self.error is None
 
 
-def _check_interval(interval_s: float) -> int:
-    """The interval in whole milliseconds (at least 1)."""
+def interval_ms(interval_s: float) -> int:
+    """The sampling interval in whole milliseconds (at least 1).
+
+    Raises:
+        UsageError: under 1 ms or not a finite number.
+    """
     if not (isinstance(interval_s, (int, float)) and np.isfinite(interval_s)) or round(interval_s * 1000) < 1:
         raise UsageError(f"the frame interval must be at least 0.001 seconds, got {interval_s!r}")
     return int(round(interval_s * 1000))
@@ -255,7 +257,7 @@ def sample_frames(path: str | Path, interval_s: float = 1.0) -> Iterator[VideoFr
     Raises:
         UsageError: ``interval_s`` under 1 ms or not a finite number.
     """
-    interval_ms = _check_interval(interval_s)
+    step_ms = interval_ms(interval_s)
     path = Path(path)
     try:
         container = _open(path)
@@ -278,9 +280,9 @@ def sample_frames(path: str | Path, interval_s: float = 1.0) -> Iterator[VideoFr
             tb = frame.time_base or stream.time_base or Fraction(1, 1)
             when = _seconds(frame.pts, tb)
             ms = int(when * 1000)  # exact: Fraction -> int rounds toward zero, and negatives are skipped
-            if when < 0 or ms // interval_ms <= last_window:
+            if when < 0 or ms // step_ms <= last_window:
                 continue
-            last_window = ms // interval_ms
+            last_window = ms // step_ms
             taken.add(ms)
             yield VideoFrame(path, index, float(when), frame_image_id(path.stem, ms), frame.to_ndarray(format="rgb24"))
         problem = reader.problem()

@@ -102,7 +102,13 @@ def write_fiftyone(source: Source, out: Path) -> tuple[int, list[str]]:
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     warnings = list(source.warnings)
-    errors = pl.scan_parquet(source.path).filter(pl.col("status") != "ok").select(pl.len()).collect().item()
+    table = pl.scan_parquet(source.path)
+    errors = table.filter(pl.col("status") != "ok").select(pl.len()).collect().item()
+    if "frame_index" in table.collect_schema().names():
+        frames = table.filter(pl.col("frame_index").is_not_null()).select(pl.len()).collect().item()
+        if frames:
+            warnings.append(f"{frames} video frame row(s) are not in the dataset: FiftyOne's image classification "
+                            "format links image files, and a sampled frame has none of its own")
     if errors:
         warnings.append(f"{errors} file(s) could not be read when scored (error rows); they are not in the dataset")
     return samples, warnings
@@ -114,7 +120,13 @@ def _write_labels(source: Source, root: Path, data: Path, fh: TextIO) -> int:
     fh.write(json.dumps(head)[:-1] + ', "labels": {')
     taken: set[str] = set()
     samples = 0
-    for batch in source.batches():
+    # Video frames share their video's path and have no image file to link (left out; write_fiftyone warns).
+    video = "frame_index" in pl.read_parquet_schema(source.path)
+    for batch in source.batches(("frame_index",) if video else ()):
+        if video:
+            batch = batch.filter(pl.col("frame_index").is_null()).drop("frame_index")
+            if batch.height == 0:
+                continue
         for path, labels in zip(batch["path"], classifications(source, batch), strict=True):
             key, link = dataset_key(path, taken)
             target = data / link

@@ -4,6 +4,8 @@ One row per discovered file (documented in docs/output.md)::
 
     image_id        str        file stem (the competition's image id)
     path            str        path relative to the scored folder, '/'-separated
+    frame_index     i64|null   a video frame's 0-based position in the decoded stream (null for stills, video errors)
+    timestamp_s     f64|null   a video frame's presentation time in seconds (null for stills)
     status          str        'ok' or 'error'
     error           str|null   why the file could not be scored
     width, height   i32|null   displayed size in pixels (after EXIF orientation)
@@ -28,6 +30,9 @@ if TYPE_CHECKING:
 FIXED_COLUMNS: dict[str, pl.DataType] = {
     "image_id": pl.String(),
     "path": pl.String(),
+    # Video frames (fathombatch.decode.video): null on the rows of stills, so one schema holds both.
+    "frame_index": pl.Int64(),
+    "timestamp_s": pl.Float64(),
     "status": pl.String(),
     "error": pl.String(),
     "width": pl.Int32(),
@@ -54,8 +59,11 @@ def build_frame(
     probs: np.ndarray,
     top_columns: np.ndarray,
     osd: np.ndarray,
+    image_ids: Sequence[str] | None = None,
+    frame_indices: Sequence[int | None] | None = None,
+    timestamps: Sequence[float | None] | None = None,
 ) -> pl.DataFrame:
-    """Rows for one batch of files.
+    """Rows for one batch of files (or of video frames: then several rows may share a path).
 
     Args:
         paths: relative display paths of the batch, length n.
@@ -65,6 +73,9 @@ def build_frame(
         probs: (len(ok), C) float32 probabilities.
         top_columns: (len(ok), k) column indices, best first.
         osd: (len(ok),) out-of-sample scores.
+        image_ids: per row its id (None: each path's file stem, as for stills).
+        frame_indices: per row a video frame's index or None (None: all null, as for stills).
+        timestamps: per row a video frame's time in seconds or None (None: all null).
 
     Returns:
         n rows with the columns of :func:`schema`.
@@ -84,8 +95,10 @@ def build_frame(
         for row, pos in enumerate(ok):
             top_lists[pos] = top_ids[row].tolist()
     columns: dict[str, Any] = {
-        "image_id": [Path(p).stem for p in paths],
+        "image_id": list(image_ids) if image_ids is not None else [Path(p).stem for p in paths],
         "path": list(paths),
+        "frame_index": list(frame_indices) if frame_indices is not None else [None] * n,
+        "timestamp_s": list(timestamps) if timestamps is not None else [None] * n,
         "status": ["ok" if v else "error" for v in valid],
         "error": [None if v else (e or "unknown error") for v, e in zip(valid, errors, strict=True)],
         "width": [s[0] if s else None for s in sizes],

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -15,6 +16,7 @@ from fathombatch.metrics import ranking_from_scores
 from fathombatch.osd import OsdScorer
 from fathombatch.probability import sigmoid
 from fathombatch.scores.schema import build_frame
+from fathombatch.scoring.frames import FrameItem
 from fathombatch.scoring.parts import file_signature
 
 NOT_FINITE = "the engine returned NaN or infinite logits for this image"
@@ -40,8 +42,43 @@ def score_batch(engine: Engine, root: Path, paths: list[str], decoded: DecodedBa
 
     Returns:
         One row per path: the table's columns (:func:`fathombatch.scores.schema.build_frame`) plus the private
-        ``_size`` and ``_mtime_ns`` columns of the part files.
+        ``_size``, ``_mtime_ns`` and ``_end`` columns of the part files.
     """
+    frame = _rows(engine, [display_path(p) for p in paths], decoded, top_k, osd)
+    sizes, mtimes = zip(*(file_signature(root / p) for p in paths), strict=True)
+    return frame.with_columns(
+        pl.Series("_size", sizes, dtype=pl.Int64), pl.Series("_mtime_ns", mtimes, dtype=pl.Int64),
+        pl.lit(True).alias("_end"),
+    )
+
+
+def score_frames(engine: Engine, items: list[FrameItem], top_k: int, osd: OsdScorer) -> pl.DataFrame:
+    """Rows for one batch of video frames (:mod:`fathombatch.scoring.frames`), as :func:`score_batch` makes them
+    for stills, with each frame's id, index and time, the video's signature and the end-of-pass mark."""
+    ok = [i for i, item in enumerate(items) if item.tensor is not None]
+    tensors = [item.tensor for item in items if item.tensor is not None]
+    spec = engine.manifest.input
+    decoded = DecodedBatch(
+        images=np.stack(tensors) if tensors else np.empty((0, 3, *spec.size), dtype=np.float32),
+        ok=ok,
+        sizes=[item.size for item in items],
+        errors=[item.error for item in items],
+    )
+    frame = _rows(engine, [display_path(item.path) for item in items], decoded, top_k, osd,
+                  image_ids=[item.image_id for item in items],
+                  frame_indices=[item.frame_index for item in items],
+                  timestamps=[item.timestamp_s for item in items])
+    return frame.with_columns(
+        pl.Series("_size", [item.signature[0] for item in items], dtype=pl.Int64),
+        pl.Series("_mtime_ns", [item.signature[1] for item in items], dtype=pl.Int64),
+        pl.Series("_end", [item.last for item in items], dtype=pl.Boolean),
+    )
+
+
+def _rows(engine: Engine, shown: list[str], decoded: DecodedBatch, top_k: int, osd: OsdScorer,
+          **frames: Any) -> pl.DataFrame:
+    """The table's rows for ``decoded`` (``shown``: display paths); ``frames``: the video columns of
+    :func:`~fathombatch.scores.schema.build_frame`."""
     taxonomy = engine.manifest.taxonomy
     ok, errors = list(decoded.ok), list(decoded.errors)
     if ok:
@@ -62,17 +99,14 @@ def score_batch(engine: Engine, root: Path, paths: list[str], decoded: DecodedBa
         probs = np.empty((0, len(taxonomy)), dtype=np.float32)
         top = np.empty((0, top_k), dtype=np.int64)
         osd_values = np.empty(0, dtype=np.float32)
-    frame = build_frame(
+    return build_frame(
         taxonomy,
-        paths=[display_path(p) for p in paths],
+        paths=shown,
         sizes=decoded.sizes,
         errors=errors,
         ok=ok,
         probs=probs,
         top_columns=top,
         osd=osd_values,
-    )
-    sizes, mtimes = zip(*(file_signature(root / p) for p in paths), strict=True)
-    return frame.with_columns(
-        pl.Series("_size", sizes, dtype=pl.Int64), pl.Series("_mtime_ns", mtimes, dtype=pl.Int64)
+        **frames,
     )

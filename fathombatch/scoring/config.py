@@ -51,6 +51,7 @@ class ScoreConfig:
         device: ``auto`` (TensorRT plans and ``.pt`` engines on GPU 0 when there is one), ``cpu`` or ``cuda``.
         devices: GPUs to shard the files over, one worker process per GPU, one output (None: one device).
         torch_precision: ``.pt`` engines on a GPU: ``fp32``, or autocast to ``fp16``/``bf16``.
+        frame_interval: seconds between the frames sampled from each video (:mod:`fathombatch.decode.video`).
     """
 
     root: Path
@@ -69,6 +70,7 @@ class ScoreConfig:
     device: str = "auto"
     devices: list[int] | None = None
     torch_precision: str = "fp32"
+    frame_interval: float = 1.0
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,8 @@ import polars as pl
 
 from fathombatch.backends import Engine, checked_manifest, engine_device, open_engine
 from fathombatch.decode import check_decoder_device, discover, resolve_decoder_name
-from fathombatch.decode.discover import describe_suffixes
+from fathombatch.decode.discover import SCORED_SUFFIXES, describe_suffixes, describe_video_suffixes
+from fathombatch.decode.video import is_video
 from fathombatch.errors import OutputError, UsageError
 from fathombatch.fsutil import FileLock, display_path
 from fathombatch.gpu import require_gpu
@@ -44,10 +45,13 @@ log = logging.getLogger(__name__)
 
 
 def score_folder(cfg: ScoreConfig, *, progress: Progress | None = None) -> ScoreSummary:
-    """Score every image under ``cfg.root`` and write the scores table (and optionally the submission CSV).
+    """Score every image and video under ``cfg.root`` and write the scores table (and optionally the submission
+    CSV). A video gives one row per frame sampled every ``cfg.frame_interval`` seconds (and one error row for what
+    of it could not be read).
 
     Raises:
-        UsageError: bad arguments, a missing folder, or a folder without images.
+        UsageError: bad arguments, a missing folder, a folder without images or videos, or videos for a run on
+            Ray or several GPUs.
         OutputError: the output exists (without ``overwrite``), is locked by another run, or cannot be written.
         EngineError / ManifestError: the engine cannot be loaded or disagrees with its manifest.
     """
@@ -56,9 +60,10 @@ def score_folder(cfg: ScoreConfig, *, progress: Progress | None = None) -> Score
     if cfg.batch_size < 1:
         raise UsageError(f"--batch-size must be at least 1, got {cfg.batch_size}")
     warnings: list[str] = []
-    files = discover(cfg.root, on_error=warnings.append)
+    files = discover(cfg.root, SCORED_SUFFIXES, on_error=warnings.append)
     if not files:
-        raise UsageError(f"no {describe_suffixes()} images under {cfg.root}")
+        raise UsageError(f"no {describe_suffixes()} images, nor {describe_video_suffixes()} videos, under {cfg.root}")
+    _refuse_videos_off_local(cfg, files)
     check_outputs(cfg, files)
     plan, engine, runner = prepare(cfg)
     out = cfg.out
@@ -66,13 +71,13 @@ def score_folder(cfg: ScoreConfig, *, progress: Progress | None = None) -> Score
         params = plan.run_params(engine.inference_precision)
         store = _open_store(cfg, params)
         warnings += store.warnings
-        shown, pending = _pending(store, cfg.root, files)
+        shown, pending, done_frames = _pending(store, cfg.root, files)
         resumed = len(files) - len(pending)
         if resumed:
             log.info("resuming: %d of %d files already scored", resumed, len(files))
         if pending:
-            write_pending(runner.frames(plan, pending), store, progress, part_rows=cfg.part_rows, resumed=resumed,
-                          total=len(files))
+            write_pending(runner.frames(plan, pending, done_frames), store, progress, part_rows=cfg.part_rows,
+                          resumed=resumed, total=len(files))
         scored_seconds = time.perf_counter() - started
         final, prior_source = finish_table(cfg, engine, store, params, shown, warnings)
     rate = len(pending) / scored_seconds if scored_seconds > 0 else 0.0
@@ -131,14 +136,34 @@ def _open_store(cfg: ScoreConfig, params: dict[str, object]) -> PartStore:
     return PartStore(parts_dir, params, overwrite=cfg.overwrite)
 
 
-def _pending(store: PartStore, root: Path, files: list[str]) -> tuple[list[str], list[str]]:
-    """(display paths of every file, files still to score): files an interrupted run scored ok and unchanged are
-    done."""
+def _refuse_videos_off_local(cfg: ScoreConfig, files: list[str]) -> None:
+    """Videos are scored in this process only: refuse them for GPU workers and Ray actors before anything starts.
+
+    Decided so because those runners split the work by file, and one video is many engine batches that a resume
+    takes up frame by frame (:mod:`fathombatch.scoring.frames`); neither path has been run with videos, so a dump
+    with videos is refused there rather than scored untested.
+    """
+    if cfg.ray is None and not (cfg.devices and len(cfg.devices) > 1):
+        return
+    videos = [f for f in files if is_video(f)]
+    if videos:
+        where = "on Ray" if cfg.ray is not None else "on several GPUs"
+        raise UsageError(f"{cfg.root} holds {len(videos)} video file(s) (e.g. {display_path(videos[0])}), which are "
+                         f"scored in a single process only, not {where}; score them separately on one device")
+
+
+def _pending(store: PartStore, root: Path, files: list[str],
+             ) -> tuple[list[str], list[str], dict[str, frozenset[int]]]:
+    """(display paths of every file, files still to score, frames of those videos already scored): files an
+    interrupted run scored ok, completely and unchanged are done."""
     shown = [display_path(f) for f in files]
     done: set[str] = set()
+    frames: dict[str, frozenset[int]] = {}
     if store.parts:
-        done = store.scored({s: file_signature(root / f) for f, s in zip(files, shown, strict=True)})
-    return shown, [f for f, s in zip(files, shown, strict=True) if s not in done]
+        signatures = {s: file_signature(root / f) for f, s in zip(files, shown, strict=True)}
+        done = store.scored(signatures)
+        frames = store.done_frames(signatures)
+    return shown, [f for f, s in zip(files, shown, strict=True) if s not in done], frames
 
 
 def _summary(cfg: ScoreConfig, final: pl.DataFrame, plan: ScorePlan, warnings: list[str], *, files: int,

@@ -2,13 +2,17 @@
 
 * ``run.json`` records what determines the values of a row (engine fingerprint, decoder, top-k, osd method, the
   scored root); a resume with any of them changed is refused.
-* ``part-NNNNNN.parquet`` files hold scored rows, each written atomically by a background thread, plus two private
-  columns, ``_size`` and ``_mtime_ns``, the file's size and modification time when it was scored.
-* :meth:`PartStore.scored` tells a resume which files need no work: rows with status ``ok`` whose file has not
-  changed since. Error rows are retried (the cause may have been passing: a file still being copied, a network
-  file system hiccup).
-* :meth:`PartStore.merge` writes the final table in path order, keeping for each path the row of the newest part,
-  while holding only a few parts in memory at a time, so memory stays flat however large the dump.
+* ``part-NNNNNN.parquet`` files hold scored rows, each written atomically by a background thread, plus private
+  columns: ``_size`` and ``_mtime_ns``, the file's size and modification time when it was scored, and ``_end``,
+  true on the last row a pass over a file wrote (always for a still; for a video the row after which no frame of
+  it is left: a video whose newest row lacks it was interrupted mid-way).
+* :meth:`PartStore.scored` tells a resume which files need no work: files whose kept rows (:func:`current_rows`)
+  are all ``ok``, end with ``_end`` and whose file has not changed since. Error rows are retried (the cause may
+  have been passing: a file still being copied, a network file system hiccup). :meth:`PartStore.done_frames` names
+  the frames of the other videos that need no engine run again.
+* :meth:`PartStore.merge` writes the final table in path order (a video's frames in frame order, its error row
+  last), keeping the rows :func:`current_rows` keeps, while holding only a few parts in memory at a time, so
+  memory stays flat however large the dump.
 """
 
 from __future__ import annotations
@@ -31,7 +35,14 @@ from fathombatch.errors import OutputError
 from fathombatch.fsutil import atomic_path, write_json_atomic
 
 PART_GLOB = "part-*.parquet"
-PRIVATE_COLUMNS = ("_size", "_mtime_ns")
+PRIVATE_COLUMNS = ("_size", "_mtime_ns", "_end")
+#: Columns :meth:`PartStore.index` reads, with the value a part written without one holds (parts from before videos
+#: were scored: every row a still, its id unique within its path, and the end of its file).
+_INDEX_DEFAULTS: dict[str, pl.Expr] = {
+    "image_id": pl.col("path"),
+    "frame_index": pl.lit(None, pl.Int64),
+    "_end": pl.lit(True),
+}
 #: Rows per row group of the merged table.
 MERGE_ROWS = 4096
 
@@ -63,7 +74,7 @@ def _readable_part(path: Path) -> bool:
         names = set(pl.read_parquet_schema(path))
     except Exception:  # noqa: BLE001 - polars raises several kinds for truncated or foreign files
         return False
-    return {"path", "status", *PRIVATE_COLUMNS} <= names
+    return {"path", "status", *PRIVATE_COLUMNS} - set(_INDEX_DEFAULTS) <= names
 
 
 def _free_name(path: Path) -> Path:
@@ -127,26 +138,44 @@ class PartStore:
         return sorted(self.dir.glob(PART_GLOB))
 
     def index(self) -> pl.DataFrame:
-        """One row per stored row: path, status, _size, _mtime_ns, part (file index), row (within the part)."""
-        frames = [
-            pl.read_parquet(p, columns=["path", "status", *PRIVATE_COLUMNS]).with_columns(
-                part=pl.lit(i, pl.Int32), row=pl.int_range(pl.len(), dtype=pl.Int64)
-            )
-            for i, p in enumerate(self.parts)
-        ]
+        """One row per stored row: path, status, image_id, frame_index, _size, _mtime_ns, _end, part (file index),
+        row (within the part)."""
+        schema = {"path": pl.String, "status": pl.String, "image_id": pl.String, "frame_index": pl.Int64,
+                  "_size": pl.Int64, "_mtime_ns": pl.Int64, "_end": pl.Boolean}
+        frames = []
+        for i, p in enumerate(self.parts):
+            lazy = pl.scan_parquet(p)
+            names = set(lazy.collect_schema().names())
+            frames.append(lazy.select(
+                *(pl.col(c) if c in names else _INDEX_DEFAULTS[c].alias(c) for c in schema),
+                part=pl.lit(i, pl.Int32), row=pl.int_range(pl.len(), dtype=pl.Int64),
+            ).collect().cast(schema))  # type: ignore[arg-type]
         if not frames:
-            return pl.DataFrame(schema={"path": pl.String, "status": pl.String, "_size": pl.Int64,
-                                        "_mtime_ns": pl.Int64, "part": pl.Int32, "row": pl.Int64})
+            return pl.DataFrame(schema={**schema, "part": pl.Int32, "row": pl.Int64})
         return pl.concat(frames)
 
     def scored(self, signatures: dict[str, tuple[int | None, int | None]]) -> set[str]:
-        """Paths whose newest stored row is ``ok`` and whose file still has the size and mtime it had then."""
-        latest = self.index().sort("part", "row").unique(subset="path", keep="last")
-        done = set()
-        for path, status, size, mtime in latest.select("path", "status", *PRIVATE_COLUMNS).iter_rows():
-            if status == "ok" and path in signatures and signatures[path] == (size, mtime):
-                done.add(path)
-        return done
+        """Paths whose kept rows (:func:`current_rows`) are all ``ok``, the newest ending the file's pass
+        (``_end``), and whose file still has the size and mtime it had then."""
+        per_path = current_rows(self.index()).group_by("path").agg(
+            ok=(pl.col("status") == "ok").all(),
+            end=pl.col("_end").sort_by("_seq").last(),
+            size=pl.col("_size").sort_by("_seq").last(),
+            mtime=pl.col("_mtime_ns").sort_by("_seq").last(),
+        )
+        return {path for path, ok, end, size, mtime in per_path.iter_rows()
+                if ok and end and path in signatures and signatures[path] == (size, mtime)}
+
+    def done_frames(self, signatures: dict[str, tuple[int | None, int | None]]) -> dict[str, frozenset[int]]:
+        """Per video path, the frame indices of its ``ok`` rows scored from the file as it is now: a resumed pass
+        over the video still decodes them (frame indices are only exact when counted from the start) but does not
+        run the engine on them again."""
+        rows = current_rows(self.index()).filter(pl.col("frame_index").is_not_null() & (pl.col("status") == "ok"))
+        done: dict[str, set[int]] = {}
+        for path, index, size, mtime in rows.select("path", "frame_index", "_size", "_mtime_ns").iter_rows():
+            if path in signatures and signatures[path] == (size, mtime):
+                done.setdefault(path, set()).add(index)
+        return {path: frozenset(indices) for path, indices in done.items()}
 
     def writer(self) -> PartWriter:
         return PartWriter(self.dir, first=len(self.parts))
@@ -158,17 +187,14 @@ class PartStore:
         import pyarrow.parquet as pq
 
         parts = self.parts
-        index = (
-            self.index()
-            .filter(pl.col("path").is_in(list(keep)))
-            .sort("part", "row")
-            .unique(subset="path", keep="last")
-            .sort("path")
+        index = current_rows(self.index().filter(pl.col("path").is_in(list(keep)))).sort(
+            "path", "frame_index", nulls_last=True
         )
 
         @lru_cache(maxsize=4)
         def load(i: int) -> pa.Table:
-            return pq.read_table(parts[i]).drop_columns(list(PRIVATE_COLUMNS))
+            table = pq.read_table(parts[i])
+            return table.drop_columns([c for c in PRIVATE_COLUMNS if c in table.column_names])
 
         try:
             with atomic_path(out) as tmp:
@@ -192,6 +218,30 @@ class PartStore:
 
     def remove(self) -> None:
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def current_rows(index: pl.DataFrame) -> pl.DataFrame:
+    """The stored rows a table keeps, from :meth:`PartStore.index` (plus ``_seq``, the order they were written in).
+
+    Per path: only rows scored from the file's newest version (the size and mtime of its newest row: frames of a
+    video since replaced are dropped), the newest row of each ``image_id`` (a retried still or frame replaces its
+    earlier row), and a row without a frame index (a still, or a video's error row) only if it is the path's
+    newest row: a video's error row from an earlier pass is superseded by the pass that followed it.
+    """
+    ordered = index.sort("part", "row").with_columns(_seq=pl.int_range(pl.len()))
+    newest = ordered.group_by("path").agg(
+        _newest=pl.col("_seq").max(),
+        _nsize=pl.col("_size").sort_by("_seq").last(),
+        _nmtime=pl.col("_mtime_ns").sort_by("_seq").last(),
+    )
+    return (
+        ordered.join(newest, on="path")
+        .filter(pl.col("_size").eq_missing(pl.col("_nsize")) & pl.col("_mtime_ns").eq_missing(pl.col("_nmtime")))
+        .sort("_seq")
+        .unique(subset=["path", "image_id"], keep="last", maintain_order=True)
+        .filter(pl.col("frame_index").is_not_null() | (pl.col("_seq") == pl.col("_newest")))
+        .drop("_newest", "_nsize", "_nmtime")
+    )
 
 
 def _segments(index: pl.DataFrame) -> Iterator[tuple[int, list[int]]]:

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from fathombatch.backends import Engine, Manifest
+from fathombatch.decode.video import interval_ms
 from fathombatch.errors import EngineError, UsageError
 from fathombatch.osd import create_osd
 from fathombatch.scoring.config import ScoreConfig, decode_threads
@@ -38,6 +39,7 @@ class ScorePlan:
         device: GPU number the engine and decoder run on, None for the CPU. A Ray actor's 0 is the GPU Ray reserved
             for it (Ray makes only that GPU visible to the actor).
         precision: ``.pt`` engines on a GPU: ``fp32``, or autocast to ``fp16``/``bf16``.
+        frame_interval: seconds between sampled video frames.
     """
 
     root: Path
@@ -51,6 +53,7 @@ class ScorePlan:
     decode_threads: int
     device: int | None
     precision: str
+    frame_interval: float = 1.0
 
     def run_params(self, inference_precision: str) -> dict[str, Any]:
         """The parameters that determine the values of a row: a resume must match them exactly.
@@ -67,6 +70,8 @@ class ScorePlan:
             "root": str(self.root.resolve()),
             "torch_precision": self.precision,
             "inference_precision": inference_precision,
+            # Another interval samples other frames: rows of one interval cannot resume a run of another.
+            "frame_interval": self.frame_interval,
         }
 
 
@@ -74,13 +79,15 @@ def build_plan(cfg: ScoreConfig, engine: Path, manifest: Manifest, decoder: str,
     """The plan of ``cfg`` for the resolved engine file, its manifest, decoder and device.
 
     Raises:
-        UsageError: ``top_k`` outside 1..(number of classes), or an unknown out-of-sample method.
+        UsageError: ``top_k`` outside 1..(number of classes), an unknown out-of-sample method, or a frame interval
+            under 1 ms.
     """
     n_classes = len(manifest.taxonomy)
     if not 1 <= cfg.top_k <= n_classes:
         raise UsageError(f"--top-k must be between 1 and {n_classes}, got {cfg.top_k}")
     osd = cfg.osd or str(manifest.osd.get("method", "max-prob"))
     create_osd(osd, manifest.osd.get("stats"))  # refuses an unknown method before any work starts
+    interval_ms(cfg.frame_interval)  # refused here, not by the decode thread once scoring has started
     return ScorePlan(
         root=cfg.root,
         engine=engine,
@@ -93,6 +100,7 @@ def build_plan(cfg: ScoreConfig, engine: Path, manifest: Manifest, decoder: str,
         decode_threads=cfg.decode_threads or decode_threads(cfg.threads),
         device=device,
         precision=cfg.torch_precision,
+        frame_interval=cfg.frame_interval,
     )
 
 

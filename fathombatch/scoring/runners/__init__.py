@@ -10,7 +10,7 @@ to the same part files whichever runner made them, so resuming, merging and the 
 
 from __future__ import annotations
 
-from collections.abc import Generator
+from collections.abc import Generator, Mapping
 from typing import Protocol
 
 import polars as pl
@@ -21,7 +21,10 @@ from fathombatch.scoring.plan import ScorePlan
 class Runner(Protocol):
     """Scores files of a plan."""
 
-    def frames(self, plan: ScorePlan, pending: list[str]) -> Generator[tuple[int, pl.DataFrame], None, None]:
+    def frames(self, plan: ScorePlan, pending: list[str], done_frames: Mapping[str, frozenset[int]] | None = None,
+               ) -> Generator[tuple[int, pl.DataFrame], None, None]:
         """Yield (number of files done, their rows) until every file of ``pending`` (paths relative to
-        ``plan.root``) has a row; rows come in any order, each file's exactly once unless a batch is retried."""
+        ``plan.root``) has its rows; rows come in any order, each file's exactly once unless a batch is retried.
+        ``done_frames``: frames of pending videos already scored, which need not run again (only the local runner
+        scores videos; :func:`~fathombatch.scoring.folder.score_folder` refuses them for the others)."""
         ...

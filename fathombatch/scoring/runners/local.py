@@ -2,6 +2,9 @@
 
 Batch n+1 decodes while batch n runs, and the queue holds at most two decoded batches, so memory stays flat however
 large the dump. The GPU workers and the Ray actors run this same pipeline over their share of the files.
+
+Stills are decoded first, in batches exactly as before videos were scored; then the videos, streamed into batches of
+sampled frames (:mod:`fathombatch.scoring.frames`).
 """
 
 from __future__ import annotations
@@ -9,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import queue
 import threading
-from collections.abc import Generator
+from collections.abc import Generator, Mapping
 from typing import Any
 
 import polars as pl
@@ -17,8 +20,10 @@ import polars as pl
 from fathombatch.backends import Engine
 from fathombatch.decode import create_decoder
 from fathombatch.decode.base import Decoder
+from fathombatch.decode.video import is_video
 from fathombatch.osd import create_osd
 from fathombatch.scoring import batch as batch_module
+from fathombatch.scoring.frames import frame_batches
 from fathombatch.scoring.plan import ScorePlan
 
 
@@ -34,40 +39,54 @@ def _put(q: queue.Queue[Any], item: Any, stop: threading.Event) -> bool:
 
 
 def _decode_stage(plan: ScorePlan, engine: Engine, decoder: Decoder | None, pending: list[str],
-                  out_q: queue.Queue[Any], stop: threading.Event) -> None:
-    """Decode thread: put (paths, DecodedBatch) items on the queue, then None; an exception is forwarded.
+                  out_q: queue.Queue[Any], stop: threading.Event,
+                  done_frames: Mapping[str, frozenset[int]] | None = None) -> None:
+    """Decode thread: put (paths, DecodedBatch) items for stills, then lists of :class:`FrameItem` for videos, on
+    the queue, then None; an exception is forwarded.
 
     ``decoder`` None: open the plan's decoder here and close it at the end; else use (and leave open) the one given.
     """
     try:
+        stills = [p for p in pending if not is_video(p)]
+        videos = [p for p in pending if is_video(p)]
         opened = decoder or create_decoder(plan.decoder, engine.manifest.input, batch_size=plan.batch_size,
                                            threads=plan.decode_threads, device=plan.device)
         with contextlib.nullcontext(opened) if decoder else opened:
-            for chunk in batch_module.batches(pending, plan.batch_size):
+            for chunk in batch_module.batches(stills, plan.batch_size):
                 if not _put(out_q, (chunk, opened.decode([plan.root / p for p in chunk])), stop):
                     return
+        for items in frame_batches(plan.root, videos, engine.manifest.input, plan.frame_interval, plan.batch_size,
+                                   done_frames):
+            if not _put(out_q, items, stop):
+                return
         _put(out_q, None, stop)
     except BaseException as exc:  # noqa: BLE001 - forwarded to the scoring thread
         _put(out_q, exc, stop)
 
 
-def pipeline_frames(plan: ScorePlan, engine: Engine, pending: list[str],
-                    decoder: Decoder | None = None) -> Generator[tuple[int, pl.DataFrame], None, None]:
+def pipeline_frames(plan: ScorePlan, engine: Engine, pending: list[str], decoder: Decoder | None = None,
+                    done_frames: Mapping[str, frozenset[int]] | None = None,
+                    ) -> Generator[tuple[int, pl.DataFrame], None, None]:
     """Yield (files done, rows) for ``pending`` from a decode thread feeding ``engine`` in this thread.
 
     Args:
         decoder: an open decoder to reuse (a Ray actor keeps one across calls); None opens the plan's for this call.
+        done_frames: display path of a video -> indices of its frames already scored (a resume); not run again.
     """
     osd = create_osd(plan.osd, engine.manifest.osd.get("stats"))
     decoded_q: queue.Queue[Any] = queue.Queue(maxsize=2)
     stop = threading.Event()
-    decoder_thread = threading.Thread(target=_decode_stage, args=(plan, engine, decoder, pending, decoded_q, stop),
+    decoder_thread = threading.Thread(target=_decode_stage,
+                                      args=(plan, engine, decoder, pending, decoded_q, stop, done_frames),
                                       name="fb-decode", daemon=True)
     decoder_thread.start()
     try:
         while (item := decoded_q.get()) is not None:
             if isinstance(item, BaseException):
                 raise item
+            if isinstance(item, list):  # video frames; a video is done with its last item
+                yield sum(i.last for i in item), batch_module.score_frames(engine, item, plan.top_k, osd)
+                continue
             chunk, decoded = item
             # Looked up on the module at each call, so a test can stand in for it (an interrupted batch).
             yield len(chunk), batch_module.score_batch(engine, plan.root, chunk, decoded, plan.top_k, osd)
@@ -84,5 +103,6 @@ class LocalRunner:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
 
-    def frames(self, plan: ScorePlan, pending: list[str]) -> Generator[tuple[int, pl.DataFrame], None, None]:
-        return pipeline_frames(plan, self.engine, pending)
+    def frames(self, plan: ScorePlan, pending: list[str], done_frames: Mapping[str, frozenset[int]] | None = None,
+               ) -> Generator[tuple[int, pl.DataFrame], None, None]:
+        return pipeline_frames(plan, self.engine, pending, done_frames=done_frames)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 import multiprocessing as mp
 import queue
-from collections.abc import Generator
+from collections.abc import Generator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -64,7 +64,8 @@ class MultiGpuRunner:
     def __init__(self, devices: list[int]) -> None:
         self.devices = devices
 
-    def frames(self, plan: ScorePlan, pending: list[str]) -> Generator[tuple[int, pl.DataFrame], None, None]:
+    def frames(self, plan: ScorePlan, pending: list[str], done_frames: Mapping[str, frozenset[int]] | None = None,
+               ) -> Generator[tuple[int, pl.DataFrame], None, None]:
         """Yield (files done, rows) from the workers as they come."""
         ctx = mp.get_context("spawn")
         out: Any = ctx.Queue(maxsize=4 * len(self.devices))

@@ -19,7 +19,7 @@ import dataclasses
 import logging
 import math
 import os
-from collections.abc import Generator, Iterator
+from collections.abc import Generator, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -140,7 +140,8 @@ class RayRunner:
     def __init__(self, options: RayOptions) -> None:
         self.options = options
 
-    def frames(self, plan: ScorePlan, pending: list[str]) -> Generator[tuple[int, pl.DataFrame], None, None]:
+    def frames(self, plan: ScorePlan, pending: list[str], done_frames: Mapping[str, frozenset[int]] | None = None,
+               ) -> Generator[tuple[int, pl.DataFrame], None, None]:
         """Yield (files done, rows) for the pending files as the actors return them."""
         ray = init_ray(self.options)
         from ray.data import ActorPoolStrategy
