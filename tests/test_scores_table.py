@@ -76,3 +76,22 @@ def test_a_metadata_section_that_is_not_an_object_is_one_usage_error(tmp_path: P
     for opener in (ScoresTable.open, open_predictions):
         with pytest.raises(UsageError, match=f"'fathombatch' metadata field '{field}' is not a json object"):
             opener(table)
+
+
+def test_a_table_written_before_the_video_columns_still_opens_everywhere(tmp_path: Path) -> None:
+    """frame_index/timestamp_s joined the fixed columns with dive video; earlier tables must not stop opening."""
+    import polars as pl
+
+    from fathombatch.evalinput import open_predictions
+    from fathombatch.exports.source import open_source
+    from fathombatch.scores.table import ScoresTable
+
+    table = _table(tmp_path, {"version": "test"}, drop=("frame_index", "timestamp_s"))
+    assert "frame_index" not in pq.read_schema(table).names
+    opened = ScoresTable.open(table)
+    rows = opened.lazy.select("path", "frame_index", "timestamp_s").collect()
+    assert rows["path"].to_list() == ["a.jpg"]
+    assert rows["frame_index"].dtype == pl.Int64 and rows["frame_index"].null_count() == 1
+    assert rows["timestamp_s"].dtype == pl.Float64 and rows["timestamp_s"].null_count() == 1
+    open_predictions(table)
+    open_source(table)

@@ -42,6 +42,9 @@ FIXED_COLUMNS: dict[str, pl.DataType] = {
 }
 #: The fixed column names in table order; class names may not reuse them (the taxonomy refuses such a class).
 FIXED_COLUMN_NAMES: tuple[str, ...] = tuple(FIXED_COLUMNS)
+#: Fixed columns added after the first tables were written (video frames, 2026-11-30): a table without them is still
+#: a scores table, read as if they were null (every row a still), so no user's earlier table stops opening.
+ADDED_COLUMNS: tuple[str, ...] = ("frame_index", "timestamp_s")
 
 
 def schema(taxonomy: Taxonomy) -> pl.Schema:

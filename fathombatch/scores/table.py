@@ -16,7 +16,7 @@ import polars as pl
 
 from fathombatch.errors import UsageError
 from fathombatch.scores.metadata import ScoresMetadata, read_metadata, run_info
-from fathombatch.scores.schema import FIXED_COLUMN_NAMES
+from fathombatch.scores.schema import ADDED_COLUMNS, FIXED_COLUMN_NAMES, FIXED_COLUMNS
 from fathombatch.taxonomy import Taxonomy, fathomnet2023
 
 __all__ = ["ScoresMetadata", "ScoresTable", "read_metadata", "recorded_root"]
@@ -62,6 +62,10 @@ class ScoresTable:
         taxonomy = metadata.taxonomy or fathomnet2023()
         lazy = pl.scan_parquet(path)
         names = set(lazy.collect_schema().names())
+        older = [c for c in ADDED_COLUMNS if c not in names]
+        if older:  # written before these columns existed: null, as for stills
+            lazy = lazy.with_columns(pl.lit(None, dtype=FIXED_COLUMNS[c]).alias(c) for c in older)
+            names.update(older)
         absent = [c for c in (*FIXED_COLUMN_NAMES, *taxonomy.names) if c not in names]
         if absent:
             raise UsageError(
