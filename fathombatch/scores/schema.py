@@ -18,14 +18,22 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import numpy as np
 import polars as pl
 
-if TYPE_CHECKING:
-    # Only for annotations: fathombatch.taxonomy imports FIXED_COLUMN_NAMES from here at run time.
-    from fathombatch.taxonomy import Taxonomy
+
+class ClassList(Protocol):
+    """What the schema needs of a taxonomy (:class:`fathombatch.taxonomy.Taxonomy`): its class names and ids in
+    column order. A protocol, because the taxonomy imports the fixed column names from here."""
+
+    @property
+    def names(self) -> Sequence[str]: ...
+
+    @property
+    def ids(self) -> Sequence[int]: ...
+
 
 FIXED_COLUMNS: dict[str, pl.DataType] = {
     "image_id": pl.String(),
@@ -47,13 +55,13 @@ FIXED_COLUMN_NAMES: tuple[str, ...] = tuple(FIXED_COLUMNS)
 ADDED_COLUMNS: tuple[str, ...] = ("frame_index", "timestamp_s")
 
 
-def schema(taxonomy: Taxonomy) -> pl.Schema:
+def schema(taxonomy: ClassList) -> pl.Schema:
     """The full table schema for a taxonomy: the fixed columns, then one Float32 column per class in column order."""
     return pl.Schema({**FIXED_COLUMNS, **{name: pl.Float32() for name in taxonomy.names}})
 
 
 def build_frame(
-    taxonomy: Taxonomy,
+    taxonomy: ClassList,
     *,
     paths: Sequence[str],
     sizes: Sequence[tuple[int, int] | None],
@@ -84,8 +92,7 @@ def build_frame(
         n rows with the columns of :func:`schema`.
     """
     n = len(paths)
-    c = len(taxonomy)
-    full = np.full((n, c), np.nan, dtype=np.float32)
+    full = np.full((n, len(taxonomy.names)), np.nan, dtype=np.float32)
     valid = np.zeros(n, dtype=bool)
     osd_full = np.full(n, np.nan, dtype=np.float32)
     top_lists: list[list[int] | None] = [None] * n
@@ -109,8 +116,7 @@ def build_frame(
         "top_categories": top_lists,
         "osd": pl.Series(osd_full).fill_nan(None),
     }
-    frame = pl.DataFrame(columns, schema=FIXED_COLUMNS)
-    probs_frame = pl.DataFrame(full, schema=[(name, pl.Float32) for name in taxonomy.names], orient="row")
     # NaN marks "no probability" only for error rows; store it as null so Parquet readers see missing values.
-    probs_frame = probs_frame.with_columns(pl.all().fill_nan(None))
-    return pl.concat([frame, probs_frame], how="horizontal")
+    probs_frame = pl.DataFrame(full, schema=[(name, pl.Float32) for name in taxonomy.names], orient="row")
+    return pl.concat([pl.DataFrame(columns, schema=FIXED_COLUMNS), probs_frame.with_columns(pl.all().fill_nan(None))],
+                     how="horizontal")
