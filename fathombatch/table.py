@@ -10,6 +10,11 @@ One row per discovered file (documented in docs/output.md)::
     top_categories  list[i32]  category ids, best first, top-k (null for errors)
     osd             f32|null   out-of-sample score in [0, 1]
     <class name>    f32|null   one probability column per class, in taxonomy (id) order
+    file_size       i64|null   the file's size in bytes when it was scored
+    file_mtime_ns   i64|null   its modification time then, in ns since the epoch
+
+The last two (:data:`SIGNATURE_COLUMNS`) are what an update (``ScoreConfig.update``) compares to tell unchanged files;
+they come after the class columns because the scoring core appends them to the rows it builds.
 
 The file's key-value metadata holds, under the key ``fathombatch``, a json object with the taxonomy, the engine
 manifest, the run parameters and the fathombatch version.
@@ -39,6 +44,9 @@ FIXED_COLUMNS: dict[str, pl.DataType] = {
     "top_categories": pl.List(pl.Int32()),
     "osd": pl.Float32(),
 }
+
+#: The file signature of each row, appended after the class columns (see the module docstring).
+SIGNATURE_COLUMNS: dict[str, pl.DataType] = {"file_size": pl.Int64(), "file_mtime_ns": pl.Int64()}
 
 
 def schema(taxonomy: Taxonomy) -> pl.Schema:
