@@ -17,7 +17,7 @@ from fathombatch.backends import read_manifest
 from fathombatch.errors import OutputError, UsageError
 from fathombatch.fsutil import FileLock
 from fathombatch.scores.metadata import read_metadata
-from fathombatch.scores.schema import FIXED_COLUMNS
+from fathombatch.scores.schema import FIXED_COLUMNS, SIGNATURE_COLUMNS
 from fathombatch.scoring import ScoreConfig, ScoreSummary, score_folder
 from fathombatch.taxonomy import Category, Taxonomy, fathomnet2023
 from tests.conftest import data_file
@@ -63,7 +63,7 @@ def test_table_has_one_row_per_file_with_the_documented_columns(dump: Path, engi
     summary = run(dump, engines["onnx"], out, submission=tmp_path / "sub.csv")
     table = pl.read_parquet(out)
     names = fathomnet2023().names
-    assert table.columns == [*FIXED_COLUMNS, *names]
+    assert table.columns == [*FIXED_COLUMNS, *names, *SIGNATURE_COLUMNS]
     assert table.schema["top_categories"] == pl.List(pl.Int32) and table.schema[names[0]] == pl.Float32
     assert table.height == 28 and summary.files == 28
     assert table["path"].to_list() == sorted(table["path"].to_list())
@@ -82,6 +82,8 @@ def test_table_has_one_row_per_file_with_the_documented_columns(dump: Path, engi
     assert probs.dtype == np.float32 and np.all((probs >= 0) & (probs <= 1))
     assert ok["image_id"].to_list() == [Path(p).stem for p in ok["path"].to_list()]
     assert (ok["width"] == 160).all() and (ok["height"] == 120).all()
+    signatures = [((dump / p).stat().st_size, (dump / p).stat().st_mtime_ns) for p in table["path"]]
+    assert list(table.select(*SIGNATURE_COLUMNS).iter_rows()) == signatures
     top = np.array(ok["top_categories"].to_list())
     assert top.shape == (24, 20)
     np.testing.assert_array_equal(top[:, 0], np.argmax(probs, axis=1) + 1)  # category id = column + 1

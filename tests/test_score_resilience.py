@@ -124,7 +124,9 @@ def test_merge_keeps_the_newest_row_of_each_path(tmp_path: Path) -> None:
     writer.close()
     store.merge(tmp_path / "out.parquet", {"a", "b", "c"}, {"x": "y"})
     merged = pl.read_parquet(tmp_path / "out.parquet")
-    assert merged.to_dict(as_series=False) == {"path": ["a", "b", "c"], "status": ["ok"] * 3, "v": [1, 2, 2]}
+    # The private signature columns are kept under their public names (what --update reads back).
+    assert merged.to_dict(as_series=False) == {"path": ["a", "b", "c"], "status": ["ok"] * 3, "v": [1, 2, 2],
+                                               "file_size": [1] * 3, "file_mtime_ns": [1] * 3}
     assert pl.read_parquet_metadata(tmp_path / "out.parquet")["x"] == "y"
 
 

@@ -34,6 +34,9 @@ if TYPE_CHECKING:  # what each click.Choice hands over, as the library's configs
 @click.option("--decode-threads", type=click.IntRange(1, MAX_THREADS),
               help="Decoder threads, overriding --threads for decoding.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing table or discard an interrupted run.")
+@click.option("--update", is_flag=True,
+              help="Bring an existing table up to date: score new and changed files and error rows, drop rows of "
+                   "files that are gone, keep the rest.")
 @click.option("--part-rows", type=click.IntRange(min=1), default=2048, show_default=True,
               help="Rows per part file: the most work a hard kill can cost.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
@@ -49,8 +52,8 @@ if TYPE_CHECKING:  # what each click.Choice hands over, as the library's configs
 @click.option("--gpus-per-worker", type=click.FloatRange(min=0), default=0.0, show_default=True)
 @quiet_option
 def score(root: Path, engine: str, out: Path, batch_size: int, decoder: str, top_k: int, frame_interval: float,
-          submission: Path | None,
-          osd_method: str | None, threads: int | None, decode_threads: int | None, overwrite: bool, part_rows: int,
+          submission: Path | None, osd_method: str | None, threads: int | None, decode_threads: int | None,
+          overwrite: bool, update: bool, part_rows: int,
           device: str,
           devices: str | None, torch_precision: str, use_ray: bool, ray_address: str | None, workers: int | None,
           cpus_per_worker: float, gpus_per_worker: float, quiet: bool) -> None:
@@ -58,10 +61,12 @@ def score(root: Path, engine: str, out: Path, batch_size: int, decoder: str, top
     table (resumable); a video gives one row per frame sampled every --frame-interval seconds.
 
     Bad files get an error row and the run goes on; an interrupted run resumes when the same command is re-run.
+    With --update, an existing table is brought up to date with ROOT (only new and changed files are scored).
 
     \b
     Example:
       fathombatch score ./dive_images --engine demo-efficientnet_lite0.onnx --out scores.parquet --submission sub.csv
+      fathombatch score ./dive_images --engine demo-efficientnet_lite0.onnx --out scores.parquet --update
       fathombatch score /shared/cruise --engine demo-efficientnet_lite0.onnx --out c.parquet --ray --ray-address auto
       fathombatch build-engine engines/demo-efficientnet_lite0.onnx --out engines/demo-fp16.plan
       fathombatch score ./dive_images --engine demo-fp16.plan --devices 0,1 --batch-size 256
@@ -78,7 +83,7 @@ def score(root: Path, engine: str, out: Path, batch_size: int, decoder: str, top
         raise UsageError("--ray-address and --ray-workers need --ray")
     cfg = ScoreConfig(root=root, engine=engine, out=out, batch_size=batch_size, decoder=decoder, top_k=top_k,
                       submission=submission, osd=osd_method, threads=threads, decode_threads=decode_threads,
-                      overwrite=overwrite, part_rows=part_rows,
+                      overwrite=overwrite, update=update, part_rows=part_rows,
                       ray=ray, device=device, devices=parse_devices(devices) if devices else None,
                       torch_precision=torch_precision, frame_interval=frame_interval)
     s = score_folder(cfg, progress=_progress(quiet))
@@ -87,6 +92,9 @@ def score(root: Path, engine: str, out: Path, batch_size: int, decoder: str, top
     as_rows = f" as {rows} rows (a row per sampled video frame)" if rows != s.files else ""
     click.echo(f"Scored {s.files} files{as_rows}: {s.ok} ok, {s.errors} errors{resumed}. {s.scored_now} scored now in "
                f"{s.seconds:.1f} s ({s.images_per_second:.1f} images/s; decoder {s.decoder}, engine {s.engine})")
+    if (u := s.update) is not None:
+        fresh = f" (there was no table at {s.out} yet, so every file was scored as new)" if u.fresh else ""
+        click.echo(f"Update: {u.added} added, {u.rescored} rescored, {u.removed} removed, {u.kept} kept{fresh}.")
     for message, count in s.top_errors:
         click.echo(f"  {count} x {message}")
     for warning in s.warnings:

@@ -12,6 +12,14 @@ One row per discovered file (documented in docs/output.md)::
     top_categories  list[i32]  category ids, best first, top-k (null for errors)
     osd             f32|null   out-of-sample score in [0, 1]
     <class name>    f32|null   one probability column per class, in taxonomy (id) order
+    file_size       i64|null   the file's size in bytes when it was scored
+    file_mtime_ns   i64|null   its modification time then, in ns since the epoch
+
+The last two (:data:`SIGNATURE_COLUMNS`) are what an update (``ScoreConfig.update``) compares to tell unchanged files;
+they come after the class columns because the scoring core appends them to the rows it builds.
+
+The file's key-value metadata holds, under the key ``fathombatch``, a json object with the taxonomy, the engine
+manifest, the run parameters and the fathombatch version.
 """
 
 from __future__ import annotations
@@ -53,6 +61,9 @@ FIXED_COLUMN_NAMES: tuple[str, ...] = tuple(FIXED_COLUMNS)
 #: Fixed columns added after the first tables were written (video frames, 2026-11-30): a table without them is still
 #: a scores table, read as if they were null (every row a still), so no user's earlier table stops opening.
 ADDED_COLUMNS: tuple[str, ...] = ("frame_index", "timestamp_s")
+
+#: The file signature of each row, appended after the class columns (see the module docstring).
+SIGNATURE_COLUMNS: dict[str, pl.DataType] = {"file_size": pl.Int64(), "file_mtime_ns": pl.Int64()}
 
 
 def schema(taxonomy: ClassList) -> pl.Schema:

@@ -11,6 +11,7 @@ module                        owns
 ``pipeline``                  rows -> part files, with progress
 ``parts``                     the part-file store behind resuming (``OUT.parts/``)
 ``outputs``                   refusing outputs that are inputs; the final table and submission
+``update``                    incremental scoring: check the old table, seed the part store with its unchanged rows
 ``folder``                    :func:`score_folder`, which strings them together
 ============================  ==========================================================================
 """
@@ -18,7 +19,7 @@ module                        owns
 from __future__ import annotations
 
 from fathombatch.scoring.batch import score_batch
-from fathombatch.scoring.config import RayOptions, ScoreConfig, ScoreSummary, decode_threads
+from fathombatch.scoring.config import RayOptions, ScoreConfig, ScoreSummary, UpdateCounts, decode_threads
 from fathombatch.scoring.folder import score_folder
 from fathombatch.scoring.outputs import check_outputs
 from fathombatch.scoring.plan import ScorePlan, build_plan
@@ -28,6 +29,7 @@ __all__ = [
     "ScoreConfig",
     "ScorePlan",
     "ScoreSummary",
+    "UpdateCounts",
     "build_plan",
     "check_outputs",
     "decode_threads",

@@ -46,6 +46,8 @@ class ScoreConfig:
             runtime's default, one per physical core).
         decode_threads: decoder threads, overriding the split (None: :func:`decode_threads`).
         overwrite: discard an existing output or interrupted run instead of refusing/resuming.
+        update: bring an existing ``out`` up to date with the folder: score only new and changed files (and its
+            error rows), drop rows of files that are gone, keep the rest (:mod:`fathombatch.scoring.update`).
         part_rows: rows per part file (the most a hard kill can lose).
         ray: score on a Ray cluster (see :mod:`fathombatch.scoring.runners.ray`) instead of in this process.
         device: ``auto`` (TensorRT plans and ``.pt`` engines on GPU 0 when there is one), ``cpu`` or ``cuda``.
@@ -65,12 +67,33 @@ class ScoreConfig:
     threads: int | None = None
     decode_threads: int | None = None
     overwrite: bool = False
+    update: bool = False
     part_rows: int = 2048
     ray: RayOptions | None = None
     device: str = "auto"
     devices: list[int] | None = None
     torch_precision: str = "fp32"
     frame_interval: float = 1.0
+
+
+@dataclass(frozen=True)
+class UpdateCounts:
+    """What an update did to the table's rows (files, one row each).
+
+    Attributes:
+        added: files the table had no row for.
+        rescored: files the table had a row for that were scored again: changed since (size or modification time),
+            error rows, or every row of a table written before tables recorded file signatures.
+        removed: rows of files no longer in the folder, dropped.
+        kept: rows of unchanged files, copied from the table.
+        fresh: there was no table yet, so every file was scored as new (``added``).
+    """
+
+    added: int
+    rescored: int
+    removed: int
+    kept: int
+    fresh: bool = False
 
 
 @dataclass(frozen=True)
@@ -92,6 +115,7 @@ class ScoreSummary:
     top_errors: list[tuple[str, int]] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     error_prior_source: str | None = None  # where the submission's error rows got their ranking; None: no submission
+    update: UpdateCounts | None = None  # None: not an update
 
 
 def decode_threads(threads: int | None) -> int:

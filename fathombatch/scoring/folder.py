@@ -9,7 +9,8 @@ An interrupted run (Ctrl-C, ``kill -9``, a full disk) leaves complete part files
 again skips every file already scored ``ok`` and unchanged since, scores the rest (error rows are retried), and
 merges all parts into ``OUT`` (sorted by path), then removes the parts (:mod:`fathombatch.scoring.parts`). A resume
 with a different engine, decoder, top-k, osd method or folder is refused unless ``overwrite``. A lock file
-(``OUT.lock``) stops two runs from writing the same output.
+(``OUT.lock``) stops two runs from writing the same output. An update (``update``) seeds the part store with the
+unchanged rows of the finished table and then resumes (:mod:`fathombatch.scoring.update`).
 """
 
 from __future__ import annotations
@@ -26,12 +27,12 @@ from fathombatch.backends import Engine, checked_manifest, engine_device, open_e
 from fathombatch.decode import check_decoder_device, discover, resolve_decoder_name
 from fathombatch.decode.discover import SCORED_SUFFIXES, describe_suffixes, describe_video_suffixes
 from fathombatch.decode.video import is_video
-from fathombatch.errors import OutputError, UsageError
+from fathombatch.errors import OutputError, UsageError, param
 from fathombatch.fsutil import FileLock, display_path
 from fathombatch.gpu import require_gpu
 from fathombatch.progress import Progress
 from fathombatch.scores.submission import shared_id_warning
-from fathombatch.scoring.config import RayOptions, ScoreConfig, ScoreSummary
+from fathombatch.scoring.config import RayOptions, ScoreConfig, ScoreSummary, UpdateCounts
 from fathombatch.scoring.outputs import check_outputs, finish_table
 from fathombatch.scoring.parts import PartStore, file_signature
 from fathombatch.scoring.pipeline import write_pending
@@ -40,6 +41,7 @@ from fathombatch.scoring.runners import Runner
 from fathombatch.scoring.runners.local import LocalRunner
 from fathombatch.scoring.runners.multigpu import MultiGpuRunner, unopened_engine
 from fathombatch.scoring.runners.ray import RayRunner, actor_threads, ray_device
+from fathombatch.scoring.update import PreviousTable, plan_update, read_previous, seed_store, unsigned_warning
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +61,9 @@ def score_folder(cfg: ScoreConfig, *, progress: Progress | None = None) -> Score
     progress = progress or Progress(enabled=False)
     if cfg.batch_size < 1:
         raise UsageError(f"--batch-size must be at least 1, got {cfg.batch_size}")
+    if cfg.update and cfg.overwrite:
+        raise UsageError(f"{param('update')} keeps the unchanged rows of the table and {param('overwrite')} discards "
+                         "them; choose one")
     warnings: list[str] = []
     files = discover(cfg.root, SCORED_SUFFIXES, on_error=warnings.append)
     if not files:
@@ -69,20 +74,22 @@ def score_folder(cfg: ScoreConfig, *, progress: Progress | None = None) -> Score
     out = cfg.out
     with FileLock(out.with_name(out.name + ".lock"), what=str(out)):
         params = plan.run_params(engine.inference_precision)
+        previous = read_previous(out, params) if cfg.update else None
         store = _open_store(cfg, params)
         warnings += store.warnings
+        update = _seed(store, previous, cfg.root, files, warnings) if cfg.update else None
         shown, pending, done_frames = _pending(store, cfg.root, files)
-        resumed = len(files) - len(pending)
+        resumed = max(0, len(files) - len(pending) - (update.kept if update else 0))
         if resumed:
             log.info("resuming: %d of %d files already scored", resumed, len(files))
         if pending:
             write_pending(runner.frames(plan, pending, done_frames), store, progress, part_rows=cfg.part_rows,
-                          resumed=resumed, total=len(files))
+                          resumed=len(files) - len(pending), total=len(files))
         scored_seconds = time.perf_counter() - started
         final, prior_source = finish_table(cfg, engine, store, params, shown, warnings)
     rate = len(pending) / scored_seconds if scored_seconds > 0 else 0.0
     return _summary(cfg, final, plan, warnings, files=len(files), scored_now=len(pending), resumed=resumed,
-                    seconds=time.perf_counter() - started, rate=rate, prior_source=prior_source)
+                    seconds=time.perf_counter() - started, rate=rate, prior_source=prior_source, update=update)
 
 
 def prepare(cfg: ScoreConfig) -> tuple[ScorePlan, Engine, Runner]:
@@ -129,7 +136,7 @@ def _open_store(cfg: ScoreConfig, params: dict[str, object]) -> PartStore:
     parts_dir = out.with_name(out.name + ".parts")
     resuming = parts_dir.exists()
     for path, flag in ((out, "--out"), (cfg.submission, "--submission")):
-        if path is not None and path.exists() and not resuming and not cfg.overwrite:
+        if path is not None and path.exists() and not resuming and not cfg.overwrite and not cfg.update:
             raise OutputError(f"{path} already exists; pass --overwrite to replace it, or choose another {flag}")
     for stale in out.parent.glob(f".{out.name}.*.tmp"):
         stale.unlink(missing_ok=True)  # a merge killed half-way; its parts are still there
@@ -152,6 +159,18 @@ def _refuse_videos_off_local(cfg: ScoreConfig, files: list[str]) -> None:
                          f"scored in a single process only, not {where}; score them separately on one device")
 
 
+def _seed(store: PartStore, previous: PreviousTable | None, root: Path, files: list[str],
+          warnings: list[str]) -> UpdateCounts:
+    """An update's counts, after copying the old table's unchanged rows into ``store``."""
+    signatures = {display_path(f): file_signature(root / f) for f in files}
+    counts, kept = plan_update(previous, signatures)
+    if previous is not None:
+        seed_store(store, previous, kept)
+    if unsigned := unsigned_warning(previous):
+        warnings.append(unsigned)
+    return counts
+
+
 def _pending(store: PartStore, root: Path, files: list[str],
              ) -> tuple[list[str], list[str], dict[str, frozenset[int]]]:
     """(display paths of every file, files still to score, frames of those videos already scored): files an
@@ -167,7 +186,8 @@ def _pending(store: PartStore, root: Path, files: list[str],
 
 
 def _summary(cfg: ScoreConfig, final: pl.DataFrame, plan: ScorePlan, warnings: list[str], *, files: int,
-             scored_now: int, resumed: int, seconds: float, rate: float, prior_source: str) -> ScoreSummary:
+             scored_now: int, resumed: int, seconds: float, rate: float, prior_source: str,
+             update: UpdateCounts | None) -> ScoreSummary:
     """The run's summary from the final table's fixed columns."""
     counts = final.select(
         ok=(pl.col("status") == "ok").sum(),
@@ -193,4 +213,5 @@ def _summary(cfg: ScoreConfig, final: pl.DataFrame, plan: ScorePlan, warnings: l
         top_errors=top_errors,
         warnings=warnings,
         error_prior_source=prior_source if cfg.submission is not None else None,
+        update=update,
     )

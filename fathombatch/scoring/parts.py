@@ -33,6 +33,7 @@ import polars as pl
 
 from fathombatch.errors import OutputError
 from fathombatch.fsutil import atomic_path, write_json_atomic
+from fathombatch.scores.schema import SIGNATURE_COLUMNS
 
 PART_GLOB = "part-*.parquet"
 PRIVATE_COLUMNS = ("_size", "_mtime_ns", "_end")
@@ -43,6 +44,10 @@ _INDEX_DEFAULTS: dict[str, pl.Expr] = {
     "frame_index": pl.lit(None, pl.Int64),
     "_end": pl.lit(True),
 }
+#: The signature columns' names in the final table (public there: an update reads them back); ``_end`` is dropped.
+PUBLIC_NAMES = dict(zip(("_size", "_mtime_ns"), SIGNATURE_COLUMNS, strict=True))
+#: How a refusal names the run parameters that differ.
+_PARAM_WORDS = {"engine_fingerprint": "engine (manifest hash)", "root": "folder"}
 #: Rows per row group of the merged table.
 MERGE_ROWS = 4096
 
@@ -54,6 +59,15 @@ def file_signature(path: Path) -> tuple[int | None, int | None]:
     except OSError:
         return None, None
     return st.st_size, st.st_mtime_ns
+
+
+def changed_params(previous: dict[str, Any], params: dict[str, Any]) -> str:
+    """The run parameters of ``params`` that ``previous`` records differently, in words (``""`` when none).
+
+    The engine's path is left out: a moved or renamed engine with the same fingerprint computes the same rows.
+    """
+    changed = [k for k in params if k != "engine" and previous.get(k) != params[k]]
+    return ", ".join(_PARAM_WORDS.get(k, k) for k in changed)
 
 
 def _read_run_file(path: Path) -> dict[str, Any] | None:
@@ -104,15 +118,11 @@ class PartStore:
             self.warnings.append(f"the interrupted run's {run_file.name} was missing or unreadable, so its parts "
                                  f"cannot be matched to these settings; they were moved to {aside} and every file is "
                                  "scored again")
-        elif previous:
-            changed = [k for k in params if k != "engine" and previous.get(k) != params[k]]
-            if changed:
-                names = {"engine_fingerprint": "engine (manifest hash)", "root": "folder"}
-                what = ", ".join(names.get(k, k) for k in changed)
-                raise OutputError(
-                    f"an interrupted run in {directory} used a different {what}; re-run with the same settings to "
-                    "resume it, or pass --overwrite to start over"
-                )
+        elif previous and (what := changed_params(previous, params)):
+            raise OutputError(
+                f"an interrupted run in {directory} used a different {what}; re-run with the same settings to "
+                "resume it, or pass --overwrite to start over"
+            )
         directory.mkdir(parents=True, exist_ok=True)
         for stale in directory.glob(".*.tmp"):
             stale.unlink(missing_ok=True)  # half-written parts of a killed run
@@ -180,9 +190,19 @@ class PartStore:
     def writer(self) -> PartWriter:
         return PartWriter(self.dir, first=len(self.parts))
 
+    def seed(self, rows: pl.LazyFrame) -> None:
+        """Write ``rows`` (part columns, private ones included) as the next part, atomically, streaming."""
+        existing = [int(p.stem.split("-")[1]) for p in self.parts]
+        dest = self.dir / f"part-{max(existing, default=-1) + 1:06d}.parquet"
+        try:
+            with atomic_path(dest) as tmp:
+                rows.sink_parquet(tmp, compression="zstd", statistics=False)
+        except OSError as exc:
+            raise OutputError(f"cannot write part files in {self.dir}: {exc.strerror or exc}") from None
+
     def merge(self, out: Path, keep: set[str], metadata: dict[str, str]) -> None:
-        """Write ``out`` atomically: the newest row of every path in ``keep``, sorted by path, private columns
-        dropped."""
+        """Write ``out`` atomically: the newest row of every path in ``keep``, sorted by path, the private columns
+        under their public names (:data:`PUBLIC_NAMES`)."""
         import pyarrow as pa
         import pyarrow.parquet as pq
 
@@ -191,14 +211,20 @@ class PartStore:
             "path", "frame_index", nulls_last=True
         )
 
+        order: list[str] = []
+
         @lru_cache(maxsize=4)
         def load(i: int) -> pa.Table:
             table = pq.read_table(parts[i])
-            return table.drop_columns([c for c in PRIVATE_COLUMNS if c in table.column_names])
+            table = table.drop_columns([c for c in ("_end",) if c in table.column_names])
+            table = table.rename_columns([PUBLIC_NAMES.get(name, name) for name in table.column_names])
+            # An update's seed part comes from the old table: the same columns, but not necessarily in part order.
+            return table.select(order) if order and table.column_names != order else table
 
         try:
             with atomic_path(out) as tmp:
-                schema = load(0).schema.with_metadata(metadata) if parts else None
+                schema = load(len(parts) - 1).schema.with_metadata(metadata) if parts else None
+                order.extend(schema.names if schema is not None else ())
                 with pq.ParquetWriter(tmp, schema, compression="zstd") as writer:
                     pending: list[pa.Table] = []
                     n_pending = 0
