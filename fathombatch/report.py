@@ -34,13 +34,14 @@ from fathombatch.metrics import (
     ranking_from_scores,
     sauc,
 )
+from fathombatch.pathargs import PathFields
 from fathombatch.reportpages import render_html, render_markdown
 from fathombatch.taxonomy import Taxonomy
 from fathombatch.trainset import resolve_run, training_overlap
 
 
 @dataclass(frozen=True)
-class EvalConfig:
+class EvalConfig(PathFields):
     """What to evaluate.
 
     Attributes:

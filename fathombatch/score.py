@@ -42,6 +42,7 @@ from fathombatch.gpu import require_gpu
 from fathombatch.metrics import ranking_from_scores
 from fathombatch.osd import create_osd
 from fathombatch.parts import PartStore, file_signature
+from fathombatch.pathargs import PathFields
 from fathombatch.pathguard import entry_names
 from fathombatch.probability import sigmoid
 from fathombatch.progress import Progress
@@ -55,7 +56,7 @@ log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
-class ScoreConfig:
+class ScoreConfig(PathFields):
     """One scoring run.
 
     Attributes:

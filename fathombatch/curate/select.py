@@ -34,6 +34,7 @@ from fathombatch.curate.scoretable import (
 )
 from fathombatch.errors import UsageError
 from fathombatch.fsutil import atomic_path, fs_path
+from fathombatch.pathargs import PathFields
 from fathombatch.pathguard import same_entry
 from fathombatch.progress import Progress
 
@@ -42,7 +43,7 @@ RowStatus = Literal["ok", "error"]
 
 
 @dataclass(frozen=True)
-class SelectConfig:
+class SelectConfig(PathFields):
     """Attributes:
     scores: the scores table.
     out: ``.parquet``, ``.csv`` or ``.txt`` (paths only).

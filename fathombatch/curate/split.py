@@ -23,11 +23,12 @@ from fathombatch.curate.labelfiles import (
 from fathombatch.datasets import Labels, load_coco_json, read_labels, write_kaggle_csv
 from fathombatch.errors import UsageError
 from fathombatch.fsutil import write_text_atomic
+from fathombatch.pathargs import PathFields
 from fathombatch.splits import repair_coverage, stratified_split
 
 
 @dataclass(frozen=True)
-class SplitConfig:
+class SplitConfig(PathFields):
     """Attributes:
     labels: Kaggle CSV or COCO json.
     out: folder; gets ``train.<ext>``, ``val.<ext>`` (or ``fold-K/`` folders), ``coverage.csv``, ``coverage.md``.
