@@ -1,16 +1,19 @@
 """fathombatch: batch-score ROV dive imagery with FathomNet-style multi-label classifiers.
 
-Library first; the ``fathombatch`` command line is a thin layer on top. The names below are the package's public
-surface, each an alias of the function or class that owns the job::
+Library first; the ``fathombatch`` command line is a thin layer on top. In a notebook (docs/python.md)::
 
-    from pathlib import Path
     import fathombatch as fb
+    df = fb.score("dive/images", engine="engines/r18.onnx")          # a polars.DataFrame, the scores table's schema
+    eng = fb.open_engine("engines/r18.onnx"); probs = eng.predict([pil_image, np_array])   # (N, classes) float32
+    m = fb.evaluate(df, truth="dive/train.csv")                      # EvalResult: m.map_at_k, m.to_json()
 
-    run = fb.train(fb.TrainConfig(images=Path("dive/images"), labels=Path("dive/train.csv"), out=Path("runs/r18")))
-    fb.export(fb.ExportConfig(run=run.out, format="onnx", out=Path("engines/r18.onnx")))
-    fb.score_folder(fb.ScoreConfig(root=Path("dive/images"), engine=Path("engines/r18.onnx"),
-                                   out=Path("scores.parquet")))
-    fb.evaluate(fb.EvalConfig(scores=Path("scores.parquet"), truth=Path("dive/train.csv")))
+The other names below are the package's public surface, each an alias of the function or class that owns the job;
+plain ``str`` paths work in every config::
+
+    run = fb.train(fb.TrainConfig(images="dive/images", labels="dive/train.csv", out="runs/r18"))
+    fb.export(fb.ExportConfig(run=run.out, format="onnx", out="engines/r18.onnx"))
+    fb.score_folder(fb.ScoreConfig(root="dive/images", engine="engines/r18.onnx", out="scores.parquet"))
+    fb.evaluate(fb.EvalConfig(scores="scores.parquet", truth="dive/train.csv"))
 
 They are loaded on first use (PEP 562), so ``import fathombatch`` stays light: no torch, numpy or polars until a
 name that needs them is touched.
@@ -27,14 +30,17 @@ try:
 except PackageNotFoundError:  # running from a source tree that was never installed
     __version__ = "0.0.0+unknown"
 
-#: Public name -> (module, attribute in it).
-_PUBLIC: dict[str, tuple[str, str]] = {
-    # Not yet ``score``: that is the module fathombatch/score.py until it moves into fathombatch/scoring/, and the
-    # import system rebinds a package attribute to its submodule, so ``fb.score`` would turn into the module.
+#: Public name -> (module, attribute in it; None: the module itself).
+_PUBLIC: dict[str, tuple[str, str | None]] = {
+    # ``fb.score`` is the module fathombatch/score.py, made callable: calling it runs fathombatch.api.score. The
+    # import system rebinds a package attribute to its submodule whenever that is imported, so a function of that
+    # name would turn into the module depending on import order (see fathombatch/score.py, _CallableModule).
+    "score": ("fathombatch.score", None),
+    "LoadedEngine": ("fathombatch.api", "LoadedEngine"),
     "score_folder": ("fathombatch.score", "score_folder"),
     "ScoreConfig": ("fathombatch.score", "ScoreConfig"),
     "ScoreSummary": ("fathombatch.score", "ScoreSummary"),
-    "open_engine": ("fathombatch.backends", "open_engine"),
+    "open_engine": ("fathombatch.api", "open_engine"),
     "Engine": ("fathombatch.backends", "Engine"),
     "Manifest": ("fathombatch.backends", "Manifest"),
     "read_manifest": ("fathombatch.backends", "read_manifest"),
@@ -49,7 +55,7 @@ _PUBLIC: dict[str, tuple[str, str]] = {
     "ExportResult": ("fathombatch.engine_export", "ExportResult"),
     "build_engine": ("fathombatch.engine_export", "build_engine"),
     "BuildConfig": ("fathombatch.engine_export", "BuildConfig"),
-    "evaluate": ("fathombatch.report", "evaluate"),
+    "evaluate": ("fathombatch.api", "evaluate"),
     "EvalConfig": ("fathombatch.report", "EvalConfig"),
     "EvalResult": ("fathombatch.report", "EvalResult"),
     "synthesize": ("fathombatch.synth", "synthesize"),
@@ -66,7 +72,8 @@ def __getattr__(name: str) -> Any:
     if name not in _PUBLIC:
         raise AttributeError(f"module 'fathombatch' has no attribute {name!r}")
     module, attribute = _PUBLIC[name]
-    value = getattr(importlib.import_module(module), attribute)
+    loaded = importlib.import_module(module)
+    value = loaded if attribute is None else getattr(loaded, attribute)
     globals()[name] = value
     return value
 

@@ -74,6 +74,24 @@ def open_predictions(path: Path) -> Predictions:
     return Predictions(rows=lazy, taxonomy=taxonomy, kind="table", meta=meta)
 
 
+def frame_predictions(frame: pl.DataFrame, meta: dict[str, Any], name: str) -> Predictions:
+    """A scores table held in memory (what :func:`fathombatch.score` returns) as predictions.
+
+    Args:
+        meta: the table's metadata as ``score`` records it (taxonomy, engine manifest, run); empty when unknown,
+            then the FathomNet 2023 taxonomy is assumed.
+        name: how messages name the frame.
+
+    Raises:
+        UsageError: the frame lacks columns of a scores table for that taxonomy.
+    """
+    taxonomy = taxonomy_from_metadata(meta) or fathomnet2023()
+    absent = [c for c in ("image_id", "status", "osd", "top_categories", *taxonomy.names) if c not in frame.columns]
+    if absent:
+        raise UsageError(f"{name} is not a fathombatch scores table for this taxonomy (missing columns {absent[:5]})")
+    return Predictions(rows=frame.lazy(), taxonomy=taxonomy, kind="table", meta=meta)
+
+
 def read_submission(path: Path, taxonomy: Taxonomy, *, require_osd: bool = True) -> pl.DataFrame:
     """Read ``id,categories,osd`` keeping each row's category order (the ranking is what MAP@k scores).
 

@@ -56,12 +56,12 @@ def _worker(cfg_fields: dict[str, Any], engine: str, decoder: str, osd: str, sha
         torch.cuda.set_device(device)  # before anything touches CUDA: no stray context on GPU 0
         from fathombatch.backends import open_engine
         from fathombatch.osd import create_osd
-        from fathombatch.score import ScoreConfig, _local_frames
+        from fathombatch.score import ScoreConfig, local_frames
 
         cfg = ScoreConfig(**cfg_fields)
         eng = open_engine(engine, threads=cfg.threads, device=device, precision=cfg.torch_precision)
         osd_fn = create_osd(osd, eng.manifest.osd.get("stats"))
-        for n, frame in _local_frames(cfg, eng, decoder, osd_fn, shard, device):
+        for n, frame in local_frames(cfg, eng, decoder, osd_fn, shard, device):
             out.put(("rows", n, frame))
         out.put(("done", device))
     except BaseException as exc:  # noqa: BLE001 - reported to the parent, which raises it

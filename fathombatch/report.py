@@ -125,14 +125,20 @@ def _read_osd_truth(path: Path) -> dict[str, int]:
     return values
 
 
-def evaluate(cfg: EvalConfig) -> EvalResult:
+def evaluate(cfg: EvalConfig, *, predictions: Predictions | None = None) -> EvalResult:
     """Compute MAP@k, the prior floor, per-class AP and (with osd truth) sAUC and the competition score.
+
+    Args:
+        predictions: already opened (a frame held in memory, :func:`~fathombatch.evalinput.frame_predictions`);
+            ``cfg.scores`` then only names them. None: open ``cfg.scores``.
 
     Raises:
         UsageError: a missing file, no truth id among the evaluated ids, or truth that is a ranking (a submission).
     """
-    refuse_same_file(cfg.scores, cfg.truth)
-    preds = open_predictions(cfg.scores)
+    if predictions is None:
+        refuse_same_file(cfg.scores, cfg.truth)
+        predictions = open_predictions(cfg.scores)
+    preds = predictions
     taxonomy = preds.taxonomy
     truth: Labels = read_labels(cfg.truth, taxonomy)
     if len(truth) == 0:

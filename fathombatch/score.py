@@ -19,8 +19,10 @@ import contextlib
 import logging
 import os
 import queue
+import sys
 import threading
 import time
+import types
 from collections import Counter
 from collections.abc import Generator, Iterator
 from dataclasses import dataclass, field
@@ -181,8 +183,12 @@ def _decode_stage(
         _put(out_q, exc, stop)
 
 
-def score_folder(cfg: ScoreConfig, *, progress: Progress | None = None) -> ScoreSummary:
+def score_folder(cfg: ScoreConfig, *, progress: Progress | None = None, engine: Engine | None = None
+                 ) -> ScoreSummary:
     """Score every image under ``cfg.root`` and write the scores table (and optionally the submission CSV).
+
+    ``engine``: ``cfg.engine`` already opened (the Python API reuses one), on the device ``cfg.device`` names;
+    None opens it here.
 
     Raises:
         UsageError: bad arguments, a missing folder, or a folder without images.
@@ -208,8 +214,8 @@ def score_folder(cfg: ScoreConfig, *, progress: Progress | None = None) -> Score
     if cfg.devices and len(cfg.devices) > 1:  # each worker opens the engine on its GPU; here: the manifest only
         from fathombatch.multigpu import unopened_engine
 
-        engine: Engine = unopened_engine(cfg.engine)
-    else:
+        engine = unopened_engine(cfg.engine)
+    elif engine is None:
         engine = open_engine(cfg.engine, threads=cfg.threads, device=device, precision=cfg.torch_precision)
     taxonomy = engine.manifest.taxonomy
     if not 1 <= cfg.top_k <= len(taxonomy):
@@ -249,7 +255,7 @@ def score_folder(cfg: ScoreConfig, *, progress: Progress | None = None) -> Score
 
                 frames = multi_gpu_frames(cfg, engine.path, decoder_name, osd_name, pending, cfg.devices)
             else:
-                frames = _local_frames(cfg, engine, decoder_name, osd_fn, pending, device)
+                frames = local_frames(cfg, engine, decoder_name, osd_fn, pending, device)
             _score_pending(cfg, frames, store, progress, resumed, len(files))
         scored_seconds = time.perf_counter() - started
         prior = error_prior(engine.manifest, cfg.top_k)
@@ -327,10 +333,21 @@ def check_outputs(cfg: ScoreConfig, files: list[str]) -> None:
             raise UsageError(f"{flag} {path} is {what}; outputs never replace inputs, choose another {flag}")
 
 
-def _local_frames(
+def local_frames(
     cfg: ScoreConfig, engine: Engine, decoder_name: str, osd_fn: Any, pending: list[str], device: int | None = None
 ) -> Generator[tuple[int, pl.DataFrame], None, None]:
-    """Yield (files done, rows) from the local pipeline: a decode thread feeding this thread's engine calls."""
+    """Yield (files done, rows) from the local pipeline: a decode thread feeding this thread's engine calls.
+
+    Args:
+        cfg: ``root``, ``batch_size``, ``top_k`` and the thread counts are read from it (nothing is written).
+        engine: opened on ``device``.
+        decoder_name: a resolved decoder name (not ``auto``).
+        osd_fn: the out-of-sample scorer (:func:`~fathombatch.osd.create_osd`).
+        pending: file paths relative to ``cfg.root`` (absolute paths are taken as they are).
+
+    Rows are the table's columns plus the part files' ``_size`` and ``_mtime_ns``
+    (:data:`~fathombatch.parts.PRIVATE_COLUMNS`), batch after batch in the order of ``pending``.
+    """
     taxonomy = engine.manifest.taxonomy
     decoded_q: queue.Queue[Any] = queue.Queue(maxsize=2)
     stop = threading.Event()
@@ -430,3 +447,21 @@ def _score_batch(
         pl.Series("_size", sizes, dtype=pl.Int64), pl.Series("_mtime_ns", mtimes, dtype=pl.Int64)
     )
 
+
+
+class _CallableModule(types.ModuleType):
+    """This module, callable: ``fathombatch.score(...)`` runs :func:`fathombatch.api.score`.
+
+    ``fb.score`` is the Python API's function, but a package attribute named like a submodule is rebound to the
+    module whenever that is imported (by the command line, a test, a user), so which one ``fb.score`` is would
+    depend on import order. Making the module callable gives one answer in every order; it goes when this module
+    gives its name up to the API (the scoring core moving to ``fathombatch/scoring/``).
+    """
+
+    def __call__(self, *args: Any, **kwargs: Any) -> pl.DataFrame:
+        from fathombatch.api import score
+
+        return score(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule
