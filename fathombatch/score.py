@@ -16,6 +16,7 @@ different engine, decoder, top-k, osd method or folder is refused unless ``--ove
 from __future__ import annotations
 
 import contextlib
+import inspect
 import logging
 import os
 import queue
@@ -462,6 +463,13 @@ class _CallableModule(types.ModuleType):
         from fathombatch.api import score
 
         return score(*args, **kwargs)
+
+    @property
+    def __signature__(self) -> inspect.Signature:
+        """The call's signature, for ``help``-like tools (``fb.score?`` in Jupyter, ``inspect.signature``)."""
+        from fathombatch.api import score
+
+        return inspect.signature(score)
 
 
 sys.modules[__name__].__class__ = _CallableModule

@@ -251,6 +251,12 @@ def test_fb_score_is_callable_in_every_import_order(dive: Path, engines: dict) -
         assert proc.stdout.strip() == "DataFrame 24", (first, proc.stderr)
 
 
+def test_fb_score_shows_the_api_signature() -> None:
+    import inspect
+
+    assert list(inspect.signature(fb.score).parameters)[:3] == ["source", "engine", "out"]
+
+
 def test_the_api_names_load_lazily() -> None:
     code = ("import sys, fathombatch as fb\n"
             "assert {'score', 'open_engine', 'evaluate'} <= set(fb.__all__)\n"
