@@ -22,8 +22,8 @@ $(VENV)/.installed: pyproject.toml
 # The main job end to end on CPU: synthesise dives, train, export ONNX, score, evaluate.
 demo: setup
 	rm -rf $(DEMO)
-	$(FB) synth $(DEMO)/train-dive --images 600 --seed 1 --size 640x360 --box-scale 2.5 --quiet
-	$(FB) synth $(DEMO)/eval-dive --images 200 --seed 2 --size 640x360 --box-scale 2.5 --deep-fraction 0.2 --quiet
+	$(FB) synth $(DEMO)/train-dive --count 600 --seed 1 --size 640x360 --box-scale 2.5 --quiet
+	$(FB) synth $(DEMO)/eval-dive --count 200 --seed 2 --size 640x360 --box-scale 2.5 --deep-fraction 0.2 --quiet
 	$(FB) train --images $(DEMO)/train-dive/images --labels $(DEMO)/train-dive/train.csv \
 		--arch efficientnet_lite0 --pretrained --epochs 6 --img-size 96 --batch-size 32 --out $(DEMO)/run --quiet
 	$(FB) export $(DEMO)/run --format onnx --out engines/demo-efficientnet_lite0.onnx --overwrite

@@ -42,7 +42,7 @@ def prepare(work: Path) -> dict[str, Any]:
     """Synthesise the dive, link it up to FILES files, train one short DenseNet121 epoch and export it as ``.pt``."""
     dive, dump, run, pt = work / "dive", work / "dump", work / "run", work / "densenet121.pt"
     if not (dive / "train.csv").is_file():
-        sh([*FB, "synth", str(dive), "--images", str(UNIQUE), "--size", "1920x1080", "--seed", "5", "--quiet"])
+        sh([*FB, "synth", str(dive), "--count", str(UNIQUE), "--size", "1920x1080", "--seed", "5", "--quiet"])
     images = sorted((dive / "images").glob("*.jpg"))
     dump.mkdir(parents=True, exist_ok=True)
     for i in range(FILES):
@@ -136,7 +136,7 @@ def profile_nvjpeg(dump: Path, pt: Path, batches: int = 6) -> dict[str, Any]:
 def e2e(dump: Path, pt: Path, decoder: str) -> dict[str, Any]:
     """The whole scoring path through the library (the CLI may still refuse ``--decoder nvjpeg`` in this tree)."""
     from fathombatch.bench import peak_memory, timed
-    from fathombatch.score import ScoreConfig, score_folder
+    from fathombatch.scoring import ScoreConfig, score_folder
 
     with tempfile.TemporaryDirectory(prefix="fb-gpu-e2e-") as scratch:
         cfg = ScoreConfig(root=dump, engine=pt, out=Path(scratch) / "scores.parquet", batch_size=BATCH,

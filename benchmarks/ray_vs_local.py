@@ -7,7 +7,7 @@ engine); run that first, or pass your own. Each repeat scores the same dive from
 ways, interleaved:
 
 * ``local``: ``fathombatch score`` with ``--threads`` = all cores;
-* ``ray``: ``--ray --workers N --cpus-per-worker 1`` on a local Ray instance that the command starts.
+* ``ray``: ``--ray --ray-workers N --cpus-per-worker 1`` on a local Ray instance that the command starts.
 
 Per run: the wall time around the whole command and the time fathombatch's own summary line reports (both include,
 for Ray, starting the local instance, as a user sees it). Ray's start-up alone (``ray.init`` + ``ray.shutdown`` with N
@@ -33,6 +33,17 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 FB = [sys.executable, "-m", "fathombatch"]
 _SUMMARY = re.compile(r"Scored (\d+) files: (\d+) ok.*? in ([\d.]+) s \(([\d.]+) images/s")
+
+
+def cpu_model() -> str:
+    """The CPU's model name from /proc/cpuinfo (Linux), else the platform's processor string."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def run_once(cmd: list[str]) -> dict[str, float]:
@@ -62,9 +73,10 @@ def main() -> None:
     common = ["--engine", str(args.engine), "--batch-size", str(args.batch_size), "--overwrite", "--quiet"]
     modes = {
         "local": ["--threads", str(cores)],
-        "ray": ["--ray", "--workers", str(cores), "--cpus-per-worker", "1"],
+        "ray": ["--ray", "--ray-workers", str(cores), "--cpus-per-worker", "1"],
     }
     runs: dict[str, list[dict[str, float]]] = {m: [] for m in modes}
+    load_before = os.getloadavg()[0]  # other jobs on a shared machine take cores from both modes alike, not equally
     with tempfile.TemporaryDirectory() as tmp:
         for r in range(args.repeats):
             for mode, extra in modes.items():  # interleaved, so drift in the machine's load hits both alike
@@ -84,7 +96,8 @@ def main() -> None:
         n = recs[0]["ok"]
         summary[mode] = {"images": n, "wall_s": wall, "scoring_s": scoring, "images_per_s_wall": n / wall,
                          "images_per_s_scoring": n / scoring}
-    result = {"cores": cores, "cpu": platform.processor() or platform.machine(), "images": str(args.images),
+    result = {"cores": cores, "cpu": platform.processor() or platform.machine(), "cpu_model": cpu_model(),
+              "load_average": [load_before, os.getloadavg()[0]], "images": str(args.images),
               "engine": args.engine.name, "batch_size": args.batch_size, "repeats": args.repeats, "runs": runs,
               "ray_init_s": ray_init, "summary": summary}
     dest = HERE / "results" / "ray_vs_local.json"

@@ -192,6 +192,7 @@ def write_results_md(records: dict[str, Any], path: Path, plot: Path) -> None:
         what = _engine_label(r) if r["stage"] == "engine" else (r.get("variant") or r["decoder"])
         lines.append(f"| {r['stage']} | {what} | {r['batch_size']} | {r['images_per_s']:.1f} |")
     lines += ["", *gpu_section(path.parent / "results" / "gpu_check.json")]
+    lines += ["", *ray_section(path.parent / "results" / "ray_vs_local.json")]
     lines += ["", "## Notes", "", *notes(records), ""]
     path.write_text("\n".join(lines) + "\n")
 
@@ -231,6 +232,31 @@ def gpu_section(check: Path) -> list[str]:
                          f"{x['slower_stage_images_per_s']:.0f} → {x['ratio']:.2f}× — {verdict}")
     if t.get("anchors"):
         lines += ["", f"Anchors: {t['anchors']}."]
+    return lines
+
+
+def ray_section(result: Path) -> list[str]:
+    """``--ray`` against a local run on this machine (``benchmarks/ray_vs_local.py``), or a line saying it has not
+    run."""
+    lines = ["## Ray vs local on one machine (`benchmarks/ray_vs_local.py`)", ""]
+    if not result.is_file():
+        return [*lines, "Not measured: no run of `benchmarks/ray_vs_local.py` is recorded here."]
+    import json
+    import statistics
+
+    d = json.loads(result.read_text())
+    local, ray = d["summary"]["local"], d["summary"]["ray"]
+    load = d.get("load_average")
+    lines += [f"`{Path(d['images']).parent.name}` ({local['images']} images), engine `{d['engine']}`, batch "
+              f"{d['batch_size']}, {d['cores']} cores ({d.get('cpu_model', d['cpu'])}); median of {d['repeats']} "
+              "interleaved repeats, wall time of the whole command; recorded in `results/ray_vs_local.json`"
+              + (f"; load average {load[0]:.1f} before, {load[1]:.1f} after" if load else "") + ".", "",
+              "| run | wall s | images/s |", "| --- | --- | --- |",
+              f"| local, `--threads {d['cores']}` | {local['wall_s']:.1f} | {local['images_per_s_wall']:.1f} |",
+              f"| `--ray --workers {d['cores']} --cpus-per-worker 1` | {ray['wall_s']:.1f} | "
+              f"{ray['images_per_s_wall']:.1f} |", "",
+              f"Ray / local: {ray['images_per_s_wall'] / local['images_per_s_wall']:.2f}× (target ≥ 0.8×); "
+              f"`ray.init` alone: median {statistics.median(d['ray_init_s']):.1f} s."]
     return lines
 
 

@@ -226,13 +226,13 @@ def main() -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
 
     from fathombatch.bench import BenchConfig, Variant, bench_decode, bench_e2e_variants, bench_engine
-    from fathombatch.score import decode_threads
+    from fathombatch.scoring import decode_threads
 
-    jpeg = synth(f"jpeg-1080p-{n_jpeg}", "--images", str(n_jpeg), "--seed", "21", "--size", "1920x1080")
-    png = synth(f"png-mix-{n_png}", "--images", str(n_png), "--seed", "22", "--format", "png")
-    train_dive = synth(f"train-{n_train}", "--images", str(n_train), "--seed", "23", "--size", "640x360",
+    jpeg = synth(f"jpeg-1080p-{n_jpeg}", "--count", str(n_jpeg), "--seed", "21", "--size", "1920x1080")
+    png = synth(f"png-mix-{n_png}", "--count", str(n_png), "--seed", "22", "--format", "png")
+    train_dive = synth(f"train-{n_train}", "--count", str(n_train), "--seed", "23", "--size", "640x360",
                        "--box-scale", "2.5")
-    small = [synth(f"small-{n}", "--images", str(n), "--seed", "24", "--size", "64x48") for n in n_small]
+    small = [synth(f"small-{n}", "--count", str(n), "--seed", "24", "--size", "64x48") for n in n_small]
     dn = model("densenet121", train_dive, epochs)
     tiny = model("resnet18", train_dive, 1, size=64, keys=("openvino-fp32",))["openvino-fp32"]  # memory check
     records: dict[str, Any] = {"machine": machine(), "quick": args.quick, "repeats": repeats}

@@ -30,16 +30,15 @@ try:
 except PackageNotFoundError:  # running from a source tree that was never installed
     __version__ = "0.0.0+unknown"
 
-#: Public name -> (module, attribute in it; None: the module itself).
-_PUBLIC: dict[str, tuple[str, str | None]] = {
-    # ``fb.score`` is the module fathombatch/score.py, made callable: calling it runs fathombatch.api.score. The
-    # import system rebinds a package attribute to its submodule whenever that is imported, so a function of that
-    # name would turn into the module depending on import order (see fathombatch/score.py, _CallableModule).
-    "score": ("fathombatch.score", None),
+#: Public name -> (module, attribute in it).
+_PUBLIC: dict[str, tuple[str, str]] = {
+    # ``score`` is the Python API's notebook function (issue 17); there is no ``fathombatch.score`` module any more,
+    # since the import system would rebind ``fb.score`` to a submodule of that name.
+    "score": ("fathombatch.api", "score"),
     "LoadedEngine": ("fathombatch.api", "LoadedEngine"),
-    "score_folder": ("fathombatch.score", "score_folder"),
-    "ScoreConfig": ("fathombatch.score", "ScoreConfig"),
-    "ScoreSummary": ("fathombatch.score", "ScoreSummary"),
+    "score_folder": ("fathombatch.scoring", "score_folder"),
+    "ScoreConfig": ("fathombatch.scoring", "ScoreConfig"),
+    "ScoreSummary": ("fathombatch.scoring", "ScoreSummary"),
     "open_engine": ("fathombatch.api", "open_engine"),
     "Engine": ("fathombatch.backends", "Engine"),
     "Manifest": ("fathombatch.backends", "Manifest"),
@@ -72,8 +71,7 @@ def __getattr__(name: str) -> Any:
     if name not in _PUBLIC:
         raise AttributeError(f"module 'fathombatch' has no attribute {name!r}")
     module, attribute = _PUBLIC[name]
-    loaded = importlib.import_module(module)
-    value = loaded if attribute is None else getattr(loaded, attribute)
+    value = getattr(importlib.import_module(module), attribute)
     globals()[name] = value
     return value
 

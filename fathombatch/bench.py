@@ -173,7 +173,7 @@ def _dump(cfg: BenchConfig) -> Iterator[tuple[Path, Path, int]]:
 
 def _score_once(cfg: BenchConfig, root: Path, out: Path, decoder: str, batch_size: int,
                 decode_threads: int | None = None) -> int:
-    from fathombatch.score import ScoreConfig, score_folder
+    from fathombatch.scoring import ScoreConfig, score_folder
 
     summary = score_folder(ScoreConfig(root=root, engine=cfg.engine, out=out, batch_size=batch_size, decoder=decoder,
                                        threads=cfg.threads, decode_threads=decode_threads, overwrite=True,

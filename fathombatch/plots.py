@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 _DPI = 110
 
 
-def _figure(width: float = 7.0, height: float = 4.0, ncols: int = 1) -> tuple[ModuleType, tuple[Figure, Any]]:
+def new_figure(width: float = 7.0, height: float = 4.0, ncols: int = 1) -> tuple[ModuleType, tuple[Figure, Any]]:
     """(pyplot, (figure, axes)) drawn off-screen; importing pyplot here keeps it out of every other command."""
     import matplotlib
 
@@ -32,7 +32,7 @@ def _figure(width: float = 7.0, height: float = 4.0, ncols: int = 1) -> tuple[Mo
     return plt, plt.subplots(1, ncols, figsize=(width, height))
 
 
-def _save(fig: Figure, path: Path) -> Path:
+def save_figure(fig: Figure, path: Path) -> Path:
     import matplotlib.pyplot as plt
 
     fig.tight_layout()
@@ -44,9 +44,9 @@ def _save(fig: Figure, path: Path) -> Path:
 
 def headline(path: Path, map_k: float, floor: float, k: int, sauc: float | None, competition: float | None) -> Path:
     """Bars of MAP@k, the prior floor, sAUC and the competition score (see :func:`draw_headline`)."""
-    _, (fig, ax) = _figure(6.0, 3.6)
+    _, (fig, ax) = new_figure(6.0, 3.6)
     draw_headline(ax, map_k, floor, k, sauc, competition)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def draw_headline(ax: Axes, map_k: float, floor: float, k: int, sauc: float | None,
@@ -77,7 +77,7 @@ def draw_headline(ax: Axes, map_k: float, floor: float, k: int, sauc: float | No
 
 def per_class(path: Path, table: pl.DataFrame) -> Path:
     """Per-class AP against the number of truth images (log scale), one dot per class present in the truth."""
-    plt, (fig, ax) = _figure()
+    plt, (fig, ax) = new_figure()
     present = table.filter(pl.col("support") > 0)
     groups = present.partition_by("supercategory", as_dict=True)
     cmap = plt.get_cmap("tab20")
@@ -91,12 +91,12 @@ def per_class(path: Path, table: pl.DataFrame) -> Path:
     ax.set_title("Per-class AP against support")
     ax.legend(fontsize=6, ncol=2, loc="center left", bbox_to_anchor=(1.0, 0.5))
     fig.set_size_inches(9.0, 4.5)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def supercategories(path: Path, table: pl.DataFrame) -> Path:
     """Mean AP per supercategory (classes present in the truth), with image counts."""
-    _, (fig, ax) = _figure(7.0, 5.0)
+    _, (fig, ax) = new_figure(7.0, 5.0)
     sup = (
         table.filter(pl.col("support") > 0)
         .group_by("supercategory")
@@ -109,14 +109,14 @@ def supercategories(path: Path, table: pl.DataFrame) -> Path:
     ax.set_xlabel("mean average precision of its classes")
     ax.set_title("Per supercategory")
     ax.tick_params(axis="y", labelsize=8)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def training_curves(path: Path, history: pl.DataFrame) -> Path:
     """Loss (train, held-out) and held-out MAP@20 per epoch, with the prior floor (see :func:`draw_training_curves`)."""
-    _, (fig, axes) = _figure(9.0, 3.6, ncols=2)
+    _, (fig, axes) = new_figure(9.0, 3.6, ncols=2)
     draw_training_curves(axes, history)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def draw_training_curves(axes: Sequence[Axes], history: pl.DataFrame) -> None:

@@ -14,6 +14,41 @@ import pytest
 from fathombatch.synth import SynthConfig, synthesize
 
 
+def _hardware_skip(marker: str) -> str | None:
+    """Why a test with ``marker`` cannot run here, or None when it can (checked once per marker)."""
+    import importlib.util
+
+    from fathombatch.gpu import cuda_device_count
+
+    gpu = cuda_device_count() > 0
+    has = {name: importlib.util.find_spec(module) is not None
+           for name, module in (("dali", "nvidia.dali"), ("trt", "tensorrt"))}
+    reasons = {
+        "gpu": None if gpu else "needs an NVIDIA GPU (none visible to PyTorch here)",
+        "dali": None if has["dali"] else "needs NVIDIA DALI (the 'nvidia-dali-cuda130' wheel)",
+        "dali_gpu": None if gpu and has["dali"] else "needs NVIDIA DALI and an NVIDIA GPU",
+        "trt": None if gpu and has["trt"] else "needs an NVIDIA GPU and the 'tensorrt' extra",
+    }
+    return reasons[marker]
+
+
+_SKIPS: dict[str, str | None] = {}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """One marker per hardware need (``gpu``, ``dali``, ``dali_gpu``, ``trt``, see pyproject.toml) makes a test skip,
+    with the reason, where the hardware or library is missing: no test carries a second skipif for it."""
+    for item in items:
+        for marker in ("gpu", "dali", "dali_gpu", "trt"):
+            if item.get_closest_marker(marker) is None:
+                continue
+            if marker not in _SKIPS:
+                _SKIPS[marker] = _hardware_skip(marker)
+            if (reason := _SKIPS[marker]) is not None:
+                item.add_marker(pytest.mark.skip(reason=reason))
+                break
+
+
 def data_file(name: str) -> Path:
     """A real FathomNet 2023 label file shipped as package data (identical to ../shared/fathomnet2023/)."""
     return Path(__file__).resolve().parents[1] / "fathombatch" / "data" / "fathomnet2023" / name
@@ -91,7 +126,7 @@ def dump_scores(dive: Path, engines: dict, tmp_path_factory: pytest.TempPathFact
 
     from PIL import Image
 
-    from fathombatch.score import ScoreConfig, score_folder
+    from fathombatch.scoring import ScoreConfig, score_folder
 
     root = tmp_path_factory.mktemp("exports") / "cruise"
     files = sorted((dive / "images").glob("*.jpg"))

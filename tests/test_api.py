@@ -18,11 +18,12 @@ from PIL import Image
 from polars.testing import assert_frame_equal
 
 import fathombatch as fb
-import fathombatch.score as score_module
+import fathombatch.scoring.batch as batch_module
+import fathombatch.scoring.folder as folder_module
 from fathombatch.errors import DecodeError, OutputError, UsageError
 from fathombatch.report import EvalConfig
 from fathombatch.report import evaluate as evaluate_config
-from fathombatch.score import ScoreConfig, score_folder
+from fathombatch.scoring import ScoreConfig, score_folder
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -74,7 +75,7 @@ def test_out_writes_the_table_as_the_command_line_does_and_refuses_to_replace_it
 def test_out_resumes_an_interrupted_run(pngs: Path, engines: dict, tmp_path: Path,
                                         monkeypatch: pytest.MonkeyPatch) -> None:
     out = tmp_path / "scores.parquet"
-    real, calls = score_module._score_batch, {"n": 0}
+    real, calls = batch_module.score_batch, {"n": 0}
 
     def interrupted(*args: object, **kwargs: object) -> pl.DataFrame:
         calls["n"] += 1
@@ -82,10 +83,10 @@ def test_out_resumes_an_interrupted_run(pngs: Path, engines: dict, tmp_path: Pat
             raise KeyboardInterrupt
         return real(*args, **kwargs)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(score_module, "_score_batch", interrupted)
+    monkeypatch.setattr(batch_module, "score_batch", interrupted)
     with pytest.raises(KeyboardInterrupt):
         fb.score(pngs, engine=engines["onnx"], out=out, batch_size=2, progress=False)
-    monkeypatch.setattr(score_module, "_score_batch", real)
+    monkeypatch.setattr(batch_module, "score_batch", real)
     assert (tmp_path / "scores.parquet.parts").is_dir() and not out.exists()
     df = fb.score(pngs, engine=engines["onnx"], out=out, batch_size=2, progress=False)
     assert_frame_equal(df, fb.score(pngs, engine=engines["onnx"], batch_size=2, progress=False))
@@ -113,7 +114,7 @@ def test_an_opened_engine_is_reused_not_reopened(pngs: Path, engines: dict, tmp_
         raise AssertionError("the engine was opened again")
 
     monkeypatch.setattr("fathombatch.api.engine.open_backend", refuse)
-    monkeypatch.setattr(score_module, "open_engine", refuse)
+    monkeypatch.setattr(folder_module, "open_engine", refuse)
     assert fb.score(pngs, engine=eng, progress=False).height == 7
     assert fb.score(pngs, engine=eng, out=tmp_path / "s.parquet", progress=False).height == 7
     assert fb.score(pngs, engine=eng.engine, progress=False).height == 7  # the runtime's Engine as well
@@ -239,16 +240,16 @@ def test_evaluate_refuses_the_frames_own_predictions_as_truth(dive: Path, engine
         fb.evaluate(df.drop("osd"), truth=dive / "train.csv")
 
 
-def test_fb_score_is_callable_in_every_import_order(dive: Path, engines: dict) -> None:
-    """``fathombatch.score`` is a module too: importing it first must not turn ``fb.score`` into something that
-    cannot be called. Fresh interpreters, so earlier imports do not decide."""
+def test_fb_score_is_the_api_function_in_every_import_order(dive: Path, engines: dict) -> None:
+    """Fresh interpreters, so earlier imports do not decide: importing the scoring core first must not change what
+    ``fb.score`` is."""
     call = (f"df = fb.score({str(dive / 'images')!r}, engine={str(engines['onnx'])!r}, progress=False); "
-            "print(type(df).__name__, df.height)")
-    for first in ("import fathombatch as fb", "import fathombatch.score; import fathombatch as fb",
-                  "from fathombatch.score import ScoreConfig; import fathombatch as fb; fb.ScoreConfig"):
+            "print(type(df).__name__, df.height, fb.score.__module__)")
+    for first in ("import fathombatch as fb", "import fathombatch.scoring; import fathombatch as fb",
+                  "from fathombatch.scoring import ScoreConfig; import fathombatch as fb; fb.ScoreConfig"):
         proc = subprocess.run([sys.executable, "-c", f"{first}; {call}"], capture_output=True, text=True,
                               env={**os.environ, "PYTHONPATH": str(ROOT)}, check=False)
-        assert proc.stdout.strip() == "DataFrame 24", (first, proc.stderr)
+        assert proc.stdout.strip() == "DataFrame 24 fathombatch.api.scoring", (first, proc.stderr)
 
 
 def test_fb_score_shows_the_api_signature() -> None:

@@ -14,7 +14,7 @@ from PIL import Image
 
 from fathombatch.bench import BenchConfig, Variant, bench_decode, bench_e2e, bench_e2e_variants, bench_engine, run_suite
 from fathombatch.cli import cli
-from fathombatch.score import ScoreConfig, score_folder
+from fathombatch.scoring import ScoreConfig, score_folder
 from fathombatch.taxonomy import fathomnet2023
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))

@@ -143,7 +143,7 @@ def test_select_errors_name_the_fix(scores: Path, tmp_path: Path, dump: Path) ->
     with pytest.raises(UsageError, match=r"\.parquet, \.csv or \.txt"):
         run_select(SelectConfig(scores=scores, out=tmp_path / "s.json"))
     no_root = make_scores(dump, tmp_path / "noroot.parquet", extra_root_meta=False)
-    with pytest.raises(UsageError, match="--images-root"):
+    with pytest.raises(UsageError, match="images_root"):
         run_select(SelectConfig(scores=no_root, out=tmp_path / "s.csv", copy_to=tmp_path / "t"))
 
 

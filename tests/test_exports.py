@@ -17,7 +17,7 @@ from fathombatch.errors import UsageError
 from fathombatch.exports import ExportTableConfig, export_table
 from fathombatch.exports.thresholds import DEFAULT, FLOOR, RARE_FLOOR, best_f1_threshold, fit_thresholds
 from fathombatch.exports.writers import read_provenance
-from fathombatch.score import ScoreConfig, score_folder
+from fathombatch.scoring import ScoreConfig, score_folder
 from fathombatch.table import read_metadata
 from fathombatch.taxonomy import fathomnet2023
 

@@ -18,7 +18,7 @@ from fathombatch.cli import cli
 from fathombatch.errors import UsageError
 from fathombatch.exports import ExportTableConfig, export_table
 from fathombatch.exports.writers import read_provenance
-from fathombatch.score import ScoreConfig, score_folder
+from fathombatch.scoring import ScoreConfig, score_folder
 from fathombatch.table import read_metadata
 from tests.test_exports import TAX, direct_presence
 

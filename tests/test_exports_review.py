@@ -27,7 +27,7 @@ TAX = fathomnet2023()
 @pytest.fixture(scope="module")
 def review_scores(dive: Path, engines: dict, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Seven images in two dives (one a TIFF, two sharing a stem in one folder) and one unreadable file, scored."""
-    from fathombatch.score import ScoreConfig, score_folder
+    from fathombatch.scoring import ScoreConfig, score_folder
 
     root = tmp_path_factory.mktemp("review") / "cruise"
     files = sorted((dive / "images").glob("*.jpg"))[:5]

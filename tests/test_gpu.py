@@ -5,7 +5,6 @@ Nothing here mocks CUDA or TensorRT: on a machine without a GPU only the "one cl
 
 from __future__ import annotations
 
-import importlib.util
 import shutil
 from pathlib import Path
 from typing import Any
@@ -22,9 +21,6 @@ from fathombatch.taxonomy import fathomnet2023
 
 NAMES = list(fathomnet2023().names)
 HAS_GPU = cuda_device_count() > 0
-HAS_TRT = importlib.util.find_spec("tensorrt") is not None
-needs_gpu = pytest.mark.skipif(not HAS_GPU, reason="needs an NVIDIA GPU (none visible to PyTorch here)")
-needs_trt = pytest.mark.skipif(not (HAS_GPU and HAS_TRT), reason="needs an NVIDIA GPU and the 'tensorrt' extra")
 
 
 # --- no GPU: one clear error each -------------------------------------------------------------------------------
@@ -107,7 +103,7 @@ def test_the_parent_of_gpu_workers_reads_the_manifest_only(engines: dict, tmp_pa
     """``--devices 0,1``: the workers open the engine; the parent gets its checked manifest and loads nothing."""
     from fathombatch.backends import manifest_path, read_manifest
     from fathombatch.errors import EngineError, ManifestError
-    from fathombatch.multigpu import unopened_engine
+    from fathombatch.scoring.runners.multigpu import unopened_engine
 
     engine = unopened_engine(engines["pt"])
     assert engine.path == engines["pt"] and engine.manifest == read_manifest(engines["pt"])
@@ -127,14 +123,13 @@ def test_the_parent_of_gpu_workers_reads_the_manifest_only(engines: dict, tmp_pa
 
 
 def _score(root: Path, engine: Path, out: Path, **kw: object) -> pl.DataFrame:
-    from fathombatch.score import ScoreConfig, score_folder
+    from fathombatch.scoring import ScoreConfig, score_folder
 
     score_folder(ScoreConfig(root=root, engine=engine, out=out, batch_size=8, **kw))  # type: ignore[arg-type]
     return pl.read_parquet(out)
 
 
 @pytest.mark.gpu
-@needs_gpu
 def test_torch_cuda_engine_matches_the_cpu(dive: Path, engines: dict, tmp_path: Path) -> None:
     cpu = _score(dive / "images", engines["pt"], tmp_path / "cpu.parquet", decoder="pil", device="cpu")
     gpu = _score(dive / "images", engines["pt"], tmp_path / "gpu.parquet", decoder="pil", device="cuda")
@@ -145,7 +140,6 @@ def test_torch_cuda_engine_matches_the_cpu(dive: Path, engines: dict, tmp_path: 
 
 
 @pytest.mark.gpu
-@needs_gpu
 def test_nvjpeg_decoder_matches_pillow(dive: Path) -> None:
     from fathombatch.decode import create_decoder
     from fathombatch.preprocess import InputSpec
@@ -159,7 +153,6 @@ def test_nvjpeg_decoder_matches_pillow(dive: Path) -> None:
 
 
 @pytest.mark.gpu
-@needs_gpu
 def test_nvjpeg_decoding_in_parts_keeps_every_file_in_its_place(dive: Path, tmp_path: Path,
                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     """A batch decoded in parts (the next part read during nvJPEG) gives every file its own pixels and error."""
@@ -187,7 +180,6 @@ def test_nvjpeg_decoding_in_parts_keeps_every_file_in_its_place(dive: Path, tmp_
 
 
 @pytest.mark.gpu
-@needs_gpu
 def test_nvjpeg_turns_an_exif_rotated_jpeg_like_pillow(tmp_path: Path) -> None:
     from PIL import Image
 
@@ -207,7 +199,6 @@ def test_nvjpeg_turns_an_exif_rotated_jpeg_like_pillow(tmp_path: Path) -> None:
 
 
 @pytest.mark.gpu
-@needs_gpu
 def test_an_nvjpeg_batch_is_not_overwritten_while_the_caller_still_reads_it(dive: Path) -> None:
     import torch
 
@@ -230,7 +221,6 @@ def test_an_nvjpeg_batch_is_not_overwritten_while_the_caller_still_reads_it(dive
 
 
 @pytest.mark.gpu
-@needs_gpu
 def test_nvjpeg_switches_the_run_to_pillow_once_when_nvjpeg_itself_fails(dive: Path,
                                                                           caplog: pytest.LogCaptureFixture) -> None:
     from fathombatch.decode import create_decoder
@@ -257,16 +247,13 @@ def test_nvjpeg_switches_the_run_to_pillow_once_when_nvjpeg_itself_fails(dive: P
 
 
 @pytest.mark.gpu
-@needs_gpu
 def test_the_nvjpeg_decoder_needs_an_engine_on_the_gpu(dive: Path, engines: dict, tmp_path: Path) -> None:
     with pytest.raises(UsageError, match="engine runs on the CPU"):
         _score(dive / "images", engines["onnx"], tmp_path / "s.parquet", decoder="nvjpeg")
 
 
 @pytest.mark.dali_gpu
-@needs_gpu
 def test_dali_mixed_decoding_matches_the_cpu_at_colour_edges(tmp_path: Path) -> None:
-    pytest.importorskip("nvidia.dali", reason="needs DALI")
     from PIL import Image
 
     from fathombatch.decode import create_decoder
@@ -285,9 +272,7 @@ def test_dali_mixed_decoding_matches_the_cpu_at_colour_edges(tmp_path: Path) -> 
 
 
 @pytest.mark.dali_gpu
-@needs_gpu
 def test_dali_gpu_decoder_isolates_bad_files_and_matches_the_cpu(dive: Path, tmp_path: Path) -> None:
-    pytest.importorskip("nvidia.dali", reason="needs DALI")
     from fathombatch.decode import create_decoder
     from fathombatch.preprocess import InputSpec
 
@@ -303,7 +288,6 @@ def test_dali_gpu_decoder_isolates_bad_files_and_matches_the_cpu(dive: Path, tmp
 
 
 @pytest.mark.trt
-@needs_trt
 @pytest.mark.parametrize("precision", ["fp32", "fp16"])
 def test_tensorrt_plan_scores_like_the_onnx_engine(dive: Path, engines: dict, tmp_path: Path, precision: str) -> None:
     from fathombatch.engine_export import BuildConfig, build_engine
@@ -317,7 +301,6 @@ def test_tensorrt_plan_scores_like_the_onnx_engine(dive: Path, engines: dict, tm
 
 
 @pytest.mark.trt
-@needs_trt
 def test_a_plan_for_another_tensorrt_version_is_refused(engines: dict, tmp_path: Path) -> None:
     import json
 
@@ -356,7 +339,6 @@ def test_devices_shard_into_one_table(dive: Path, engines: dict, tmp_path: Path)
 
 
 @pytest.mark.trt
-@needs_trt
 def test_tensorrt_runs_a_batch_whose_slices_are_off_the_256_byte_grid(engines: dict, tmp_path: Path) -> None:
     """A batch larger than the plan's max batch, starting 16 bytes past an aligned address: each slice is copied to
     an aligned buffer, and the logits equal those of the same images laid out aligned."""
@@ -375,7 +357,6 @@ def test_tensorrt_runs_a_batch_whose_slices_are_off_the_256_byte_grid(engines: d
 
 
 @pytest.mark.gpu
-@needs_gpu
 def test_fp32_torch_cuda_computes_in_ieee_fp32_not_tf32(engines: dict, run_dir: Path) -> None:
     """With TF32 (cuDNN's default on Ampere and newer) each convolution rounds its inputs to 10-bit mantissas, and the
     logits drift from a float64 reference by far more than IEEE fp32 rounding does. The fp32 engine must give the

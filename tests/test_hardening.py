@@ -19,7 +19,7 @@ from fathombatch.backends.manifest import manifest_path, read_manifest
 from fathombatch.datasets import read_labels
 from fathombatch.engine_export import ExportConfig, export_run
 from fathombatch.errors import EngineError, LabelFileError, ManifestError
-from fathombatch.score import ScoreConfig, score_folder
+from fathombatch.scoring import ScoreConfig, score_folder
 from fathombatch.taxonomy import fathomnet2023
 
 from .conftest import is_root

@@ -20,7 +20,7 @@ from fathombatch.datasets import read_labels
 from fathombatch.engine_export import ExportConfig, export_run
 from fathombatch.errors import EngineError, ManifestError, MissingDependencyError, OutputError, UsageError
 from fathombatch.metrics import map_at_k_from_lists
-from fathombatch.score import ScoreConfig, score_folder
+from fathombatch.scoring import ScoreConfig, score_folder
 from fathombatch.table import read_metadata
 
 
@@ -159,11 +159,11 @@ def test_resume_where_the_cpu_computes_otherwise_is_refused(
 ) -> None:
     """A run interrupted on a CPU that ran the engine in bf16 must not be finished in f32 on another machine."""
     import fathombatch.backends.openvino as ov_module
-    import fathombatch.score as score_module
+    import fathombatch.scoring.batch as batch_module
 
     engine = _copy(ov["fp32"], tmp_path / "e")
     _set_bf16_check(engine, "passed")
-    real, calls = score_module._score_batch, {"n": 0}
+    real, calls = batch_module.score_batch, {"n": 0}
 
     def interrupted(*args: object, **kwargs: object) -> pl.DataFrame:
         calls["n"] += 1
@@ -173,10 +173,10 @@ def test_resume_where_the_cpu_computes_otherwise_is_refused(
 
     cfg = ScoreConfig(root=dive / "images", engine=engine, out=tmp_path / "s.parquet", batch_size=4, part_rows=4)
     monkeypatch.setattr(ov_module, "cpu_has_bf16", lambda: True)
-    monkeypatch.setattr(score_module, "_score_batch", interrupted)
+    monkeypatch.setattr(batch_module, "score_batch", interrupted)
     with pytest.raises(KeyboardInterrupt):
         score_folder(cfg)
-    monkeypatch.setattr(score_module, "_score_batch", real)
+    monkeypatch.setattr(batch_module, "score_batch", real)
     monkeypatch.setattr(ov_module, "cpu_has_bf16", lambda: False)
     with pytest.raises(OutputError, match="different inference_precision"):
         score_folder(cfg)
@@ -187,7 +187,7 @@ def test_resume_where_the_cpu_computes_otherwise_is_refused(
 
 
 def test_decode_threads_change_speed_not_scores(ov: dict[str, Path], dive: Path, tmp_path: Path) -> None:
-    from fathombatch.score import decode_threads
+    from fathombatch.scoring import decode_threads
 
     assert decode_threads(None) == (os.cpu_count() or 1) + 1 and decode_threads(3) == 3
     tables = []

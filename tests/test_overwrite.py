@@ -231,9 +231,9 @@ FOLDER_CASES: dict[str, tuple[Callable[[Path], list[object]], str, str]] = {
     "select --copy-to holding the scored folder": (
         lambda w: ["curate", "select", w / "cat.parquet", "--min-osd", "0", "--out", w / "c.csv",
                    "--copy-to", w / "d"], "image folder of SCORES", "holds"),
-    "select --copy-to the given --images-root": (
+    "select --copy-to the given --images (its old spelling --images-root)": (
         lambda w: ["curate", "select", w / "cat.parquet", "--min-osd", "0", "--out", w / "c.csv", "--images-root",
-                   w / CAT, "--symlink", "--copy-to", w / CAT], "--images-root", "is"),
+                   w / CAT, "--symlink", "--copy-to", w / CAT], "--images", "is"),
     "select --out inside the scored folder": (
         lambda w: ["curate", "select", w / "cat.parquet", "--min-osd", "0", "--out", w / CAT / "c.csv"],
         "image folder of SCORES", "is inside"),
@@ -288,8 +288,9 @@ def test_an_output_in_the_scored_folder_or_an_input_folder_is_refused_even_with_
     args = make_args(work)
     flag = str(args[-2])
     cat = work / CAT
-    named = {"image folder of SCORES": cat, "image folder of SOURCE": cat, "--images-root": cat,
-             "SOURCE": work / "images", "--images": work / "images", "ROOT": work / "images"}[input_name]
+    named = {"image folder of SCORES": cat, "image folder of SOURCE": cat, "SOURCE": work / "images",
+             "--images": cat if "--images-root" in map(str, args) else work / "images",
+             "ROOT": work / "images"}[input_name]
 
     for overwrite in ((), ("--overwrite",)):
         code, _, err = invoke(cli, *args, *overwrite)

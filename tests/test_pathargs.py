@@ -27,7 +27,7 @@ from fathombatch.exports.darwincore import DwcOptions
 from fathombatch.models.config import TrainConfig
 from fathombatch.pathargs import PathFields, path_members
 from fathombatch.report import EvalConfig
-from fathombatch.score import ScoreConfig
+from fathombatch.scoring import ScoreConfig
 from fathombatch.synth import SynthConfig
 
 PACKAGE = Path(__file__).resolve().parents[1] / "fathombatch"

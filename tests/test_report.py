@@ -12,7 +12,7 @@ from fathombatch.datasets import read_labels
 from fathombatch.errors import LabelFileError, UsageError
 from fathombatch.metrics import prior_floor
 from fathombatch.report import EvalConfig, evaluate
-from fathombatch.score import ScoreConfig, score_folder
+from fathombatch.scoring import ScoreConfig, score_folder
 from fathombatch.table import read_metadata
 from fathombatch.taxonomy import fathomnet2023
 

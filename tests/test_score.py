@@ -11,12 +11,12 @@ import numpy as np
 import polars as pl
 import pytest
 
-import fathombatch.score as score_module
+import fathombatch.scoring.batch as batch_module
 from fathombatch import __version__
 from fathombatch.backends import read_manifest
 from fathombatch.errors import OutputError, UsageError
 from fathombatch.fsutil import FileLock
-from fathombatch.score import ScoreConfig, score_folder
+from fathombatch.scoring import ScoreConfig, ScoreSummary, score_folder
 from fathombatch.table import FIXED_COLUMNS, read_metadata
 from fathombatch.taxonomy import Category, Taxonomy, fathomnet2023
 from tests.conftest import data_file
@@ -37,14 +37,14 @@ def dump(dive: Path, tmp_path: Path) -> Path:
     return root
 
 
-def run(root: Path, engine: Path, out: Path, **kw: object) -> score_module.ScoreSummary:
+def run(root: Path, engine: Path, out: Path, **kw: object) -> ScoreSummary:
     return score_folder(ScoreConfig(root=root, engine=engine, out=out, batch_size=kw.pop("batch_size", 8), **kw))  # type: ignore[arg-type]
 
 
 def interrupt_at_batch(monkeypatch: pytest.MonkeyPatch, n: int) -> Callable[..., pl.DataFrame]:
     """Make scoring raise KeyboardInterrupt at its ``n``-th batch, as a Ctrl-C there would; returns the real batch
     function, to put back for the resumed run."""
-    real = score_module._score_batch
+    real = batch_module.score_batch
     calls = {"n": 0}
 
     def interrupted(*args: object, **kwargs: object) -> pl.DataFrame:
@@ -53,7 +53,7 @@ def interrupt_at_batch(monkeypatch: pytest.MonkeyPatch, n: int) -> Callable[...,
             raise KeyboardInterrupt
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(score_module, "_score_batch", interrupted)
+    monkeypatch.setattr(batch_module, "score_batch", interrupted)
     return real
 
 
@@ -152,7 +152,7 @@ def test_a_resumed_run_writes_the_prior_rows_too(
     out, sub = tmp_path / "s.parquet", tmp_path / "sub.csv"
     with pytest.raises(KeyboardInterrupt):
         run(dump, engines["onnx"], out, submission=sub, batch_size=8, part_rows=8)
-    monkeypatch.setattr(score_module, "_score_batch", real)
+    monkeypatch.setattr(batch_module, "score_batch", real)
     summary = run(dump, engines["onnx"], out, submission=sub, batch_size=8, part_rows=8)
     assert 0 < summary.resumed < 28 and summary.errors == 4
     rows = read_submission(sub)
@@ -180,7 +180,7 @@ def test_resume_after_interruption_equals_an_uninterrupted_run(
     parts = sorted((tmp_path / "resumed.parquet.parts").glob("part-*.parquet"))
     assert len(parts) == 3 and not out.exists()
 
-    monkeypatch.setattr(score_module, "_score_batch", real)
+    monkeypatch.setattr(batch_module, "score_batch", real)
     summary = run(dump, engines["onnx"], out, batch_size=4, part_rows=4)
     assert summary.resumed == 12 and summary.scored_now == 16
     full, resumed = pl.read_parquet(tmp_path / "full.parquet"), pl.read_parquet(out)
@@ -195,7 +195,7 @@ def test_resume_with_a_changed_engine_is_refused(dump: Path, engines: dict, tmp_
     def boom(*args: object, **kwargs: object) -> None:
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(score_module, "_score_batch", boom)
+    monkeypatch.setattr(batch_module, "score_batch", boom)
     out = tmp_path / "s.parquet"
     with pytest.raises(KeyboardInterrupt):
         run(dump, engines["onnx"], out)

@@ -150,7 +150,7 @@ def test_names_that_are_not_utf8_keep_one_row_each_and_resolve_back(dump: Path, 
     import polars as pl
 
     from fathombatch.curate.select import SelectConfig, run_select
-    from fathombatch.score import ScoreConfig, score_folder
+    from fathombatch.scoring import ScoreConfig, score_folder
 
     first = sorted(dump.glob("*.jpg"))[0]
     shutil.copy(first, os.path.join(os.fsencode(dump), b"latin1_\xe9.jpg"))  # the byte 0xE9: not UTF-8
@@ -174,7 +174,7 @@ def test_ctrl_c_that_a_native_library_turns_into_its_own_error_still_exits_130(
     import os
     import signal
 
-    import fathombatch.score as score_module
+    import fathombatch.scoring as score_module
 
     def polars_like(*args: object, **kwargs: object) -> None:
         try:

@@ -13,23 +13,23 @@ import polars as pl
 import pytest
 import torch
 
-import fathombatch.parts as parts_module
-import fathombatch.score as score_module
+import fathombatch.scoring.batch as batch_module
+import fathombatch.scoring.parts as parts_module
 from fathombatch.backends import manifest_path, open_engine
 from fathombatch.backends.base import Engine
 from fathombatch.backends.manifest import file_sha256
 from fathombatch.decode.base import DecodedBatch
 from fathombatch.errors import EngineError, OutputError
-from fathombatch.score import ScoreConfig, score_folder
+from fathombatch.scoring import ScoreConfig, ScoreSummary, score_folder
 from fathombatch.taxonomy import fathomnet2023
 
 
-def run(root: Path, engine: Path, out: Path, **kw: object) -> score_module.ScoreSummary:
+def run(root: Path, engine: Path, out: Path, **kw: object) -> ScoreSummary:
     return score_folder(ScoreConfig(root=root, engine=engine, out=out, batch_size=4, part_rows=4, **kw))  # type: ignore[arg-type]
 
 
 def interrupt_after(monkeypatch: pytest.MonkeyPatch, batches: int) -> None:
-    real = score_module._score_batch
+    real = batch_module.score_batch
     calls = {"n": 0}
 
     def wrapped(*args: object, **kwargs: object) -> pl.DataFrame:
@@ -38,7 +38,7 @@ def interrupt_after(monkeypatch: pytest.MonkeyPatch, batches: int) -> None:
             raise KeyboardInterrupt
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(score_module, "_score_batch", wrapped)
+    monkeypatch.setattr(batch_module, "score_batch", wrapped)
 
 
 @pytest.fixture()
@@ -167,8 +167,8 @@ def test_ranking_uses_logits_where_probabilities_saturate(engines: dict) -> None
     logits = np.full((1, 290), -5.0, dtype=np.float32)
     logits[0, 5], logits[0, 100] = 18.0, 25.0  # both sigmoid to exactly 1.0 in float32
     decoded = DecodedBatch(images=np.zeros((1, 3, 32, 32), np.float32), ok=[0], sizes=[(1, 1)], errors=[None])
-    frame = score_module._score_batch(FixedLogits(manifest, logits), manifest.taxonomy, Path("."), ["x.jpg"], decoded,
-                                      3, lambda p, f: np.zeros(len(p), np.float32))
+    frame = batch_module.score_batch(FixedLogits(manifest, logits), Path("."), ["x.jpg"], decoded, 3,
+                                     lambda p, f: np.zeros(len(p), np.float32))
     assert frame["top_categories"][0].to_list()[:2] == [101, 6]
 
 

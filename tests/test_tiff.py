@@ -90,7 +90,7 @@ def test_dali_hands_tiff_to_pillow_and_keeps_the_rest_of_the_batch(tmp_path: Pat
 
 
 def test_tiff_stills_are_scored(tmp_path: Path, engines: dict) -> None:
-    from fathombatch.score import ScoreConfig, score_folder
+    from fathombatch.scoring import ScoreConfig, score_folder
 
     tiff_stills(tmp_path / "dive")
     out = tmp_path / "scores.parquet"

@@ -108,7 +108,7 @@ def test_osd_statistics_are_fitted_exported_and_used(run_dir: Path, engines: dic
     from fathombatch.backends import read_manifest
     from fathombatch.osd import create_osd, decode_array
     from fathombatch.report import EvalConfig, evaluate
-    from fathombatch.score import ScoreConfig, score_folder
+    from fathombatch.scoring import ScoreConfig, score_folder
 
     stats = json.loads((run_dir / "osd_stats.json").read_text())
     bank = decode_array(stats["knn_bank"], "knn_bank")
@@ -134,7 +134,7 @@ def test_osd_statistics_are_fitted_exported_and_used(run_dir: Path, engines: dic
 
 def test_report_plots_and_html(engines: dict, dive: Path, tmp_path: Path) -> None:
     from fathombatch.report import EvalConfig, evaluate
-    from fathombatch.score import ScoreConfig, score_folder
+    from fathombatch.scoring import ScoreConfig, score_folder
 
     out = tmp_path / "s.parquet"
     score_folder(ScoreConfig(root=dive / "images", engine=engines["onnx"], out=out))

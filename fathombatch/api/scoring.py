@@ -1,9 +1,10 @@
 """``fathombatch.score(...)``: score a folder or a list of image files into a ``polars.DataFrame``.
 
-In memory (no ``out``), rows come straight from the local scoring pipeline (a decode thread feeding the engine,
-:func:`fathombatch.score.local_frames`) into one frame: no Parquet, no part files, no lock. With ``out``, the scores
-table is written exactly as the command line writes it (:func:`fathombatch.score.score_folder`: refused when it
-exists unless ``overwrite=True``, resumed after an interruption) and read back.
+In memory (no ``out``), rows come straight from the local runner's frames (a decode thread feeding the engine,
+:class:`fathombatch.scoring.runners.local.LocalRunner`, under the same :class:`~fathombatch.scoring.ScorePlan` a
+folder run builds) into one frame: no Parquet, no part files, no lock. With ``out``, the scores table is written
+exactly as the command line writes it (:func:`fathombatch.scoring.score_folder`: refused when it exists unless
+``overwrite=True``, resumed after an interruption) and read back.
 
 Either way the frame has the scores table's columns and types (docs/output.md); a folder's rows are sorted by
 ``path`` (relative to the folder) as the table's are, a list's rows keep the order of the list (``path`` as given).
@@ -27,10 +28,10 @@ from fathombatch.backends import Engine
 from fathombatch.decode import check_decoder_device, discover, resolve_decoder_name
 from fathombatch.decode.discover import describe_suffixes
 from fathombatch.errors import UsageError
-from fathombatch.osd import create_osd
-from fathombatch.parts import PRIVATE_COLUMNS
 from fathombatch.progress import Progress
-from fathombatch.score import ScoreConfig, local_frames, score_folder
+from fathombatch.scoring import ScoreConfig, build_plan, score_folder
+from fathombatch.scoring.parts import PRIVATE_COLUMNS
+from fathombatch.scoring.runners.local import LocalRunner
 from fathombatch.submission import shared_id_warning
 from fathombatch.table import read_metadata
 
@@ -148,23 +149,19 @@ def in_memory(root: Path, files: list[str] | None, loaded: LoadedEngine, report:
         files = discover(root, on_error=warnings.append)
         if not files:
             raise UsageError(f"no {describe_suffixes()} images under {root}")
-    manifest = loaded.manifest
-    if not 1 <= top_k <= len(manifest.taxonomy):
-        raise UsageError(f"top_k must be between 1 and {len(manifest.taxonomy)}, got {top_k}")
+    cfg = ScoreConfig(root=root, engine=loaded.path, batch_size=batch_size, decoder=decoder, top_k=top_k, osd=osd,
+                      threads=threads)
     decoder_name = resolve_decoder_name(decoder, loaded.device)
     check_decoder_device(decoder_name, loaded.device)
-    osd_name = osd or str(manifest.osd.get("method", "max-prob"))
-    osd_fn = create_osd(osd_name, manifest.osd.get("stats"))
-    cfg = ScoreConfig(root=root, engine=loaded.path, batch_size=batch_size, decoder=decoder_name, top_k=top_k,
-                      osd=osd_name, threads=threads)
-    table = collect(local_frames(cfg, loaded.engine, decoder_name, osd_fn, files, loaded.device), report, len(files))
+    plan = build_plan(cfg, loaded.path, loaded.manifest, decoder_name, loaded.device)
+    table = collect(LocalRunner(loaded.engine).frames(plan, files), report, len(files))
     if folder:
         table = table.sort("path")
     shared = shared_id_warning(table) if table["image_id"].n_unique() < table.height else None
     for warning in [*warnings, *([shared] if shared else [])]:
         log.warning(warning)
-    remember(table, table_metadata(loaded.engine, root, len(files), decoder=decoder_name, top_k=top_k, osd=osd_name,
-                                   batch_size=batch_size))
+    remember(table, table_metadata(loaded.engine, root, len(files), decoder=plan.decoder, top_k=plan.top_k,
+                                   osd=plan.osd, batch_size=plan.batch_size))
     return table
 
 

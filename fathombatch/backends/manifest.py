@@ -108,25 +108,7 @@ class Manifest:
     @classmethod
     def from_json(cls, data: Any, source: str = "manifest") -> Manifest:
         """Validate and build; raises ManifestError naming ``source`` and the bad field."""
-        if not isinstance(data, dict):
-            raise ManifestError(f"{source}: expected a json object")
-        version = data.get("format_version")
-        if version != FORMAT_VERSION:
-            raise ManifestError(f"{source}: format_version {version!r} is not supported (expected {FORMAT_VERSION})")
-        for key in ("name", "arch", "runtime", "precision", "input", "classes"):
-            if key not in data:
-                raise ManifestError(f"{source}: missing field {key!r}")
-        if data["runtime"] not in RUNTIMES:
-            raise ManifestError(f"{source}: runtime {data['runtime']!r} is not one of {', '.join(RUNTIMES)}")
-        if data["precision"] not in PRECISIONS:
-            raise ManifestError(f"{source}: precision {data['precision']!r} is not one of {', '.join(PRECISIONS)}")
-        if not isinstance(data["input"], dict):
-            raise ManifestError(f"{source}: 'input' must be an object")
-        try:
-            taxonomy = Taxonomy.from_records(data["classes"], name=str(data.get("taxonomy", "custom")))
-            spec = InputSpec.from_json(data["input"])
-        except FathombatchError as exc:
-            raise ManifestError(f"{source}: {exc}") from None
+        taxonomy, spec = _check_header(data, source)
         if "num_classes" in data and data["num_classes"] != len(taxonomy):
             raise ManifestError(
                 f"{source}: num_classes is {data['num_classes']} but 'classes' lists {len(taxonomy)} categories"
@@ -180,6 +162,29 @@ class Manifest:
             engine_sha256=digest,
             thresholds=tuple(float(t) for t in thresholds) if thresholds is not None else None,
         )
+
+
+def _check_header(data: Any, source: str) -> tuple[Taxonomy, InputSpec]:
+    """The manifest's required fields checked; its taxonomy and input spec. Raises ManifestError."""
+    if not isinstance(data, dict):
+        raise ManifestError(f"{source}: expected a json object")
+    version = data.get("format_version")
+    if version != FORMAT_VERSION:
+        raise ManifestError(f"{source}: format_version {version!r} is not supported (expected {FORMAT_VERSION})")
+    for key in ("name", "arch", "runtime", "precision", "input", "classes"):
+        if key not in data:
+            raise ManifestError(f"{source}: missing field {key!r}")
+    if data["runtime"] not in RUNTIMES:
+        raise ManifestError(f"{source}: runtime {data['runtime']!r} is not one of {', '.join(RUNTIMES)}")
+    if data["precision"] not in PRECISIONS:
+        raise ManifestError(f"{source}: precision {data['precision']!r} is not one of {', '.join(PRECISIONS)}")
+    if not isinstance(data["input"], dict):
+        raise ManifestError(f"{source}: 'input' must be an object")
+    try:
+        return (Taxonomy.from_records(data["classes"], name=str(data.get("taxonomy", "custom"))),
+                InputSpec.from_json(data["input"]))
+    except FathombatchError as exc:
+        raise ManifestError(f"{source}: {exc}") from None
 
 
 def manifest_path(engine_path: str | Path) -> Path:

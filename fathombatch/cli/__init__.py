@@ -31,7 +31,7 @@ def cli(verbose: bool) -> None:
 
     \b
     Example (the whole path on synthetic data):
-      fathombatch synth dive --images 300
+      fathombatch synth dive --count 300
       fathombatch train --images dive/images --labels dive/train.csv --arch resnet18 --out runs/r18
       fathombatch export runs/r18 --format onnx --out engines/r18.onnx
       fathombatch score dive/images --engine r18.onnx --out scores.parquet

@@ -22,6 +22,7 @@ from fathombatch.cli.kit import (
     guard_outputs,
     output_file,
     quiet_option,
+    renamed_option,
 )
 from fathombatch.cli.kit import progress as _progress
 from fathombatch.errors import LabelFileError, OutputError, UsageError
@@ -38,8 +39,8 @@ _OUT = click.Path(path_type=Path)
 
 
 def _images_root_option(f: Callable[..., Any]) -> Callable[..., Any]:
-    return click.option("--images-root", type=_DIR,
-                        help="Folder the table's paths are relative to [default: the table's run.root].")(f)
+    return renamed_option("--images", "--images-root", dest="images_root", type=_DIR,
+                          help="Folder the table's paths are relative to [default: the table's run.root].")(f)
 
 
 @click.group(cls=Group, context_settings=_CONTEXT)
@@ -49,7 +50,7 @@ def curate() -> None:
     \b
     Example (see docs/curation.md for the whole workflow):
       fathombatch curate review scores.parquet --n 200 --strategy uncertain --out review/
-      fathombatch curate split dive/annotations.json --val 0.2 --seed 0 --out split/
+      fathombatch curate split dive/annotations.json --val-fraction 0.2 --seed 0 --out split/
     """
 
 
@@ -82,8 +83,9 @@ def stats(labels: Path, out: Path, top_pairs: int, top_categories: int) -> None:
 @guard_outputs(inputs=("labels",), folders=("out",))
 @click.argument("labels", type=_LABELS)
 @click.option("--out", type=_OUT, required=True, help="Folder for train/val files (input's format) and coverage.")
-@click.option("--val", "val_fraction", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.2,
-              show_default=True, help="Held-out share (ignored with --folds).")
+@renamed_option("--val-fraction", "--val", dest="val_fraction",
+                type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.2, show_default=True,
+                help="Held-out share (ignored with --folds).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--folds", type=click.IntRange(min=2), help="Write K folds (OUT/fold-1 ... fold-K) instead of one split.")
 def split(labels: Path, out: Path, val_fraction: float, seed: int, folds: int | None) -> None:
@@ -94,7 +96,7 @@ def split(labels: Path, out: Path, val_fraction: float, seed: int, folds: int | 
 
     \b
     Example:
-      fathombatch curate split dive/annotations.json --val 0.2 --seed 0 --out split/
+      fathombatch curate split dive/annotations.json --val-fraction 0.2 --seed 0 --out split/
       fathombatch curate split dive/train.csv --folds 5 --out folds/
     """
     from fathombatch.curate.split import SplitConfig, split_labels
@@ -322,7 +324,8 @@ def subset(labels: Path, out: Path, ids: Path | None, from_select: Path | None, 
 @click.command(cls=Command, context_settings=_CONTEXT)
 @click.argument("annotations", type=_FILE)
 @click.option("--out", type=_OUT, required=True, help="Folder to download into (file_name paths below it).")
-@click.option("--workers", type=click.IntRange(1, 256), default=16, show_default=True, help="Concurrent downloads.")
+@click.option("--workers", type=click.IntRange(1, 256), default=16, show_default=True,
+              help="Concurrent downloads (threads).")
 @click.option("--retries", type=click.IntRange(0, 20), default=4, show_default=True, help="Retries per file.")
 @click.option("--backoff", type=click.FloatRange(min=0), default=0.5, show_default=True,
               help="Seconds before the first retry (doubles each time).")

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from fathombatch.cli.kit import CONTEXT, Command, Output, guard_outputs
+from fathombatch.cli.kit import CONTEXT, Command, Output, guard_outputs, renamed_option
 from fathombatch.exports.darwincore import DEFAULT_DATUM
 
 if TYPE_CHECKING:  # what the --format click.Choice hands over, as the library's config names it
@@ -42,7 +42,8 @@ def _outputs(params: Mapping[str, Any]) -> list[Output]:
 @click.option("--dive-regex", help="Regular expression on path giving the dive (its first group).")
 @click.option("--dive-column", help="A --metadata column giving the dive.")
 @click.option("--exif", is_flag=True, help="Add EXIF timestamps (reads every image; needs the scored folder).")
-@click.option("--images-root", type=_PATH, help="The scored folder (default: the one recorded in the table).")
+@renamed_option("--images", "--images-root", dest="images_root", type=_PATH,
+                help="The scored folder (default: the one recorded in the table).")
 @click.option("--media-prefix", help="URL prefix for Darwin Core associatedMedia (never part of an ID).")
 @click.option("--dataset-id",
               help="dwc: datasetID, and what identifies the images in IDs [default: each image's SHA-256].")

@@ -66,7 +66,8 @@ def option_name(command: click.Command, param: str) -> str:
     parameter the command has no option for, the option fathombatch's naming convention gives it."""
     for option in command.params:
         if option.name == param and isinstance(option, click.Option):
-            return max(option.opts, key=len)
+            hidden = getattr(option, "hidden_aliases", ())
+            return max((o for o in option.opts if o not in hidden), key=len)
         if option.name == param:
             return option.human_readable_name
     return "--" + param.replace("_", "-")
@@ -120,7 +121,33 @@ def progress(quiet: bool) -> Any:
     return Progress(enabled=False if quiet else None)
 
 
-class LibraryOption(click.Option):
+class AliasedOption(click.Option):
+    """An option whose older spellings still parse but are left out of ``--help``.
+
+    Issue 17 gave each option name one meaning across commands (``--images`` is always a folder of images); the
+    spellings renamed for that keep working, hidden, so scripts written before do not break. The new name comes first,
+    so messages and :func:`option_name` use it.
+    """
+
+    def __init__(self, *args: Any, hidden_aliases: tuple[str, ...] = (), **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.hidden_aliases = hidden_aliases
+
+    def get_help_record(self, ctx: click.Context) -> tuple[str, str] | None:
+        shown = self.opts
+        self.opts = [o for o in shown if o not in self.hidden_aliases]
+        try:
+            return super().get_help_record(ctx)
+        finally:
+            self.opts = shown
+
+
+def renamed_option(new: str, *old: str, dest: str, **kwargs: Any) -> Callable[[Callable[..., Any]], Any]:
+    """``click.option(new, ...)`` that also accepts the ``old`` spellings, hidden from ``--help``."""
+    return click.option(new, *old, dest, cls=AliasedOption, hidden_aliases=old, **kwargs)
+
+
+class LibraryOption(AliasedOption):
     """An option set from a library config's field: it remembers which (``source``), so a test can hold its choices
     and default to the library's."""
 
@@ -276,7 +303,7 @@ def output_file(_ctx: click.Context, param: click.Parameter, value: str | None) 
     """Callback for options that name an output *file*: ``--out newdir/`` must not quietly write a file ``newdir``.
 
     Only the trailing separator is checked here, since ``Path`` drops it; folders (``.``, ``/``, an existing
-    directory) are refused by the library (e.g. :func:`fathombatch.score.check_outputs`), for callers without a CLI.
+    directory) are refused by the library (e.g. :func:`fathombatch.scoring.check_outputs`), for callers without a CLI.
     """
     if value is None:
         return None

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from fathombatch.cli.kit import CONTEXT, MAX_THREADS, Command, output_file, quiet_option
+from fathombatch.cli.kit import CONTEXT, MAX_THREADS, Command, output_file, quiet_option, renamed_option
 from fathombatch.cli.kit import progress as _progress
 from fathombatch.decode import list_decoders
 
@@ -41,7 +41,8 @@ if TYPE_CHECKING:  # what each click.Choice hands over, as the library's configs
               help=".pt engines on a GPU: autocast precision.")
 @click.option("--ray", "use_ray", is_flag=True, help="Score on Ray (needs the 'ray' extra; see docs/scaling.md).")
 @click.option("--ray-address", help="Ray cluster: 'auto' or ray://HOST:PORT [default: start a local instance].")
-@click.option("--workers", type=click.IntRange(min=1), help="Ray scoring actors [default: one per CPU or GPU].")
+@renamed_option("--ray-workers", "--workers", dest="workers", type=click.IntRange(min=1),
+                help="Ray scoring actors [default: one per CPU or GPU].")
 @click.option("--cpus-per-worker", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True)
 @click.option("--gpus-per-worker", type=click.FloatRange(min=0), default=0.0, show_default=True)
 @quiet_option
@@ -63,15 +64,14 @@ def score(root: Path, engine: str, out: Path, batch_size: int, decoder: str, top
     """
     from fathombatch.errors import UsageError
     from fathombatch.gpu import parse_devices
-    from fathombatch.scale import RayOptions
-    from fathombatch.score import ScoreConfig, score_folder
+    from fathombatch.scoring import RayOptions, ScoreConfig, score_folder
 
     ray = None
     if use_ray:
         ray = RayOptions(address=ray_address, workers=workers, cpus_per_worker=cpus_per_worker,
                          gpus_per_worker=gpus_per_worker)
     elif ray_address or workers:
-        raise UsageError("--ray-address and --workers need --ray")
+        raise UsageError("--ray-address and --ray-workers need --ray")
     cfg = ScoreConfig(root=root, engine=engine, out=out, batch_size=batch_size, decoder=decoder, top_k=top_k,
                       submission=submission, osd=osd_method, threads=threads, decode_threads=decode_threads,
                       overwrite=overwrite, part_rows=part_rows,

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from fathombatch.cli.kit import CONTEXT, MAX_THREADS, Command, quiet_option
+from fathombatch.cli.kit import CONTEXT, MAX_THREADS, Command, quiet_option, renamed_option
 from fathombatch.cli.kit import guard_outputs as _guard_outputs
 from fathombatch.cli.kit import progress as _progress
 
@@ -27,8 +27,8 @@ def _parse_size(_ctx: click.Context, _param: click.Parameter, value: str | None)
 
 @click.command(cls=Command, context_settings=CONTEXT)
 @click.argument("out", type=click.Path(path_type=Path))
-@click.option("--images", "n_images", type=click.IntRange(min=1), default=200, show_default=True,
-              help="Number of images.")
+@renamed_option("--count", "--images", dest="n_images", type=click.IntRange(min=1), default=200, show_default=True,
+                help="Number of images.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Everything is deterministic for a seed.")
 @click.option("--format", "fmt", type=click.Choice(["jpg", "png"]), default="jpg", show_default=True)
 @click.option("--deep-fraction", type=click.FloatRange(0, 1), default=0.0, show_default=True,
@@ -46,7 +46,7 @@ def synth(out: Path, n_images: int, seed: int, fmt: ImageFormat, deep_fraction: 
 
     \b
     Example:
-      fathombatch synth dive --images 500 --seed 1 --deep-fraction 0.2
+      fathombatch synth dive --count 500 --seed 1 --deep-fraction 0.2
     """
     from fathombatch.synth import SynthConfig, synthesize
 

@@ -165,8 +165,8 @@ def export(run: Path, fmt: ExportFormat, out: Path, checkpoint: Checkpoint, prec
 @click.option("--opt-batch", type=click.IntRange(min=1), help="Batch size TensorRT tunes for [default: --max-batch].")
 @click.option("--calibration", type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="int8: images like the ones the plan will score.")
-@field_option("--device", "gpu", config=BuildConfig, field="device", type=click.IntRange(min=0),
-              help="GPU to build for.")
+@field_option("--gpu", "--device", "gpu", config=BuildConfig, field="device", type=click.IntRange(min=0),
+              hidden_aliases=("--device",), help="GPU to build for (its index).")
 @click.option("--overwrite", is_flag=True, help="Replace an existing plan.")
 def build_engine_cmd(onnx: Path, out: Path, precision: Precision, max_batch: int, opt_batch: int | None,
                      calibration: Path | None, gpu: int, overwrite: bool) -> None:

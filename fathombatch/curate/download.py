@@ -45,7 +45,7 @@ from fathombatch.curate.scoretable import check_inside
 from fathombatch.datasets import load_coco_json, safe_relative_path
 from fathombatch.decode.base import MAX_FILE_BYTES, read_image_file
 from fathombatch.decode.pil import decode_rgb
-from fathombatch.errors import DecodeError, LabelFileError, UsageError, check_threads
+from fathombatch.errors import DecodeError, LabelFileError, UsageError, check_threads, param
 from fathombatch.fsutil import atomic_path, write_text_atomic
 from fathombatch.pathargs import PathFields
 from fathombatch.pathguard import inside
@@ -290,8 +290,9 @@ class _DaemonPool:
 def download(cfg: DownloadConfig, progress: Progress | None = None) -> DownloadSummary:
     """Download every image of ``cfg.annotations`` into ``cfg.out``; see the module docstring."""
     if cfg.workers < 1 or cfg.retries < 0 or cfg.backoff < 0 or cfg.timeout <= 0:
-        raise UsageError("--workers must be >= 1, --retries >= 0, --backoff >= 0 and --timeout > 0")
-    check_threads(cfg.workers, "--workers")
+        raise UsageError(f"{param('workers')} must be >= 1, {param('retries')} >= 0, {param('backoff')} >= 0 and "
+                         f"{param('timeout')} > 0")
+    check_threads(cfg.workers, param("workers"))
     jobs = plan(cfg)
     cfg.out.mkdir(parents=True, exist_ok=True)
     progress = progress or Progress(enabled=False)

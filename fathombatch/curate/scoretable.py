@@ -15,7 +15,7 @@ from typing import Any
 import polars as pl
 
 from fathombatch.datasets import safe_relative_path
-from fathombatch.errors import LabelFileError, UsageError
+from fathombatch.errors import LabelFileError, UsageError, param
 from fathombatch.fsutil import fs_path
 from fathombatch.table import FIXED_COLUMNS, read_metadata, taxonomy_from_metadata
 from fathombatch.taxonomy import Taxonomy, fathomnet2023
@@ -90,9 +90,10 @@ def images_root(table: ScoresTable, given: Path | None) -> Path:
     """
     root = given or table.metadata_root
     if root is None:
-        raise UsageError(f"{table.path} does not record the folder it was scored from; pass --images-root DIR")
+        raise UsageError(f"{table.path} does not record the folder it was scored from; pass {param('images_root')} DIR")
     if not root.is_dir():
-        hint = "" if given else " (read from the table's metadata); pass --images-root DIR if the images moved"
+        hint = "" if given else (f" (read from the table's metadata); pass {param('images_root')} DIR if the images "
+                                 "moved")
         raise UsageError(f"image folder {root} does not exist{hint}")
     return root
 

@@ -21,7 +21,7 @@ from fathombatch.curate.labelfiles import (
     write_coco,
 )
 from fathombatch.datasets import Labels, load_coco_json, read_labels, write_kaggle_csv
-from fathombatch.errors import UsageError
+from fathombatch.errors import UsageError, param
 from fathombatch.fsutil import write_text_atomic
 from fathombatch.pathargs import PathFields
 from fathombatch.splits import repair_coverage, stratified_split
@@ -151,7 +151,7 @@ def split_labels(cfg: SplitConfig) -> SplitResult:
     """Split (or fold) the labels and write both sides in the input's format plus the coverage report."""
     fmt = label_format(cfg.labels)
     if cfg.folds is None and not 0.0 < cfg.val_fraction < 1.0:
-        raise UsageError(f"--val must be between 0 and 1, got {cfg.val_fraction}")
+        raise UsageError(f"{param('val_fraction')} must be between 0 and 1, got {cfg.val_fraction}")
     labels = read_labels(cfg.labels)
     if len(labels) < 2:
         raise UsageError(f"{cfg.labels} has {len(labels)} image(s); a split needs at least 2")

@@ -142,17 +142,17 @@ def markdown(stats: LabelStats, source: Path, top_categories: int) -> str:
 
 
 def _charts(stats: LabelStats, out: Path, top: int) -> list[Path]:
-    from fathombatch.plots import _figure, _save
+    from fathombatch.plots import new_figure, save_figure
 
-    plt, (fig, ax) = _figure(7.0, 5.0)
+    plt, (fig, ax) = new_figure(7.0, 5.0)
     sup = stats.supercategories.sort("images")
     ax.barh(sup["supercategory"].to_list(), sup["images"].to_list(), color="#1f77b4")
     ax.set_xlabel("images with at least one category of the supercategory")
     ax.set_title("Images per supercategory")
     ax.tick_params(axis="y", labelsize=8)
-    files = [_save(fig, out / "supercategories.png")]
+    files = [save_figure(fig, out / "supercategories.png")]
 
-    plt, (fig, ax) = _figure(7.0, 6.0)
+    plt, (fig, ax) = new_figure(7.0, 6.0)
     cats = stats.categories.filter(pl.col("images") > 0).head(top).reverse()
     supers = sorted(set(stats.supercategories["supercategory"].to_list()))
     cmap = plt.get_cmap("tab20")
@@ -162,14 +162,14 @@ def _charts(stats: LabelStats, out: Path, top: int) -> list[Path]:
     ax.set_xlabel("images")
     ax.set_title(f"Top {cats.height} categories")
     ax.tick_params(axis="y", labelsize=7)
-    files.append(_save(fig, out / "top_categories.png"))
+    files.append(save_figure(fig, out / "top_categories.png"))
 
-    _, (fig, ax) = _figure(6.0, 3.6)
+    _, (fig, ax) = new_figure(6.0, 3.6)
     ax.bar(stats.cardinality["labels"].to_list(), stats.cardinality["images"].to_list(), color="#2ca02c")
     ax.set_xlabel("categories per image")
     ax.set_ylabel("images")
     ax.set_title("Label cardinality")
-    files.append(_save(fig, out / "cardinality.png"))
+    files.append(save_figure(fig, out / "cardinality.png"))
     return files
 
 

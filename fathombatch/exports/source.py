@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from fathombatch.errors import LabelFileError, UsageError
+from fathombatch.errors import LabelFileError, UsageError, param
 from fathombatch.exports.imagemeta import match_metadata, read_metadata_csv
 from fathombatch.exports.thresholds import presence_thresholds
 from fathombatch.fsutil import fs_path
@@ -217,7 +217,7 @@ def open_source(
         raise UsageError(f"--dive-column {dive_column!r} must be a column of the --metadata CSV")
     root = images_root if images_root is not None else table.metadata_root
     if exif and (root is None or not root.is_dir()):
-        raise UsageError("--exif needs the scored images: pass --images-root DIR")
+        raise UsageError(f"{param('exif')} needs the scored images: pass {param('images_root')} DIR")
     return Source(path=scores, taxonomy=taxonomy, meta=meta, thresholds=values, threshold_source=source,
                   metadata=meta_frame, dive_regex=dive_regex, dive_column=dive_column, images_root=root, exif=exif,
                   warnings=warnings, top_dive=top_level_dive(table.metadata_root))

@@ -1,94 +1,39 @@
 """The architecture registry: build models by name, list them, refuse duplicate names.
 
-Every architecture is a :class:`Classifier`: a backbone producing (N, D) features and a linear head producing
-(N, C) logits. Keeping the two apart lets export ship features beside logits, which feature-based out-of-sample
-scoring needs.
+:class:`Classifier`, :class:`ArchSpec` and :func:`register_model` live in :mod:`fathombatch.models.arch` and are
+re-exported here, where callers have always found them.
 """
 
 from __future__ import annotations
 
 import fnmatch
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
-import torch
 from torch import nn
 
 from fathombatch.errors import TrainingError, UsageError, param
+from fathombatch.models.arch import REGISTRY, ArchSpec, Builder, Classifier, register_model
 from fathombatch.safeload import load_torch_file
 
-
-class Classifier(nn.Module):
-    """``backbone`` (N, 3, H, W) -> (N, D) features; ``head`` (N, D) -> (N, C) logits."""
-
-    def __init__(self, backbone: nn.Module, feature_dim: int, num_classes: int) -> None:
-        super().__init__()
-        self.backbone = backbone
-        self.head = nn.Linear(feature_dim, num_classes)
-        self.feature_dim = feature_dim
-        self.num_classes = num_classes
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.backbone(x))
-
-    def forward_with_features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Return (logits (N, C), features (N, D))."""
-        features = self.backbone(x)
-        return self.head(features), features
-
-
-#: builder(num_classes, img_size, pretrained) -> Classifier
-Builder = Callable[[int, int, bool], Classifier]
-
-
-@dataclass(frozen=True)
-class ArchSpec:
-    """A registered architecture.
-
-    Attributes:
-        name: registry key, e.g. ``"resnet18"``.
-        builder: makes the model.
-        description: one line for ``--help`` and listings.
-        pretrained: where ImageNet weights come from when ``pretrained=True`` (``None``: no pretrained weights).
-    """
-
-    name: str
-    builder: Builder
-    description: str
-    pretrained: str | None = None
-
-
-_REGISTRY: dict[str, ArchSpec] = {}
-
-
-def register_model(name: str, *, description: str, pretrained: str | None = None) -> Callable[[Builder], Builder]:
-    """Decorator registering an architecture builder under ``name``."""
-
-    def wrap(builder: Builder) -> Builder:
-        if name in _REGISTRY:
-            raise ValueError(f"architecture {name!r} is already registered")
-        _REGISTRY[name] = ArchSpec(name=name, builder=builder, description=description, pretrained=pretrained)
-        return builder
-
-    return wrap
+__all__ = ["ArchSpec", "Builder", "Classifier", "create_model", "get_arch", "list_models", "load_weights",
+           "register_model"]
 
 
 def _ensure_loaded() -> None:
-    from fathombatch.models import zoo  # noqa: F401 - registers the built-in architectures
+    from fathombatch.models import zoo  # noqa: F401 - registers the built-in architectures (zoo imports arch only)
 
 
 def list_models(pattern: str = "*") -> list[str]:
     """Registered architecture names matching a glob pattern, sorted."""
     _ensure_loaded()
-    return sorted(n for n in _REGISTRY if fnmatch.fnmatch(n, pattern))
+    return sorted(n for n in REGISTRY if fnmatch.fnmatch(n, pattern))
 
 
 def get_arch(name: str) -> ArchSpec:
     """The registered :class:`ArchSpec`; raises UsageError listing the choices for an unknown name."""
     _ensure_loaded()
     try:
-        return _REGISTRY[name]
+        return REGISTRY[name]
     except KeyError:
         raise UsageError(f"unknown architecture {name!r}; choose one of {', '.join(list_models())}") from None
 

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from fathombatch.errors import MissingDependencyError, TrainingError, param
-from fathombatch.models.registry import Classifier, register_model
+from fathombatch.models.arch import Classifier, register_model
 
 _M = TypeVar("_M", bound=nn.Module)
 

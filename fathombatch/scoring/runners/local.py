@@ -1,0 +1,88 @@
+"""The local runner: a decode thread feeding this thread's engine calls through a bounded queue.
+
+Batch n+1 decodes while batch n runs, and the queue holds at most two decoded batches, so memory stays flat however
+large the dump. The GPU workers and the Ray actors run this same pipeline over their share of the files.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import queue
+import threading
+from collections.abc import Generator
+from typing import Any
+
+import polars as pl
+
+from fathombatch.backends import Engine
+from fathombatch.decode import create_decoder
+from fathombatch.decode.base import Decoder
+from fathombatch.osd import create_osd
+from fathombatch.scoring import batch as batch_module
+from fathombatch.scoring.plan import ScorePlan
+
+
+def _put(q: queue.Queue[Any], item: Any, stop: threading.Event) -> bool:
+    """Put unless asked to stop (a consumer that died must not leave this thread blocked forever)."""
+    while not stop.is_set():
+        try:
+            q.put(item, timeout=0.2)
+            return True
+        except queue.Full:
+            continue
+    return False
+
+
+def _decode_stage(plan: ScorePlan, engine: Engine, decoder: Decoder | None, pending: list[str],
+                  out_q: queue.Queue[Any], stop: threading.Event) -> None:
+    """Decode thread: put (paths, DecodedBatch) items on the queue, then None; an exception is forwarded.
+
+    ``decoder`` None: open the plan's decoder here and close it at the end; else use (and leave open) the one given.
+    """
+    try:
+        opened = decoder or create_decoder(plan.decoder, engine.manifest.input, batch_size=plan.batch_size,
+                                           threads=plan.decode_threads, device=plan.device)
+        with contextlib.nullcontext(opened) if decoder else opened:
+            for chunk in batch_module.batches(pending, plan.batch_size):
+                if not _put(out_q, (chunk, opened.decode([plan.root / p for p in chunk])), stop):
+                    return
+        _put(out_q, None, stop)
+    except BaseException as exc:  # noqa: BLE001 - forwarded to the scoring thread
+        _put(out_q, exc, stop)
+
+
+def pipeline_frames(plan: ScorePlan, engine: Engine, pending: list[str],
+                    decoder: Decoder | None = None) -> Generator[tuple[int, pl.DataFrame], None, None]:
+    """Yield (files done, rows) for ``pending`` from a decode thread feeding ``engine`` in this thread.
+
+    Args:
+        decoder: an open decoder to reuse (a Ray actor keeps one across calls); None opens the plan's for this call.
+    """
+    osd = create_osd(plan.osd, engine.manifest.osd.get("stats"))
+    decoded_q: queue.Queue[Any] = queue.Queue(maxsize=2)
+    stop = threading.Event()
+    decoder_thread = threading.Thread(target=_decode_stage, args=(plan, engine, decoder, pending, decoded_q, stop),
+                                      name="fb-decode", daemon=True)
+    decoder_thread.start()
+    try:
+        while (item := decoded_q.get()) is not None:
+            if isinstance(item, BaseException):
+                raise item
+            chunk, decoded = item
+            # Looked up on the module at each call, so a test can stand in for it (an interrupted batch).
+            yield len(chunk), batch_module.score_batch(engine, plan.root, chunk, decoded, plan.top_k, osd)
+    finally:
+        # Stop the decoder and wait for it before anything propagates: while DALI runs it holds stderr
+        # (see decode.dali), so an error message printed meanwhile would be lost.
+        stop.set()
+        decoder_thread.join()
+
+
+class LocalRunner:
+    """Scores in this process with an engine already opened with the plan's device, precision and threads."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def frames(self, plan: ScorePlan, pending: list[str]) -> Generator[tuple[int, pl.DataFrame], None, None]:
+        return pipeline_frames(plan, self.engine, pending)

@@ -1,0 +1,172 @@
+"""Scale-out scoring on Ray: the local decode -> engine pipeline, run by a Ray Data actor pool.
+
+``fathombatch score DIR --engine E --ray`` lists the files on the driver, turns the list into a Ray Dataset, and maps
+it with an actor pool (:class:`ScoreActor`). Each actor opens the engine and a decoder once, with the plan's device,
+precision and threads, then runs the local runner's pipeline
+(:func:`~fathombatch.scoring.runners.local.pipeline_frames`: a decode thread feeding the engine, so batch n+1 decodes
+while batch n runs) over each call's files and yields the same rows the local run makes. The driver reads the
+engine's manifest only, and streams the results into the same part files as a local run
+(:mod:`fathombatch.scoring.parts`), so the final table, its metadata, resuming after an interruption and the
+one-row-per-file guarantee are identical; rows are keyed by path, so a call that Ray retries after a worker dies is
+written once.
+
+Ray is an optional extra (``pip install 'fathombatch[ray]'``) and is imported only here, inside functions.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import os
+from collections.abc import Generator, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from fathombatch.errors import UsageError, require
+from fathombatch.scoring.config import RayOptions
+from fathombatch.scoring.plan import ScorePlan
+
+log = logging.getLogger(__name__)
+
+#: The most engine batches one actor call holds: more overlap of decode and inference per call (the pipeline fills
+#: once per call), against coarser load balancing and more work repeated when a worker dies mid-call.
+MAX_BATCHES_PER_CALL = 8
+
+
+def ray_device(engine: Path, device: str, gpus_per_worker: float) -> int | None:
+    """Where a Ray actor runs ``engine``: 0 (the GPU Ray reserved for it, the only one it sees) or None (its CPU).
+
+    Decided from the engine's kind, ``device`` (``auto``/``cpu``/``cuda``) and the GPUs reserved per actor, never
+    from the driver's own hardware: the driver may be a laptop without a GPU.
+
+    Raises:
+        UsageError: a combination that cannot run (a TensorRT plan on the CPU or without a reserved GPU, ``cuda``
+            without a reserved GPU, or for an engine that runs only on the CPU).
+    """
+    if device not in ("auto", "cpu", "cuda"):
+        raise UsageError(f"device must be auto, cpu or cuda, got {device!r}")
+    suffix = engine.suffix.lower()
+    if suffix in (".onnx", ".xml"):
+        if device == "cuda":
+            raise UsageError(f"{engine}: ONNX and OpenVINO engines run on the CPU in fathombatch; for GPUs on Ray "
+                             "build a TensorRT plan (fathombatch build-engine) or score the .pt export")
+        return None
+    if device == "cpu":
+        if suffix == ".plan":
+            raise UsageError(f"{engine} is a TensorRT plan, which runs only on an NVIDIA GPU, not device cpu")
+        return None
+    if gpus_per_worker > 0:
+        return 0
+    if device == "cuda" or suffix == ".plan":
+        raise UsageError(f"{engine} runs on a GPU here, but no GPU is reserved per Ray worker; reserve one "
+                         "(gpus_per_worker, e.g. 1)")
+    return None
+
+
+def actor_threads(plan: ScorePlan, options: RayOptions) -> tuple[int, int]:
+    """(engine threads, decoder threads) of one actor: what the user asked for, else the CPUs reserved per actor.
+
+    With the default of one actor per CPU this is cores / actors, so the actors together use each core once
+    instead of each starting a thread per core of the node (which oversubscribes it actors-fold).
+    """
+    threads = plan.threads or max(1, int(options.cpus_per_worker))
+    return threads, threads
+
+
+class ScoreActor:
+    """A Ray Data actor: opens the engine and decoder once, then scores calls of paths through the local pipeline."""
+
+    def __init__(self, plan: ScorePlan) -> None:
+        from fathombatch.backends import open_engine
+        from fathombatch.decode import create_decoder
+
+        self.plan = plan
+        self.engine = open_engine(plan.engine, threads=plan.threads, device=plan.device, precision=plan.precision)
+        self.decoder = create_decoder(plan.decoder, self.engine.manifest.input, batch_size=plan.batch_size,
+                                      threads=plan.decode_threads, device=plan.device)
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> Iterator[Any]:
+        """Yield one pyarrow table of rows per engine batch of ``batch["path"]`` (file names as bytes)."""
+        from fathombatch.scoring.runners.local import pipeline_frames
+
+        paths = [os.fsdecode(bytes(p)) for p in batch["path"]]
+        for _, frame in pipeline_frames(self.plan, self.engine, paths, decoder=self.decoder):
+            yield frame.to_arrow()
+
+
+def init_ray(options: RayOptions) -> Any:
+    """The ``ray`` module, connected: a local instance, or the cluster at ``options.address``.
+
+    Raises:
+        MissingDependencyError: Ray is not installed.
+        UsageError: the cluster cannot be reached.
+    """
+    ray = require("ray", "ray", "scoring with --ray")
+    if not ray.is_initialized():
+        kwargs: dict[str, Any] = {"ignore_reinit_error": True, "include_dashboard": False, "log_to_driver": False,
+                                  "logging_level": logging.WARNING}
+        if options.address is None:
+            kwargs["num_cpus"] = options.num_cpus
+        else:
+            kwargs["address"] = options.address
+        try:
+            ray.init(**kwargs)
+        except ConnectionError as exc:
+            raise UsageError(f"cannot reach the Ray cluster at {options.address!r}: {exc}") from None
+    return ray
+
+
+def _workers(resources: dict[str, float], options: RayOptions) -> int:
+    if options.workers is not None:
+        return options.workers
+    if options.gpus_per_worker > 0:
+        return max(1, int(resources.get("GPU", 0) // options.gpus_per_worker))
+    return max(1, int(resources.get("CPU", 1) // options.cpus_per_worker))
+
+
+def files_per_call(pending: int, batch_size: int, workers: int) -> int:
+    """Files per actor call: whole engine batches, about two calls per actor, at most :data:`MAX_BATCHES_PER_CALL`."""
+    n_batches = math.ceil(pending / batch_size)
+    return batch_size * max(1, min(MAX_BATCHES_PER_CALL, math.ceil(n_batches / (2 * workers))))
+
+
+class RayRunner:
+    """Scores on a Ray Data actor pool (:class:`ScoreActor`); see the module docstring."""
+
+    def __init__(self, options: RayOptions) -> None:
+        self.options = options
+
+    def frames(self, plan: ScorePlan, pending: list[str]) -> Generator[tuple[int, pl.DataFrame], None, None]:
+        """Yield (files done, rows) for the pending files as the actors return them."""
+        ray = init_ray(self.options)
+        from ray.data import ActorPoolStrategy
+
+        workers = _workers(ray.cluster_resources(), self.options)
+        per_call = files_per_call(len(pending), plan.batch_size, workers)
+        ray.data.DataContext.get_current().enable_progress_bars = False
+        ds = ray.data.from_items([{"path": os.fsencode(p)} for p in pending],
+                                 override_num_blocks=math.ceil(len(pending) / per_call))
+        ds = ds.map_batches(
+            # Looked up here, at run time, so a test can put a subclass in its place.
+            ScoreActor,
+            # Absolute paths: the actors may run on other machines, in other working directories.
+            fn_constructor_kwargs={"plan": dataclasses.replace(plan, root=plan.root.resolve(),
+                                                               engine=plan.engine.resolve())},
+            batch_size=per_call,
+            batch_format="numpy",
+            # One call in flight per actor: calls are several batches long, so a busy actor must not hold a queue
+            # of them while another one idles.
+            compute=ActorPoolStrategy(size=workers, max_tasks_in_flight_per_actor=1),
+            num_cpus=self.options.cpus_per_worker,
+            num_gpus=self.options.gpus_per_worker or None,
+            # Ray Data restarts dead actors and retries their tasks without limit by default (max_restarts and
+            # max_task_retries of -1): exactly what a long job on preemptible nodes needs.
+        )
+        for arrow_batch in ds.iter_batches(batch_format="pyarrow", batch_size=None):
+            frame = pl.from_arrow(arrow_batch)
+            assert isinstance(frame, pl.DataFrame)  # noqa: S101 - a pyarrow Table converts to a frame
+            yield frame.height, frame

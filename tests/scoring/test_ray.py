@@ -1,0 +1,203 @@
+"""The Ray runner (fathombatch.scoring.runners.ray): a run on a local Ray instance equals the local run, survives a
+worker dying mid-job, and its actors open the engine with the plan's device and precision."""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+import ray
+
+import fathombatch.scoring.runners.ray as ray_runner
+from fathombatch.scoring import RayOptions, ScoreConfig, score_folder
+from fathombatch.table import read_metadata
+from fathombatch.taxonomy import fathomnet2023
+from tests.scoring.ray_hooks import dying_actor
+
+NAMES = list(fathomnet2023().names)
+
+
+@pytest.fixture()
+def dump(dive: Path, tmp_path: Path) -> Path:
+    root = tmp_path / "dump"
+    shutil.copytree(dive / "images", root / "dive1")
+    shutil.copytree(dive / "images", root / "dive2")
+    (root / "dive1" / "empty.jpg").write_bytes(b"")
+    (root / "dive2" / "note.png").write_text("not an image")
+    return root
+
+
+@pytest.fixture()
+def local_ray(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
+    if getattr(request, "param", None):
+        # The runner looks its actor class up at run time; Ray pickles this test-only subclass by value.
+        monkeypatch.setattr(ray_runner, "ScoreActor", dying_actor(tmp_path))
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, ignore_reinit_error=True)
+    try:
+        yield tmp_path
+    finally:
+        ray.shutdown()
+
+
+def compare(a: Path, b: Path) -> None:
+    ta, tb = pl.read_parquet(a), pl.read_parquet(b)
+    assert ta.schema == tb.schema
+    assert ta.drop(NAMES).equals(tb.drop(NAMES))
+    np.testing.assert_allclose(ta.select(NAMES).to_numpy(), tb.select(NAMES).to_numpy(), atol=1e-6)
+    ma, mb = read_metadata(a), read_metadata(b)
+    assert ma["taxonomy"] == mb["taxonomy"] and ma["engine_manifest"] == mb["engine_manifest"]
+    assert {k: v for k, v in ma["run"].items()} == {k: v for k, v in mb["run"].items()}
+
+
+@pytest.mark.slow
+def test_ray_run_equals_the_local_run(local_ray: Path, dump: Path, engines: dict, tmp_path: Path) -> None:
+    local = score_folder(ScoreConfig(root=dump, engine=engines["onnx"], out=tmp_path / "local.parquet", decoder="pil",
+                                     batch_size=8, submission=tmp_path / "local.csv"))
+    remote = score_folder(ScoreConfig(root=dump, engine=engines["onnx"], out=tmp_path / "ray.parquet", decoder="pil",
+                                      batch_size=8, ray=RayOptions(workers=2), submission=tmp_path / "ray.csv"))
+    assert (remote.files, remote.ok, remote.errors) == (local.files, local.ok, local.errors) == (50, 48, 2)
+    compare(tmp_path / "ray.parquet", tmp_path / "local.parquet")
+    # The submission is written from the final table on every path: a line per file, error rows with the prior.
+    local_rows = pl.read_csv(tmp_path / "local.csv", schema_overrides={"id": pl.String, "categories": pl.String})
+    remote_rows = pl.read_csv(tmp_path / "ray.csv", schema_overrides={"id": pl.String, "categories": pl.String})
+    assert remote_rows.height == 50 and remote_rows.drop("osd").equals(local_rows.drop("osd"))
+    np.testing.assert_allclose(remote_rows["osd"].to_numpy(), local_rows["osd"].to_numpy(), atol=1e-6)
+    assert (remote_rows["osd"] == 1.0).sum() == 2 and remote.error_prior_source == "engine"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("local_ray", [True], indirect=True)
+def test_a_worker_dying_mid_job_loses_and_duplicates_nothing(
+    local_ray: Path, dump: Path, engines: dict, tmp_path: Path
+) -> None:
+    remote = score_folder(ScoreConfig(root=dump, engine=engines["onnx"], out=tmp_path / "ray.parquet", decoder="pil",
+                                      batch_size=4, ray=RayOptions(workers=2)))
+    assert (local_ray / "killed").exists(), "the test hook did not kill a worker"
+    table = pl.read_parquet(tmp_path / "ray.parquet")
+    assert table.height == remote.files == 50 and table["path"].n_unique() == 50
+    score_folder(ScoreConfig(root=dump, engine=engines["onnx"], out=tmp_path / "local.parquet", decoder="pil",
+                             batch_size=4))
+    compare(tmp_path / "ray.parquet", tmp_path / "local.parquet")
+
+
+def test_without_ray_installed_the_error_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    import builtins
+
+    from fathombatch.errors import MissingDependencyError
+    from fathombatch.scoring.runners.ray import init_ray
+
+    real_import = builtins.__import__
+
+    def no_ray(name: str, *args: object, **kwargs: object) -> object:
+        if name == "ray" or name.startswith("ray."):
+            raise ImportError("No module named 'ray'")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_ray)
+    monkeypatch.delitem(__import__("sys").modules, "ray", raising=False)
+    with pytest.raises(MissingDependencyError, match=r"pip install 'fathombatch\[ray\]'"):
+        init_ray(RayOptions())
+
+
+def never_open(*args: object, **kwargs: object) -> None:
+    raise AssertionError("the driver opened the engine")
+
+
+@pytest.mark.slow
+def test_the_driver_reads_the_manifest_only(local_ray: Path, dive: Path, engines: dict, tmp_path: Path,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """The actors (other processes) open the engine; opening it in the driver too would fail this run."""
+    import fathombatch.backends as backends
+    import fathombatch.scoring.folder as folder
+
+    monkeypatch.setattr(backends, "open_engine", never_open)
+    monkeypatch.setattr(folder, "open_engine", never_open)
+    summary = score_folder(ScoreConfig(root=dive / "images", engine=engines["onnx"], out=tmp_path / "ray.parquet",
+                                       decoder="pil", batch_size=8, ray=RayOptions(workers=2)))
+    assert summary.files == summary.ok == pl.read_parquet(tmp_path / "ray.parquet").height > 0
+
+
+def test_a_ray_plan_carries_the_actors_device_precision_and_threads(engines: dict, dive: Path, tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    import pickle
+
+    import fathombatch.scoring.folder as folder
+    from fathombatch.scoring.folder import prepare
+    from fathombatch.scoring.plan import UnopenedEngine
+
+    monkeypatch.setattr(folder, "open_engine", never_open)
+    cfg = ScoreConfig(root=dive / "images", engine=engines["pt"], out=tmp_path / "s.parquet", decoder="pil",
+                      torch_precision="bf16", ray=RayOptions(gpus_per_worker=1, cpus_per_worker=3))
+    plan, engine, runner = prepare(cfg)
+    assert (plan.device, plan.precision, plan.threads, plan.decode_threads) == (0, "bf16", 3, 3)
+    assert isinstance(engine, UnopenedEngine) and isinstance(runner, ray_runner.RayRunner)
+    assert pickle.loads(pickle.dumps(plan)) == plan
+    cpu_plan, _, _ = prepare(dataclasses.replace(cfg, ray=RayOptions(), threads=2))
+    assert (cpu_plan.device, cpu_plan.threads) == (None, 2)
+
+
+@pytest.mark.parametrize(
+    ("suffix", "device", "gpus", "expected"),
+    [(".pt", "auto", 1, 0), (".pt", "auto", 0, None), (".pt", "cpu", 1, None), (".plan", "auto", 0.5, 0),
+     (".onnx", "auto", 1, None), (".xml", "auto", 0, None), (".pt", "cuda", 0, "no GPU is reserved"),
+     (".plan", "auto", 0, "no GPU is reserved"), (".plan", "cpu", 1, "only on an NVIDIA GPU"),
+     (".onnx", "cuda", 1, "run on the CPU")],
+)
+def test_ray_device_follows_the_gpu_reservation_not_the_driver(suffix: str, device: str, gpus: float,
+                                                                expected: object) -> None:
+    from fathombatch.errors import UsageError
+
+    if isinstance(expected, str):
+        with pytest.raises(UsageError, match=expected):
+            ray_runner.ray_device(Path("e" + suffix), device, gpus)
+    else:
+        assert ray_runner.ray_device(Path("e" + suffix), device, gpus) == expected
+
+
+def test_the_actor_opens_engine_and_decoder_with_the_plans_device_and_precision(
+    dive: Path, engines: dict, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What a CPU can show of "a GPU reservation runs on that GPU": the actor hands the plan's device and precision to
+    the engine and the decoder it opens (Ray makes the reserved GPU the actor's device 0)."""
+    import fathombatch.backends as backends
+    import fathombatch.decode as decode
+    from fathombatch.scoring import build_plan
+
+    real_open, real_decoder, seen = backends.open_engine, decode.create_decoder, {}
+
+    def recording_open(path: Path, **kwargs: object):  # type: ignore[no-untyped-def]
+        seen["engine"] = kwargs
+        return real_open(path, threads=1)  # the CPU stands in for GPU 0
+
+    def recording_decoder(name: str, spec: object, **kwargs: object):  # type: ignore[no-untyped-def]
+        seen["decoder"] = {"name": name, **kwargs}
+        return real_decoder(name, spec, batch_size=4, threads=1)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(backends, "open_engine", recording_open)
+    monkeypatch.setattr(decode, "create_decoder", recording_decoder)
+    manifest = backends.read_manifest(engines["onnx"])
+    cfg = ScoreConfig(root=dive / "images", engine=engines["onnx"], batch_size=4, threads=1, torch_precision="fp16")
+    plan = build_plan(cfg, engines["onnx"], manifest, "pil", 0)
+    actor = ray_runner.ScoreActor(plan)
+    assert seen["engine"] == {"threads": 1, "device": 0, "precision": "fp16"}
+    assert seen["decoder"] == {"name": "pil", "batch_size": 4, "threads": plan.decode_threads, "device": 0}
+    names = sorted(p.name for p in (dive / "images").glob("*.jpg"))[:6]
+    tables = list(actor({"path": np.array([n.encode() for n in names], dtype=object)}))
+    assert [t.num_rows for t in tables] == [4, 2]  # one table per engine batch, streamed as they are scored
+
+
+def test_calls_are_whole_batches_and_threads_split_the_reserved_cpus(dive: Path, engines: dict) -> None:
+    from fathombatch.backends import read_manifest
+    from fathombatch.scoring import build_plan
+
+    assert ray_runner.files_per_call(384, 32, 2) == 96  # 12 batches: two calls of 3 per actor
+    assert ray_runner.files_per_call(10_000, 32, 2) == 32 * ray_runner.MAX_BATCHES_PER_CALL
+    assert ray_runner.files_per_call(5, 32, 4) == 32
+    plan = build_plan(ScoreConfig(root=dive, engine=engines["onnx"]), engines["onnx"], read_manifest(engines["onnx"]),
+                      "pil", None)
+    assert ray_runner.actor_threads(plan, RayOptions(cpus_per_worker=2.5)) == (2, 2)
+    assert ray_runner.actor_threads(dataclasses.replace(plan, threads=4), RayOptions()) == (4, 4)

@@ -1,0 +1,60 @@
+"""The scoring core's seams: no private names taken across modules, no import cycles (lazy imports included), no
+function over 60 lines or module over 400, and no test hook left in the package."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+from tests.importgraph import cycles, imports, modules
+
+PACKAGE = Path(__file__).resolve().parents[2] / "fathombatch"
+#: The scoring core's modules before ``fathombatch.scoring`` existed: covered too, should any come back.
+OLD_CORE = ("fathombatch.scoring", "fathombatch.scale", "fathombatch.multigpu", "fathombatch.parts")
+
+
+def in_core(module: str) -> bool:
+    return module in OLD_CORE or module == "fathombatch.scoring" or module.startswith("fathombatch.scoring.")
+
+
+def test_no_module_takes_a_private_name_from_another() -> None:
+    _, private = imports(modules(PACKAGE))
+    assert [p for p in private if in_core(p.importer) or in_core(p.source)] == []
+
+
+def test_no_import_cycle_runs_through_the_scoring_core() -> None:
+    edges, _ = imports(modules(PACKAGE))
+    assert [c for c in cycles(edges) if any(in_core(m) for m in c)] == []
+
+
+def test_the_cycle_finder_sees_lazy_and_type_checking_imports(tmp_path: Path) -> None:
+    pkg = tmp_path / "pkg"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "a.py").write_text("def f():\n    from pkg.b import g\n    return g\n")
+    (pkg / "b.py").write_text("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from . import c\n")
+    (pkg / "c.py").write_text("from .a import f, _hidden\n")
+    edges, private = imports(modules(pkg))
+    assert cycles(edges) == [["pkg.a", "pkg.b", "pkg.c"]]
+    assert [(p.importer, p.source, p.name) for p in private] == [("pkg.c", "pkg.a", "_hidden")]
+
+
+def core_files() -> list[Path]:
+    return [path for module, path in modules(PACKAGE).items() if in_core(module)]
+
+
+def test_functions_stay_under_60_lines_and_modules_under_400() -> None:
+    long_functions, long_modules = [], []
+    for path in core_files():
+        text = path.read_text(encoding="utf-8")
+        if len(text.splitlines()) > 400:
+            long_modules.append(path.name)
+        for node in ast.walk(ast.parse(text)):
+            is_function = isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)
+            if is_function and node.end_lineno and node.end_lineno - node.lineno + 1 > 60:
+                long_functions.append(f"{path.name}:{node.name}")
+    assert (long_functions, long_modules) == ([], [])
+
+
+def test_no_test_hook_lives_in_the_package() -> None:
+    assert [p.name for p in PACKAGE.rglob("*.py") if "os._exit" in p.read_text(encoding="utf-8")] == []
