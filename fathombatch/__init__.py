@@ -1,16 +1,19 @@
 """fathombatch: batch-score ROV dive imagery with FathomNet-style multi-label classifiers.
 
-Library first; the ``fathombatch`` command line is a thin layer on top. The names below are the package's public
-surface, each an alias of the function or class that owns the job::
+Library first; the ``fathombatch`` command line is a thin layer on top. In a notebook (docs/python.md)::
 
-    from pathlib import Path
     import fathombatch as fb
+    df = fb.score("dive/images", engine="engines/r18.onnx")          # a polars.DataFrame, the scores table's schema
+    eng = fb.open_engine("engines/r18.onnx"); probs = eng.predict([pil_image, np_array])   # (N, classes) float32
+    m = fb.evaluate(df, truth="dive/train.csv")                      # EvalResult: m.map_at_k, m.to_json()
 
-    run = fb.train(fb.TrainConfig(images=Path("dive/images"), labels=Path("dive/train.csv"), out=Path("runs/r18")))
-    fb.export(fb.ExportConfig(run=run.out, format="onnx", out=Path("engines/r18.onnx")))
-    fb.score_folder(fb.ScoreConfig(root=Path("dive/images"), engine=Path("engines/r18.onnx"),
-                                   out=Path("scores.parquet")))
-    fb.evaluate(fb.EvalConfig(scores=Path("scores.parquet"), truth=Path("dive/train.csv")))
+The other names below are the package's public surface, each an alias of the function or class that owns the job;
+plain ``str`` paths work in every config::
+
+    run = fb.train(fb.TrainConfig(images="dive/images", labels="dive/train.csv", out="runs/r18"))
+    fb.export(fb.ExportConfig(run=run.out, format="onnx", out="engines/r18.onnx"))
+    fb.score_folder(fb.ScoreConfig(root="dive/images", engine="engines/r18.onnx", out="scores.parquet"))
+    fb.evaluate(fb.EvalConfig(scores="scores.parquet", truth="dive/train.csv"))
 
 They are loaded on first use (PEP 562), so ``import fathombatch`` stays light: no torch, numpy or polars until a
 name that needs them is touched.
@@ -31,10 +34,12 @@ except PackageNotFoundError:  # running from a source tree that was never instal
 _PUBLIC: dict[str, tuple[str, str]] = {
     # ``score`` is the Python API's notebook function (issue 17); there is no ``fathombatch.score`` module any more,
     # since the import system would rebind ``fb.score`` to a submodule of that name.
+    "score": ("fathombatch.api", "score"),
+    "LoadedEngine": ("fathombatch.api", "LoadedEngine"),
     "score_folder": ("fathombatch.scoring", "score_folder"),
     "ScoreConfig": ("fathombatch.scoring", "ScoreConfig"),
     "ScoreSummary": ("fathombatch.scoring", "ScoreSummary"),
-    "open_engine": ("fathombatch.backends", "open_engine"),
+    "open_engine": ("fathombatch.api", "open_engine"),
     "Engine": ("fathombatch.backends", "Engine"),
     "Manifest": ("fathombatch.backends", "Manifest"),
     "read_manifest": ("fathombatch.backends", "read_manifest"),
@@ -49,7 +54,7 @@ _PUBLIC: dict[str, tuple[str, str]] = {
     "ExportResult": ("fathombatch.engine_export", "ExportResult"),
     "build_engine": ("fathombatch.engine_export", "build_engine"),
     "BuildConfig": ("fathombatch.engine_export", "BuildConfig"),
-    "evaluate": ("fathombatch.report", "evaluate"),
+    "evaluate": ("fathombatch.api", "evaluate"),
     "EvalConfig": ("fathombatch.report", "EvalConfig"),
     "EvalResult": ("fathombatch.report", "EvalResult"),
     "synthesize": ("fathombatch.synth", "synthesize"),

@@ -23,13 +23,14 @@ import numpy as np
 
 from fathombatch.decode import create_decoder, discover
 from fathombatch.errors import UsageError
+from fathombatch.pathargs import PathFields
 from fathombatch.preprocess import InputSpec
 
 Record = dict[str, Any]
 
 
 @dataclass(frozen=True)
-class BenchConfig:
+class BenchConfig(PathFields):
     """What to measure.
 
     Attributes:

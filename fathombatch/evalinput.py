@@ -16,7 +16,7 @@ import csv
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, cast
+from typing import Any, Literal, cast
 
 import numpy as np
 import polars as pl
@@ -68,6 +68,25 @@ def open_predictions(path: Path) -> Predictions:
         return Predictions(rows=read_submission(path, taxonomy).lazy(), taxonomy=taxonomy, kind="submission")
     table = ScoresTable.open(path)
     return Predictions(rows=table.lazy, taxonomy=table.taxonomy, kind="table", metadata=table.metadata)
+
+
+def frame_predictions(frame: pl.DataFrame, meta: dict[str, Any], name: str) -> Predictions:
+    """A scores table held in memory (what :func:`fathombatch.score` returns) as predictions.
+
+    Args:
+        meta: the table's metadata as ``score`` records it (taxonomy, engine manifest, run); empty when unknown,
+            then the FathomNet 2023 taxonomy is assumed.
+        name: how messages name the frame.
+
+    Raises:
+        UsageError: the frame lacks columns of a scores table for that taxonomy.
+    """
+    metadata = ScoresMetadata.from_json(meta, name)
+    taxonomy = metadata.taxonomy or fathomnet2023()
+    absent = [c for c in ("image_id", "status", "osd", "top_categories", *taxonomy.names) if c not in frame.columns]
+    if absent:
+        raise UsageError(f"{name} is not a fathombatch scores table for this taxonomy (missing columns {absent[:5]})")
+    return Predictions(rows=frame.lazy(), taxonomy=taxonomy, kind="table", metadata=metadata)
 
 
 def read_submission(path: Path, taxonomy: Taxonomy, *, require_osd: bool = True) -> pl.DataFrame:

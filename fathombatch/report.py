@@ -34,6 +34,7 @@ from fathombatch.metrics import (
     ranking_from_scores,
     sauc,
 )
+from fathombatch.pathargs import PathFields
 from fathombatch.reportpages import render_html, render_markdown
 from fathombatch.scores.metadata import EngineSummary, ScoresMetadata
 from fathombatch.taxonomy import Taxonomy
@@ -41,7 +42,7 @@ from fathombatch.trainset import resolve_run, training_overlap
 
 
 @dataclass(frozen=True)
-class EvalConfig:
+class EvalConfig(PathFields):
     """What to evaluate.
 
     Attributes:
@@ -125,14 +126,20 @@ def _read_osd_truth(path: Path) -> dict[str, int]:
     return values
 
 
-def evaluate(cfg: EvalConfig) -> EvalResult:
+def evaluate(cfg: EvalConfig, *, predictions: Predictions | None = None) -> EvalResult:
     """Compute MAP@k, the prior floor, per-class AP and (with osd truth) sAUC and the competition score.
+
+    Args:
+        predictions: already opened (a frame held in memory, :func:`~fathombatch.evalinput.frame_predictions`);
+            ``cfg.scores`` then only names them. None: open ``cfg.scores``.
 
     Raises:
         UsageError: a missing file, no truth id among the evaluated ids, or truth that is a ranking (a submission).
     """
-    refuse_same_file(cfg.scores, cfg.truth)
-    preds = open_predictions(cfg.scores)
+    if predictions is None:
+        refuse_same_file(cfg.scores, cfg.truth)
+        predictions = open_predictions(cfg.scores)
+    preds = predictions
     taxonomy = preds.taxonomy
     truth: Labels = read_labels(cfg.truth, taxonomy)
     if len(truth) == 0:

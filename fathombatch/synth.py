@@ -38,6 +38,7 @@ from PIL import Image, ImageDraw
 from fathombatch.errors import UsageError
 from fathombatch.fsutil import atomic_path, write_json_atomic, write_text_atomic
 from fathombatch.labels import write_kaggle_csv
+from fathombatch.pathargs import PathFields
 from fathombatch.taxonomy import Taxonomy, fathomnet2023
 
 #: The real size mix: (width, height, probability). 1920x1080 ROV frames and the smaller stills.
@@ -50,7 +51,7 @@ ImageFormat = Literal["jpg", "png"]
 
 
 @dataclass(frozen=True)
-class SynthConfig:
+class SynthConfig(PathFields):
     """Parameters of one synthetic dive.
 
     Attributes:

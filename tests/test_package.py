@@ -10,7 +10,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 #: The entry points the Python API is built on (the scoring, training, export and evaluation jobs).
-ENTRY_POINTS = {"score_folder", "open_engine", "create_model", "train", "export", "evaluate"}
+ENTRY_POINTS = {"score", "score_folder", "open_engine", "create_model", "train", "export", "evaluate"}
 
 
 def _python(code: str) -> str:

@@ -18,10 +18,11 @@ from fathombatch.decode.base import header_size
 from fathombatch.decode.discover import discover
 from fathombatch.errors import UsageError
 from fathombatch.labels import Labels, read_labels, write_kaggle_csv
+from fathombatch.pathargs import PathFields
 
 
 @dataclass(frozen=True)
-class ConvertConfig:
+class ConvertConfig(PathFields):
     """Attributes:
     labels: the input (``.json`` COCO or ``.csv`` Kaggle).
     out: the output; its extension picks the format and must differ from the input's.

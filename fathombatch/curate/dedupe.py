@@ -45,6 +45,7 @@ from fathombatch.curate.scoretable import images_root, resolve_image
 from fathombatch.decode.discover import discover
 from fathombatch.errors import UsageError
 from fathombatch.fsutil import atomic_path, display_path, write_path_list
+from fathombatch.pathargs import PathFields
 from fathombatch.progress import Progress
 from fathombatch.scores.table import ScoresTable
 
@@ -53,7 +54,7 @@ CLUSTER_SCHEMA = {"cluster": pl.Int64, "kind": pl.String, "path": pl.String, "ke
 
 
 @dataclass(frozen=True)
-class DedupeConfig:
+class DedupeConfig(PathFields):
     """Attributes:
     source: a folder of images (searched recursively) or a scores table (``.parquet``).
     out: folder for ``hashes.parquet``, ``clusters.csv``, ``clusters.parquet``, ``drop.txt``/``drop.json`` and

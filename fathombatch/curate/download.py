@@ -47,6 +47,7 @@ from fathombatch.decode.pil import decode_rgb
 from fathombatch.errors import DecodeError, LabelFileError, UsageError, check_threads, param
 from fathombatch.fsutil import atomic_path, write_text_atomic
 from fathombatch.labels import load_coco_json, safe_relative_path
+from fathombatch.pathargs import PathFields
 from fathombatch.pathguard import inside
 from fathombatch.progress import Progress
 
@@ -59,7 +60,7 @@ MIN_RATE = 1024
 
 
 @dataclass(frozen=True)
-class DownloadConfig:
+class DownloadConfig(PathFields):
     """Attributes:
     annotations: COCO json whose images carry ``coco_url`` and ``file_name``.
     out: folder to download into (created).

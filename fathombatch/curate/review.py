@@ -33,6 +33,7 @@ from fathombatch.curate.scoretable import images_root, resolve_image
 from fathombatch.errors import UsageError
 from fathombatch.exports.thresholds import PresenceThresholds, presence_thresholds
 from fathombatch.fsutil import atomic_path, write_text_atomic
+from fathombatch.pathargs import PathFields
 from fathombatch.progress import Progress
 from fathombatch.scores.table import ScoresTable
 from fathombatch.taxonomy import Taxonomy
@@ -42,7 +43,7 @@ STRATEGIES: tuple[str, ...] = ("uncertain", "out-of-sample", "rare", "disagree")
 
 
 @dataclass(frozen=True)
-class ReviewConfig:
+class ReviewConfig(PathFields):
     """Attributes:
     scores: the scores table.
     out: folder for ``queue.csv``, ``index.html`` and ``thumbs/``.

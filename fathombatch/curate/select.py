@@ -27,6 +27,7 @@ import polars as pl
 from fathombatch.curate.scoretable import class_columns, images_root, resolve_image, supercategory_columns
 from fathombatch.errors import UsageError
 from fathombatch.fsutil import atomic_path, fs_path
+from fathombatch.pathargs import PathFields
 from fathombatch.pathguard import same_entry
 from fathombatch.progress import Progress
 from fathombatch.scores.table import ScoresTable
@@ -36,7 +37,7 @@ RowStatus = Literal["ok", "error"]
 
 
 @dataclass(frozen=True)
-class SelectConfig:
+class SelectConfig(PathFields):
     """Attributes:
     scores: the scores table.
     out: ``.parquet``, ``.csv`` or ``.txt`` (paths only).

@@ -24,10 +24,11 @@ from fathombatch.errors import UsageError, param
 from fathombatch.fsutil import write_text_atomic
 from fathombatch.labels import Labels, load_coco_json, read_labels, write_kaggle_csv
 from fathombatch.labels.splits import repair_coverage, stratified_split
+from fathombatch.pathargs import PathFields
 
 
 @dataclass(frozen=True)
-class SplitConfig:
+class SplitConfig(PathFields):
     """Attributes:
     labels: Kaggle CSV or COCO json.
     out: folder; gets ``train.<ext>``, ``val.<ext>`` (or ``fold-K/`` folders), ``coverage.csv``, ``coverage.md``.

@@ -15,10 +15,11 @@ import polars as pl
 from fathombatch.errors import UsageError
 from fathombatch.fsutil import atomic_path, write_text_atomic
 from fathombatch.labels import Labels, read_labels
+from fathombatch.pathargs import PathFields
 
 
 @dataclass(frozen=True)
-class StatsConfig:
+class StatsConfig(PathFields):
     """Attributes:
     labels: Kaggle CSV or COCO json.
     out: folder for the tables, Markdown summary and charts.

@@ -26,10 +26,11 @@ from fathombatch.curate.labelfiles import (
 from fathombatch.decode.discover import suffix_stems
 from fathombatch.errors import LabelFileError, UsageError
 from fathombatch.labels import Labels, load_coco_json, read_labels, write_kaggle_csv
+from fathombatch.pathargs import PathFields
 
 
 @dataclass(frozen=True)
-class SubsetConfig:
+class SubsetConfig(PathFields):
     """Attributes:
     labels: the full label file (COCO json or Kaggle CSV).
     out: ``.json`` or ``.csv``.

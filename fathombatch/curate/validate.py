@@ -41,13 +41,14 @@ from fathombatch.decode.discover import discover
 from fathombatch.errors import LabelFileError, UsageError
 from fathombatch.fsutil import atomic_path, write_json_atomic
 from fathombatch.labels import load_coco_json, parse_kaggle_csv, safe_relative_path
+from fathombatch.pathargs import PathFields
 from fathombatch.taxonomy import Taxonomy, fathomnet2023
 
 PROBLEM_SCHEMA = {"kind": pl.String, "where": pl.String, "message": pl.String}
 
 
 @dataclass(frozen=True)
-class ValidateConfig:
+class ValidateConfig(PathFields):
     """Attributes: labels (COCO json or Kaggle CSV); images (folder to check files against, optional);
     out (``.csv`` or ``.json`` problem report, optional)."""
 

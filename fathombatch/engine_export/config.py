@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from fathombatch.pathargs import PathFields
+
 ExportFormat = Literal["onnx", "openvino", "pt"]
 Checkpoint = Literal["best", "last"]
 Precision = Literal["fp32", "fp16", "int8"]
@@ -18,7 +20,7 @@ PRECISION_TOLERANCE = 0.005
 
 
 @dataclass(frozen=True)
-class ExportConfig:
+class ExportConfig(PathFields):
     """What to export.
 
     Attributes:
@@ -43,7 +45,7 @@ class ExportConfig:
 
 
 @dataclass(frozen=True)
-class BuildConfig:
+class BuildConfig(PathFields):
     """A plan to build.
 
     Attributes:

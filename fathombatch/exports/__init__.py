@@ -30,6 +30,7 @@ from fathombatch.exports.presence import LONG_COLUMNS, presence_rows
 from fathombatch.exports.source import Source, open_source
 from fathombatch.exports.writers import sidecar_path, stream_table, table_format
 from fathombatch.fsutil import write_json_atomic
+from fathombatch.pathargs import PathFields
 
 __all__ = ["ExportTableConfig", "ExportTableResult", "TableFormat", "export_table", "output_files"]
 
@@ -37,7 +38,7 @@ TableFormat = Literal["long", "dives", "dwc", "fiftyone", "coco-results"]
 
 
 @dataclass(frozen=True)
-class ExportTableConfig:
+class ExportTableConfig(PathFields):
     """One export.
 
     Attributes:

@@ -24,6 +24,7 @@ from fathombatch.exports.eventdate import EXAMPLE, event_dates
 from fathombatch.exports.identity import Identifier, check_dataset_id
 from fathombatch.exports.presence import presence_rows
 from fathombatch.exports.source import Source
+from fathombatch.pathargs import PathFields
 
 #: metadata column (lower case) -> Darwin Core term
 METADATA_TERMS = {
@@ -55,7 +56,7 @@ _THRESHOLD_METHODS = {
 
 
 @dataclass(frozen=True)
-class DwcOptions:
+class DwcOptions(PathFields):
     """How occurrences are identified and described.
 
     Attributes:

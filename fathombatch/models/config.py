@@ -17,6 +17,7 @@ from fathombatch.models.augment import AugmentConfig, recipe
 from fathombatch.models.losses import LOSSES
 from fathombatch.models.presets import get_preset
 from fathombatch.models.registry import get_arch
+from fathombatch.pathargs import PathFields
 
 OPTIMIZERS = ("adam", "adamw")
 SCHEDULES = ("constant", "cosine", "step")
@@ -24,7 +25,7 @@ AMP_MODES = ("off", "auto", "bf16", "fp16")
 
 
 @dataclass(frozen=True)
-class TrainConfig:
+class TrainConfig(PathFields):
     """One training run.
 
     Attributes:

@@ -1,12 +1,15 @@
 """What a caller asks of a scoring run (:class:`ScoreConfig`, :class:`RayOptions`) and what it gets back
-(:class:`ScoreSummary`). Plain frozen dataclasses with no imports of the rest of the package, so every module of
-:mod:`fathombatch.scoring` can use them without an import cycle."""
+(:class:`ScoreSummary`). Plain frozen dataclasses importing nothing of the package but :mod:`fathombatch.pathargs`
+(str paths; it imports only the errors), so every module of :mod:`fathombatch.scoring` can use them without an import
+cycle."""
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from fathombatch.pathargs import PathFields
 
 
 @dataclass(frozen=True)
@@ -30,7 +33,7 @@ class RayOptions:
 
 
 @dataclass(frozen=True)
-class ScoreConfig:
+class ScoreConfig(PathFields):
     """One scoring run.
 
     Attributes:

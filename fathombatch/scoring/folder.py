@@ -46,10 +46,14 @@ from fathombatch.scoring.update import PreviousTable, plan_update, read_previous
 log = logging.getLogger(__name__)
 
 
-def score_folder(cfg: ScoreConfig, *, progress: Progress | None = None) -> ScoreSummary:
+def score_folder(cfg: ScoreConfig, *, progress: Progress | None = None, engine: Engine | None = None
+                 ) -> ScoreSummary:
     """Score every image and video under ``cfg.root`` and write the scores table (and optionally the submission
     CSV). A video gives one row per frame sampled every ``cfg.frame_interval`` seconds (and one error row for what
     of it could not be read).
+
+    ``engine``: ``cfg.engine`` already opened on the device ``cfg.device`` names (the Python API reuses one); None
+    opens it here. Only for a run in this process (no ``devices`` list, no ``ray``).
 
     Raises:
         UsageError: bad arguments, a missing folder, a folder without images or videos, or videos for a run on
@@ -70,7 +74,7 @@ def score_folder(cfg: ScoreConfig, *, progress: Progress | None = None) -> Score
         raise UsageError(f"no {describe_suffixes()} images, nor {describe_video_suffixes()} videos, under {cfg.root}")
     _refuse_videos_off_local(cfg, files)
     check_outputs(cfg, files)
-    plan, engine, runner = prepare(cfg)
+    plan, engine, runner = prepare(cfg, engine)
     out = cfg.out
     with FileLock(out.with_name(out.name + ".lock"), what=str(out)):
         params = plan.run_params(engine.inference_precision)
@@ -92,11 +96,12 @@ def score_folder(cfg: ScoreConfig, *, progress: Progress | None = None) -> Score
                     seconds=time.perf_counter() - started, rate=rate, prior_source=prior_source, update=update)
 
 
-def prepare(cfg: ScoreConfig) -> tuple[ScorePlan, Engine, Runner]:
+def prepare(cfg: ScoreConfig, opened: Engine | None = None) -> tuple[ScorePlan, Engine, Runner]:
     """The run's plan, its engine as this process holds it, and the runner that scores.
 
-    The engine is opened here only when this process scores; for GPU workers and Ray actors this process reads and
-    checks the manifest only (:class:`~fathombatch.scoring.plan.UnopenedEngine`) and each worker opens the file.
+    The engine is opened here only when this process scores (``opened``: already opened by the caller); for GPU
+    workers and Ray actors this process reads and checks the manifest only
+    (:class:`~fathombatch.scoring.plan.UnopenedEngine`) and each worker opens the file.
     """
     if cfg.ray is not None:
         return _prepare_ray(cfg, cfg.ray)
@@ -112,7 +117,8 @@ def prepare(cfg: ScoreConfig) -> tuple[ScorePlan, Engine, Runner]:
         engine: Engine = unopened_engine(cfg.engine)
         runner = MultiGpuRunner(cfg.devices)
     else:
-        engine = open_engine(cfg.engine, threads=cfg.threads, device=device, precision=cfg.torch_precision)
+        engine = opened if opened is not None else open_engine(cfg.engine, threads=cfg.threads, device=device,
+                                                               precision=cfg.torch_precision)
         runner = LocalRunner(engine)
     return build_plan(cfg, engine.path, engine.manifest, decoder, device), engine, runner
 
