@@ -151,7 +151,7 @@ def test_complete_coverage_moves_an_image_whose_other_label_is_a_singleton() -> 
 
 
 def test_split_refuses_a_bad_fraction_and_tiny_files(dive: Path, tmp_path: Path) -> None:
-    with pytest.raises(UsageError, match="--val"):
+    with pytest.raises(UsageError, match="val_fraction must be between 0 and 1"):
         split_labels(SplitConfig(labels=dive / "train.csv", out=tmp_path, val_fraction=1.5))
     one = tmp_path / "one.csv"
     one.write_text("id,categories\na,[1.0]\n")
