@@ -10,7 +10,6 @@ engine was trained on) is checked by :mod:`fathombatch.evalchecks` and :mod:`fat
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -22,10 +21,10 @@ from fathombatch import __version__
 from fathombatch.errors import LabelFileError, UsageError
 from fathombatch.evalchecks import match_ids, refuse_predictions_as_truth, refuse_same_file, unlabelled_truth_warning
 from fathombatch.evalinput import Aligned, Predictions, align, categories_in_file_order, open_predictions
+from fathombatch.evalresult import EvalConfig, EvalResult
 from fathombatch.fsutil import atomic_path, write_json_atomic, write_text_atomic
 from fathombatch.labels import Labels, read_labels
 from fathombatch.metrics import (
-    K,
     average_precision_at_k,
     competition_score,
     floor_warning,
@@ -34,79 +33,10 @@ from fathombatch.metrics import (
     ranking_from_scores,
     sauc,
 )
-from fathombatch.pathargs import PathFields
 from fathombatch.reportpages import render_html, render_markdown
 from fathombatch.scores.metadata import EngineSummary, ScoresMetadata
 from fathombatch.taxonomy import Taxonomy
 from fathombatch.trainset import resolve_run, training_overlap
-
-
-@dataclass(frozen=True)
-class EvalConfig(PathFields):
-    """What to evaluate.
-
-    Attributes:
-        scores: a scores table written by ``fathombatch score``, or a submission CSV (``id,categories,osd``).
-        truth: Kaggle CSV or COCO json with the true labels.
-        osd_truth: optional ``id,osd`` CSV (1 = out of sample) for sAUC and the competition score.
-        report: optional folder for metrics.json, per_class.parquet, report.md, report.html, plots (and missing.csv).
-        run: training run folder for the training curves (default: the run named in the engine's manifest).
-        k: the MAP cut-off (the competition uses 20).
-    """
-
-    scores: Path
-    truth: Path
-    osd_truth: Path | None = None
-    report: Path | None = None
-    run: Path | None = None
-    k: int = K
-
-
-@dataclass(frozen=True)
-class EvalResult:
-    map_at_k: float
-    prior_floor: float
-    floor_source: str
-    k: int
-    n_truth: int
-    n_scored: int
-    missing: list[str]
-    n_extra: int
-    sauc: float | None = None
-    competition_score: float | None = None
-    n_osd: int | None = None
-    per_class: pl.DataFrame = field(default_factory=pl.DataFrame)
-    report: Path | None = None
-    warnings: list[str] = field(default_factory=list)
-    run: Path | None = None
-    n_truth_in_training: int | None = None
-    evaluated: str = "table"
-    provenance: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def at_or_below_floor(self) -> bool:
-        """MAP@k does not clear the frequency-prior floor: nothing learnt from the pixels shows."""
-        return self.map_at_k <= self.prior_floor
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            f"map@{self.k}": self.map_at_k,
-            "prior_floor": self.prior_floor,
-            "floor_source": self.floor_source,
-            "margin_over_floor": self.map_at_k - self.prior_floor,
-            "at_or_below_floor": self.at_or_below_floor,
-            "n_truth_in_training": self.n_truth_in_training,
-            "sauc": self.sauc,
-            "competition_score": self.competition_score,
-            "n_truth_images": self.n_truth,
-            "n_scored_images": self.n_scored,
-            "n_missing_images": len(self.missing),
-            "n_scored_not_in_truth": self.n_extra,
-            "n_osd_images": self.n_osd,
-            "k": self.k,
-            "warnings": self.warnings,
-            "provenance": self.provenance,
-        }
 
 
 def _read_osd_truth(path: Path) -> dict[str, int]:

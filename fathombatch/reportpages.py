@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 import polars as pl
 
 if TYPE_CHECKING:
-    from fathombatch.report import EvalConfig, EvalResult
+    from fathombatch.evalresult import EvalConfig, EvalResult
 
 #: How the per-supercategory figures average, said wherever they are shown.
 SUPERCATEGORY_NOTE = (
