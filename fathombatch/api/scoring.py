@@ -32,7 +32,7 @@ from fathombatch.progress import Progress
 from fathombatch.scores.metadata import read_metadata
 from fathombatch.scores.submission import shared_id_warning
 from fathombatch.scoring import ScoreConfig, build_plan, score_folder
-from fathombatch.scoring.parts import PRIVATE_COLUMNS
+from fathombatch.scoring.parts import table_rows
 from fathombatch.scoring.runners.local import LocalRunner
 
 __all__ = ["score"]
@@ -175,4 +175,4 @@ def collect(frames: Any, report: Progress, total: int) -> pl.DataFrame:
             errors += int((frame["status"] == "error").sum())
             task.advance(n_files)
             task.update(errors=errors)
-    return pl.concat(parts).drop(PRIVATE_COLUMNS)
+    return table_rows(pl.concat(parts))

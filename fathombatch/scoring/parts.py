@@ -246,6 +246,13 @@ class PartStore:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
+def table_rows(rows: pl.DataFrame) -> pl.DataFrame:
+    """Rows as the part files hold them -> as the final table holds them: ``_end`` dropped, the file signature under
+    its public names (:data:`PUBLIC_NAMES`), as :meth:`PartStore.merge` writes them."""
+    return rows.drop([c for c in ("_end",) if c in rows.columns]).rename(
+        {k: v for k, v in PUBLIC_NAMES.items() if k in rows.columns})
+
+
 def current_rows(index: pl.DataFrame) -> pl.DataFrame:
     """The stored rows a table keeps, from :meth:`PartStore.index` (plus ``_seq``, the order they were written in).
 
