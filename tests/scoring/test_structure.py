@@ -10,12 +10,6 @@ from pathlib import Path
 from tests.importgraph import cycles, imports, modules
 
 PACKAGE = Path(__file__).resolve().parents[2] / "fathombatch"
-#: The scoring core's modules before ``fathombatch.scoring`` existed: covered too, should any come back.
-OLD_CORE = ("fathombatch.scoring", "fathombatch.scale", "fathombatch.multigpu", "fathombatch.parts")
-
-
-def in_core(module: str) -> bool:
-    return module in OLD_CORE or module == "fathombatch.scoring" or module.startswith("fathombatch.scoring.")
 
 
 def test_no_module_takes_a_private_name_from_another() -> None:
