@@ -226,3 +226,20 @@ def test_bench_video_record(tmp_path: Path) -> None:
     (tmp_path / "notes.mp4").write_text("not a video")
     with pytest.raises(UsageError, match="not a readable video"):
         bench_video(tmp_path / "notes.mp4", repeats=1)
+
+
+def test_without_pyav_stills_still_score_and_a_video_gets_an_error_item(tmp_path: Path) -> None:
+    """The lent GPU image has no PyAV: importing the scoring core must not need it, and a video then says why."""
+    import subprocess
+    import sys
+
+    video = write_video(tmp_path / "clip.mp4", [0, 100, 200])
+    code = (
+        "import sys; sys.modules['av'] = None\n"  # makes `import av` raise ImportError
+        "import fathombatch.scoring, fathombatch.scoring.folder\n"
+        "from fathombatch.decode.video import sample_frames\n"
+        f"items = list(sample_frames({str(video)!r}))\n"
+        "print(len(items), items[0].error)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "1 PyAV is not installed (pip install 'av'): videos cannot be decoded here"

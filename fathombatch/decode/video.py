@@ -27,14 +27,17 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-import av
 import numpy as np
 
 from fathombatch.decode.discover import VIDEO_SUFFIXES
 from fathombatch.decode.pil import resize_rgb
 from fathombatch.errors import DecodeError, UsageError
 from fathombatch.preprocess import InputSpec, normalize
+
+if TYPE_CHECKING:
+    import av
 
 #: Digits of the zero-padded millisecond part of a frame's image id: 8 digits sort correctly up to 27.7 hours, longer
 #: than any single recording file of a dive; past that the number simply grows (ids stay unique).
@@ -93,8 +96,19 @@ def interval_ms(interval_s: float) -> int:
     return int(round(interval_s * 1000))
 
 
+def pyav() -> Any:
+    """PyAV, imported on first use: a dump of stills scores without it (the lent GPU image has none), and a video
+    then gets an error row naming the missing package instead of failing the run."""
+    try:
+        import av
+    except ImportError:
+        raise DecodeError("PyAV is not installed (pip install 'av'): videos cannot be decoded here") from None
+    return av
+
+
 def _open(path: Path) -> av.container.InputContainer:
     """Open a video file, with one specific message per way it can fail."""
+    lib = pyav()
     try:
         st = os.stat(path)
     except FileNotFoundError:
@@ -106,10 +120,10 @@ def _open(path: Path) -> av.container.InputContainer:
     if st.st_size == 0:
         raise DecodeError("empty file (0 bytes)")
     try:
-        return av.open(str(path), mode="r")
+        return lib.open(str(path), mode="r")
     except PermissionError:
         raise DecodeError("permission denied") from None
-    except av.FFmpegError as exc:
+    except lib.FFmpegError as exc:
         raise DecodeError(
             f"not a readable video ({exc.strerror or exc}): not a video file, or a recording cut off before its "
             "index was written"
@@ -195,20 +209,21 @@ class _Reader:
 
     def frames(self) -> Iterator[tuple[int, av.VideoFrame]]:
         """(frame index, frame) for every frame that decodes."""
+        lib = pyav()
         try:
             for packet in self.container.demux(self.stream):
                 self._note_packet(packet)
                 try:
                     decoded = packet.decode()
-                except av.FFmpegError as exc:
+                except lib.FFmpegError as exc:
                     self._fail(exc)
                     continue
                 for frame in decoded:
-                    if isinstance(frame, av.VideoFrame):
+                    if isinstance(frame, lib.VideoFrame):
                         self._note_frame(frame)
                         yield self.decoded, frame
                         self.decoded += 1
-        except av.FFmpegError as exc:  # the demuxer itself gave up: nothing after this point can be read
+        except lib.FFmpegError as exc:  # the demuxer itself gave up: nothing after this point can be read
             self._fail(exc)
 
     def _failure(self) -> tuple[Fraction, str]:
