@@ -278,7 +278,7 @@ def ray_section(result: Path) -> list[str]:
               + (f"; load average {load[0]:.1f} before, {load[1]:.1f} after" if load else "") + ".", "",
               "| run | wall s | images/s |", "| --- | --- | --- |",
               f"| local, `--threads {d['cores']}` | {local['wall_s']:.1f} | {local['images_per_s_wall']:.1f} |",
-              f"| `--ray --workers {d['cores']} --cpus-per-worker 1` | {ray['wall_s']:.1f} | "
+              f"| `--ray --ray-workers {d['cores']} --cpus-per-worker 1` | {ray['wall_s']:.1f} | "
               f"{ray['images_per_s_wall']:.1f} |", "",
               f"Ray / local: {ray['images_per_s_wall'] / local['images_per_s_wall']:.2f}× (target ≥ 0.8×); "
               f"`ray.init` alone: median {statistics.median(d['ray_init_s']):.1f} s."]

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +18,7 @@ from fathombatch.cli import cli
 from fathombatch.scores.schema import SIGNATURE_COLUMNS
 from fathombatch.scoring import ScoreConfig, score_folder
 from fathombatch.taxonomy import fathomnet2023
+from tests.test_kill_resume import run_until
 
 NAMES = list(fathomnet2023().names)
 
@@ -187,20 +186,6 @@ def command(root: Path, engine: Path, out: Path, *extra: str) -> list[str]:
             "--batch-size", "4", "--part-rows", "4", "--decoder", "pil", "--threads", "1", "--quiet", *extra]
 
 
-def kill_when(cmd: list[str], condition, timeout: float = 120) -> bool:  # type: ignore[no-untyped-def]
-    """Run cmd, SIGKILL it as soon as condition() holds; True if killed, False if it finished first."""
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + timeout
-    while proc.poll() is None and time.monotonic() < deadline:
-        if condition():
-            os.kill(proc.pid, signal.SIGKILL)
-            proc.wait()
-            return True
-        time.sleep(0.001)
-    proc.wait()
-    return False
-
-
 @pytest.mark.slow
 def test_kill_9_during_an_update_then_the_same_command_gives_the_same_table(dump: Path, engines: dict,
                                                                             tmp_path: Path) -> None:
@@ -216,11 +201,11 @@ def test_kill_9_during_an_update_then_the_same_command_gives_the_same_table(dump
     def n_parts() -> int:
         return len(list(parts.glob("part-*.parquet"))) if parts.exists() else 0
 
-    assert kill_when(update, lambda: n_parts() >= 1)  # the seed (or more) written
+    assert run_until(update, lambda: n_parts() >= 1)  # the seed (or more) written
     assert out.read_bytes() == before  # the table is replaced only by a complete new one
-    assert kill_when(update, lambda: n_parts() >= 4)
+    assert run_until(update, lambda: n_parts() >= 4)
     assert out.read_bytes() == before
-    kill_when(update, lambda: any(tmp_path.glob(".scores.parquet.*.tmp")))  # during the merge, if caught
+    run_until(update, lambda: any(tmp_path.glob(".scores.parquet.*.tmp")))  # during the merge, if caught
     final = subprocess.run(update, capture_output=True, text=True, check=False)
     assert final.returncode == 0, final.stderr
 
