@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from fathombatch.errors import OutputError
+from fathombatch.errors import OutputError, param
 
 
 @functools.lru_cache(maxsize=1)
@@ -107,7 +107,7 @@ class FileLock:
                 fh.close()
                 raise OutputError(
                     f"{self.what} is being written by another fathombatch process (lock {self.path}); "
-                    "wait for it to finish or choose another --out"
+                    f"wait for it to finish or choose another {param('out')}"
                 ) from None
             try:
                 same = os.stat(self.path).st_ino == os.fstat(fh.fileno()).st_ino

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from fathombatch.errors import UsageError
+from fathombatch.errors import UsageError, param
 
 
 @dataclass(frozen=True)
@@ -44,7 +44,8 @@ def require_gpu(what: str, devices: list[int] | None = None) -> None:
     count = cuda_device_count()
     if count == 0:
         raise UsageError(f"{what} needs an NVIDIA GPU with a CUDA driver, and this machine has none that PyTorch "
-                         "can use; run on a GPU machine, or use the CPU path (--device cpu, an .onnx or .pt engine)")
+                         f"can use; run on a GPU machine, or use the CPU path ({param('device')} cpu, an .onnx or "
+                         ".pt engine)")
     missing = [d for d in devices or [] if not 0 <= d < count]
     if missing:
         raise UsageError(f"{what}: GPU(s) {missing} do not exist; this machine has GPUs 0..{count - 1}")
@@ -55,7 +56,7 @@ def parse_devices(text: str) -> list[int]:
     try:
         devices = [int(d) for d in text.split(",") if d.strip() != ""]
     except ValueError:
-        raise UsageError(f"--devices must be comma-separated GPU numbers such as 0,1, got {text!r}") from None
+        raise UsageError(f"{param('devices')} must be comma-separated GPU numbers such as 0,1, got {text!r}") from None
     if not devices or len(set(devices)) != len(devices) or min(devices) < 0:
-        raise UsageError(f"--devices must list distinct GPU numbers such as 0,1, got {text!r}")
+        raise UsageError(f"{param('devices')} must list distinct GPU numbers such as 0,1, got {text!r}")
     return devices

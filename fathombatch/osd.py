@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from fathombatch.errors import ManifestError, UsageError
+from fathombatch.errors import ManifestError, UsageError, param
 
 METHODS = ("max-prob", "knn")
 #: Most training images kept in the kNN bank.
@@ -126,7 +126,7 @@ def create_osd(name: str, stats: Mapping[str, Any] | None) -> OsdScorer:
     if not stats or "knn_bank" not in stats or "knn_quantiles" not in stats:
         raise UsageError(
             f"out-of-sample method {name!r} needs training statistics that this engine's manifest lacks; "
-            "export the engine again from its training run, or use --osd max-prob"
+            f"export the engine again from its training run, or use {param('osd')} max-prob"
         )
     bank = decode_array(stats["knn_bank"], "knn_bank")
     quantiles = decode_array(stats["knn_quantiles"], "knn_quantiles")

@@ -35,7 +35,7 @@ from typing import Any, Literal
 import numpy as np
 from PIL import Image, ImageDraw
 
-from fathombatch.errors import UsageError
+from fathombatch.errors import UsageError, param
 from fathombatch.fsutil import atomic_path, write_json_atomic, write_text_atomic
 from fathombatch.labels import write_kaggle_csv
 from fathombatch.pathargs import PathFields
@@ -320,15 +320,15 @@ def _write_image(cfg: SynthConfig, index: int, plan: ImagePlan, images_dir: Path
 
 def _validate(cfg: SynthConfig) -> None:
     if cfg.images < 1:
-        raise UsageError(f"--images must be at least 1, got {cfg.images}")
+        raise UsageError(f"{param('images')} must be at least 1, got {cfg.images}")
     if not 0.0 <= cfg.deep_fraction <= 1.0:
-        raise UsageError(f"--deep-fraction must be between 0 and 1, got {cfg.deep_fraction}")
+        raise UsageError(f"{param('deep_fraction')} must be between 0 and 1, got {cfg.deep_fraction}")
     if cfg.format not in ("jpg", "png"):
-        raise UsageError(f"--format must be jpg or png, got {cfg.format!r}")
+        raise UsageError(f"{param('format')} must be jpg or png, got {cfg.format!r}")
     if cfg.size is not None and (cfg.size[0] < 8 or cfg.size[1] < 8):
-        raise UsageError(f"--size must be at least 8x8 pixels, got {cfg.size[0]}x{cfg.size[1]}")
+        raise UsageError(f"{param('size')} must be at least 8x8 pixels, got {cfg.size[0]}x{cfg.size[1]}")
     if not 0.05 <= cfg.box_scale <= 20:
-        raise UsageError(f"--box-scale must be between 0.05 and 20, got {cfg.box_scale}")
+        raise UsageError(f"{param('box_scale')} must be between 0.05 and 20, got {cfg.box_scale}")
     if cfg.out.exists() and (not cfg.out.is_dir() or any(cfg.out.iterdir())):
         raise UsageError(f"{cfg.out} already exists and is not an empty folder; choose a new output folder")
 

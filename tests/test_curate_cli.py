@@ -41,7 +41,7 @@ def test_the_documented_workflow_runs_end_to_end(app: click.Group, dive: Path, t
     assert "Queue of 12 images (uncertain, default thresholds)" in out
     assert (tmp_path / "review" / "index.html").is_file()
     assert err.splitlines() == [("warning: the engine manifest has no per-class thresholds; every class uses 0.5 "
-                                 "(export the engine again, or pass --threshold)")]
+                                 "(export the engine again, or pass a global threshold)")]
 
     code, out, err = invoke(app, "curate", "split", dive / "annotations.json", "--val", "0.25", "--seed", "0",
                             "--out", tmp_path / "split")

@@ -213,7 +213,7 @@ def test_review_disagree_ranks_by_the_largest_probability_gap(scores: Path, scor
     assert queue["path"].to_list() == want[:7]
     assert "other_top_predictions" in queue.columns
     assert "other table" in (tmp_path / "d" / "index.html").read_text()
-    with pytest.raises(UsageError, match="--other"):
+    with pytest.raises(UsageError, match="^strategy disagree compares two tables; pass other SCORES2.parquet$"):
         build_review(ReviewConfig(scores=scores, out=tmp_path / "x", strategy="disagree"))
 
 
@@ -244,7 +244,7 @@ def test_review_uncertain_ranks_by_distance_from_the_thresholds_the_exports_use(
 
     plain = build_review(ReviewConfig(scores=make_scores(dump, tmp_path / "p.parquet"), out=tmp_path / "d", n=3))
     assert plain.threshold_source == "default" and "no per-class thresholds" in plain.warnings[0]
-    with pytest.raises(UsageError, match="--threshold must be in"):
+    with pytest.raises(UsageError, match=r"^threshold must be in \(0, 1\], got 1.5$"):
         build_review(ReviewConfig(scores=scores, out=tmp_path / "x", threshold=1.5))
     with pytest.raises(UsageError) as refused:
         build_review(ReviewConfig(scores=scores, out=tmp_path / "x", strategy="rare", threshold=0.3))

@@ -125,9 +125,9 @@ def test_dive_summary_counts_equal_a_direct_computation(dump_scores: Path, tmp_p
 def test_bad_options(dump_scores: Path, tmp_path: Path) -> None:
     with pytest.raises(UsageError, match="extension must be one of .parquet, .csv"):
         export_table(ExportTableConfig(scores=dump_scores, out=tmp_path / "o.txt", format="dwc"))
-    with pytest.raises(UsageError, match="--threshold must be in"):
+    with pytest.raises(UsageError, match=r"^threshold must be in \(0, 1\], got 1.5$"):
         export_table(ExportTableConfig(scores=dump_scores, out=tmp_path / "o.parquet", threshold=1.5))
-    with pytest.raises(UsageError, match="must be a column of the --metadata CSV"):
+    with pytest.raises(UsageError, match="^dive_column 'site' must be a column of the metadata CSV$"):
         export_table(ExportTableConfig(scores=dump_scores, out=tmp_path / "o.parquet", dive_column="site"))
     result = CliRunner().invoke(cli, ["export-table", str(dump_scores), "--out", str(tmp_path / "x.txt")])
     assert result.exit_code == 2 and result.stderr.startswith("Error: --out")

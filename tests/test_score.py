@@ -226,7 +226,7 @@ def test_existing_output_and_lock(dump: Path, engines: dict, tmp_path: Path) -> 
     out = tmp_path / "s.parquet"
     run(dump, engines["onnx"], out)
     before = out.read_bytes()
-    with pytest.raises(OutputError, match="already exists; pass --overwrite"):
+    with pytest.raises(OutputError, match="already exists; pass overwrite to replace it, or choose another out$"):
         run(dump, engines["onnx"], out)
     assert out.read_bytes() == before
     with (
@@ -256,7 +256,7 @@ def test_bad_arguments(tmp_path: Path, engines: dict, dive: Path) -> None:
         run(tmp_path / "empty", engines["onnx"], tmp_path / "s.parquet")
     with pytest.raises(UsageError, match="does not exist"):
         run(tmp_path / "nope", engines["onnx"], tmp_path / "s.parquet")
-    with pytest.raises(UsageError, match="--top-k must be between 1 and 290"):
+    with pytest.raises(UsageError, match="^top_k must be between 1 and 290, got 0$"):
         run(dive / "images", engines["onnx"], tmp_path / "s.parquet", top_k=0)
     with pytest.raises(UsageError, match="unknown out-of-sample method"):
         run(dive / "images", engines["onnx"], tmp_path / "s.parquet", osd="magic")

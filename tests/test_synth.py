@@ -94,7 +94,9 @@ def test_object_colours_show_in_the_pixels(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("kwargs", "message"),
-    [({"images": 0}, "--images"), ({"deep_fraction": 1.5}, "--deep-fraction"), ({"size": (4, 4)}, "--size")],
+    [({"images": 0}, "^images must be at least 1, got 0$"),
+     ({"deep_fraction": 1.5}, "^deep_fraction must be between 0 and 1, got 1.5$"),
+     ({"size": (4, 4)}, "^size must be at least 8x8 pixels, got 4x4$")],
 )
 def test_bad_parameters(tmp_path: Path, kwargs: dict, message: str) -> None:
     cfg = {"out": tmp_path / "x", "images": 2, **kwargs}

@@ -106,12 +106,18 @@ def _exit_interrupted(ctx: click.Context) -> None:
     ctx.exit(130)
 
 
-class Group(ErrorsToExit, click.Group):
-    """A command group with the error convention."""
-
-
 class Command(ErrorsToExit, click.Command):
     """A command with the error convention, also when invoked outside its group."""
+
+
+class Group(ErrorsToExit, click.Group):
+    """A command group with the error convention.
+
+    Its subcommands are :class:`Command` s, so a library error is spelt with the options of the subcommand that
+    raised it (``curate review``'s ``images_root`` is ``--images``), not by convention from the group's.
+    """
+
+    command_class = Command
 
 
 def progress(quiet: bool) -> Any:

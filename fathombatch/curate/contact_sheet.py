@@ -30,7 +30,7 @@ from PIL import Image
 
 from fathombatch.decode.base import read_image_file
 from fathombatch.decode.pil import decode_rgb
-from fathombatch.errors import DecodeError, UsageError
+from fathombatch.errors import DecodeError, UsageError, param
 from fathombatch.fsutil import atomic_path
 from fathombatch.progress import Progress
 
@@ -80,7 +80,7 @@ def write_thumbnails(
         per source the thumbnail path or None, and {position: reason} for the files without one.
     """
     if size < 16:
-        raise UsageError(f"--thumb-size must be at least 16 pixels, got {size}")
+        raise UsageError(f"{param('thumb_size')} must be at least 16 pixels, got {size}")
     progress = progress or Progress(enabled=False)
 
     def one(i: int) -> str | None:

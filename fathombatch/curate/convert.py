@@ -16,7 +16,7 @@ from pathlib import Path, PurePosixPath
 from fathombatch.curate.labelfiles import coco_from_labels, label_format, write_coco
 from fathombatch.decode.base import header_size
 from fathombatch.decode.discover import discover
-from fathombatch.errors import UsageError
+from fathombatch.errors import UsageError, param
 from fathombatch.labels import Labels, read_labels, write_kaggle_csv
 from fathombatch.pathargs import PathFields
 
@@ -79,7 +79,7 @@ def labels_to_coco(labels: Labels, images: Path | None, ext: str, description: s
 
 def convert(cfg: ConvertConfig) -> ConvertResult:
     """Convert ``cfg.labels`` to the format of ``cfg.out`` and write it atomically."""
-    src, dst = label_format(cfg.labels), label_format(cfg.out, role="--out")
+    src, dst = label_format(cfg.labels), label_format(cfg.out, role=param("out"))
     if src == dst:
         raise UsageError(f"{cfg.labels} and {cfg.out} are both {'COCO json' if src == 'coco' else 'Kaggle CSV'}; "
                          "convert writes the other format (.json <-> .csv)")

@@ -30,7 +30,7 @@ import polars as pl
 from fathombatch.csvsafe import safe_frame
 from fathombatch.curate.contact_sheet import Card, render_html, write_thumbnails
 from fathombatch.curate.scoretable import images_root, resolve_image
-from fathombatch.errors import UsageError
+from fathombatch.errors import UsageError, param
 from fathombatch.exports.thresholds import PresenceThresholds, presence_thresholds
 from fathombatch.fsutil import atomic_path, write_text_atomic
 from fathombatch.pathargs import PathFields
@@ -102,7 +102,7 @@ def _priority(table: ScoresTable, strategy: str, other: ScoresTable | None, thre
             "path", priority=1.0 / pl.col("n_top1").cast(pl.Float64), tiebreak=pl.col("p1").cast(pl.Float64)
         )
     if other is None:
-        raise UsageError("--strategy disagree compares two tables; pass --other SCORES2.parquet")
+        raise UsageError(f"{param('strategy')} disagree compares two tables; pass {param('other')} SCORES2.parquet")
     if other.taxonomy.names != table.taxonomy.names:
         raise UsageError(f"{table.path} and {other.path} use different class lists; they cannot be compared")
     renamed = [pl.col(c).alias(f"other::{c}") for c in names]
@@ -121,9 +121,9 @@ def choose(table: ScoresTable, strategy: str, n: int, other: ScoresTable | None 
     if strategy not in STRATEGIES:
         raise UsageError(f"unknown strategy {strategy!r}; choose one of {', '.join(STRATEGIES)}")
     if n < 1:
-        raise UsageError(f"--n must be at least 1, got {n}")
+        raise UsageError(f"{param('n')} must be at least 1, got {n}")
     if strategy != "disagree" and other is not None:
-        raise UsageError("--other is only used by --strategy disagree")
+        raise UsageError(f"{param('other')} is only used by {param('strategy')} disagree")
     if thresholds is None:
         thresholds = presence_thresholds(table.metadata.engine.thresholds, len(table.taxonomy))
     lazy = _priority(table, strategy, other, thresholds.values)
@@ -187,7 +187,7 @@ def _queue_frame(chosen: pl.DataFrame, rows: pl.DataFrame, table: ScoresTable, c
 def build_review(cfg: ReviewConfig, progress: Progress | None = None) -> ReviewResult:
     """Choose the queue and write ``queue.csv``, ``index.html`` and ``thumbs/NNNNN.jpg`` into ``cfg.out``."""
     if not 1 <= cfg.top <= 20:
-        raise UsageError(f"--top must be between 1 and 20, got {cfg.top}")
+        raise UsageError(f"{param('top')} must be between 1 and 20, got {cfg.top}")
     if cfg.threshold is not None and cfg.strategy != "uncertain":
         raise UsageError(f"threshold applies only to the 'uncertain' strategy, not to {cfg.strategy!r}")
     table = ScoresTable.open(cfg.scores)

@@ -25,7 +25,7 @@ from typing import Literal
 import polars as pl
 
 from fathombatch.curate.scoretable import class_columns, images_root, resolve_image, supercategory_columns
-from fathombatch.errors import UsageError
+from fathombatch.errors import UsageError, param
 from fathombatch.fsutil import atomic_path, fs_path
 from fathombatch.pathargs import PathFields
 from fathombatch.pathguard import same_entry
@@ -84,7 +84,7 @@ def _candidates(table: ScoresTable, cfg: SelectConfig) -> list[str]:
 
 def selection(table: ScoresTable, cfg: SelectConfig) -> pl.LazyFrame:
     """The lazy frame of selected rows, with :data:`OUTPUT_COLUMNS` (see the module docstring for the rule)."""
-    for name, value in (("--min-prob", cfg.min_prob), ("--max-prob", cfg.max_prob)):
+    for name, value in ((param("min_prob"), cfg.min_prob), (param("max_prob"), cfg.max_prob)):
         if not 0.0 <= value <= 1.0:
             raise UsageError(f"{name} must be between 0 and 1, got {value}")
     cols = _candidates(table, cfg)
@@ -118,7 +118,7 @@ def _write(lazy: pl.LazyFrame, out: Path) -> int:
     if suffix == ".txt":
         broken = lazy.filter(pl.col("path").str.contains("[\r\n]")).select("path").collect()
         if broken.height:
-            raise UsageError(f"--out {out}: {broken.height} selected path(s) contain a line break (e.g. "
+            raise UsageError(f"{param('out')} {out}: {broken.height} selected path(s) contain a line break (e.g. "
                              f"{broken['path'][0]!r}) and would read back as other paths one per line; write .parquet "
                              "or .csv instead")
     with atomic_path(out) as tmp:
@@ -220,7 +220,7 @@ def run_select(cfg: SelectConfig, progress: Progress | None = None) -> SelectRes
     Every image's destination is checked before anything is written (see :func:`placements`).
     """
     if cfg.out.suffix.lower() not in (".parquet", ".csv", ".txt"):
-        raise UsageError(f"--out {cfg.out}: expected a .parquet, .csv or .txt file name")
+        raise UsageError(f"{param('out')} {cfg.out}: expected a .parquet, .csv or .txt file name")
     table = ScoresTable.open(cfg.scores)
     lazy = selection(table, cfg)
     planned = None

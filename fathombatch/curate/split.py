@@ -67,7 +67,7 @@ def _fold_indices(y: np.ndarray, folds: int, seed: int) -> list[tuple[np.ndarray
     from iterstrat.ml_stratifiers import MultilabelStratifiedKFold
 
     if folds < 2:
-        raise UsageError(f"--folds must be at least 2, got {folds}")
+        raise UsageError(f"{param('folds')} must be at least 2, got {folds}")
     if y.shape[0] < folds:
         raise UsageError(f"{folds} folds need at least {folds} images, got {y.shape[0]}")
     splitter = MultilabelStratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)

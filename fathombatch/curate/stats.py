@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from fathombatch.errors import UsageError
+from fathombatch.errors import UsageError, param
 from fathombatch.fsutil import atomic_path, write_text_atomic
 from fathombatch.labels import Labels, read_labels
 from fathombatch.pathargs import PathFields
@@ -180,7 +180,7 @@ def run_stats(cfg: StatsConfig) -> StatsResult:
     ``stats.md`` and the charts ``supercategories.png``, ``top_categories.png``, ``cardinality.png``.
     """
     if cfg.top_pairs < 1 or cfg.top_categories < 1:
-        raise UsageError("--top-pairs and --top-categories must be at least 1")
+        raise UsageError(f"{param('top_pairs')} and {param('top_categories')} must be at least 1")
     labels = read_labels(cfg.labels)
     if len(labels) == 0:
         raise UsageError(f"{cfg.labels} contains no images")

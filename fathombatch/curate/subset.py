@@ -24,7 +24,7 @@ from fathombatch.curate.labelfiles import (
     write_coco,
 )
 from fathombatch.decode.discover import suffix_stems
-from fathombatch.errors import LabelFileError, UsageError
+from fathombatch.errors import LabelFileError, UsageError, param
 from fathombatch.labels import Labels, load_coco_json, read_labels, write_kaggle_csv
 from fathombatch.pathargs import PathFields
 
@@ -86,8 +86,8 @@ def make_subset(cfg: SubsetConfig) -> SubsetResult:
     """Write the labels of the chosen images to ``cfg.out``; ids not in the labels are reported, not fatal."""
     id_file = cfg.ids or cfg.from_select
     if id_file is None or (cfg.ids is not None and cfg.from_select is not None):
-        raise UsageError("give exactly one of --ids FILE or --from-select FILE")
-    src, dst = label_format(cfg.labels), label_format(cfg.out, role="--out")
+        raise UsageError(f"give exactly one of {param('ids')} FILE or {param('from_select')} FILE")
+    src, dst = label_format(cfg.labels), label_format(cfg.out, role=param("out"))
     wanted = read_id_list(id_file)
     if not wanted:
         raise UsageError(f"{cfg.ids or cfg.from_select} names no images")

@@ -38,7 +38,7 @@ from fathombatch.csvsafe import safe_frame
 from fathombatch.curate.labelfiles import label_format
 from fathombatch.decode.base import header_size
 from fathombatch.decode.discover import discover
-from fathombatch.errors import LabelFileError, UsageError
+from fathombatch.errors import LabelFileError, UsageError, param
 from fathombatch.fsutil import atomic_path, write_json_atomic
 from fathombatch.labels import load_coco_json, parse_kaggle_csv, safe_relative_path
 from fathombatch.pathargs import PathFields
@@ -272,7 +272,7 @@ def validate(cfg: ValidateConfig, taxonomy: Taxonomy | None = None) -> Validatio
     if cfg.images is not None and not cfg.images.is_dir():
         raise UsageError(f"image folder {cfg.images} does not exist")
     if cfg.out is not None and cfg.out.suffix.lower() not in (".csv", ".json"):
-        raise UsageError(f"--out {cfg.out}: expected a .csv or .json report name")
+        raise UsageError(f"{param('out')} {cfg.out}: expected a .csv or .json report name")
     if label_format(cfg.labels) == "kaggle":
         problems, n_images, n_ann = _check_csv(cfg.labels, tax, cfg.images)
         indexed = None

@@ -206,7 +206,8 @@ def open_source(
         try:
             re.compile(dive_regex)
         except re.error as exc:
-            raise UsageError(f"--dive-regex {dive_regex!r} is not a valid regular expression ({exc})") from None
+            raise UsageError(f"{param('dive_regex')} {dive_regex!r} is not a valid regular expression "
+                             f"({exc})") from None
     meta_frame = None
     if metadata is not None:
         scored = table.lazy.select("image_id", "path", "status").collect()
@@ -214,7 +215,7 @@ def open_source(
         meta_frame = matched.frame
         warnings.extend(matched.warnings)
     if dive_column is not None and (meta_frame is None or dive_column not in meta_frame.columns):
-        raise UsageError(f"--dive-column {dive_column!r} must be a column of the --metadata CSV")
+        raise UsageError(f"{param('dive_column')} {dive_column!r} must be a column of the {param('metadata')} CSV")
     root = images_root if images_root is not None else table.metadata_root
     if exif and (root is None or not root.is_dir()):
         raise UsageError(f"{param('exif')} needs the scored images: pass {param('images_root')} DIR")

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from fathombatch.errors import UsageError
+from fathombatch.errors import UsageError, param
 
 DEFAULT = 0.5
 FLOOR = 0.05
@@ -63,13 +63,13 @@ def presence_thresholds(
     """
     if threshold is not None:
         if not 0.0 < threshold <= 1.0:
-            raise UsageError(f"--threshold must be in (0, 1], got {threshold}")
+            raise UsageError(f"{param('threshold')} must be in (0, 1], got {threshold}")
         return PresenceThresholds(np.full(classes, float(threshold)), "global")
     if recorded is not None and len(recorded) == classes:
         return PresenceThresholds(np.asarray(recorded, dtype=np.float64), "manifest")
     return PresenceThresholds(np.full(classes, DEFAULT), "default",
                               f"the engine manifest has no per-class thresholds; every class uses {DEFAULT} "
-                              "(export the engine again, or pass --threshold)")
+                              "(export the engine again, or pass a global threshold)")
 
 
 def best_f1_threshold(y: np.ndarray, p: np.ndarray) -> tuple[float, float]:

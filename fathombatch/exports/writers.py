@@ -11,7 +11,7 @@ from typing import Any
 import polars as pl
 
 from fathombatch.csvsafe import safe_frame
-from fathombatch.errors import UsageError
+from fathombatch.errors import UsageError, param
 from fathombatch.fsutil import atomic_path, write_json_atomic
 
 METADATA_KEY = "fathombatch_export"
@@ -21,7 +21,7 @@ def table_format(dest: Path, allowed: tuple[str, ...] = (".parquet", ".csv")) ->
     """The output format of a path, from its extension."""
     suffix = dest.suffix.lower()
     if suffix not in allowed:
-        raise UsageError(f"--out {dest}: the extension must be one of {', '.join(allowed)}")
+        raise UsageError(f"{param('out')} {dest}: the extension must be one of {', '.join(allowed)}")
     return suffix
 
 

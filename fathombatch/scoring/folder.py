@@ -64,7 +64,7 @@ def score_folder(cfg: ScoreConfig, *, progress: Progress | None = None, engine: 
     started = time.perf_counter()
     progress = progress or Progress(enabled=False)
     if cfg.batch_size < 1:
-        raise UsageError(f"--batch-size must be at least 1, got {cfg.batch_size}")
+        raise UsageError(f"{param('batch_size')} must be at least 1, got {cfg.batch_size}")
     if cfg.update and cfg.overwrite:
         raise UsageError(f"{param('update')} keeps the unchanged rows of the table and {param('overwrite')} discards "
                          "them; choose one")
@@ -106,7 +106,7 @@ def prepare(cfg: ScoreConfig, opened: Engine | None = None) -> tuple[ScorePlan, 
     if cfg.ray is not None:
         return _prepare_ray(cfg, cfg.ray)
     if cfg.devices:
-        require_gpu("--devices", cfg.devices)
+        require_gpu(param("devices"), cfg.devices)
         device: int | None = cfg.devices[0]
     else:
         device = engine_device(cfg.engine, cfg.device)
@@ -141,9 +141,10 @@ def _open_store(cfg: ScoreConfig, params: dict[str, object]) -> PartStore:
     out = cfg.out
     parts_dir = out.with_name(out.name + ".parts")
     resuming = parts_dir.exists()
-    for path, flag in ((out, "--out"), (cfg.submission, "--submission")):
+    for path, flag in ((out, param("out")), (cfg.submission, param("submission"))):
         if path is not None and path.exists() and not resuming and not cfg.overwrite and not cfg.update:
-            raise OutputError(f"{path} already exists; pass --overwrite to replace it, or choose another {flag}")
+            raise OutputError(f"{path} already exists; pass {param('overwrite')} to replace it, or choose another "
+                              f"{flag}")
     for stale in out.parent.glob(f".{out.name}.*.tmp"):
         stale.unlink(missing_ok=True)  # a merge killed half-way; its parts are still there
     return PartStore(parts_dir, params, overwrite=cfg.overwrite)

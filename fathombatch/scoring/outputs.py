@@ -11,7 +11,7 @@ import polars as pl
 
 from fathombatch import __version__
 from fathombatch.backends import Engine, engine_files, manifest_path, resolve_engine_path
-from fathombatch.errors import UsageError
+from fathombatch.errors import UsageError, param
 from fathombatch.pathguard import entry_names
 from fathombatch.scores.metadata import encode_metadata
 from fathombatch.scores.submission import error_prior, write_submission
@@ -27,13 +27,15 @@ def check_outputs(cfg: ScoreConfig, files: list[str]) -> None:
     Args:
         files: the dump's images, relative to ``cfg.root`` (from :func:`~fathombatch.decode.discover`).
     """
-    outputs = [(cfg.out, "--out")] + ([(cfg.submission, "--submission")] if cfg.submission is not None else [])
+    outputs = [(cfg.out, param("out"))]
+    outputs += [(cfg.submission, param("submission"))] if cfg.submission is not None else []
     for path, flag in outputs:
         if path.is_dir() or path.name in ("", ".", ".."):
             raise UsageError(f"{flag} {path} is a folder; name the file to write (a path inside it)")
     names = [(entry_names(path), path, flag) for path, flag in outputs]
     if len(names) == 2 and names[0][0] & names[1][0]:
-        raise UsageError(f"--out and --submission name the same file ({cfg.out}); give the submission CSV its own name")
+        raise UsageError(f"{param('out')} and {param('submission')} name the same file ({cfg.out}); give the "
+                         "submission CSV its own name")
     engine = resolve_engine_path(cfg.engine)
     protected = set().union(*(entry_names(f) for f in (*engine_files(engine), manifest_path(engine))))
     roots = entry_names(cfg.root) | {cfg.root.resolve()}

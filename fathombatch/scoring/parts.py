@@ -31,7 +31,7 @@ from typing import Any
 
 import polars as pl
 
-from fathombatch.errors import OutputError
+from fathombatch.errors import OutputError, param
 from fathombatch.fsutil import atomic_path, write_json_atomic
 from fathombatch.scores.schema import SIGNATURE_COLUMNS
 
@@ -121,7 +121,7 @@ class PartStore:
         elif previous and (what := changed_params(previous, params)):
             raise OutputError(
                 f"an interrupted run in {directory} used a different {what}; re-run with the same settings to "
-                "resume it, or pass --overwrite to start over"
+                f"resume it, or pass {param('overwrite')} to start over"
             )
         directory.mkdir(parents=True, exist_ok=True)
         for stale in directory.glob(".*.tmp"):

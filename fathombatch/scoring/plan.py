@@ -17,7 +17,7 @@ import numpy as np
 
 from fathombatch.backends import Engine, Manifest
 from fathombatch.decode.video import interval_ms
-from fathombatch.errors import EngineError, UsageError
+from fathombatch.errors import EngineError, UsageError, param
 from fathombatch.osd import create_osd
 from fathombatch.scoring.config import ScoreConfig, decode_threads
 
@@ -84,7 +84,7 @@ def build_plan(cfg: ScoreConfig, engine: Path, manifest: Manifest, decoder: str,
     """
     n_classes = len(manifest.taxonomy)
     if not 1 <= cfg.top_k <= n_classes:
-        raise UsageError(f"--top-k must be between 1 and {n_classes}, got {cfg.top_k}")
+        raise UsageError(f"{param('top_k')} must be between 1 and {n_classes}, got {cfg.top_k}")
     osd = cfg.osd or str(manifest.osd.get("method", "max-prob"))
     create_osd(osd, manifest.osd.get("stats"))  # refuses an unknown method before any work starts
     interval_ms(cfg.frame_interval)  # refused here, not by the decode thread once scoring has started

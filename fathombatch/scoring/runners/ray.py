@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from fathombatch.errors import UsageError, require
+from fathombatch.errors import UsageError, param, require
 from fathombatch.scoring.config import RayOptions
 from fathombatch.scoring.plan import ScorePlan
 
@@ -105,7 +105,7 @@ def init_ray(options: RayOptions) -> Any:
         MissingDependencyError: Ray is not installed.
         UsageError: the cluster cannot be reached.
     """
-    ray = require("ray", "ray", "scoring with --ray")
+    ray = require("ray", "ray", f"scoring with {param('ray')}")
     if not ray.is_initialized():
         kwargs: dict[str, Any] = {"ignore_reinit_error": True, "include_dashboard": False, "log_to_driver": False,
                                   "logging_level": logging.WARNING}
