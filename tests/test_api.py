@@ -67,7 +67,7 @@ def test_out_writes_the_table_as_the_command_line_does_and_refuses_to_replace_it
     assert (tmp_path / "sub.csv").is_file() and not (tmp_path / "scores.parquet.parts").exists()
     with pytest.raises(OutputError) as exc:
         fb.score(pngs, engine=engines["onnx"], out=out, progress=False)
-    assert "pass overwrite to replace it, or choose another out" in no_flags(exc)
+    assert "pass overwrite=True to replace it, or choose another out" in no_flags(exc)
     again = fb.score(pngs, engine=engines["onnx"], out=out, overwrite=True, progress=False)
     assert_frame_equal(again, df)
 

