@@ -150,8 +150,9 @@ class PartStore:
     def index(self) -> pl.DataFrame:
         """One row per stored row: path, status, image_id, frame_index, _size, _mtime_ns, _end, part (file index),
         row (within the part)."""
-        schema = {"path": pl.String, "status": pl.String, "image_id": pl.String, "frame_index": pl.Int64,
-                  "_size": pl.Int64, "_mtime_ns": pl.Int64, "_end": pl.Boolean}
+        schema: dict[str, pl.DataType] = {
+            "path": pl.String(), "status": pl.String(), "image_id": pl.String(), "frame_index": pl.Int64(),
+            "_size": pl.Int64(), "_mtime_ns": pl.Int64(), "_end": pl.Boolean()}
         frames = []
         for i, p in enumerate(self.parts):
             lazy = pl.scan_parquet(p)
@@ -159,9 +160,9 @@ class PartStore:
             frames.append(lazy.select(
                 *(pl.col(c) if c in names else _INDEX_DEFAULTS[c].alias(c) for c in schema),
                 part=pl.lit(i, pl.Int32), row=pl.int_range(pl.len(), dtype=pl.Int64),
-            ).collect().cast(schema))  # type: ignore[arg-type]
+            ).collect().cast(pl.Schema(schema)))
         if not frames:
-            return pl.DataFrame(schema={**schema, "part": pl.Int32, "row": pl.Int64})
+            return pl.DataFrame(schema={**schema, "part": pl.Int32(), "row": pl.Int64()})
         return pl.concat(frames)
 
     def scored(self, signatures: dict[str, tuple[int | None, int | None]]) -> set[str]:
