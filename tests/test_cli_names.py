@@ -74,6 +74,7 @@ def test_a_renamed_option_parses_both_spellings_and_shows_only_the_new(path: tup
     assert new in help_text
     assert f"{old} " not in help_text.replace(new, "") and f"{old}," not in help_text.replace(new, "")
     assert option_name(command, option.name or "") == new  # what an Error: line calls it
+    assert option.get_error_hint(click.Context(command)) == f"'{new}'"  # click's "Invalid value for ..." too
 
 
 def test_synth_count_and_its_old_spelling_write_the_same_dive(tmp_path: Path) -> None:

@@ -139,6 +139,10 @@ class AliasedOption(click.Option):
         super().__init__(*args, **kwargs)
         self.hidden_aliases = hidden_aliases
 
+    def get_error_hint(self, ctx: click.Context | None) -> str:
+        """Click's "Invalid value for '--count'" names the option without its hidden spellings."""
+        return " / ".join(f"'{o}'" for o in self.opts if o not in self.hidden_aliases)
+
     def get_help_record(self, ctx: click.Context) -> tuple[str, str] | None:
         shown = self.opts
         self.opts = [o for o in shown if o not in self.hidden_aliases]
