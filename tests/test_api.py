@@ -59,6 +59,20 @@ def test_in_memory_scoring_equals_the_table_the_command_line_writes(pngs: Path, 
     assert df.filter(pl.col("status") == "error")["path"].to_list() == ["broken.png"]
 
 
+def test_in_memory_scoring_of_a_folder_with_a_video_equals_the_commands_table(pngs: Path, engines: dict,
+                                                                             tmp_path: Path) -> None:
+    """A dump with videos: fb.score finds them as `score` does and gives their frame rows in the table's order."""
+    from tests.test_video import write_video
+
+    write_video(pngs / "clip.mp4", [0, 500, 1000, 1500, 2000])
+    df = fb.score(pngs, engine=engines["onnx"], batch_size=4, frame_interval=1.0, progress=False)
+    out = tmp_path / "cli.parquet"
+    score_folder(ScoreConfig(root=pngs, engine=engines["onnx"], out=out, batch_size=4, frame_interval=1.0))
+    assert_frame_equal(df, pl.read_parquet(out))
+    frames = df.filter(pl.col("path") == "clip.mp4")
+    assert frames["frame_index"].to_list() == [0, 2, 4] and frames["timestamp_s"].to_list() == [0.0, 1.0, 2.0]
+
+
 def test_out_writes_the_table_as_the_command_line_does_and_refuses_to_replace_it(pngs: Path, engines: dict,
                                                                                 tmp_path: Path) -> None:
     out = tmp_path / "scores.parquet"

@@ -26,7 +26,7 @@ from fathombatch.api.frames import remember, table_metadata
 from fathombatch.api.names import python_names
 from fathombatch.backends import Engine
 from fathombatch.decode import check_decoder_device, discover, resolve_decoder_name
-from fathombatch.decode.discover import describe_suffixes
+from fathombatch.decode.discover import SCORED_SUFFIXES, describe_suffixes, describe_video_suffixes
 from fathombatch.errors import UsageError
 from fathombatch.progress import Progress
 from fathombatch.scores.metadata import read_metadata
@@ -45,11 +45,11 @@ Source = str | os.PathLike[str] | Sequence[str | os.PathLike[str]]
 def score(source: Source, *, engine: str | Path | LoadedEngine | Engine, out: str | Path | None = None,
           batch_size: int = 32, decoder: str = "auto", top_k: int = 20, osd: str | None = None,
           threads: int | None = None, device: str = "auto", overwrite: bool = False,
-          submission: str | Path | None = None, progress: bool = True) -> pl.DataFrame:
+          submission: str | Path | None = None, frame_interval: float = 1.0, progress: bool = True) -> pl.DataFrame:
     """Score images with an engine and return the scores table as a ``polars.DataFrame``.
 
     Args:
-        source: a folder (every image under it, recursively), one image file, or a list of image files.
+        source: a folder (every image and video under it, recursively), one file, or a list of files.
         engine: an engine path or a name in the engine store, or an engine already opened with
             :func:`fathombatch.open_engine` (used as it is, not reopened; ``device`` and ``threads`` then do not
             apply).
@@ -62,11 +62,12 @@ def score(source: Source, *, engine: str | Path | LoadedEngine | Engine, out: st
         device: ``auto``, ``cpu`` or ``cuda``, for an engine opened here.
         overwrite: with ``out``: replace an existing table (or discard an interrupted run) instead of refusing.
         submission: with ``out``: also write the competition's submission CSV here.
+        frame_interval: seconds between the frames sampled from each video (docs/video.md).
         progress: report progress on stderr (a bar on a terminal, a status line every few seconds elsewhere).
 
     Returns:
-        One row per file: ``image_id, path, status, error, width, height, top_categories, osd`` and one float32
-        probability column per class. A file that cannot be decoded is a row with status ``error``, not an exception.
+        The scores table's columns (docs/output.md): one row per still, one per sampled video frame. A file that
+        cannot be decoded is a row with status ``error``, not an exception.
 
     Raises:
         UsageError: a source that does not exist or holds no images, bad arguments.
@@ -92,10 +93,11 @@ def score(source: Source, *, engine: str | Path | LoadedEngine | Engine, out: st
                 loaded = stack.enter_context(open_engine(engine, device=device, threads=threads))
             if out is None:
                 return in_memory(root, files, loaded, report, batch_size=batch_size, decoder=decoder,
-                                 top_k=top_k, osd=osd, threads=threads)
+                                 top_k=top_k, osd=osd, threads=threads, frame_interval=frame_interval)
             cfg = ScoreConfig(root=root, engine=loaded.path, out=Path(out), batch_size=batch_size, decoder=decoder,
                               top_k=top_k, submission=Path(submission) if submission else None, osd=osd,
-                              threads=threads, overwrite=overwrite, device="cpu" if loaded.device is None else "cuda")
+                              threads=threads, overwrite=overwrite, device="cpu" if loaded.device is None else "cuda",
+                              frame_interval=frame_interval)
             return to_table(cfg, loaded, report)
 
 
@@ -141,22 +143,24 @@ def source_files(source: Source) -> tuple[Path, list[str] | None]:
 
 
 def in_memory(root: Path, files: list[str] | None, loaded: LoadedEngine, report: Progress, *, batch_size: int,
-              decoder: str, top_k: int, osd: str | None, threads: int | None) -> pl.DataFrame:
-    """Score ``files`` (None: every image under ``root``) through the local pipeline into one frame."""
+              decoder: str, top_k: int, osd: str | None, threads: int | None, frame_interval: float
+              ) -> pl.DataFrame:
+    """Score ``files`` (None: every image and video under ``root``, as ``score`` finds them) through the local
+    pipeline into one frame, in the table's row order."""
     warnings: list[str] = []
     folder = files is None
     if files is None:
-        files = discover(root, on_error=warnings.append)
+        files = discover(root, SCORED_SUFFIXES, on_error=warnings.append)
         if not files:
-            raise UsageError(f"no {describe_suffixes()} images under {root}")
+            raise UsageError(f"no {describe_suffixes()} images, nor {describe_video_suffixes()} videos, under {root}")
     cfg = ScoreConfig(root=root, engine=loaded.path, batch_size=batch_size, decoder=decoder, top_k=top_k, osd=osd,
-                      threads=threads)
+                      threads=threads, frame_interval=frame_interval)
     decoder_name = resolve_decoder_name(decoder, loaded.device)
     check_decoder_device(decoder_name, loaded.device)
     plan = build_plan(cfg, loaded.path, loaded.manifest, decoder_name, loaded.device)
     table = collect(LocalRunner(loaded.engine).frames(plan, files), report, len(files))
-    if folder:
-        table = table.sort("path")
+    if folder:  # as the table's merge orders rows: by path, a video's frames in order
+        table = table.sort("path", "frame_index", nulls_last=True, maintain_order=True)
     shared = shared_id_warning(table) if table["image_id"].n_unique() < table.height else None
     for warning in [*warnings, *([shared] if shared else [])]:
         log.warning(warning)
