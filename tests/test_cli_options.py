@@ -14,7 +14,7 @@ from fathombatch.cli import cli
 from fathombatch.cli.kit import LibraryOption
 
 #: Commands whose options all come from a library config (the others still spell theirs out; see docs/architecture.md).
-DERIVED = ("export", "build-engine")
+DERIVED = ("export", "build-engine", "score")
 
 
 def _commands(group: click.Group, prefix: str = "") -> Iterator[tuple[str, click.Command]]:

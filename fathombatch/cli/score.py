@@ -7,25 +7,27 @@ from typing import TYPE_CHECKING
 
 import click
 
-from fathombatch.cli.kit import CONTEXT, MAX_THREADS, Command, output_file, quiet_option, renamed_option
+from fathombatch.cli.kit import CONTEXT, MAX_THREADS, Command, field_option, output_file, quiet_option, renamed_option
 from fathombatch.cli.kit import progress as _progress
 from fathombatch.decode import list_decoders
+from fathombatch.scoring.config import RayOptions, ScoreConfig
 
 if TYPE_CHECKING:  # what each click.Choice hands over, as the library's configs name it
-    pass
+    from fathombatch.scoring.config import Device, TorchPrecision
 
 
 @click.command(cls=Command, context_settings=CONTEXT)
 @click.argument("root", type=click.Path(path_type=Path))
 @click.option("--engine", required=True,
               help="Engine file (.xml OpenVINO, .onnx, .pt, .plan); a bare name is also looked up in engines/.")
-@click.option("--out", default="scores.parquet", show_default=True, callback=output_file, help="The scores table.")
-@click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
-@click.option("--decoder", type=click.Choice(["auto", *list_decoders()]), default="auto", show_default=True,
+@field_option("--out", config=ScoreConfig, field="out", callback=output_file, help="The scores table.")
+@field_option("--batch-size", config=ScoreConfig, field="batch_size", type=click.IntRange(min=1))
+@field_option("--decoder", config=ScoreConfig, field="decoder", type=click.Choice(["auto", *list_decoders()]),
               help="auto = Pillow when the engine runs on the CPU; on a GPU DALI's nvJPEG where DALI is installed, "
                    "else torchvision's nvJPEG (nvjpeg needs a GPU engine).")
-@click.option("--top-k", type=click.IntRange(min=1), default=20, show_default=True, help="Length of top_categories.")
-@click.option("--frame-interval", type=click.FloatRange(min=0.001), default=1.0, show_default=True,
+@field_option("--top-k", config=ScoreConfig, field="top_k", type=click.IntRange(min=1),
+              help="Length of top_categories.")
+@field_option("--frame-interval", config=ScoreConfig, field="frame_interval", type=click.FloatRange(min=0.001),
               help="Videos (.mp4 .mov .mkv .avi): seconds between sampled frames, one row each (docs/video.md).")
 @click.option("--submission", callback=output_file, help="Also write the competition CSV here.")
 @click.option("--osd", "osd_method", help="Out-of-sample method (default: the engine manifest's).")
@@ -37,25 +39,26 @@ if TYPE_CHECKING:  # what each click.Choice hands over, as the library's configs
 @click.option("--update", is_flag=True,
               help="Bring an existing table up to date: score new and changed files and error rows, drop rows of "
                    "files that are gone, keep the rest.")
-@click.option("--part-rows", type=click.IntRange(min=1), default=2048, show_default=True,
+@field_option("--part-rows", config=ScoreConfig, field="part_rows", type=click.IntRange(min=1),
               help="Rows per part file: the most work a hard kill can cost.")
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
+@field_option("--device", config=ScoreConfig, field="device",
               help="auto: TensorRT plans and .pt engines on GPU 0 when there is one; ONNX and OpenVINO on the CPU.")
 @click.option("--devices", help="Shard over these GPUs, one worker each, one output (e.g. 0,1,2,3).")
-@click.option("--torch-precision", type=click.Choice(["fp32", "fp16", "bf16"]), default="fp32", show_default=True,
+@field_option("--torch-precision", config=ScoreConfig, field="torch_precision",
               help=".pt engines on a GPU: autocast precision.")
 @click.option("--ray", "use_ray", is_flag=True, help="Score on Ray (needs the 'ray' extra; see docs/scaling.md).")
 @click.option("--ray-address", help="Ray cluster: 'auto' or ray://HOST:PORT [default: start a local instance].")
 @renamed_option("--ray-workers", "--workers", dest="workers", type=click.IntRange(min=1),
                 help="Ray scoring actors [default: one per CPU or GPU].")
-@click.option("--cpus-per-worker", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True)
-@click.option("--gpus-per-worker", type=click.FloatRange(min=0), default=0.0, show_default=True)
+@field_option("--cpus-per-worker", config=RayOptions, field="cpus_per_worker",
+              type=click.FloatRange(min=0, min_open=True))
+@field_option("--gpus-per-worker", config=RayOptions, field="gpus_per_worker", type=click.FloatRange(min=0))
 @quiet_option
 def score(root: Path, engine: str, out: Path, batch_size: int, decoder: str, top_k: int, frame_interval: float,
           submission: Path | None, osd_method: str | None, threads: int | None, decode_threads: int | None,
           overwrite: bool, update: bool, part_rows: int,
-          device: str,
-          devices: str | None, torch_precision: str, use_ray: bool, ray_address: str | None, workers: int | None,
+          device: Device, devices: str | None, torch_precision: TorchPrecision, use_ray: bool,
+          ray_address: str | None, workers: int | None,
           cpus_per_worker: float, gpus_per_worker: float, quiet: bool) -> None:
     """Score every image (.jpg/.jpeg/.png/.tif/.tiff) and video (.mp4/.mov/.mkv/.avi) under ROOT into a Parquet
     table (resumable); a video gives one row per frame sampled every --frame-interval seconds.
@@ -73,7 +76,7 @@ def score(root: Path, engine: str, out: Path, batch_size: int, decoder: str, top
     """
     from fathombatch.errors import UsageError
     from fathombatch.gpu import parse_devices
-    from fathombatch.scoring import RayOptions, ScoreConfig, score_folder
+    from fathombatch.scoring import score_folder
 
     ray = None
     if use_ray:

@@ -8,8 +8,14 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 from fathombatch.pathargs import PathFields
+
+#: Where an engine runs (``auto``: TensorRT plans and ``.pt`` engines on GPU 0 when there is one).
+Device = Literal["auto", "cpu", "cuda"]
+#: ``.pt`` engines on a GPU: fp32, or autocast to fp16/bf16.
+TorchPrecision = Literal["fp32", "fp16", "bf16"]
 
 
 @dataclass(frozen=True)
@@ -73,9 +79,9 @@ class ScoreConfig(PathFields):
     update: bool = False
     part_rows: int = 2048
     ray: RayOptions | None = None
-    device: str = "auto"
+    device: Device = "auto"
     devices: list[int] | None = None
-    torch_precision: str = "fp32"
+    torch_precision: TorchPrecision = "fp32"
     frame_interval: float = 1.0
 
 
