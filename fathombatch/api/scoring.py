@@ -25,8 +25,8 @@ from fathombatch.api.engine import LoadedEngine, open_engine
 from fathombatch.api.frames import remember, table_metadata
 from fathombatch.api.names import python_names
 from fathombatch.backends import Engine
-from fathombatch.decode import check_decoder_device, discover, resolve_decoder_name
-from fathombatch.decode.discover import SCORED_SUFFIXES, describe_suffixes, describe_video_suffixes
+from fathombatch.decode import check_decoder_device, resolve_decoder_name
+from fathombatch.decode.discover import discover_scored
 from fathombatch.errors import UsageError
 from fathombatch.progress import Progress
 from fathombatch.scores.metadata import read_metadata
@@ -150,9 +150,7 @@ def in_memory(root: Path, files: list[str] | None, loaded: LoadedEngine, report:
     warnings: list[str] = []
     folder = files is None
     if files is None:
-        files = discover(root, SCORED_SUFFIXES, on_error=warnings.append)
-        if not files:
-            raise UsageError(f"no {describe_suffixes()} images, nor {describe_video_suffixes()} videos, under {root}")
+        files = discover_scored(root, on_error=warnings.append)
     cfg = ScoreConfig(root=root, engine=loaded.path, batch_size=batch_size, decoder=decoder, top_k=top_k, osd=osd,
                       threads=threads, frame_interval=frame_interval)
     decoder_name = resolve_decoder_name(decoder, loaded.device)

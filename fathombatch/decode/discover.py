@@ -98,3 +98,17 @@ def discover(
                 found.append(rel.replace(os.sep, "/"))
     found.sort()
     return found
+
+
+def discover_scored(root: str | Path, *, on_error: Callable[[str], None] | None = None) -> list[str]:
+    """Every file ``score`` scores under ``root`` (stills and videos, :data:`SCORED_SUFFIXES`), as :func:`discover`
+    lists them.
+
+    Raises:
+        UsageError: ``root`` is missing, not a folder, or holds no image or video.
+    """
+    files = discover(root, SCORED_SUFFIXES, on_error=on_error)
+    if not files:
+        raise UsageError(f"no {describe_suffixes()} images, nor {describe_video_suffixes()} videos, under {root}")
+    return files
+

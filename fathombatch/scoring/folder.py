@@ -24,8 +24,8 @@ from pathlib import Path
 import polars as pl
 
 from fathombatch.backends import Engine, checked_manifest, engine_device, open_engine
-from fathombatch.decode import check_decoder_device, discover, resolve_decoder_name
-from fathombatch.decode.discover import SCORED_SUFFIXES, describe_suffixes, describe_video_suffixes
+from fathombatch.decode import check_decoder_device, resolve_decoder_name
+from fathombatch.decode.discover import discover_scored
 from fathombatch.decode.video import is_video
 from fathombatch.errors import OutputError, UsageError, param
 from fathombatch.fsutil import FileLock, display_path
@@ -69,9 +69,7 @@ def score_folder(cfg: ScoreConfig, *, progress: Progress | None = None, engine: 
         raise UsageError(f"{param('update')} keeps the unchanged rows of the table and {param('overwrite')} discards "
                          "them; choose one")
     warnings: list[str] = []
-    files = discover(cfg.root, SCORED_SUFFIXES, on_error=warnings.append)
-    if not files:
-        raise UsageError(f"no {describe_suffixes()} images, nor {describe_video_suffixes()} videos, under {cfg.root}")
+    files = discover_scored(cfg.root, on_error=warnings.append)
     _refuse_videos_off_local(cfg, files)
     check_outputs(cfg, files)
     plan, engine, runner = prepare(cfg, engine)
