@@ -212,20 +212,20 @@ class PartStore:
             "path", "frame_index", nulls_last=True
         )
 
-        order: list[str] = []
+        # The table's columns in the newest part's order: an update's seed part comes from the old table, with the
+        # same columns but not necessarily in that order.
+        newest = pq.read_schema(parts[-1]).names if parts else []
+        order = [PUBLIC_NAMES.get(name, name) for name in newest if name != "_end"]
 
         @lru_cache(maxsize=4)
         def load(i: int) -> pa.Table:
             table = pq.read_table(parts[i])
             table = table.drop_columns([c for c in ("_end",) if c in table.column_names])
-            table = table.rename_columns([PUBLIC_NAMES.get(name, name) for name in table.column_names])
-            # An update's seed part comes from the old table: the same columns, but not necessarily in part order.
-            return table.select(order) if order and table.column_names != order else table
+            return table.rename_columns([PUBLIC_NAMES.get(name, name) for name in table.column_names]).select(order)
 
         try:
             with atomic_path(out) as tmp:
                 schema = load(len(parts) - 1).schema.with_metadata(metadata) if parts else None
-                order.extend(schema.names if schema is not None else ())
                 with pq.ParquetWriter(tmp, schema, compression="zstd") as writer:
                     pending: list[pa.Table] = []
                     n_pending = 0
