@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-
-import numpy as np
 
 from fathombatch.scoring.runners.ray import ScoreActor
 
@@ -22,7 +19,7 @@ def dying_actor(kill_dir: Path) -> type[ScoreActor]:
     class DyingScoreActor(ScoreActor):
         calls = 0
 
-        def __call__(self, batch: dict[str, np.ndarray]) -> Iterator[Any]:
+        def score(self, paths: list[str]) -> tuple[int, Any]:
             self.calls += 1
             if self.calls == 2:
                 try:
@@ -32,6 +29,19 @@ def dying_actor(kill_dir: Path) -> type[ScoreActor]:
                 else:
                     os.close(fd)
                     os._exit(1)
-            yield from super().__call__(batch)
+            return super().score(paths)
 
     return DyingScoreActor
+
+
+def crashing_actor(poison: str) -> type[ScoreActor]:
+    """A :class:`ScoreActor` whose worker process exits abruptly on every call that holds the file ``poison`` (as a
+    decoder crashing on one file would), however often Ray restarts it."""
+
+    class CrashingScoreActor(ScoreActor):
+        def score(self, paths: list[str]) -> tuple[int, Any]:
+            if any(Path(p).name == poison for p in paths):
+                os._exit(1)
+            return super().score(paths)
+
+    return CrashingScoreActor

@@ -16,7 +16,7 @@ import fathombatch.scoring.runners.ray as ray_runner
 from fathombatch.scores.metadata import read_metadata
 from fathombatch.scoring import RayOptions, ScoreConfig, score_folder
 from fathombatch.taxonomy import fathomnet2023
-from tests.scoring.ray_hooks import dying_actor
+from tests.scoring.ray_hooks import crashing_actor, dying_actor
 
 NAMES = list(fathomnet2023().names)
 
@@ -67,6 +67,7 @@ def test_ray_run_equals_the_local_run(local_ray: Path, dump: Path, engines: dict
     assert remote_rows.height == 50 and remote_rows.drop("osd").equals(local_rows.drop("osd"))
     np.testing.assert_allclose(remote_rows["osd"].to_numpy(), local_rows["osd"].to_numpy(), atol=1e-6)
     assert (remote_rows["osd"] == 1.0).sum() == 2 and remote.error_prior_source == "engine"
+    assert ray.is_initialized(), "the runner shut down a Ray instance it did not start"
 
 
 @pytest.mark.slow
@@ -82,6 +83,34 @@ def test_a_worker_dying_mid_job_loses_and_duplicates_nothing(
     score_folder(ScoreConfig(root=dump, engine=engines["onnx"], out=tmp_path / "local.parquet", decoder="pil",
                              batch_size=4))
     compare(tmp_path / "ray.parquet", tmp_path / "local.parquet")
+
+
+@pytest.mark.slow
+def test_a_file_that_crashes_its_worker_every_time_stops_the_run_with_an_error(
+    local_ray: Path, dive: Path, engines: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Retried MAX_RETRIES times, then one error, instead of restarting the worker forever; rows of the calls that
+    finished stay in the part files for the same command to resume from."""
+    from fathombatch.errors import EngineError
+
+    names = sorted(p.name for p in (dive / "images").glob("*.jpg"))
+    monkeypatch.setattr(ray_runner, "ScoreActor", crashing_actor(names[-1]))
+    out = tmp_path / "ray.parquet"
+    with pytest.raises(EngineError, match="a Ray worker failed"):
+        score_folder(ScoreConfig(root=dive / "images", engine=engines["onnx"], out=out, decoder="pil",
+                                 batch_size=4, ray=RayOptions(workers=2)))
+    assert not out.exists()
+    parts = list((tmp_path / "ray.parquet.parts").glob("*.parquet"))
+    assert parts and 0 < sum(pl.read_parquet(p).height for p in parts) < len(names)
+
+
+@pytest.mark.slow
+def test_a_ray_instance_the_run_started_is_shut_down_when_it_ends(dive: Path, engines: dict, tmp_path: Path) -> None:
+    assert not ray.is_initialized()
+    summary = score_folder(ScoreConfig(root=dive / "images", engine=engines["onnx"], out=tmp_path / "ray.parquet",
+                                       decoder="pil", batch_size=8, ray=RayOptions(workers=2, num_cpus=2)))
+    assert summary.files == summary.ok > 0
+    assert not ray.is_initialized()
 
 
 def test_without_ray_installed_the_error_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -186,8 +215,8 @@ def test_the_actor_opens_engine_and_decoder_with_the_plans_device_and_precision(
     assert seen["engine"] == {"threads": 1, "device": 0, "precision": "fp16"}
     assert seen["decoder"] == {"name": "pil", "batch_size": 4, "threads": plan.decode_threads, "device": 0}
     names = sorted(p.name for p in (dive / "images").glob("*.jpg"))[:6]
-    tables = list(actor({"path": np.array([n.encode() for n in names], dtype=object)}))
-    assert [t.num_rows for t in tables] == [4, 2]  # one table per engine batch, streamed as they are scored
+    files, table = actor.score(names)  # two engine batches (4 + 2), returned as one table per call
+    assert files == table.num_rows == 6 and sorted(table.column("path").to_pylist()) == names
 
 
 def test_calls_are_whole_batches_and_threads_split_the_reserved_cpus(dive: Path, engines: dict) -> None:

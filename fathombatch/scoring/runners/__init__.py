@@ -2,7 +2,7 @@
 
 * :mod:`~fathombatch.scoring.runners.local`: a decode thread feeding this process's engine (the default);
 * :mod:`~fathombatch.scoring.runners.multigpu`: one worker process per GPU (``devices``);
-* :mod:`~fathombatch.scoring.runners.ray`: a Ray Data actor pool, on this machine or a cluster.
+* :mod:`~fathombatch.scoring.runners.ray`: a pool of Ray actors, on this machine or a cluster.
 
 Each yields ``(files done, rows)`` pairs; the caller (:func:`fathombatch.scoring.folder.score_folder`) writes the rows
 to the same part files whichever runner made them, so resuming, merging and the final table are one code path.

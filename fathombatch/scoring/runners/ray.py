@@ -1,14 +1,20 @@
-"""Scale-out scoring on Ray: the local decode -> engine pipeline, run by a Ray Data actor pool.
+"""Scale-out scoring on Ray: the local decode -> engine pipeline, run by a pool of Ray actors.
 
-``fathombatch score DIR --engine E --ray`` lists the files on the driver, turns the list into a Ray Dataset, and maps
-it with an actor pool (:class:`ScoreActor`). Each actor opens the engine and a decoder once, with the plan's device,
-precision and threads, then runs the local runner's pipeline
+``fathombatch score DIR --engine E --ray`` lists the files on the driver and cuts the list into calls of a few engine
+batches. A pool of Ray actors (:class:`ScoreActor`, driven by Ray's own ``ray.util.ActorPool``) takes them one call
+per actor at a time, the next call going to whichever actor is free. Each actor opens the engine and a decoder once,
+with the plan's device, precision and threads, then runs the local runner's pipeline
 (:func:`~fathombatch.scoring.runners.local.pipeline_frames`: a decode thread feeding the engine, so batch n+1 decodes
-while batch n runs) over each call's files and yields the same rows the local run makes. The driver reads the
+while batch n runs) over each call's files and returns the same rows the local run makes. The driver reads the
 engine's manifest only, and streams the results into the same part files as a local run
 (:mod:`fathombatch.scoring.parts`), so the final table, its metadata, resuming after an interruption and the
 one-row-per-file guarantee are identical; rows are keyed by path, so a call that Ray retries after a worker dies is
 written once.
+
+Plain actors rather than Ray Data's ``map_batches``: the work is a list of paths whose order and count are known up
+front, which needs none of Ray Data's planning or streaming executor; leaving it out takes its import and set-up
+(about a second and a half on the 2-core benchmark machine) off every command, where Ray's fixed cost is what it
+loses to a local run on one node (docs/scaling.md).
 
 Ray is an optional extra (``pip install 'fathombatch[ray]'``) and is imported only here, inside functions.
 """
@@ -18,23 +24,28 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
-import os
-from collections.abc import Generator, Iterator, Mapping
+from collections.abc import Generator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import polars as pl
 
-from fathombatch.errors import UsageError, param, require
+from fathombatch.errors import EngineError, UsageError, param, require
 from fathombatch.scoring.config import RayOptions
 from fathombatch.scoring.plan import ScorePlan
+from fathombatch.scoring.runners.local import pipeline_frames
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 log = logging.getLogger(__name__)
 
 #: The most engine batches one actor call holds: more overlap of decode and inference per call (the pipeline fills
 #: once per call), against coarser load balancing and more work repeated when a worker dies mid-call.
 MAX_BATCHES_PER_CALL = 8
+
+#: How many times a call is retried after the worker running it died (Ray restarts the worker each time).
+MAX_RETRIES = 3
 
 
 def ray_device(engine: Path, device: str, gpus_per_worker: float) -> int | None:
@@ -78,7 +89,7 @@ def actor_threads(plan: ScorePlan, options: RayOptions) -> tuple[int, int]:
 
 
 class ScoreActor:
-    """A Ray Data actor: opens the engine and decoder once, then scores calls of paths through the local pipeline."""
+    """A Ray actor: opens the engine and decoder once, then scores calls of paths through the local pipeline."""
 
     def __init__(self, plan: ScorePlan) -> None:
         from fathombatch.backends import open_engine
@@ -89,35 +100,34 @@ class ScoreActor:
         self.decoder = create_decoder(plan.decoder, self.engine.manifest.input, batch_size=plan.batch_size,
                                       threads=plan.decode_threads, device=plan.device)
 
-    def __call__(self, batch: dict[str, np.ndarray]) -> Iterator[Any]:
-        """Yield one pyarrow table of rows per engine batch of ``batch["path"]`` (file names as bytes)."""
-        from fathombatch.scoring.runners.local import pipeline_frames
-
-        paths = [os.fsdecode(bytes(p)) for p in batch["path"]]
-        for _, frame in pipeline_frames(self.plan, self.engine, paths, decoder=self.decoder):
-            yield frame.to_arrow()
+    def score(self, paths: list[str]) -> tuple[int, pa.Table]:
+        """(files, rows) of ``paths``: every row the local pipeline makes for them, as one Arrow table."""
+        frames = [frame for _, frame in pipeline_frames(self.plan, self.engine, paths, decoder=self.decoder)]
+        return len(paths), pl.concat(frames, how="vertical").to_arrow()
 
 
-def init_ray(options: RayOptions) -> Any:
-    """The ``ray`` module, connected: a local instance, or the cluster at ``options.address``.
+def init_ray(options: RayOptions) -> tuple[Any, bool]:
+    """The ``ray`` module, connected (a local instance, or the cluster at ``options.address``), and whether this
+    call started it (then the caller shuts it down when done; an instance the user started is left running).
 
     Raises:
         MissingDependencyError: Ray is not installed.
         UsageError: the cluster cannot be reached.
     """
     ray = require("ray", "ray", f"scoring with {param('ray')}")
-    if not ray.is_initialized():
-        kwargs: dict[str, Any] = {"ignore_reinit_error": True, "include_dashboard": False, "log_to_driver": False,
-                                  "logging_level": logging.WARNING}
-        if options.address is None:
-            kwargs["num_cpus"] = options.num_cpus
-        else:
-            kwargs["address"] = options.address
-        try:
-            ray.init(**kwargs)
-        except ConnectionError as exc:
-            raise UsageError(f"cannot reach the Ray cluster at {options.address!r}: {exc}") from None
-    return ray
+    if ray.is_initialized():
+        return ray, False
+    kwargs: dict[str, Any] = {"ignore_reinit_error": True, "include_dashboard": False, "log_to_driver": False,
+                              "logging_level": logging.WARNING}
+    if options.address is None:
+        kwargs["num_cpus"] = options.num_cpus
+    else:
+        kwargs["address"] = options.address
+    try:
+        ray.init(**kwargs)
+    except ConnectionError as exc:
+        raise UsageError(f"cannot reach the Ray cluster at {options.address!r}: {exc}") from None
+    return ray, True
 
 
 def _workers(resources: dict[str, float], options: RayOptions) -> int:
@@ -135,39 +145,54 @@ def files_per_call(pending: int, batch_size: int, workers: int) -> int:
 
 
 class RayRunner:
-    """Scores on a Ray Data actor pool (:class:`ScoreActor`); see the module docstring."""
+    """Scores on a pool of Ray actors (:class:`ScoreActor`); see the module docstring."""
 
     def __init__(self, options: RayOptions) -> None:
         self.options = options
 
     def frames(self, plan: ScorePlan, pending: list[str], done_frames: Mapping[str, frozenset[int]] | None = None,
                ) -> Generator[tuple[int, pl.DataFrame], None, None]:
-        """Yield (files done, rows) for the pending files as the actors return them."""
-        ray = init_ray(self.options)
-        from ray.data import ActorPoolStrategy
+        """Yield (files done, rows) for the pending files as the actors return them, a call at a time."""
+        ray, started = init_ray(self.options)
+        actors: list[Any] = []
+        try:
+            workers = _workers(ray.cluster_resources(), self.options)
+            per_call = files_per_call(len(pending), plan.batch_size, workers)
+            actors = self._start_actors(ray, plan, min(workers, math.ceil(len(pending) / per_call)))
+            calls = [pending[i:i + per_call] for i in range(0, len(pending), per_call)]
+            results = ray.util.ActorPool(actors).map_unordered(lambda actor, paths: actor.score.remote(paths), calls)
+            while True:
+                try:
+                    files, table = next(results)
+                except StopIteration:
+                    break
+                except ray.exceptions.RayError as exc:
+                    raise EngineError(f"a Ray worker failed: {_cause(exc)}") from exc
+                frame = pl.from_arrow(table)
+                assert isinstance(frame, pl.DataFrame)  # noqa: S101 - a pyarrow Table converts to a frame
+                yield files, frame
+        finally:
+            for actor in actors:
+                ray.kill(actor)
+            if started:
+                # Here rather than in Ray's own exit hook, which sleeps half a second first (for log lines).
+                ray.shutdown()
 
-        workers = _workers(ray.cluster_resources(), self.options)
-        per_call = files_per_call(len(pending), plan.batch_size, workers)
-        ray.data.DataContext.get_current().enable_progress_bars = False
-        ds = ray.data.from_items([{"path": os.fsencode(p)} for p in pending],
-                                 override_num_blocks=math.ceil(len(pending) / per_call))
-        ds = ds.map_batches(
-            # Looked up here, at run time, so a test can put a subclass in its place.
-            ScoreActor,
-            # Absolute paths: the actors may run on other machines, in other working directories.
-            fn_constructor_kwargs={"plan": dataclasses.replace(plan, root=plan.root.resolve(),
-                                                               engine=plan.engine.resolve())},
-            batch_size=per_call,
-            batch_format="numpy",
-            # One call in flight per actor: calls are several batches long, so a busy actor must not hold a queue
-            # of them while another one idles.
-            compute=ActorPoolStrategy(size=workers, max_tasks_in_flight_per_actor=1),
-            num_cpus=self.options.cpus_per_worker,
-            num_gpus=self.options.gpus_per_worker or None,
-            # Ray Data restarts dead actors and retries their tasks without limit by default (max_restarts and
-            # max_task_retries of -1): exactly what a long job on preemptible nodes needs.
-        )
-        for arrow_batch in ds.iter_batches(batch_format="pyarrow", batch_size=None):
-            frame = pl.from_arrow(arrow_batch)
-            assert isinstance(frame, pl.DataFrame)  # noqa: S101 - a pyarrow Table converts to a frame
-            yield frame.height, frame
+    def _start_actors(self, ray: Any, plan: ScorePlan, count: int) -> list[Any]:
+        # Looked up here, at run time, so a test can put a subclass in its place.
+        actor_class = ray.remote(ScoreActor).options(
+            num_cpus=self.options.cpus_per_worker, num_gpus=self.options.gpus_per_worker,
+            # A worker that dies (a lost node, a killed process) is restarted and its call retried, a few times: a
+            # long job on preemptible nodes survives, while a file that crashes its worker every time stops the run
+            # with an error instead of looping (the rows written so far stay; the same command resumes).
+            max_restarts=-1, max_task_retries=MAX_RETRIES)
+        # Absolute paths: the actors may run on other machines, in other working directories.
+        remote_plan = dataclasses.replace(plan, root=plan.root.resolve(), engine=plan.engine.resolve())
+        return [actor_class.remote(remote_plan) for _ in range(count)]
+
+
+def _cause(exc: BaseException) -> str:
+    """The first line of what went wrong inside Ray, without Ray's traceback."""
+    cause = getattr(exc, "cause", None) or exc
+    text = str(cause).strip().splitlines()
+    return text[-1] if text else type(cause).__name__
