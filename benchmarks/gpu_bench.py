@@ -141,10 +141,15 @@ def e2e(dump: Path, pt: Path, decoder: str) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="fb-gpu-e2e-") as scratch:
         cfg = ScoreConfig(root=dump, engine=pt, out=Path(scratch) / "scores.parquet", batch_size=BATCH,
                           decoder=decoder, device="cuda", torch_precision="fp16", overwrite=True)
+        summaries: list[Any] = []
         with peak_memory() as mem:
-            rate, seconds, rates = timed(lambda: score_folder(cfg).files, 2)
+            rate, seconds, rates = timed(lambda: summaries.append(score_folder(cfg)) or summaries[-1].files, 2)
+    # Each side of the pipeline, busy and waiting, per run: set beside decode-only and engine-only, it says whether
+    # the gap to the slower stage is one side slowed by sharing the process (cores, the GIL) or the rows' writing.
+    stages = [s.stages.as_dict() for s in summaries[1:] if s.stages is not None]  # [0] is timed()'s warm-up
     return {"stage": "e2e", "decoder": decoder, "precision": "fp16", "batch_size": BATCH, "cores": os.cpu_count(),
-            "images": FILES, "images_per_s": rate, "seconds": seconds, "runs": rates, **mem, **cuda_memory()}
+            "images": FILES, "images_per_s": rate, "seconds": seconds, "runs": rates, "pipeline": stages, **mem,
+            **cuda_memory()}
 
 
 def run_part(part: str, work: Path) -> dict[str, Any]:

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Literal
 
 from fathombatch.pathargs import PathFields
+from fathombatch.scoring.stages import StageTimes
 
 #: Where an engine runs (``auto``: TensorRT plans and ``.pt`` engines on GPU 0 when there is one).
 Device = Literal["auto", "cpu", "cuda"]
@@ -125,6 +126,8 @@ class ScoreSummary:
     warnings: list[str] = field(default_factory=list)
     error_prior_source: str | None = None  # where the submission's error rows got their ranking; None: no submission
     update: UpdateCounts | None = None  # None: not an update
+    #: Each side of the local pipeline, busy and waiting (None: scored by Ray or several GPUs, or nothing to score).
+    stages: StageTimes | None = None
 
 
 def decode_threads(threads: int | None) -> int:

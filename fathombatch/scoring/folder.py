@@ -90,8 +90,12 @@ def score_folder(cfg: ScoreConfig, *, progress: Progress | None = None, engine: 
         scored_seconds = time.perf_counter() - started
         final, prior_source = finish_table(cfg, engine, store, params, shown, warnings)
     rate = len(pending) / scored_seconds if scored_seconds > 0 else 0.0
-    return _summary(cfg, final, plan, warnings, files=len(files), scored_now=len(pending), resumed=resumed,
-                    seconds=time.perf_counter() - started, rate=rate, prior_source=prior_source, update=update)
+    stages = runner.times if isinstance(runner, LocalRunner) and pending else None
+    if stages is not None:
+        log.info("pipeline: %s", stages.describe())
+    summary = _summary(cfg, final, plan, warnings, files=len(files), scored_now=len(pending), resumed=resumed,
+                       seconds=time.perf_counter() - started, rate=rate, prior_source=prior_source, update=update)
+    return dataclasses.replace(summary, stages=stages)
 
 
 def prepare(cfg: ScoreConfig, opened: Engine | None = None) -> tuple[ScorePlan, Engine, Runner]:

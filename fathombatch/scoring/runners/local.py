@@ -12,7 +12,8 @@ from __future__ import annotations
 import contextlib
 import queue
 import threading
-from collections.abc import Generator, Mapping
+import time
+from collections.abc import Generator, Iterator, Mapping
 from typing import Any
 
 import polars as pl
@@ -25,10 +26,18 @@ from fathombatch.osd import create_osd
 from fathombatch.scoring import batch as batch_module
 from fathombatch.scoring.frames import frame_batches
 from fathombatch.scoring.plan import ScorePlan
+from fathombatch.scoring.stages import StageTimes
 
 
-def _put(q: queue.Queue[Any], item: Any, stop: threading.Event) -> bool:
-    """Put unless asked to stop (a consumer that died must not leave this thread blocked forever)."""
+def _put(q: queue.Queue[Any], item: Any, stop: threading.Event, times: StageTimes | None = None) -> bool:
+    """Put unless asked to stop (a consumer that died must not leave this thread blocked forever); the time spent
+    waiting for room counts as the decode side blocked."""
+    if times is not None:
+        start = time.perf_counter()
+        try:
+            return _put(q, item, stop)
+        finally:
+            times.decode_blocked_s += time.perf_counter() - start
     while not stop.is_set():
         try:
             q.put(item, timeout=0.2)
@@ -38,8 +47,19 @@ def _put(q: queue.Queue[Any], item: Any, stop: threading.Event) -> bool:
     return False
 
 
+def _timed(items: Iterator[Any], times: StageTimes) -> Iterator[Any]:
+    """``items``, with the time spent making each one counted as decoding."""
+    while True:
+        start = time.perf_counter()
+        item = next(items, None)
+        times.decode_s += time.perf_counter() - start
+        if item is None:
+            return
+        yield item
+
+
 def _decode_stage(plan: ScorePlan, engine: Engine, decoder: Decoder | None, pending: list[str],
-                  out_q: queue.Queue[Any], stop: threading.Event,
+                  out_q: queue.Queue[Any], stop: threading.Event, times: StageTimes,
                   done_frames: Mapping[str, frozenset[int]] | None = None) -> None:
     """Decode thread: put (paths, DecodedBatch) items for stills, then lists of :class:`FrameItem` for videos, on
     the queue, then None; an exception is forwarded.
@@ -52,44 +72,60 @@ def _decode_stage(plan: ScorePlan, engine: Engine, decoder: Decoder | None, pend
         opened = decoder or create_decoder(plan.decoder, engine.manifest.input, batch_size=plan.batch_size,
                                            threads=plan.decode_threads, device=plan.device)
         with contextlib.nullcontext(opened) if decoder else opened:
-            for chunk in batch_module.batches(stills, plan.batch_size):
-                if not _put(out_q, (chunk, opened.decode([plan.root / p for p in chunk])), stop):
+            decoded = ((chunk, opened.decode([plan.root / p for p in chunk]))
+                       for chunk in batch_module.batches(stills, plan.batch_size))
+            for item in _timed(decoded, times):
+                if not _put(out_q, item, stop, times):
                     return
-        for items in frame_batches(plan.root, videos, engine.manifest.input, plan.frame_interval, plan.batch_size,
-                                   done_frames):
-            if not _put(out_q, items, stop):
+        frames = frame_batches(plan.root, videos, engine.manifest.input, plan.frame_interval, plan.batch_size,
+                               done_frames)
+        for items in _timed(frames, times):
+            if not _put(out_q, items, stop, times):
                 return
-        _put(out_q, None, stop)
+        _put(out_q, None, stop, times)
     except BaseException as exc:  # noqa: BLE001 - forwarded to the scoring thread
         _put(out_q, exc, stop)
 
 
 def pipeline_frames(plan: ScorePlan, engine: Engine, pending: list[str], decoder: Decoder | None = None,
-                    done_frames: Mapping[str, frozenset[int]] | None = None,
+                    done_frames: Mapping[str, frozenset[int]] | None = None, times: StageTimes | None = None,
                     ) -> Generator[tuple[int, pl.DataFrame], None, None]:
     """Yield (files done, rows) for ``pending`` from a decode thread feeding ``engine`` in this thread.
 
     Args:
         decoder: an open decoder to reuse (a Ray actor keeps one across calls); None opens the plan's for this call.
         done_frames: display path of a video -> indices of its frames already scored (a resume); not run again.
+        times: where to add up each side's busy and waiting seconds (:class:`StageTimes`); None: not kept.
     """
+    times = times if times is not None else StageTimes()
     osd = create_osd(plan.osd, engine.manifest.osd.get("stats"))
     decoded_q: queue.Queue[Any] = queue.Queue(maxsize=2)
     stop = threading.Event()
     decoder_thread = threading.Thread(target=_decode_stage,
-                                      args=(plan, engine, decoder, pending, decoded_q, stop, done_frames),
+                                      args=(plan, engine, decoder, pending, decoded_q, stop, times, done_frames),
                                       name="fb-decode", daemon=True)
     decoder_thread.start()
     try:
-        while (item := decoded_q.get()) is not None:
+        while True:
+            waited = time.perf_counter()
+            item = decoded_q.get()
+            started = time.perf_counter()
+            times.score_starved_s += started - waited
+            if item is None:
+                break
             if isinstance(item, BaseException):
                 raise item
             if isinstance(item, list):  # video frames; a video is done with its last item
-                yield sum(i.last for i in item), batch_module.score_frames(engine, item, plan.top_k, osd)
-                continue
-            chunk, decoded = item
-            # Looked up on the module at each call, so a test can stand in for it (an interrupted batch).
-            yield len(chunk), batch_module.score_batch(engine, plan.root, chunk, decoded, plan.top_k, osd)
+                files, rows = sum(i.last for i in item), batch_module.score_frames(engine, item, plan.top_k, osd)
+            else:
+                chunk, decoded = item
+                # Looked up on the module at each call, so a test can stand in for it (an interrupted batch).
+                files, rows = len(chunk), batch_module.score_batch(engine, plan.root, chunk, decoded, plan.top_k, osd)
+            handed = time.perf_counter()
+            times.score_s += handed - started
+            times.batches += 1
+            yield files, rows
+            times.write_s += time.perf_counter() - handed
     finally:
         # Stop the decoder and wait for it before anything propagates: while DALI runs it holds stderr
         # (see decode.dali), so an error message printed meanwhile would be lost.
@@ -102,7 +138,9 @@ class LocalRunner:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        #: Each side of the pipeline's busy and waiting seconds, summed over this runner's runs.
+        self.times = StageTimes()
 
     def frames(self, plan: ScorePlan, pending: list[str], done_frames: Mapping[str, frozenset[int]] | None = None,
                ) -> Generator[tuple[int, pl.DataFrame], None, None]:
-        return pipeline_frames(plan, self.engine, pending, done_frames=done_frames)
+        return pipeline_frames(plan, self.engine, pending, done_frames=done_frames, times=self.times)
