@@ -19,12 +19,22 @@ from fathombatch.cli.kit import (
     Command,
     Group,
     LabelPath,
+    field_option,
     guard_outputs,
     output_file,
     quiet_option,
     renamed_option,
 )
 from fathombatch.cli.kit import progress as _progress
+from fathombatch.curate.convert import ConvertConfig
+from fathombatch.curate.dedupe import DedupeConfig
+from fathombatch.curate.download import DownloadConfig
+from fathombatch.curate.review import ReviewConfig
+from fathombatch.curate.select import SelectConfig
+from fathombatch.curate.split import SplitConfig
+from fathombatch.curate.stats import StatsConfig
+from fathombatch.curate.subset import SubsetConfig
+from fathombatch.curate.validate import ValidateConfig
 from fathombatch.errors import LabelFileError, OutputError, UsageError
 
 if TYPE_CHECKING:  # what each click.Choice hands over, as the library's configs name it
@@ -58,9 +68,10 @@ def curate() -> None:
 @guard_outputs(inputs=("labels",), folders=("out",))
 @click.argument("labels", type=_LABELS)
 @click.option("--out", type=_OUT, required=True, help="Folder for the tables (Parquet, Markdown) and PNG charts.")
-@click.option("--top-pairs", type=click.IntRange(min=1), default=25, show_default=True,
+@field_option("--top-pairs", config=StatsConfig, field="top_pairs", type=click.IntRange(min=1),
               help="Co-occurring pairs listed.")
-@click.option("--top-categories", type=click.IntRange(min=1), default=25, show_default=True, help="Categories charted.")
+@field_option("--top-categories", config=StatsConfig, field="top_categories", type=click.IntRange(min=1),
+              help="Categories charted.")
 def stats(labels: Path, out: Path, top_pairs: int, top_categories: int) -> None:
     """Images per category and supercategory, label cardinality and co-occurrence of LABELS (CSV or COCO).
 
@@ -71,7 +82,7 @@ def stats(labels: Path, out: Path, top_pairs: int, top_categories: int) -> None:
     Example:
       fathombatch curate stats dive/annotations.json --out stats/
     """
-    from fathombatch.curate.stats import StatsConfig, run_stats
+    from fathombatch.curate.stats import run_stats
 
     r = run_stats(StatsConfig(labels=labels, out=out, top_pairs=top_pairs, top_categories=top_categories))
     present = r.stats.categories.filter(r.stats.categories["images"] > 0).height
@@ -83,10 +94,10 @@ def stats(labels: Path, out: Path, top_pairs: int, top_categories: int) -> None:
 @guard_outputs(inputs=("labels",), folders=("out",))
 @click.argument("labels", type=_LABELS)
 @click.option("--out", type=_OUT, required=True, help="Folder for train/val files (input's format) and coverage.")
-@renamed_option("--val-fraction", "--val", dest="val_fraction",
-                type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.2, show_default=True,
-                help="Held-out share (ignored with --folds).")
-@click.option("--seed", type=int, default=0, show_default=True)
+@field_option("--val-fraction", "--val", "val_fraction", config=SplitConfig, field="val_fraction",
+              hidden_aliases=("--val",), type=click.FloatRange(0, 1, min_open=True, max_open=True),
+              help="Held-out share (ignored with --folds).")
+@field_option("--seed", config=SplitConfig, field="seed", type=int)
 @click.option("--folds", type=click.IntRange(min=2), help="Write K folds (OUT/fold-1 ... fold-K) instead of one split.")
 def split(labels: Path, out: Path, val_fraction: float, seed: int, folds: int | None) -> None:
     """Split LABELS by iterative multi-label stratification so rare categories land on both sides.
@@ -99,7 +110,7 @@ def split(labels: Path, out: Path, val_fraction: float, seed: int, folds: int | 
       fathombatch curate split dive/annotations.json --val-fraction 0.2 --seed 0 --out split/
       fathombatch curate split dive/train.csv --folds 5 --out folds/
     """
-    from fathombatch.curate.split import SplitConfig, split_labels
+    from fathombatch.curate.split import split_labels
 
     r = split_labels(SplitConfig(labels=labels, out=out, val_fraction=val_fraction, seed=seed, folds=folds))
     for k, (train, val) in enumerate(r.sides, start=1):
@@ -118,15 +129,17 @@ def split(labels: Path, out: Path, val_fraction: float, seed: int, folds: int | 
 @guard_outputs(inputs=("scores", "images_root"), files=("out",), folders=("copy_to",), tables=("scores",))
 @click.argument("scores", type=_FILE)
 @click.option("--out", type=_OUT, required=True, help="Selected rows: .parquet, .csv, or .txt (one path per line).")
-@click.option("--category", "categories", multiple=True, help="Class name (repeatable; a row matches through any).")
-@click.option("--supercategory", "supercategories", multiple=True, help="Supercategory name (repeatable).")
-@click.option("--min-prob", type=click.FloatRange(0, 1), default=0.5, show_default=True,
+@field_option("--category", "categories", config=SelectConfig, field="categories", multiple=True,
+              help="Class name (repeatable; a row matches through any).")
+@field_option("--supercategory", "supercategories", config=SelectConfig, field="supercategories", multiple=True,
+              help="Supercategory name (repeatable).")
+@field_option("--min-prob", config=SelectConfig, field="min_prob", type=click.FloatRange(0, 1),
               help="Lowest match probability (with --category/--supercategory).")
-@click.option("--max-prob", type=click.FloatRange(0, 1), default=1.0, show_default=True,
+@field_option("--max-prob", config=SelectConfig, field="max_prob", type=click.FloatRange(0, 1),
               help="Highest match probability.")
 @click.option("--min-osd", type=float, help="Lowest out-of-sample score.")
 @click.option("--max-osd", type=float, help="Highest out-of-sample score.")
-@click.option("--status", type=click.Choice(["ok", "error"]), help="Keep only rows with this status.")
+@field_option("--status", config=SelectConfig, field="status", help="Keep only rows with this status.")
 @click.option("--limit", type=click.IntRange(min=1), help="At most this many rows, most probable first.")
 @click.option("--copy-to", type=_OUT, help="Also place the images in COPY_TO/<category>/.")
 @click.option("--symlink", is_flag=True, help="With --copy-to: make symbolic links instead of copies.")
@@ -144,7 +157,7 @@ def select(scores: Path, out: Path, categories: tuple[str, ...], supercategories
       fathombatch curate select scores.parquet --supercategory Fish --out fish.parquet --copy-to fish/
       fathombatch curate select scores.parquet --min-osd 0.9 --out novel.txt
     """
-    from fathombatch.curate.select import SelectConfig, run_select
+    from fathombatch.curate.select import run_select
 
     cfg = SelectConfig(scores=scores, out=out, categories=categories, supercategories=supercategories,
                        min_prob=min_prob, max_prob=max_prob, min_osd=min_osd, max_osd=max_osd,
@@ -164,12 +177,13 @@ def select(scores: Path, out: Path, categories: tuple[str, ...], supercategories
 @guard_outputs(inputs=("scores", "other", "images_root"), folders=("out",), tables=("scores", "other"))
 @click.argument("scores", type=_FILE)
 @click.option("--out", type=_OUT, required=True, help="Folder for queue.csv, index.html and thumbs/.")
-@click.option("--n", type=click.IntRange(min=1), default=200, show_default=True, help="Images in the queue.")
-@click.option("--strategy", type=click.Choice(["uncertain", "out-of-sample", "rare", "disagree"]), default="uncertain",
-              show_default=True, help="How images are ranked (see docs/curation.md).")
+@field_option("--n", config=ReviewConfig, field="n", type=click.IntRange(min=1), help="Images in the queue.")
+@field_option("--strategy", config=ReviewConfig, field="strategy", help="How images are ranked (see docs/curation.md).")
 @click.option("--other", type=_FILE, help="Second scores table of the same files, for --strategy disagree.")
-@click.option("--top", type=click.IntRange(1, 20), default=5, show_default=True, help="Predictions shown per image.")
-@click.option("--thumb-size", type=click.IntRange(16, 1024), default=256, show_default=True, help="Thumbnail pixels.")
+@field_option("--top", config=ReviewConfig, field="top", type=click.IntRange(1, 20),
+              help="Predictions shown per image.")
+@field_option("--thumb-size", config=ReviewConfig, field="thumb_size", type=click.IntRange(16, 1024),
+              help="Thumbnail pixels.")
 @click.option("--threshold", type=float,
               help="uncertain: one presence threshold for every class (default: the engine's per-class ones, "
                    "as export-table uses).")
@@ -184,7 +198,7 @@ def review(scores: Path, out: Path, n: int, strategy: Strategy, other: Path | No
       fathombatch curate review scores.parquet --n 200 --strategy uncertain --out review/
       fathombatch curate review a.parquet --other b.parquet --strategy disagree --out disagree/
     """
-    from fathombatch.curate.review import ReviewConfig, build_review
+    from fathombatch.curate.review import build_review
 
     if threshold is not None and strategy != "uncertain":  # said in flags here; the library names its parameter
         raise UsageError(f"--threshold applies only to --strategy uncertain, not to --strategy {strategy}")
@@ -204,11 +218,11 @@ def review(scores: Path, out: Path, n: int, strategy: Strategy, other: Path | No
 @click.argument("source", type=click.Path(exists=True, path_type=Path))
 @click.option("--out", type=_OUT, required=True,
               help="Folder for hashes.parquet, clusters.csv/.parquet, drop.txt, to_review.txt.")
-@click.option("--max-distance", type=click.IntRange(0, 8), default=4, show_default=True,
+@field_option("--max-distance", config=DedupeConfig, field="max_distance", type=click.IntRange(0, 8),
               help="Near-duplicate radius in pHash bits (the bucket index stays sub-quadratic up to 8).")
 @click.option("--threads", type=click.IntRange(1, MAX_THREADS), help="Hashing threads (default: all cores).")
 @click.option("--engine", help="Also compare by content: SimHashes of this engine's embeddings (file or name).")
-@click.option("--embedding-distance", type=click.IntRange(0, 8), default=3, show_default=True,
+@field_option("--embedding-distance", config=DedupeConfig, field="embedding_distance", type=click.IntRange(0, 8),
               help="With --engine: near-duplicate radius in embedding SimHash bits (64 bits in all).")
 @click.option("--labels", type=_LABELS,
               help="Label file (CSV or COCO, matched by file stem): never suggest dropping an image labelled "
@@ -229,7 +243,7 @@ def dedupe(source: Path, out: Path, max_distance: int, threads: int | None, engi
       fathombatch curate dedupe dive/images --engine demo-efficientnet_lite0.onnx --out dupes/
       fathombatch curate dedupe dive/images --labels dive/annotations.json --out dupes/
     """
-    from fathombatch.curate.dedupe import DedupeConfig, run_dedupe
+    from fathombatch.curate.dedupe import run_dedupe
 
     r = run_dedupe(DedupeConfig(source=source, out=out, max_distance=max_distance, images_root=images_root,
                                 threads=threads, engine=Path(engine) if engine else None,
@@ -250,7 +264,7 @@ def dedupe(source: Path, out: Path, max_distance: int, threads: int | None, engi
 @click.argument("labels", type=_LABELS)
 @click.option("--out", type=_OUT, required=True, help="Output; .json = COCO, .csv = Kaggle multi-label CSV.")
 @click.option("--images", type=_DIR, help="CSV -> COCO: take file names and sizes from this folder.")
-@click.option("--ext", default="png", show_default=True, help="CSV -> COCO: extension of ids not found in --images.")
+@field_option("--ext", config=ConvertConfig, field="ext", help="CSV -> COCO: extension of ids not found in --images.")
 def convert(labels: Path, out: Path, images: Path | None, ext: str) -> None:
     """Convert LABELS between COCO detection json and the Kaggle multi-label CSV (format from --out).
 
@@ -259,7 +273,6 @@ def convert(labels: Path, out: Path, images: Path | None, ext: str) -> None:
       fathombatch curate convert dive/annotations.json --out labels.csv
       fathombatch curate convert dive/train.csv --images dive/images --out labels.json
     """
-    from fathombatch.curate.convert import ConvertConfig
     from fathombatch.curate.convert import convert as run_convert
 
     r = run_convert(ConvertConfig(labels=labels, out=out, images=images, ext=ext))
@@ -280,7 +293,6 @@ def validate(labels: Path, images: Path | None, out: Path | None) -> None:
     Example:
       fathombatch curate validate dive/annotations.json --images dive/images --out problems.csv
     """
-    from fathombatch.curate.validate import ValidateConfig
     from fathombatch.curate.validate import validate as run_validate
 
     r = run_validate(ValidateConfig(labels=labels, images=images, out=out))
@@ -303,7 +315,7 @@ def validate(labels: Path, images: Path | None, out: Path | None) -> None:
 @click.option("--ids", type=_FILE, help="Text file: one image_id, file name or path per line.")
 @click.option("--from-select", type=_FILE, help="Output of `curate select` (.parquet, .csv or .txt).")
 @click.option("--images", type=_DIR, help="Kaggle CSV to COCO: the image folder, to record real file names.")
-@click.option("--ext", default="png", show_default=True, help="Kaggle CSV to COCO: extension of ids not found.")
+@field_option("--ext", config=SubsetConfig, field="ext", help="Kaggle CSV to COCO: extension of ids not found.")
 def subset(labels: Path, out: Path, ids: Path | None, from_select: Path | None, images: Path | None, ext: str) -> None:
     """Write the labels of a chosen set of images (their annotations and all categories) as a new file.
 
@@ -312,7 +324,7 @@ def subset(labels: Path, out: Path, ids: Path | None, from_select: Path | None, 
       fathombatch curate subset split/train.json --from-select keep.csv --out train-reviewed.json
       fathombatch curate subset dive/annotations.json --ids ids.txt --out subset.json
     """
-    from fathombatch.curate.subset import SubsetConfig, make_subset
+    from fathombatch.curate.subset import make_subset
 
     r = make_subset(SubsetConfig(labels=labels, out=out, ids=ids, from_select=from_select, images=images, ext=ext))
     click.echo(f"Wrote {r.images} images, {r.annotations} annotations to {r.out}")
@@ -324,12 +336,13 @@ def subset(labels: Path, out: Path, ids: Path | None, from_select: Path | None, 
 @click.command(cls=Command, context_settings=_CONTEXT)
 @click.argument("annotations", type=_FILE)
 @click.option("--out", type=_OUT, required=True, help="Folder to download into (file_name paths below it).")
-@click.option("--workers", type=click.IntRange(1, 256), default=16, show_default=True,
+@field_option("--workers", config=DownloadConfig, field="workers", type=click.IntRange(1, 256),
               help="Concurrent downloads (threads).")
-@click.option("--retries", type=click.IntRange(0, 20), default=4, show_default=True, help="Retries per file.")
-@click.option("--backoff", type=click.FloatRange(min=0), default=0.5, show_default=True,
+@field_option("--retries", config=DownloadConfig, field="retries", type=click.IntRange(0, 20),
+              help="Retries per file.")
+@field_option("--backoff", config=DownloadConfig, field="backoff", type=click.FloatRange(min=0),
               help="Seconds before the first retry (doubles each time).")
-@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=30.0, show_default=True,
+@field_option("--timeout", config=DownloadConfig, field="timeout", type=click.FloatRange(min=0, min_open=True),
               help="Seconds without data before giving up on a connection.")
 @click.option("--no-verify", is_flag=True,
               help="Skip the full decode of each download (header, end marker and size are still checked).")
@@ -347,7 +360,7 @@ def download(annotations: Path, out: Path, workers: int, retries: int, backoff: 
     Example:
       fathombatch download annotations.json --out images/ --workers 16 --failures failed.csv
     """
-    from fathombatch.curate.download import DownloadConfig, check_failures_file, write_failures
+    from fathombatch.curate.download import check_failures_file, write_failures
     from fathombatch.curate.download import download as run_download
 
     cfg = DownloadConfig(annotations=annotations, out=out, workers=workers, retries=retries, backoff=backoff,

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast, get_args
 
 import click
 
-from fathombatch.cli.kit import CONTEXT, Command, Output, guard_outputs, renamed_option
-from fathombatch.exports.darwincore import DEFAULT_DATUM
+from fathombatch.cli.kit import CONTEXT, Command, Output, field_option, guard_outputs, renamed_option
+from fathombatch.cli.options import library_default
+from fathombatch.exports import ExportTableConfig, TableExt
 
 if TYPE_CHECKING:  # what the --format click.Choice hands over, as the library's config names it
     from fathombatch.exports import TableFormat
@@ -34,23 +35,25 @@ def _outputs(params: Mapping[str, Any]) -> list[Output]:
 @click.argument("scores", type=_PATH)
 @click.option("--out", type=_PATH, required=True,
               help="long, dwc: .parquet/.csv file; coco-results: .json file; dives, fiftyone: a folder.")
-@click.option("--format", "fmt", type=click.Choice(["long", "dives", "dwc", "fiftyone", "coco-results"]),
-              default="long", show_default=True)
+@field_option("--format", "fmt", config=ExportTableConfig, field="format")
 @click.option("--threshold", type=float,
               help="One presence threshold for every class (default: the engine's per-class ones).")
 @click.option("--metadata", type=_PATH, help="Per-image CSV joined on image_id (depth, lat/lon, time...).")
 @click.option("--dive-regex", help="Regular expression on path giving the dive (its first group).")
 @click.option("--dive-column", help="A --metadata column giving the dive.")
-@click.option("--exif", is_flag=True, help="Add EXIF timestamps (reads every image; needs the scored folder).")
+@field_option("--exif", config=ExportTableConfig, field="exif", is_flag=True,
+              help="Add EXIF timestamps (reads every image; needs the scored folder).")
 @renamed_option("--images", "--images-root", dest="images_root", type=_PATH,
                 help="The scored folder (default: the one recorded in the table).")
 @click.option("--media-prefix", help="URL prefix for Darwin Core associatedMedia (never part of an ID).")
 @click.option("--dataset-id",
               help="dwc: datasetID, and what identifies the images in IDs [default: each image's SHA-256].")
 @click.option("--aphia-ids", type=_PATH, help="dwc: CSV of category_id or name -> aphia_id, for scientificNameID.")
-@click.option("--geodetic-datum", default=DEFAULT_DATUM, show_default=True,
+@field_option("--geodetic-datum", config=ExportTableConfig, field="geodetic_datum",
               help="dwc: geodeticDatum of the coordinates.")
-@click.option("--tables", type=click.Choice(["parquet", "csv"]), default="parquet", show_default=True,
+# The library names the extension (table_ext=".csv", as Python callers pass it), the command line the format word.
+@click.option("--tables", type=click.Choice([e.removeprefix(".") for e in get_args(TableExt)]),
+              default=library_default(ExportTableConfig, "table_ext").removeprefix("."), show_default=True,
               help="Table format of the dives folder.")
 @click.option("--coco", type=_PATH, help="coco-results: COCO json whose image ids the results use.")
 def export_table_cmd(scores: Path, out: Path, fmt: TableFormat, threshold: float | None, metadata: Path | None,
@@ -68,11 +71,12 @@ def export_table_cmd(scores: Path, out: Path, fmt: TableFormat, threshold: float
       fathombatch export-table scores.parquet --format fiftyone --out review/
       fathombatch export-table scores.parquet --format coco-results --out preds.json --coco annotations.json
     """
-    from fathombatch.exports import ExportTableConfig, export_table
+    from fathombatch.exports import export_table
 
     result = export_table(ExportTableConfig(
         scores=scores, out=out, format=fmt, threshold=threshold, metadata=metadata, dive_regex=dive_regex,
-        dive_column=dive_column, images_root=images_root, exif=exif, media_prefix=media_prefix, table_ext=f".{tables}",
+        dive_column=dive_column, images_root=images_root, exif=exif, media_prefix=media_prefix,
+        table_ext=cast("TableExt", f".{tables}"),
         dataset_id=dataset_id, aphia_ids=aphia_ids, geodetic_datum=geodetic_datum, coco=coco))
     click.echo(f"Wrote {result.rows} rows ({result.threshold_source} thresholds): "
                + ", ".join(str(p) for p in result.files.values()))

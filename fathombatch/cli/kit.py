@@ -7,13 +7,11 @@ error's exit code (1 runtime failure, 2 usage error, 130 interrupted); see docs/
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import functools
 import logging
 import os
 import signal
 import threading
-import typing
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,11 +19,14 @@ from typing import Any
 
 import click
 
+from fathombatch.cli.options import AliasedOption, LibraryOption, field_option, renamed_option
 from fathombatch.errors import MAX_THREADS, FathombatchError, OutputError, UsageError
 from fathombatch.pathguard import inside
 
-__all__ = ["CONTEXT", "MAX_THREADS", "Command", "ErrorsToExit", "Group", "Output", "check_outputs", "guard_outputs",
-           "output_file", "progress", "quiet_option", "scored_folders"]
+# The option classes live in fathombatch.cli.options; every command module takes them from here with the rest.
+__all__ = ["CONTEXT", "MAX_THREADS", "AliasedOption", "Command", "ErrorsToExit", "Group", "LibraryOption", "Output",
+           "check_outputs", "field_option", "guard_outputs", "output_file", "progress", "quiet_option",
+           "renamed_option", "scored_folders"]
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 110}
 
@@ -125,58 +126,6 @@ def progress(quiet: bool) -> Any:
     from fathombatch.progress import Progress
 
     return Progress(enabled=False if quiet else None)
-
-
-class AliasedOption(click.Option):
-    """An option whose older spellings still parse but are left out of ``--help``.
-
-    Issue 17 gave each option name one meaning across commands (``--images`` is always a folder of images); the
-    spellings renamed for that keep working, hidden, so scripts written before do not break. The new name comes first,
-    so messages and :func:`option_name` use it.
-    """
-
-    def __init__(self, *args: Any, hidden_aliases: tuple[str, ...] = (), **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.hidden_aliases = hidden_aliases
-
-    def get_error_hint(self, ctx: click.Context | None) -> str:
-        """Click's "Invalid value for '--count'" names the option without its hidden spellings."""
-        return " / ".join(f"'{o}'" for o in self.opts if o not in self.hidden_aliases)
-
-    def get_help_record(self, ctx: click.Context) -> tuple[str, str] | None:
-        shown = self.opts
-        self.opts = [o for o in shown if o not in self.hidden_aliases]
-        try:
-            return super().get_help_record(ctx)
-        finally:
-            self.opts = shown
-
-
-def renamed_option(new: str, *old: str, dest: str, **kwargs: Any) -> Callable[[Callable[..., Any]], Any]:
-    """``click.option(new, ...)`` that also accepts the ``old`` spellings, hidden from ``--help``."""
-    return click.option(new, *old, dest, cls=AliasedOption, hidden_aliases=old, **kwargs)
-
-
-class LibraryOption(AliasedOption):
-    """An option set from a library config's field: it remembers which (``source``), so a test can hold its choices
-    and default to the library's."""
-
-    def __init__(self, *args: Any, source: tuple[type, str], **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.source = source
-
-
-def field_option(*decls: str, config: type, field: str, **kwargs: Any) -> Callable[[Callable[..., Any]], Any]:
-    """``click.option`` for ``config.field`` (a dataclass): a ``Literal`` field's values become the choices and the
-    field's default the shown default, read from the library instead of copied into the command line."""
-    hint = typing.get_type_hints(config)[field]
-    if typing.get_origin(hint) is typing.Literal:
-        kwargs.setdefault("type", click.Choice(typing.get_args(hint)))
-    default = {f.name: f.default for f in dataclasses.fields(config)}[field]
-    if default is not dataclasses.MISSING:
-        kwargs.setdefault("default", default)
-        kwargs.setdefault("show_default", True)
-    return click.option(*decls, cls=LibraryOption, source=(config, field), **kwargs)
 
 
 def quiet_option(f: Callable[..., Any]) -> Callable[..., Any]:

@@ -7,9 +7,13 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from fathombatch.cli.kit import CONTEXT, MAX_THREADS, Command, quiet_option, renamed_option
+from fathombatch.bench import BenchConfig
+from fathombatch.cli.kit import CONTEXT, MAX_THREADS, Command, field_option, quiet_option, renamed_option
 from fathombatch.cli.kit import guard_outputs as _guard_outputs
 from fathombatch.cli.kit import progress as _progress
+from fathombatch.cli.options import library_default
+from fathombatch.synth import SynthConfig
+from fathombatch.synth_video import VideoSynthConfig
 
 if TYPE_CHECKING:  # what each click.Choice hands over, as the library's configs name it
     from fathombatch.synth import ImageFormat
@@ -29,18 +33,18 @@ def _parse_size(_ctx: click.Context, _param: click.Parameter, value: str | None)
 @click.argument("out", type=click.Path(path_type=Path))
 @renamed_option("--count", "--images", dest="n_images", type=click.IntRange(min=1), default=200, show_default=True,
                 help="Number of images.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Everything is deterministic for a seed.")
-@click.option("--format", "fmt", type=click.Choice(["jpg", "png"]), default="jpg", show_default=True)
-@click.option("--deep-fraction", type=click.FloatRange(0, 1), default=0.0, show_default=True,
+@field_option("--seed", config=SynthConfig, field="seed", type=int, help="Everything is deterministic for a seed.")
+@field_option("--format", "fmt", config=SynthConfig, field="format")
+@field_option("--deep-fraction", config=SynthConfig, field="deep_fraction", type=click.FloatRange(0, 1),
               help="Share of out-of-sample ('deep') images, with categories never seen in shallow ones.")
 @click.option("--size", callback=_parse_size, metavar="WxH",
               help="Force one image size, e.g. 1920x1080 (default: the real mix).")
-@click.option("--box-scale", type=float, default=1.0, show_default=True,
+@field_option("--box-scale", config=SynthConfig, field="box_scale", type=float,
               help="Scale the real box sizes (1 = real pixels).")
 @click.option("--videos", "n_videos", type=click.IntRange(min=0), default=0, show_default=True,
               help="Also write this many H.264 dive videos to OUT/videos/ (size from --size, else 640x360).")
-@click.option("--video-seconds", type=click.FloatRange(0.1, 3600), default=3.0, show_default=True)
-@click.option("--video-fps", type=click.IntRange(1, 240), default=10, show_default=True)
+@field_option("--video-seconds", config=VideoSynthConfig, field="seconds", type=click.FloatRange(0.1, 3600))
+@field_option("--video-fps", config=VideoSynthConfig, field="fps", type=click.IntRange(1, 240))
 @quiet_option
 def synth(out: Path, n_images: int, seed: int, fmt: ImageFormat, deep_fraction: float, size: tuple[int, int] | None,
           box_scale: float, n_videos: int, video_seconds: float, video_fps: int, quiet: bool) -> None:
@@ -53,7 +57,7 @@ def synth(out: Path, n_images: int, seed: int, fmt: ImageFormat, deep_fraction: 
     Example:
       fathombatch synth dive --count 500 --seed 1 --deep-fraction 0.2
     """
-    from fathombatch.synth import SynthConfig, synthesize
+    from fathombatch.synth import synthesize
 
     cfg = SynthConfig(out=out, images=n_images, seed=seed, format=fmt, deep_fraction=deep_fraction, size=size,
                       box_scale=box_scale)
@@ -61,11 +65,16 @@ def synth(out: Path, n_images: int, seed: int, fmt: ImageFormat, deep_fraction: 
         summary = synthesize(cfg, progress=task.advance)
     click.echo(f"Wrote {summary.images} images ({summary.deep} out-of-sample, {summary.annotations} boxes) to {out}")
     if n_videos:
-        from fathombatch.synth_video import VideoSynthConfig, synthesize_videos
+        from fathombatch.synth_video import synthesize_videos
 
         with _progress(quiet).task("Synthesising videos", n_videos) as task:
             videos = synthesize_videos(cfg, VideoSynthConfig(n_videos, video_seconds, video_fps), task.advance)
         click.echo(f"Wrote {videos.videos} videos ({videos.frames} frames) to {out / 'videos'}")
+
+
+def _joined(field: str) -> str:
+    """BenchConfig's default for a tuple field, as the comma-separated list the command line takes."""
+    return ",".join(str(v) for v in library_default(BenchConfig, field))
 
 
 @click.command(cls=Command, context_settings=CONTEXT)
@@ -74,9 +83,11 @@ def synth(out: Path, n_images: int, seed: int, fmt: ImageFormat, deep_fraction: 
 @click.argument("root", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--engine", "engines", required=True, multiple=True,
               help="Engine file (or name in engines/); repeat to measure several side by side.")
-@click.option("--batch-sizes", default="8,16,32,64", show_default=True, help="Comma-separated batch sizes.")
-@click.option("--decoders", default="dali,pil", show_default=True, help="Comma-separated decoders.")
-@click.option("--repeats", type=click.IntRange(min=1), default=3, show_default=True,
+# BenchConfig holds tuples; the command line takes comma-separated lists, parsed below so that a bad list is one
+# "Error: --batch-sizes ..." line, and shows the library's defaults joined.
+@click.option("--batch-sizes", default=_joined("batch_sizes"), show_default=True, help="Comma-separated batch sizes.")
+@click.option("--decoders", default=_joined("decoders"), show_default=True, help="Comma-separated decoders.")
+@field_option("--repeats", config=BenchConfig, field="repeats", type=click.IntRange(min=1),
               help="Timed runs; the median is reported.")
 @click.option("--max-images", type=click.IntRange(min=1), help="Use at most this many images of ROOT.")
 @click.option("--threads", type=click.IntRange(1, MAX_THREADS), help="CPU threads (default: all cores).")
@@ -94,7 +105,7 @@ def bench(stage: str, root: Path, engines: tuple[str, ...], batch_sizes: str, de
       fathombatch bench engine dive/images --engine demo-efficientnet_lite0.onnx --engine demo-int8.xml
     """
 
-    from fathombatch.bench import BenchConfig, run_suite
+    from fathombatch.bench import run_suite
     from fathombatch.errors import UsageError
 
     try:

@@ -11,50 +11,51 @@ import click
 from fathombatch.cli.kit import CONTEXT, MAX_THREADS, Command, LabelPath, field_option, quiet_option
 from fathombatch.cli.kit import progress as _progress
 from fathombatch.engine_export.config import BuildConfig, ExportConfig
+from fathombatch.models.config import TrainConfig
 
 if TYPE_CHECKING:  # what each click.Choice hands over, as the library's configs name it
     from fathombatch.engine_export.config import Checkpoint, ExportFormat, Precision
 
 
+# Every option is TrainConfig's field of the same name, with its choices and shown default; each passes None when
+# not given, so that a --preset fills it before TrainConfig's default does (config_from).
 _TRAIN_OPTIONS: list[tuple[str, dict[str, Any]]] = [
     ("--images", {"type": click.Path(exists=True, file_okay=False, path_type=Path),
                   "help": "Folder with the training images."}),
     ("--labels", {"type": LabelPath(),
                   "help": "Kaggle train.csv or COCO annotations.json (or fathomnet2023:train.csv)."}),
     ("--out", {"type": click.Path(path_type=Path), "help": "Run folder to create."}),
-    ("--arch", {"help": "Architecture (see `fathombatch models`) [default: resnet18]."}),
-    ("--epochs", {"type": click.IntRange(min=1), "help": "[default: 10]"}),
-    ("--img-size", {"type": click.IntRange(8, 1024), "help": "Square input size in pixels [default: 224]."}),
-    ("--batch-size", {"type": click.IntRange(min=1), "help": "[default: 32]"}),
-    ("--lr", {"type": click.FloatRange(min=0, min_open=True), "help": "Peak learning rate [default: 0.001]."}),
-    ("--optimizer", {"type": click.Choice(["adam", "adamw"]), "help": "[default: adam]"}),
-    ("--weight-decay", {"type": click.FloatRange(min=0), "help": "[default: 0]"}),
-    ("--loss", {"type": click.Choice(["bce", "weighted-bce", "asl", "mse"]), "help": "[default: bce]"}),
-    ("--schedule", {"type": click.Choice(["constant", "cosine", "step"]),
-                    "help": "LR schedule after warm-up [default: constant]."}),
-    ("--warmup-epochs", {"type": click.FloatRange(min=0), "help": "Linear LR warm-up, in epochs [default: 0]."}),
-    ("--step-epochs", {"type": click.IntRange(min=1), "help": "Step schedule period [default: 10]."}),
-    ("--step-gamma", {"type": click.FloatRange(0, 1), "help": "Step schedule factor [default: 0.1]."}),
-    ("--augment", {"type": click.Choice(["none", "flip", "cutout", "underwater", "underwater-cutout"]),
-                   "help": "Augmentation recipe [default: none]."}),
+    ("--arch", {"help": "Architecture (see `fathombatch models`)."}),
+    ("--epochs", {"type": click.IntRange(min=1)}),
+    ("--img-size", {"type": click.IntRange(8, 1024), "help": "Square input size in pixels."}),
+    ("--batch-size", {"type": click.IntRange(min=1)}),
+    ("--lr", {"type": click.FloatRange(min=0, min_open=True), "help": "Peak learning rate."}),
+    ("--optimizer", {}),
+    ("--weight-decay", {"type": click.FloatRange(min=0)}),
+    ("--loss", {}),
+    ("--schedule", {"help": "LR schedule after warm-up."}),
+    ("--warmup-epochs", {"type": click.FloatRange(min=0), "help": "Linear LR warm-up, in epochs."}),
+    ("--step-epochs", {"type": click.IntRange(min=1), "help": "Step schedule period."}),
+    ("--step-gamma", {"type": click.FloatRange(0, 1), "help": "Step schedule factor."}),
+    ("--augment", {"help": "Augmentation recipe."}),
     ("--cutout", {"type": click.IntRange(min=0), "help": "Cutout square side in pixels (0 = off)."}),
-    ("--amp", {"type": click.Choice(["off", "auto", "bf16", "fp16"]), "help": "Mixed precision [default: off]."}),
+    ("--amp", {"help": "Mixed precision."}),
     ("--early-stop", {"type": click.IntRange(min=0),
-                      "help": "Stop after N epochs without a better held-out MAP@20 (0 = never) [default: 0]."}),
-    ("--val-fraction", {"type": click.FloatRange(0, 1, min_open=True, max_open=True),
-                        "help": "Held-out share [default: 0.2]."}),
-    ("--seed", {"type": int, "help": "[default: 0]"}),
-    ("--pretrained/--no-pretrained", {"default": None, "help": "Start from ImageNet weights."}),
+                      "help": "Stop after N epochs without a better held-out MAP@20 (0 = never)."}),
+    ("--val-fraction", {"type": click.FloatRange(0, 1, min_open=True, max_open=True), "help": "Held-out share."}),
+    ("--seed", {"type": int}),
+    ("--pretrained/--no-pretrained", {"help": "Start from ImageNet weights."}),
     ("--weights", {"type": click.Path(exists=True, dir_okay=False, path_type=Path),
                    "help": "Start from a local weights file."}),
     ("--threads", {"type": click.IntRange(1, MAX_THREADS), "help": "CPU threads (default: all cores)."}),
-    ("--device", {"type": click.Choice(["auto", "cpu", "cuda"]), "help": "[default: auto]"}),
+    ("--device", {}),
 ]
 
 
 def _train_options(f: Callable[..., Any]) -> Callable[..., Any]:
     for decl, kwargs in reversed(_TRAIN_OPTIONS):
-        f = click.option(decl, **kwargs)(f)
+        field = decl.split("/")[0].removeprefix("--").replace("-", "_")
+        f = field_option(decl, config=TrainConfig, field=field, preset=True, **kwargs)(f)
     return f
 
 

@@ -32,9 +32,11 @@ from fathombatch.exports.writers import sidecar_path, stream_table, table_format
 from fathombatch.fsutil import write_json_atomic
 from fathombatch.pathargs import PathFields
 
-__all__ = ["ExportTableConfig", "ExportTableResult", "TableFormat", "export_table", "output_files"]
+__all__ = ["ExportTableConfig", "ExportTableResult", "TableExt", "TableFormat", "export_table", "output_files"]
 
 TableFormat = Literal["long", "dives", "dwc", "fiftyone", "coco-results"]
+#: The file format of the ``dives`` tables, as their extension.
+TableExt = Literal[".parquet", ".csv"]
 
 
 @dataclass(frozen=True)
@@ -70,7 +72,7 @@ class ExportTableConfig(PathFields):
     images_root: Path | None = None
     exif: bool = False
     media_prefix: str | None = None
-    table_ext: str = ".parquet"
+    table_ext: TableExt = ".parquet"
     dataset_id: str | None = None
     aphia_ids: Path | None = None
     geodetic_datum: str = DEFAULT_DATUM

@@ -25,11 +25,14 @@ from typing import Any
 
 import torch
 
-from fathombatch.errors import UsageError
+from fathombatch.errors import UsageError, param
 from fathombatch.fsutil import write_json_atomic
 from fathombatch.labels import Labels
 from fathombatch.metrics import floor_warning
+from fathombatch.models.config import AMP_MODES, DEVICES, OPTIMIZERS, SCHEDULES, TrainConfig
 from fathombatch.models.data import find_images
+from fathombatch.models.losses import LOSSES
+from fathombatch.models.registry import get_arch
 
 log = logging.getLogger(__name__)
 
@@ -107,3 +110,34 @@ def _is_main_process() -> bool:
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         return torch.distributed.get_rank() == 0
     return True
+
+
+def validate_config(cfg: TrainConfig) -> None:
+    """Refuse a config that cannot train: missing image folder, values out of range, unknown names.
+
+    Raises:
+        UsageError: naming the parameter at fault.
+    """
+    if not cfg.images.is_dir():
+        raise UsageError(f"image folder {cfg.images} does not exist")
+    if cfg.epochs < 1 or cfg.lr <= 0:
+        raise UsageError(f"{param('epochs')} must be at least 1 and {param('lr')} positive")
+    if cfg.batch_size < 2:
+        raise UsageError(f"{param('batch_size')} must be at least 2, got {cfg.batch_size}: batch normalisation "
+                         "cannot train on one image per step")
+    if not 8 <= cfg.img_size <= 1024:
+        raise UsageError(f"{param('img_size')} must be between 8 and 1024 pixels, got {cfg.img_size}")
+    for name, value, allowed in (
+        ("optimizer", cfg.optimizer, OPTIMIZERS),
+        ("loss", cfg.loss, LOSSES),
+        ("schedule", cfg.schedule, SCHEDULES),
+        ("amp", cfg.amp, AMP_MODES),
+        ("device", cfg.device, DEVICES),
+    ):
+        if value not in allowed:
+            raise UsageError(f"{param(name)} must be one of {', '.join(allowed)}, got {value!r}")
+    if cfg.warmup_epochs < 0 or cfg.early_stop < 0 or cfg.step_epochs < 1:
+        raise UsageError(f"{param('warmup_epochs')} and {param('early_stop')} must be >= 0 and "
+                         f"{param('step_epochs')} >= 1")
+    cfg.augmentation  # noqa: B018 - raises UsageError for an unknown recipe
+    get_arch(cfg.arch)

@@ -1,5 +1,11 @@
-"""Training configuration: the TrainConfig dataclass, presets merged with explicit values, validation,
-learning-rate schedules and the mixed-precision policy."""
+"""Training configuration: the TrainConfig dataclass, its option types, presets merged with explicit values and
+the learning-rate schedule.
+
+Light on purpose (no PyTorch): the command line reads TrainConfig's choices and defaults when it starts, and
+importing PyTorch takes seconds. What needs PyTorch lives beside the code that uses it: checking a config against
+the architecture registry (:func:`fathombatch.models.checks.validate_config`) and the autocast dtype
+(:func:`fathombatch.models.steps.resolve_amp`).
+"""
 
 from __future__ import annotations
 
@@ -8,20 +14,29 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
-import torch
-
-from fathombatch.errors import UsageError, param
-from fathombatch.models.augment import AugmentConfig, recipe
-from fathombatch.models.losses import LOSSES
+from fathombatch.errors import UsageError
 from fathombatch.models.presets import get_preset
-from fathombatch.models.registry import get_arch
 from fathombatch.pathargs import PathFields
 
-OPTIMIZERS = ("adam", "adamw")
-SCHEDULES = ("constant", "cosine", "step")
-AMP_MODES = ("off", "auto", "bf16", "fp16")
+if TYPE_CHECKING:
+    from fathombatch.models.augment import AugmentConfig
+
+Optimizer = Literal["adam", "adamw"]
+Loss = Literal["bce", "weighted-bce", "asl", "mse"]
+Schedule = Literal["constant", "cosine", "step"]
+#: The names of :data:`fathombatch.models.augment.RECIPES` (a test holds the two equal).
+AugmentRecipe = Literal["none", "flip", "cutout", "underwater", "underwater-cutout"]
+AmpMode = Literal["off", "auto", "bf16", "fp16"]
+#: Where training runs. The same values as :data:`fathombatch.scoring.config.Device`, spelt again because importing
+#: that module loads the scoring package and its runtimes, which training must not reach (tests/test_layering.py).
+TrainDevice = Literal["auto", "cpu", "cuda"]
+
+OPTIMIZERS: tuple[str, ...] = get_args(Optimizer)
+SCHEDULES: tuple[str, ...] = get_args(Schedule)
+AMP_MODES: tuple[str, ...] = get_args(AmpMode)
+DEVICES: tuple[str, ...] = get_args(TrainDevice)
 
 
 @dataclass(frozen=True)
@@ -64,23 +79,23 @@ class TrainConfig(PathFields):
     img_size: int = 224
     batch_size: int = 32
     lr: float = 1e-3
-    optimizer: str = "adam"
+    optimizer: Optimizer = "adam"
     weight_decay: float = 0.0
-    loss: str = "bce"
-    schedule: str = "constant"
+    loss: Loss = "bce"
+    schedule: Schedule = "constant"
     warmup_epochs: float = 0.0
     step_epochs: int = 10
     step_gamma: float = 0.1
-    augment: str = "none"
+    augment: AugmentRecipe = "none"
     cutout: int | None = None
-    amp: str = "off"
+    amp: AmpMode = "off"
     early_stop: int = 0
     val_fraction: float = 0.2
     seed: int = 0
     pretrained: bool = False
     weights: Path | None = None
     threads: int | None = None
-    device: str = "auto"
+    device: TrainDevice = "auto"
     preset: str | None = None
 
     def to_json(self) -> dict[str, Any]:
@@ -103,6 +118,8 @@ class TrainConfig(PathFields):
 
     @property
     def augmentation(self) -> AugmentConfig:
+        from fathombatch.models.augment import recipe  # PyTorch; see the module docstring
+
         return recipe(self.augment, self.cutout)
 
 
@@ -120,52 +137,6 @@ def config_from(preset: str | None = None, **values: Any) -> TrainConfig:
     if unknown:
         raise UsageError(f"unknown training option(s): {', '.join(sorted(unknown))}")
     return TrainConfig(preset=preset, **merged)
-
-
-def validate_config(cfg: TrainConfig) -> None:
-    if not cfg.images.is_dir():
-        raise UsageError(f"image folder {cfg.images} does not exist")
-    if cfg.epochs < 1 or cfg.lr <= 0:
-        raise UsageError(f"{param('epochs')} must be at least 1 and {param('lr')} positive")
-    if cfg.batch_size < 2:
-        raise UsageError(f"{param('batch_size')} must be at least 2, got {cfg.batch_size}: batch normalisation "
-                         "cannot train on one image per step")
-    if not 8 <= cfg.img_size <= 1024:
-        raise UsageError(f"{param('img_size')} must be between 8 and 1024 pixels, got {cfg.img_size}")
-    for name, value, allowed in (
-        ("optimizer", cfg.optimizer, OPTIMIZERS),
-        ("loss", cfg.loss, LOSSES),
-        ("schedule", cfg.schedule, SCHEDULES),
-        ("amp", cfg.amp, AMP_MODES),
-        ("device", cfg.device, ("auto", "cpu", "cuda")),
-    ):
-        if value not in allowed:
-            raise UsageError(f"--{name} must be one of {', '.join(allowed)}, got {value!r}")
-    if cfg.warmup_epochs < 0 or cfg.early_stop < 0 or cfg.step_epochs < 1:
-        raise UsageError(f"{param('warmup_epochs')} and {param('early_stop')} must be >= 0 and "
-                         f"{param('step_epochs')} >= 1")
-    cfg.augmentation  # noqa: B018 - raises UsageError for an unknown recipe
-    get_arch(cfg.arch)
-
-
-def resolve_amp(mode: str, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype for ``--amp`` on a device, or None for full precision.
-
-    ``auto`` uses bf16 on GPUs that support it (else fp16), and bf16 on CPUs with native bf16 (AVX-512 BF16 or AMX);
-    elsewhere bf16 is emulated and slower than fp32, so ``auto`` stays in fp32.
-    """
-    if mode == "off":
-        return None
-    if mode == "bf16":
-        return torch.bfloat16
-    if mode == "fp16":
-        return torch.float16
-    if device.type == "cuda":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    native = getattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)() or getattr(
-        torch.cpu, "_is_amx_tile_supported", lambda: False
-    )()
-    return torch.bfloat16 if native else None
 
 
 def lr_factor(cfg: TrainConfig, step: int, steps_per_epoch: int) -> float:

@@ -5,13 +5,16 @@ All take logits (N, C) and multi-hot targets (N, C) in {0, 1} and return a scala
 
 from __future__ import annotations
 
+from typing import get_args
+
 import numpy as np
 import torch
 from torch import nn
 
 from fathombatch.errors import UsageError
+from fathombatch.models.config import Loss
 
-LOSSES = ("bce", "weighted-bce", "asl", "mse")
+LOSSES: tuple[str, ...] = get_args(Loss)
 
 
 class MSEOnProbabilities(nn.Module):

@@ -17,6 +17,26 @@ from fathombatch.probability import sigmoid
 from fathombatch.progress import Progress
 
 
+def resolve_amp(mode: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype for ``--amp`` on a device, or None for full precision.
+
+    ``auto`` uses bf16 on GPUs that support it (else fp16), and bf16 on CPUs with native bf16 (AVX-512 BF16 or AMX);
+    elsewhere bf16 is emulated and slower than fp32, so ``auto`` stays in fp32.
+    """
+    if mode == "off":
+        return None
+    if mode == "bf16":
+        return torch.bfloat16
+    if mode == "fp16":
+        return torch.float16
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    native = getattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)() or getattr(
+        torch.cpu, "_is_amx_tile_supported", lambda: False
+    )()
+    return torch.bfloat16 if native else None
+
+
 def to_tensor(batch_hwc: np.ndarray, spec: InputSpec, device: torch.device) -> torch.Tensor:
     """(N, H, W, 3) uint8 -> (N, 3, H, W) float32 normalised per ``spec``, on ``device``."""
     return torch.from_numpy(normalize(batch_hwc, spec)).to(device, non_blocking=True)

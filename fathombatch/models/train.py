@@ -36,8 +36,8 @@ from fathombatch.fsutil import file_sha256, write_json_atomic
 from fathombatch.labels import read_labels
 from fathombatch.labels.splits import stratified_split
 from fathombatch.metrics import prior_floor
-from fathombatch.models.checks import labelled_image_files, record_outcome, warn_empty_label_sets
-from fathombatch.models.config import TrainConfig, config_from, lr_factor, resolve_amp, validate_config
+from fathombatch.models.checks import labelled_image_files, record_outcome, validate_config, warn_empty_label_sets
+from fathombatch.models.config import TrainConfig, config_from, lr_factor
 from fathombatch.models.data import preload
 from fathombatch.models.distributed import (
     DistContext,
@@ -61,7 +61,7 @@ from fathombatch.models.runfiles import (
     write_history,
     write_run_files,
 )
-from fathombatch.models.steps import Step, batches, evaluate_split, predict, train_pass
+from fathombatch.models.steps import Step, batches, evaluate_split, predict, resolve_amp, train_pass
 from fathombatch.osd import fit_osd_stats
 from fathombatch.preprocess import InputSpec
 from fathombatch.progress import Progress
