@@ -56,7 +56,8 @@ def _decode_stage(plan: ScorePlan, engine: Engine, decoder: Decoder | None, pend
                 if not _put(out_q, (chunk, opened.decode([plan.root / p for p in chunk])), stop):
                     return
         for items in frame_batches(plan.root, videos, engine.manifest.input, plan.frame_interval, plan.batch_size,
-                                   done_frames):
+                                   done_frames, video_decoder=plan.video_decoder, threads=plan.decode_threads,
+                                   device=plan.device):
             if not _put(out_q, items, stop):
                 return
         _put(out_q, None, stop)
