@@ -82,11 +82,7 @@ def score(source: Source, *, engine: str | Path | LoadedEngine | Engine, out: st
         if batch_size < 1:
             raise UsageError(f"batch_size must be at least 1, got {batch_size}")
         root, files = source_files(source)
-        if out is None and submission is not None:
-            raise UsageError("submission is written with the table: give out= as well")
-        if out is not None and files is not None:
-            raise UsageError("out= writes the scores table of a folder, as the command line does; score a list "
-                             "of files without out= and save the frame (DataFrame.write_parquet)")
+        _check_outputs(out, submission, listed=files is not None)
         report = Progress(enabled=None if progress else False)
         with contextlib.ExitStack() as stack:
             if isinstance(engine, LoadedEngine):
@@ -104,6 +100,15 @@ def score(source: Source, *, engine: str | Path | LoadedEngine | Engine, out: st
                               threads=threads, overwrite=overwrite, device="cpu" if loaded.device is None else "cuda",
                               frame_interval=frame_interval, video_decoder=video_decoder)
             return to_table(cfg, loaded, report)
+
+
+def _check_outputs(out: str | Path | None, submission: str | Path | None, *, listed: bool) -> None:
+    """Refuse a submission without a table, and a table of a list of files (``listed``)."""
+    if out is None and submission is not None:
+        raise UsageError("submission is written with the table: give out= as well")
+    if out is not None and listed:
+        raise UsageError("out= writes the scores table of a folder, as the command line does; score a list "
+                         "of files without out= and save the frame (DataFrame.write_parquet)")
 
 
 def to_table(cfg: ScoreConfig, loaded: LoadedEngine, report: Progress) -> pl.DataFrame:
