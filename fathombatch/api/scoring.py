@@ -32,6 +32,7 @@ from fathombatch.progress import Progress
 from fathombatch.scores.metadata import read_metadata
 from fathombatch.scores.submission import shared_id_warning
 from fathombatch.scoring import ScoreConfig, build_plan, score_folder
+from fathombatch.scoring.config import VideoDecoderName
 from fathombatch.scoring.parts import table_rows
 from fathombatch.scoring.runners.local import LocalRunner
 
@@ -45,7 +46,8 @@ Source = str | os.PathLike[str] | Sequence[str | os.PathLike[str]]
 def score(source: Source, *, engine: str | Path | LoadedEngine | Engine, out: str | Path | None = None,
           batch_size: int = 32, decoder: str = "auto", top_k: int = 20, osd: str | None = None,
           threads: int | None = None, device: str = "auto", overwrite: bool = False,
-          submission: str | Path | None = None, frame_interval: float = 1.0, progress: bool = True) -> pl.DataFrame:
+          submission: str | Path | None = None, frame_interval: float = 1.0, video_decoder: VideoDecoderName = "auto",
+          progress: bool = True) -> pl.DataFrame:
     """Score images with an engine and return the scores table as a ``polars.DataFrame``.
 
     Args:
@@ -63,6 +65,8 @@ def score(source: Source, *, engine: str | Path | LoadedEngine | Engine, out: st
         overwrite: with ``out``: replace an existing table (or discard an interrupted run) instead of refusing.
         submission: with ``out``: also write the competition's submission CSV here.
         frame_interval: seconds between the frames sampled from each video (docs/video.md).
+        video_decoder: ``auto`` (DALI's NVDEC where DALI and a GPU are, else PyAV), ``pyav`` or ``dali``
+            (docs/video.md).
         progress: report progress on stderr (a bar on a terminal, a status line every few seconds elsewhere).
 
     Returns:
@@ -78,11 +82,7 @@ def score(source: Source, *, engine: str | Path | LoadedEngine | Engine, out: st
         if batch_size < 1:
             raise UsageError(f"batch_size must be at least 1, got {batch_size}")
         root, files = source_files(source)
-        if out is None and submission is not None:
-            raise UsageError("submission is written with the table: give out= as well")
-        if out is not None and files is not None:
-            raise UsageError("out= writes the scores table of a folder, as the command line does; score a list "
-                             "of files without out= and save the frame (DataFrame.write_parquet)")
+        _check_outputs(out, submission, listed=files is not None)
         report = Progress(enabled=None if progress else False)
         with contextlib.ExitStack() as stack:
             if isinstance(engine, LoadedEngine):
@@ -93,12 +93,22 @@ def score(source: Source, *, engine: str | Path | LoadedEngine | Engine, out: st
                 loaded = stack.enter_context(open_engine(engine, device=device, threads=threads))
             if out is None:
                 return in_memory(root, files, loaded, report, batch_size=batch_size, decoder=decoder,
-                                 top_k=top_k, osd=osd, threads=threads, frame_interval=frame_interval)
+                                 top_k=top_k, osd=osd, threads=threads, frame_interval=frame_interval,
+                                 video_decoder=video_decoder)
             cfg = ScoreConfig(root=root, engine=loaded.path, out=Path(out), batch_size=batch_size, decoder=decoder,
                               top_k=top_k, submission=Path(submission) if submission else None, osd=osd,
                               threads=threads, overwrite=overwrite, device="cpu" if loaded.device is None else "cuda",
-                              frame_interval=frame_interval)
+                              frame_interval=frame_interval, video_decoder=video_decoder)
             return to_table(cfg, loaded, report)
+
+
+def _check_outputs(out: str | Path | None, submission: str | Path | None, *, listed: bool) -> None:
+    """Refuse a submission without a table, and a table of a list of files (``listed``)."""
+    if out is None and submission is not None:
+        raise UsageError("submission is written with the table: give out= as well")
+    if out is not None and listed:
+        raise UsageError("out= writes the scores table of a folder, as the command line does; score a list "
+                         "of files without out= and save the frame (DataFrame.write_parquet)")
 
 
 def to_table(cfg: ScoreConfig, loaded: LoadedEngine, report: Progress) -> pl.DataFrame:
@@ -143,8 +153,8 @@ def source_files(source: Source) -> tuple[Path, list[str] | None]:
 
 
 def in_memory(root: Path, files: list[str] | None, loaded: LoadedEngine, report: Progress, *, batch_size: int,
-              decoder: str, top_k: int, osd: str | None, threads: int | None, frame_interval: float
-              ) -> pl.DataFrame:
+              decoder: str, top_k: int, osd: str | None, threads: int | None, frame_interval: float,
+              video_decoder: VideoDecoderName = "auto") -> pl.DataFrame:
     """Score ``files`` (None: every image and video under ``root``, as ``score`` finds them) through the local
     pipeline into one frame, in the table's row order."""
     warnings: list[str] = []
@@ -152,7 +162,7 @@ def in_memory(root: Path, files: list[str] | None, loaded: LoadedEngine, report:
     if files is None:
         files = discover_scored(root, on_error=warnings.append)
     cfg = ScoreConfig(root=root, engine=loaded.path, batch_size=batch_size, decoder=decoder, top_k=top_k, osd=osd,
-                      threads=threads, frame_interval=frame_interval)
+                      threads=threads, frame_interval=frame_interval, video_decoder=video_decoder)
     decoder_name = resolve_decoder_name(decoder, loaded.device)
     check_decoder_device(decoder_name, loaded.device)
     plan = build_plan(cfg, loaded.path, loaded.manifest, decoder_name, loaded.device)
@@ -163,7 +173,8 @@ def in_memory(root: Path, files: list[str] | None, loaded: LoadedEngine, report:
     for warning in [*warnings, *([shared] if shared else [])]:
         log.warning(warning)
     remember(table, table_metadata(loaded.engine, root, len(files), decoder=plan.decoder, top_k=plan.top_k,
-                                   osd=plan.osd, batch_size=plan.batch_size))
+                                   osd=plan.osd, batch_size=plan.batch_size,
+                                   frame_interval=plan.frame_interval, video_decoder=plan.video_decoder))
     return table
 
 

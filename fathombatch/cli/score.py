@@ -13,7 +13,7 @@ from fathombatch.decode import list_decoders
 from fathombatch.scoring.config import RayOptions, ScoreConfig
 
 if TYPE_CHECKING:  # what each click.Choice hands over, as the library's configs name it
-    from fathombatch.scoring.config import Device, TorchPrecision
+    from fathombatch.scoring.config import Device, TorchPrecision, VideoDecoderName
 
 
 @click.command(cls=Command, context_settings=CONTEXT)
@@ -29,6 +29,9 @@ if TYPE_CHECKING:  # what each click.Choice hands over, as the library's configs
               help="Length of top_categories.")
 @field_option("--frame-interval", config=ScoreConfig, field="frame_interval", type=click.FloatRange(min=0.001),
               help="Videos (.mp4 .mov .mkv .avi): seconds between sampled frames, one row each (docs/video.md).")
+@field_option("--video-decoder", config=ScoreConfig, field="video_decoder",
+              help="Videos: auto = DALI's NVDEC where DALI and a GPU are, else PyAV; dali = DALI (its CPU backend "
+                   "without a GPU: MJPEG, VP8, VP9; other files fall back to PyAV) (docs/video.md).")
 @click.option("--submission", callback=output_file, help="Also write the competition CSV here.")
 @click.option("--osd", "osd_method", help="Out-of-sample method (default: the engine manifest's).")
 @click.option("--threads", type=click.IntRange(1, MAX_THREADS),
@@ -55,8 +58,8 @@ if TYPE_CHECKING:  # what each click.Choice hands over, as the library's configs
 @field_option("--gpus-per-worker", config=RayOptions, field="gpus_per_worker", type=click.FloatRange(min=0))
 @quiet_option
 def score(root: Path, engine: str, out: Path, batch_size: int, decoder: str, top_k: int, frame_interval: float,
-          submission: Path | None, osd_method: str | None, threads: int | None, decode_threads: int | None,
-          overwrite: bool, update: bool, part_rows: int,
+          video_decoder: VideoDecoderName, submission: Path | None, osd_method: str | None, threads: int | None,
+          decode_threads: int | None, overwrite: bool, update: bool, part_rows: int,
           device: Device, devices: str | None, torch_precision: TorchPrecision, use_ray: bool,
           ray_address: str | None, workers: int | None,
           cpus_per_worker: float, gpus_per_worker: float, quiet: bool) -> None:
@@ -88,7 +91,8 @@ def score(root: Path, engine: str, out: Path, batch_size: int, decoder: str, top
                       submission=submission, osd=osd_method, threads=threads, decode_threads=decode_threads,
                       overwrite=overwrite, update=update, part_rows=part_rows,
                       ray=ray, device=device, devices=parse_devices(devices) if devices else None,
-                      torch_precision=torch_precision, frame_interval=frame_interval)
+                      torch_precision=torch_precision, frame_interval=frame_interval,
+                      video_decoder=video_decoder)
     s = score_folder(cfg, progress=_progress(quiet))
     resumed = f", {s.resumed} from an interrupted run" if s.resumed else ""
     rows = s.ok + s.errors

@@ -41,12 +41,15 @@ from fathombatch.preprocess import InputSpec, normalize
 log = logging.getLogger(__name__)
 
 
-_NATIVE_NOISE = ("[libjpeg_turbo_decoder]", "[nvjpeg", "[libpng", "[libtiff", "[opencv", "nvImageCodec")
+#: Prefixes of what DALI's native code prints per bad file: image codecs, and FFmpeg's ``[matroska,webm @ 0x...]``
+#: lines and DALI's own ``[/opt/dali/...]`` ones for videos (:mod:`fathombatch.decode.video_dali`).
+_NATIVE_NOISE = ("[libjpeg_turbo_decoder]", "[nvjpeg", "[libpng", "[libtiff", "[opencv", "nvImageCodec", " @ 0x",
+                 "[/opt/dali/")
 _stderr_lock = threading.Lock()
 
 
 @contextlib.contextmanager
-def _native_stderr_to_log() -> Iterator[None]:
+def native_stderr_to_log() -> Iterator[None]:
     """Capture what native code writes to file descriptor 2 while DALI runs.
 
     nvImageCodec prints an ``[ERROR]`` line for every corrupt image straight to fd 2, whatever
@@ -168,7 +171,7 @@ class DaliDecoder(Decoder):
         if self._pipe is None:
             self._pipe = self._build()
         self._pipe.feed_input("encoded", [np.frombuffer(f.data, dtype=np.uint8) for f in files])
-        with _native_stderr_to_log():
+        with native_stderr_to_log():
             (out,) = self._pipe.run()
         if self.device is None:
             return np.asarray(out.as_array(), dtype=np.float32)

@@ -24,7 +24,7 @@ import os
 import stat
 from collections import deque
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from fractions import Fraction
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -106,8 +106,12 @@ def pyav() -> Any:
     return av
 
 
-def _open(path: Path) -> av.container.InputContainer:
-    """Open a video file, with one specific message per way it can fail."""
+def open_video(path: Path) -> av.container.InputContainer:
+    """Open a video file with PyAV.
+
+    Raises:
+        DecodeError: with one specific message per way it can fail (missing, empty, not a video, ...).
+    """
     lib = pyav()
     try:
         st = os.stat(path)
@@ -242,14 +246,45 @@ class _Reader:
         """(time from which reading failed, message) after :meth:`frames` is exhausted, or None when all was read."""
         if self.failed:
             return self._failure()
-        declared = _declared_end(self.container, self.stream)
-        if declared is None:
-            return None
-        read_to = self.end if self.end is not None else Fraction(0)
-        if declared - read_to > max(Fraction(TRUNCATION_TOLERANCE_S), 2 * self.frame_duration):
-            return read_to, (f"could not be read from {float(read_to):.3f} s on: the file ends before its declared "
-                             f"{float(declared):.3f} s (truncated, or an unfinished recording)")
+        return truncation(self.container, self.stream, self.end, self.frame_duration)
+
+
+def truncation(container: av.container.InputContainer, stream: av.VideoStream, read_to: Fraction | None,
+               frame_duration: Fraction) -> tuple[Fraction, str] | None:
+    """(``read_to``, message) when the stream's frames end well before the duration its container declares (a
+    truncated file), else None (also when no duration is declared).
+
+    Args:
+        read_to: end time, in seconds, of the last frame (None: no frame).
+        frame_duration: duration of one frame in seconds (0 when unknown).
+    """
+    declared = _declared_end(container, stream)
+    if declared is None:
         return None
+    read_to = read_to if read_to is not None else Fraction(0)
+    if declared - read_to > max(Fraction(TRUNCATION_TOLERANCE_S), 2 * frame_duration):
+        return read_to, (f"could not be read from {float(read_to):.3f} s on: the file ends before its declared "
+                         f"{float(declared):.3f} s (truncated, or an unfinished recording)")
+    return None
+
+
+class WindowSampler:
+    """The sampling rule (module docstring), applied to frames in presentation order: one object per pass over a
+    video, shared by the PyAV sampler and the DALI path (:mod:`fathombatch.decode.video_dali`), so both pick the same
+    frames."""
+
+    def __init__(self, interval_s: float) -> None:
+        self.step_ms = interval_ms(interval_s)
+        self.last_window = -1
+
+    def take(self, when: Fraction) -> int | None:
+        """The frame's time in whole milliseconds (rounded down) when the frame presented at ``when`` seconds is
+        sampled, else None (a negative time, or a window already sampled)."""
+        ms = int(when * 1000)  # exact: Fraction -> int rounds toward zero, and negatives are skipped
+        if when < 0 or ms // self.step_ms <= self.last_window:
+            return None
+        self.last_window = ms // self.step_ms
+        return ms
 
 
 def _error(path: Path, message: str, when: Fraction | None, taken: set[int]) -> VideoFrame:
@@ -272,10 +307,10 @@ def sample_frames(path: str | Path, interval_s: float = 1.0) -> Iterator[VideoFr
     Raises:
         UsageError: ``interval_s`` under 1 ms or not a finite number.
     """
-    step_ms = interval_ms(interval_s)
+    sampler = WindowSampler(interval_s)
     path = Path(path)
     try:
-        container = _open(path)
+        container = open_video(path)
     except DecodeError as exc:
         yield VideoFrame(path, None, None, path.stem, error=str(exc))
         return
@@ -288,16 +323,13 @@ def sample_frames(path: str | Path, interval_s: float = 1.0) -> Iterator[VideoFr
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
         reader = _Reader(container, stream)
-        last_window = -1
         for index, frame in reader.frames():
             if frame.pts is None:
                 continue
             tb = frame.time_base or stream.time_base or Fraction(1, 1)
             when = _seconds(frame.pts, tb)
-            ms = int(when * 1000)  # exact: Fraction -> int rounds toward zero, and negatives are skipped
-            if when < 0 or ms // step_ms <= last_window:
+            if (ms := sampler.take(when)) is None:
                 continue
-            last_window = ms // step_ms
             taken.add(ms)
             yield VideoFrame(path, index, float(when), frame_image_id(path.stem, ms), frame.to_ndarray(format="rgb24"))
         problem = reader.problem()
@@ -324,3 +356,33 @@ def frames_to_batch(frames: Sequence[VideoFrame], spec: InputSpec) -> np.ndarray
     if not frames:
         return np.empty((0, 3, *spec.size), dtype=np.float32)
     return normalize(np.stack([resize_rgb(f.pixels, spec.size) for f in frames if f.pixels is not None]), spec)
+
+
+@dataclass(frozen=True)
+class ResizedFrame:
+    """A sampled frame (or error item) as the engine takes it, with its full-size pixels dropped.
+
+    Attributes:
+        frame: the :class:`VideoFrame`, its ``pixels`` None.
+        tensor: (3, H, W) float32 model input with (H, W) = the input spec's size; None for an error item.
+        size: (width, height) of the frame as decoded, in pixels; None for an error item.
+    """
+
+    frame: VideoFrame
+    tensor: np.ndarray | None
+    size: tuple[int, int] | None
+
+
+def resize_frame(frame: VideoFrame, spec: InputSpec) -> ResizedFrame:
+    """``frame`` resized and normalised by :func:`frames_to_batch`, its full-size pixels dropped."""
+    pixels = frame.pixels
+    if pixels is None:
+        return ResizedFrame(frame, None, None)
+    tensor = frames_to_batch([frame], spec)[0]
+    return ResizedFrame(replace(frame, pixels=None), tensor, (int(pixels.shape[1]), int(pixels.shape[0])))
+
+
+def resized_frames(path: str | Path, interval_s: float, spec: InputSpec) -> Iterator[ResizedFrame]:
+    """:func:`sample_frames` decoded with PyAV, each frame resized for the engine as soon as it is decoded."""
+    for frame in sample_frames(path, interval_s):
+        yield resize_frame(frame, spec)

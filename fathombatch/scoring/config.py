@@ -17,6 +17,9 @@ from fathombatch.scoring.stages import StageTimes
 Device = Literal["auto", "cpu", "cuda"]
 #: ``.pt`` engines on a GPU: fp32, or autocast to fp16/bf16.
 TorchPrecision = Literal["fp32", "fp16", "bf16"]
+#: What decodes videos: PyAV on the CPU, or DALI (NVDEC on a GPU, else its CPU backend); ``auto``: DALI on a GPU
+#: where DALI imports and a GPU is visible, else PyAV (:mod:`fathombatch.decode.video_dali`).
+VideoDecoderName = Literal["auto", "pyav", "dali"]
 
 
 @dataclass(frozen=True)
@@ -64,6 +67,7 @@ class ScoreConfig(PathFields):
         devices: GPUs to shard the files over, one worker process per GPU, one output (None: one device).
         torch_precision: ``.pt`` engines on a GPU: ``fp32``, or autocast to ``fp16``/``bf16``.
         frame_interval: seconds between the frames sampled from each video (:mod:`fathombatch.decode.video`).
+        video_decoder: ``auto``, ``pyav`` or ``dali`` (:data:`VideoDecoderName`).
     """
 
     root: Path
@@ -84,6 +88,7 @@ class ScoreConfig(PathFields):
     devices: list[int] | None = None
     torch_precision: TorchPrecision = "fp32"
     frame_interval: float = 1.0
+    video_decoder: VideoDecoderName = "auto"
 
 
 @dataclass(frozen=True)

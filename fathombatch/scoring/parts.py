@@ -48,6 +48,9 @@ _INDEX_DEFAULTS: dict[str, pl.Expr] = {
 PUBLIC_NAMES = dict(zip(("_size", "_mtime_ns"), SIGNATURE_COLUMNS, strict=True))
 #: How a refusal names the run parameters that differ.
 _PARAM_WORDS = {"engine_fingerprint": "engine (manifest hash)", "root": "folder"}
+#: What a run recorded before it recorded a parameter: every video was decoded with PyAV before ``video_decoder``
+#: existed, so such a run matches a ``pyav`` one (and a run of today's default on a machine without a GPU).
+_PARAM_DEFAULTS = {"video_decoder": "pyav"}
 #: Rows per row group of the merged table.
 MERGE_ROWS = 4096
 
@@ -66,7 +69,7 @@ def changed_params(previous: dict[str, Any], params: dict[str, Any]) -> str:
 
     The engine's path is left out: a moved or renamed engine with the same fingerprint computes the same rows.
     """
-    changed = [k for k in params if k != "engine" and previous.get(k) != params[k]]
+    changed = [k for k in params if k != "engine" and previous.get(k, _PARAM_DEFAULTS.get(k)) != params[k]]
     return ", ".join(_PARAM_WORDS.get(k, k) for k in changed)
 
 

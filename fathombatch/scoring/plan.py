@@ -17,6 +17,7 @@ import numpy as np
 
 from fathombatch.backends import Engine, Manifest
 from fathombatch.decode.video import interval_ms
+from fathombatch.decode.video_dali import resolve_video_decoder
 from fathombatch.errors import EngineError, UsageError, param
 from fathombatch.osd import create_osd
 from fathombatch.scoring.config import ScoreConfig, decode_threads
@@ -40,6 +41,8 @@ class ScorePlan:
             for it (Ray makes only that GPU visible to the actor).
         precision: ``.pt`` engines on a GPU: ``fp32``, or autocast to ``fp16``/``bf16``.
         frame_interval: seconds between sampled video frames.
+        video_decoder: what decodes videos, resolved (never ``auto``): ``pyav``, ``dali`` (DALI's CPU backend) or
+            ``dali-gpu`` (NVDEC on GPU ``device``, or GPU 0 when the engine runs on the CPU).
     """
 
     root: Path
@@ -54,6 +57,7 @@ class ScorePlan:
     device: int | None
     precision: str
     frame_interval: float = 1.0
+    video_decoder: str = "pyav"
 
     def run_params(self, inference_precision: str) -> dict[str, Any]:
         """The parameters that determine the values of a row: a resume must match them exactly.
@@ -72,6 +76,8 @@ class ScorePlan:
             "inference_precision": inference_precision,
             # Another interval samples other frames: rows of one interval cannot resume a run of another.
             "frame_interval": self.frame_interval,
+            # Decoders convert YUV to RGB and resize differently: frames of one cannot resume a run of another.
+            "video_decoder": self.video_decoder,
         }
 
 
@@ -79,8 +85,9 @@ def build_plan(cfg: ScoreConfig, engine: Path, manifest: Manifest, decoder: str,
     """The plan of ``cfg`` for the resolved engine file, its manifest, decoder and device.
 
     Raises:
-        UsageError: ``top_k`` outside 1..(number of classes), an unknown out-of-sample method, or a frame interval
-            under 1 ms.
+        UsageError: ``top_k`` outside 1..(number of classes), an unknown out-of-sample method, a frame interval
+            under 1 ms, or an unknown video decoder.
+        MissingDependencyError: ``video_decoder`` ``dali`` without DALI installed.
     """
     n_classes = len(manifest.taxonomy)
     if not 1 <= cfg.top_k <= n_classes:
@@ -101,6 +108,7 @@ def build_plan(cfg: ScoreConfig, engine: Path, manifest: Manifest, decoder: str,
         device=device,
         precision=cfg.torch_precision,
         frame_interval=cfg.frame_interval,
+        video_decoder=resolve_video_decoder(cfg.video_decoder, device),
     )
 
 

@@ -78,7 +78,8 @@ def _decode_stage(plan: ScorePlan, engine: Engine, decoder: Decoder | None, pend
                 if not _put(out_q, item, stop, times):
                     return
         frames = frame_batches(plan.root, videos, engine.manifest.input, plan.frame_interval, plan.batch_size,
-                               done_frames)
+                               done_frames, video_decoder=plan.video_decoder, threads=plan.decode_threads,
+                               device=plan.device)
         for items in _timed(frames, times):
             if not _put(out_q, items, stop, times):
                 return
