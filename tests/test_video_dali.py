@@ -217,6 +217,25 @@ def test_resume_or_update_with_another_video_decoder_is_refused(dump: Path, engi
     assert "used a different video_decoder" in output
 
 
+@pytest.mark.dali
+def test_a_table_without_videos_updates_with_any_video_decoder_and_takes_new_videos(
+        dive: Path, engines: dict, tmp_path: Path) -> None:
+    """A stills-only run decoded no video, so it records none: a machine whose default resolves to another video
+    decoder can update it, videos added since included; the updated table then records the decoder that ran."""
+    import shutil
+
+    root = tmp_path / "d"
+    shutil.copytree(dive / "images", root)
+    out = tmp_path / "s.parquet"
+    first, output = score_cli(root, engines["onnx"], out, "--video-decoder", "pyav")
+    assert first is not None, output
+    assert read_metadata(out)["run"]["video_decoder"] == "none"
+    write_mjpeg(root / "v.mkv", [i * 100 for i in range(12)])
+    updated, output = score_cli(root, engines["onnx"], out, "--video-decoder", "dali", "--update")
+    assert updated is not None, output
+    assert updated.height == first.height + 2 and read_metadata(out)["run"]["video_decoder"] == "dali"
+
+
 def test_a_run_recorded_before_the_video_decoder_existed_matches_pyav() -> None:
     from fathombatch.scoring.parts import changed_params
 

@@ -75,7 +75,7 @@ def score_folder(cfg: ScoreConfig, *, progress: Progress | None = None, engine: 
     plan, engine, runner = prepare(cfg, engine)
     out = cfg.out
     with FileLock(out.with_name(out.name + ".lock"), what=str(out)):
-        params = plan.run_params(engine.inference_precision)
+        params = plan.run_params(engine.inference_precision, videos=any(is_video(f) for f in files))
         previous = read_previous(out, params) if cfg.update else None
         store = _open_store(cfg, params)
         warnings += store.warnings

@@ -34,6 +34,7 @@ import polars as pl
 from fathombatch.errors import OutputError, param
 from fathombatch.fsutil import atomic_path, write_json_atomic
 from fathombatch.scores.schema import SIGNATURE_COLUMNS
+from fathombatch.scoring.plan import NO_VIDEOS
 
 PART_GLOB = "part-*.parquet"
 PRIVATE_COLUMNS = ("_size", "_mtime_ns", "_end")
@@ -67,9 +68,11 @@ def file_signature(path: Path) -> tuple[int | None, int | None]:
 def changed_params(previous: dict[str, Any], params: dict[str, Any]) -> str:
     """The run parameters of ``params`` that ``previous`` records differently, in words (``""`` when none).
 
-    The engine's path is left out: a moved or renamed engine with the same fingerprint computes the same rows.
+    The engine's path is left out: a moved or renamed engine with the same fingerprint computes the same rows; a
+    run without videos matches any video decoder (:data:`~fathombatch.scoring.plan.NO_VIDEOS`).
     """
-    changed = [k for k in params if k != "engine" and previous.get(k, _PARAM_DEFAULTS.get(k)) != params[k]]
+    changed = [k for k in params if k != "engine" and previous.get(k, _PARAM_DEFAULTS.get(k)) != params[k]
+               and not (k == "video_decoder" and NO_VIDEOS in (previous.get(k), params[k]))]
     return ", ".join(_PARAM_WORDS.get(k, k) for k in changed)
 
 

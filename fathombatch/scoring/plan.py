@@ -59,11 +59,13 @@ class ScorePlan:
     frame_interval: float = 1.0
     video_decoder: str = "pyav"
 
-    def run_params(self, inference_precision: str) -> dict[str, Any]:
+    def run_params(self, inference_precision: str, videos: bool = True) -> dict[str, Any]:
         """The parameters that determine the values of a row: a resume must match them exactly.
 
         Args:
             inference_precision: what the engine computes in (:attr:`Engine.inference_precision`).
+            videos: whether the run's files include videos; without any, the video decoder is recorded as
+                :data:`NO_VIDEOS`, which matches any other (it decoded nothing, so nothing of it is in the rows).
         """
         return {
             "engine_fingerprint": self.engine_fingerprint,
@@ -77,8 +79,13 @@ class ScorePlan:
             # Another interval samples other frames: rows of one interval cannot resume a run of another.
             "frame_interval": self.frame_interval,
             # Decoders convert YUV to RGB and resize differently: frames of one cannot resume a run of another.
-            "video_decoder": self.video_decoder,
+            "video_decoder": self.video_decoder if videos else NO_VIDEOS,
         }
+
+
+#: The video decoder recorded by a run without videos: a machine whose ``auto`` resolves to another decoder (a GPU
+#: box with DALI, a laptop with PyAV only) can resume or update its table, and add videos to it.
+NO_VIDEOS = "none"
 
 
 def build_plan(cfg: ScoreConfig, engine: Path, manifest: Manifest, decoder: str, device: int | None) -> ScorePlan:
