@@ -150,6 +150,17 @@ def test_the_video_decoder_resolves_to_pyav_without_a_gpu_and_refuses_unknown_na
         resolve_video_decoder("nvdec", None)
 
 
+def test_auto_for_an_engine_on_the_cpu_is_pyav_without_importing_dali_or_torch() -> None:
+    """Every CPU run resolves the video decoder, videos or not: importing DALI and PyTorch to do it cost 1.6 s."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from fathombatch.decode.video_dali import resolve_video_decoder as r; "
+            "print(r('auto', None), 'nvidia.dali' in sys.modules, 'torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert out == ["pyav", "False", "False"]
+
+
 @pytest.mark.dali
 def test_without_a_gpu_auto_is_pyav_and_dali_is_its_cpu_backend() -> None:
     from fathombatch.gpu import cuda_device_count

@@ -65,8 +65,8 @@ def score(source: Source, *, engine: str | Path | LoadedEngine | Engine, out: st
         overwrite: with ``out``: replace an existing table (or discard an interrupted run) instead of refusing.
         submission: with ``out``: also write the competition's submission CSV here.
         frame_interval: seconds between the frames sampled from each video (docs/video.md).
-        video_decoder: ``auto`` (DALI's NVDEC where DALI and a GPU are, else PyAV), ``pyav`` or ``dali``
-            (docs/video.md).
+        video_decoder: ``auto`` (DALI's NVDEC when the engine runs on a GPU and DALI imports, else PyAV), ``pyav``
+            or ``dali`` (docs/video.md).
         progress: report progress on stderr (a bar on a terminal, a status line every few seconds elsewhere).
 
     Returns:

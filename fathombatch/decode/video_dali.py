@@ -83,8 +83,10 @@ MAX_BYTES = 2**31 - 1
 def resolve_video_decoder(name: str, device: int | None) -> str:
     """``pyav``, ``dali`` (DALI's CPU backend) or ``dali-gpu`` (NVDEC) for a requested ``name``.
 
-    ``auto`` is ``dali-gpu`` when DALI imports and the engine runs on a GPU (``device``) or one is visible, else
-    ``pyav``; ``dali`` is ``dali-gpu`` where a GPU is, else the CPU backend.
+    ``auto`` follows the engine, as the still decoders' ``auto`` does: ``dali-gpu`` when the engine runs on a GPU
+    (``device``) and DALI imports, else ``pyav`` -- decided without importing DALI or PyTorch for a CPU run (the
+    two take about three seconds on the 2-core benchmark machine, paid by every run, videos or not). ``dali`` is
+    ``dali-gpu`` where a GPU is (the engine's, or any visible one), else the CPU backend.
 
     Raises:
         UsageError: an unknown name.
@@ -92,14 +94,14 @@ def resolve_video_decoder(name: str, device: int | None) -> str:
     """
     if name not in VIDEO_DECODERS:
         raise UsageError(f"unknown video decoder {name!r}; choose one of {', '.join(VIDEO_DECODERS)}")
-    if name == "pyav" or (name == "auto" and not dali_available()):
+    if name == "pyav" or (name == "auto" and (device is None or not dali_available())):
         return "pyav"
     import_dali()
+    if device is not None:
+        return "dali-gpu"
     from fathombatch.gpu import cuda_device_count
 
-    if device is not None or cuda_device_count() > 0:
-        return "dali-gpu"
-    return "pyav" if name == "auto" else "dali"
+    return "dali-gpu" if cuda_device_count() > 0 else "dali"
 
 
 @dataclass(frozen=True)

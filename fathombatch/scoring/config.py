@@ -17,8 +17,8 @@ from fathombatch.scoring.stages import StageTimes
 Device = Literal["auto", "cpu", "cuda"]
 #: ``.pt`` engines on a GPU: fp32, or autocast to fp16/bf16.
 TorchPrecision = Literal["fp32", "fp16", "bf16"]
-#: What decodes videos: PyAV on the CPU, or DALI (NVDEC on a GPU, else its CPU backend); ``auto``: DALI on a GPU
-#: where DALI imports and a GPU is visible, else PyAV (:mod:`fathombatch.decode.video_dali`).
+#: What decodes videos: PyAV on the CPU, or DALI (NVDEC on a GPU, else its CPU backend); ``auto``: DALI's NVDEC when
+#: the engine runs on a GPU and DALI imports, else PyAV (:mod:`fathombatch.decode.video_dali`).
 VideoDecoderName = Literal["auto", "pyav", "dali"]
 
 
