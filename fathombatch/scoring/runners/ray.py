@@ -13,7 +13,8 @@ written once.
 
 Plain actors rather than Ray Data's ``map_batches``: the work is a list of paths whose order and count are known up
 front, which needs none of Ray Data's planning or streaming executor; leaving it out takes its import and set-up
-(about a second and a half on the 2-core benchmark machine) off every command, where Ray's fixed cost is what it
+(1.4 s from ``ray.init`` returning to the first task starting, in a timed run on the 2-core benchmark machine) off
+every command, where Ray's fixed cost is what it
 loses to a local run on one node (docs/scaling.md).
 
 Ray is an optional extra (``pip install 'fathombatch[ray]'``) and is imported only here, inside functions.
