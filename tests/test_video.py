@@ -26,15 +26,17 @@ from fathombatch.preprocess import InputSpec
 LEVEL = 6
 
 
-def write_video(path: Path, pts_ms: list[int], size: tuple[int, int] = (64, 48), faststart: bool = False) -> Path:
-    """H.264 video whose frame i has presentation time ``pts_ms[i]`` milliseconds and, in its bottom half, grey level
-    LEVEL * i; noise in the top half spreads the bytes over all frames, so cutting the file in half cuts frames off."""
+def write_video(path: Path, pts_ms: list[int], size: tuple[int, int] = (64, 48), faststart: bool = False,
+                codec: str = "libx264", pix_fmt: str = "yuv420p") -> Path:
+    """H.264 video (or ``codec``) whose frame i has presentation time ``pts_ms[i]`` milliseconds and, in its bottom
+    half, grey level LEVEL * i; noise in the top half spreads the bytes over all frames, so cutting the file in half
+    cuts frames off."""
     rng = np.random.default_rng(0)
     options = {"movflags": "+faststart"} if faststart else {}
     with av.open(str(path), mode="w", options=options) as container:
-        stream = container.add_stream("libx264", rate=10)
+        stream = container.add_stream(codec, rate=10)
         stream.width, stream.height = size
-        stream.pix_fmt = "yuv420p"
+        stream.pix_fmt = pix_fmt
         stream.time_base = Fraction(1, 1000)
         stream.codec_context.time_base = Fraction(1, 1000)
         for i, pts in enumerate(pts_ms):

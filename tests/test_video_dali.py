@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-from fractions import Fraction
 from pathlib import Path
 
 import av
@@ -26,7 +25,7 @@ from fathombatch.preprocess import InputSpec
 from fathombatch.scores.metadata import read_metadata
 from fathombatch.scoring import ScoreConfig, score_folder
 from fathombatch.taxonomy import fathomnet2023
-from tests.test_video import LEVEL, level, write_video
+from tests.test_video import level, write_video
 
 NAMES = list(fathomnet2023().names)
 #: Variable frame rate with a 1.5 s gap (a paused recorder), starting at 0.3 s.
@@ -46,22 +45,8 @@ PIXEL_MEAN_ATOL = 0.05
 
 def write_mjpeg(path: Path, pts_ms: list[int], size: tuple[int, int] = (64, 48)) -> Path:
     """MJPEG video (yuvj420p) whose frame i has presentation time ``pts_ms[i]`` ms and, in its bottom half, grey level
-    LEVEL * i (as :func:`tests.test_video.write_video`); noise in the top half."""
-    rng = np.random.default_rng(0)
-    with av.open(str(path), mode="w") as container:
-        stream = container.add_stream("mjpeg", rate=10)
-        stream.width, stream.height = size
-        stream.pix_fmt = "yuvj420p"
-        stream.time_base = Fraction(1, 1000)
-        stream.codec_context.time_base = Fraction(1, 1000)
-        for i, pts in enumerate(pts_ms):
-            pixels = np.full((size[1], size[0], 3), LEVEL * i, dtype=np.uint8)
-            pixels[: size[1] // 2] = rng.integers(0, 256, (size[1] // 2, size[0], 3))
-            frame = av.VideoFrame.from_ndarray(pixels, format="rgb24")
-            frame.pts, frame.time_base = pts, Fraction(1, 1000)
-            container.mux(stream.encode(frame))
-        container.mux(stream.encode(None))
-    return path
+    LEVEL * i (:func:`tests.test_video.write_video` with DALI's CPU codec); noise in the top half."""
+    return write_video(path, pts_ms, size, codec="mjpeg", pix_fmt="yuvj420p")
 
 
 def fields(frames: list[VideoFrame]) -> list[tuple[int | None, float | None, str, str | None]]:
