@@ -232,6 +232,20 @@ def test_a_table_without_videos_updates_with_any_video_decoder_and_takes_new_vid
     assert updated.height == first.height + 2 and read_metadata(out)["run"]["video_decoder"] == "dali"
 
 
+def test_a_run_without_videos_does_not_resolve_the_video_decoder(dive: Path, engines: dict, tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """Resolving may import DALI and PyTorch (seconds on every run); a stills-only run never needs it."""
+    import fathombatch.scoring.plan as plan_module
+
+    def never(*args: object) -> str:
+        raise AssertionError("the video decoder was resolved for a run without videos")
+
+    monkeypatch.setattr(plan_module, "resolve_video_decoder", never)
+    summary = score_folder(ScoreConfig(root=dive / "images", engine=engines["onnx"], out=tmp_path / "s.parquet",
+                                       decoder="pil", video_decoder="dali"))
+    assert summary.files == summary.ok > 0 and read_metadata(tmp_path / "s.parquet")["run"]["video_decoder"] == "none"
+
+
 def test_a_run_recorded_before_the_video_decoder_existed_matches_pyav() -> None:
     from fathombatch.scoring.parts import changed_params
 

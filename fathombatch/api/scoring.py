@@ -27,6 +27,7 @@ from fathombatch.api.names import python_names
 from fathombatch.backends import Engine
 from fathombatch.decode import check_decoder_device, resolve_decoder_name
 from fathombatch.decode.discover import discover_scored
+from fathombatch.decode.video import is_video
 from fathombatch.errors import UsageError
 from fathombatch.progress import Progress
 from fathombatch.scores.metadata import read_metadata
@@ -165,7 +166,8 @@ def in_memory(root: Path, files: list[str] | None, loaded: LoadedEngine, report:
                       threads=threads, frame_interval=frame_interval, video_decoder=video_decoder)
     decoder_name = resolve_decoder_name(decoder, loaded.device)
     check_decoder_device(decoder_name, loaded.device)
-    plan = build_plan(cfg, loaded.path, loaded.manifest, decoder_name, loaded.device)
+    plan = build_plan(cfg, loaded.path, loaded.manifest, decoder_name, loaded.device,
+                      videos=any(is_video(f) for f in files))
     table = collect(LocalRunner(loaded.engine).frames(plan, files), report, len(files))
     if folder:  # as the table's merge orders rows: by path, a video's frames in order
         table = table.sort("path", "frame_index", nulls_last=True, maintain_order=True)

@@ -30,8 +30,9 @@ if TYPE_CHECKING:  # what each click.Choice hands over, as the library's configs
 @field_option("--frame-interval", config=ScoreConfig, field="frame_interval", type=click.FloatRange(min=0.001),
               help="Videos (.mp4 .mov .mkv .avi): seconds between sampled frames, one row each (docs/video.md).")
 @field_option("--video-decoder", config=ScoreConfig, field="video_decoder",
-              help="Videos: auto = DALI's NVDEC where DALI and a GPU are, else PyAV; dali = DALI (its CPU backend "
-                   "without a GPU: MJPEG, VP8, VP9; other files fall back to PyAV) (docs/video.md).")
+              help="Videos: auto = DALI's NVDEC when the engine runs on a GPU and DALI imports, else PyAV; "
+                   "dali = DALI (its CPU backend without a GPU: MJPEG, VP8, VP9; other files fall back to PyAV) "
+                   "(docs/video.md).")
 @click.option("--submission", callback=output_file, help="Also write the competition CSV here.")
 @click.option("--osd", "osd_method", help="Out-of-sample method (default: the engine manifest's).")
 @click.option("--threads", type=click.IntRange(1, MAX_THREADS),

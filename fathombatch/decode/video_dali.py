@@ -35,8 +35,10 @@ frames DALI had already delivered. Fallbacks are counted and reported in one war
 run to PyAV at once, as the still decoders switch to Pillow (:mod:`fathombatch.decode.fallback`).
 
 Not checked for want of a way to see it without decoding: streams whose packets do not each hold one frame (field
-pictures, packed B-frames in old AVI files); the GPU (``mixed``) path has not been run at all (no GPU where this was
-written).
+pictures, packed B-frames in old AVI files), and a corrupt packet in a stretch DALI seeks over (more than 10 frames
+before the next sample), which DALI never decodes: no error row then, and later frames keep their packet-order
+index where the PyAV sampler, decoding every frame, reports the loss and counts one frame fewer (docs/video.md);
+the GPU (``mixed``) path has not been run at all (no GPU where this was written).
 """
 
 from __future__ import annotations

@@ -72,10 +72,10 @@ def score_folder(cfg: ScoreConfig, *, progress: Progress | None = None, engine: 
     files = discover_scored(cfg.root, on_error=warnings.append)
     _refuse_videos_off_local(cfg, files)
     check_outputs(cfg, files)
-    plan, engine, runner = prepare(cfg, engine)
+    plan, engine, runner = prepare(cfg, engine, videos=any(is_video(f) for f in files))
     out = cfg.out
     with FileLock(out.with_name(out.name + ".lock"), what=str(out)):
-        params = plan.run_params(engine.inference_precision, videos=any(is_video(f) for f in files))
+        params = plan.run_params(engine.inference_precision)
         previous = read_previous(out, params) if cfg.update else None
         store = _open_store(cfg, params)
         warnings += store.warnings
@@ -98,15 +98,17 @@ def score_folder(cfg: ScoreConfig, *, progress: Progress | None = None, engine: 
     return dataclasses.replace(summary, stages=stages)
 
 
-def prepare(cfg: ScoreConfig, opened: Engine | None = None) -> tuple[ScorePlan, Engine, Runner]:
-    """The run's plan, its engine as this process holds it, and the runner that scores.
+def prepare(cfg: ScoreConfig, opened: Engine | None = None, videos: bool = True,
+            ) -> tuple[ScorePlan, Engine, Runner]:
+    """The run's plan, its engine as this process holds it, and the runner that scores (``videos``: whether the
+    run's files include any; see :func:`~fathombatch.scoring.plan.build_plan`).
 
     The engine is opened here only when this process scores (``opened``: already opened by the caller); for GPU
     workers and Ray actors this process reads and checks the manifest only
     (:class:`~fathombatch.scoring.plan.UnopenedEngine`) and each worker opens the file.
     """
     if cfg.ray is not None:
-        return _prepare_ray(cfg, cfg.ray)
+        return _prepare_ray(cfg, cfg.ray)  # videos are refused on Ray before this (_refuse_videos_off_local)
     if cfg.devices:
         require_gpu(param("devices"), cfg.devices)
         device: int | None = cfg.devices[0]
@@ -122,7 +124,7 @@ def prepare(cfg: ScoreConfig, opened: Engine | None = None) -> tuple[ScorePlan, 
         engine = opened if opened is not None else open_engine(cfg.engine, threads=cfg.threads, device=device,
                                                                precision=cfg.torch_precision)
         runner = LocalRunner(engine)
-    return build_plan(cfg, engine.path, engine.manifest, decoder, device), engine, runner
+    return build_plan(cfg, engine.path, engine.manifest, decoder, device, videos), engine, runner
 
 
 def _prepare_ray(cfg: ScoreConfig, options: RayOptions) -> tuple[ScorePlan, Engine, Runner]:
@@ -132,7 +134,7 @@ def _prepare_ray(cfg: ScoreConfig, options: RayOptions) -> tuple[ScorePlan, Engi
     decoder = resolve_decoder_name(cfg.decoder, device)
     if device is None:  # a GPU decoder for CPU actors; a GPU one is checked where the GPU is, in the actor
         check_decoder_device(decoder, device)
-    plan = build_plan(cfg, path, manifest, decoder, device)
+    plan = build_plan(cfg, path, manifest, decoder, device, videos=False)
     threads, decoder_threads = actor_threads(plan, options)
     plan = dataclasses.replace(plan, threads=threads, decode_threads=cfg.decode_threads or decoder_threads)
     return plan, UnopenedEngine(path, manifest, opened_by="the Ray actors"), RayRunner(options)

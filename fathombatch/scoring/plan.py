@@ -22,6 +22,10 @@ from fathombatch.errors import EngineError, UsageError, param
 from fathombatch.osd import create_osd
 from fathombatch.scoring.config import ScoreConfig, decode_threads
 
+#: The video decoder recorded by a run without videos: a machine whose ``auto`` resolves to another decoder (a GPU
+#: box with DALI, a laptop with PyAV only) can resume or update its table, and add videos to it.
+NO_VIDEOS = "none"
+
 
 @dataclass(frozen=True)
 class ScorePlan:
@@ -59,13 +63,11 @@ class ScorePlan:
     frame_interval: float = 1.0
     video_decoder: str = "pyav"
 
-    def run_params(self, inference_precision: str, videos: bool = True) -> dict[str, Any]:
+    def run_params(self, inference_precision: str) -> dict[str, Any]:
         """The parameters that determine the values of a row: a resume must match them exactly.
 
         Args:
             inference_precision: what the engine computes in (:attr:`Engine.inference_precision`).
-            videos: whether the run's files include videos; without any, the video decoder is recorded as
-                :data:`NO_VIDEOS`, which matches any other (it decoded nothing, so nothing of it is in the rows).
         """
         return {
             "engine_fingerprint": self.engine_fingerprint,
@@ -79,17 +81,17 @@ class ScorePlan:
             # Another interval samples other frames: rows of one interval cannot resume a run of another.
             "frame_interval": self.frame_interval,
             # Decoders convert YUV to RGB and resize differently: frames of one cannot resume a run of another.
-            "video_decoder": self.video_decoder if videos else NO_VIDEOS,
+            # NO_VIDEOS (a run without videos) matches any other: nothing of a video decoder is in its rows.
+            "video_decoder": self.video_decoder,
         }
 
 
-#: The video decoder recorded by a run without videos: a machine whose ``auto`` resolves to another decoder (a GPU
-#: box with DALI, a laptop with PyAV only) can resume or update its table, and add videos to it.
-NO_VIDEOS = "none"
-
-
-def build_plan(cfg: ScoreConfig, engine: Path, manifest: Manifest, decoder: str, device: int | None) -> ScorePlan:
+def build_plan(cfg: ScoreConfig, engine: Path, manifest: Manifest, decoder: str, device: int | None,
+               videos: bool = True) -> ScorePlan:
     """The plan of ``cfg`` for the resolved engine file, its manifest, decoder and device.
+
+    ``videos``: whether the run's files include videos; without any the video decoder is not resolved (which may
+    import DALI and PyTorch) and is recorded as :data:`NO_VIDEOS`.
 
     Raises:
         UsageError: ``top_k`` outside 1..(number of classes), an unknown out-of-sample method, a frame interval
@@ -115,7 +117,7 @@ def build_plan(cfg: ScoreConfig, engine: Path, manifest: Manifest, decoder: str,
         device=device,
         precision=cfg.torch_precision,
         frame_interval=cfg.frame_interval,
-        video_decoder=resolve_video_decoder(cfg.video_decoder, device),
+        video_decoder=resolve_video_decoder(cfg.video_decoder, device) if videos else NO_VIDEOS,
     )
 
 

@@ -45,3 +45,26 @@ def crashing_actor(poison: str) -> type[ScoreActor]:
             return super().score(paths)
 
     return CrashingScoreActor
+
+
+def crashing_at_start_actor() -> type[ScoreActor]:
+    """A :class:`ScoreActor` whose worker process exits abruptly while the actor starts (a native crash opening the
+    engine), every time Ray restarts it."""
+
+    class CrashingAtStartActor(ScoreActor):
+        def __init__(self, plan: Any) -> None:
+            os._exit(1)
+
+    return CrashingAtStartActor
+
+
+def refusing_actor() -> type[ScoreActor]:
+    """A :class:`ScoreActor` whose calls raise a fathombatch UsageError, as a worker missing an extra would."""
+
+    class RefusingActor(ScoreActor):
+        def score(self, paths: list[str]) -> tuple[int, Any]:
+            from fathombatch.errors import UsageError
+
+            raise UsageError("this worker cannot decode these files: install the 'dali' extra on every node")
+
+    return RefusingActor

@@ -16,7 +16,7 @@ import fathombatch.scoring.runners.ray as ray_runner
 from fathombatch.scores.metadata import read_metadata
 from fathombatch.scoring import RayOptions, ScoreConfig, score_folder
 from fathombatch.taxonomy import fathomnet2023
-from tests.scoring.ray_hooks import crashing_actor, dying_actor
+from tests.scoring.ray_hooks import crashing_actor, crashing_at_start_actor, dying_actor, refusing_actor
 
 NAMES = list(fathomnet2023().names)
 
@@ -102,6 +102,34 @@ def test_a_file_that_crashes_its_worker_every_time_stops_the_run_with_an_error(
     assert not out.exists()
     parts = list((tmp_path / "ray.parquet.parts").glob("*.parquet"))
     assert parts and 0 < sum(pl.read_parquet(p).height for p in parts) < len(names)
+
+
+@pytest.mark.slow
+def test_an_actor_that_crashes_while_starting_ends_the_run_with_an_error(
+    local_ray: Path, dive: Path, engines: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Not restarted forever while the run waits: after MAX_RESTARTS restarts the run gets one error."""
+    from fathombatch.errors import EngineError
+
+    monkeypatch.setattr(ray_runner, "ScoreActor", crashing_at_start_actor())
+    monkeypatch.setattr(ray_runner, "MAX_RESTARTS", 1)
+    with pytest.raises(EngineError, match="a Ray worker failed"):
+        score_folder(ScoreConfig(root=dive / "images", engine=engines["onnx"], out=tmp_path / "ray.parquet",
+                                 decoder="pil", batch_size=8, ray=RayOptions(workers=1)))
+
+
+@pytest.mark.slow
+def test_a_fathombatch_error_inside_an_actor_reaches_the_caller_as_it_was_raised(
+    local_ray: Path, dive: Path, engines: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Its class (so the command's exit code) and its message, not an EngineError around Ray's traceback."""
+    from fathombatch.errors import UsageError
+
+    monkeypatch.setattr(ray_runner, "ScoreActor", refusing_actor())
+    with pytest.raises(UsageError) as caught:
+        score_folder(ScoreConfig(root=dive / "images", engine=engines["onnx"], out=tmp_path / "ray.parquet",
+                                 decoder="pil", batch_size=8, ray=RayOptions(workers=1)))
+    assert str(caught.value) == "this worker cannot decode these files: install the 'dali' extra on every node"
 
 
 @pytest.mark.slow

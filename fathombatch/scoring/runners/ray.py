@@ -22,6 +22,7 @@ Ray is an optional extra (``pip install 'fathombatch[ray]'``) and is imported on
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import math
@@ -31,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
-from fathombatch.errors import EngineError, UsageError, param, require
+from fathombatch.errors import EngineError, FathombatchError, UsageError, param, require
 from fathombatch.scoring.config import RayOptions
 from fathombatch.scoring.plan import ScorePlan
 from fathombatch.scoring.runners.local import pipeline_frames
@@ -47,6 +48,10 @@ MAX_BATCHES_PER_CALL = 8
 
 #: How many times a call is retried after the worker running it died (Ray restarts the worker each time).
 MAX_RETRIES = 3
+#: How many times one actor is restarted after its process died, over the whole run: enough for a long job on
+#: preemptible nodes, finite so that an actor that dies while starting (a native crash opening the engine) ends the
+#: run with an error instead of being restarted forever while the run waits.
+MAX_RESTARTS = 16
 
 
 def ray_device(engine: Path, device: str, gpus_per_worker: float) -> int | None:
@@ -168,32 +173,40 @@ class RayRunner:
                 except StopIteration:
                     break
                 except ray.exceptions.RayError as exc:
-                    raise EngineError(f"a Ray worker failed: {_cause(exc)}") from exc
+                    raise _worker_error(exc) from exc
                 frame = pl.from_arrow(table)
                 assert isinstance(frame, pl.DataFrame)  # noqa: S101 - a pyarrow Table converts to a frame
                 yield files, frame
         finally:
-            for actor in actors:
-                ray.kill(actor)
-            if started:
-                # Here rather than in Ray's own exit hook, which sleeps half a second first (for log lines).
-                ray.shutdown()
+            try:
+                for actor in actors:
+                    with contextlib.suppress(Exception):  # a lost connection must not hide the run's own error
+                        ray.kill(actor)
+            finally:
+                if started:
+                    # Here rather than in Ray's own exit hook, which sleeps half a second first (for log lines).
+                    ray.shutdown()
 
     def _start_actors(self, ray: Any, plan: ScorePlan, count: int) -> list[Any]:
         # Looked up here, at run time, so a test can put a subclass in its place.
         actor_class = ray.remote(ScoreActor).options(
             num_cpus=self.options.cpus_per_worker, num_gpus=self.options.gpus_per_worker,
             # A worker that dies (a lost node, a killed process) is restarted and its call retried, a few times: a
-            # long job on preemptible nodes survives, while a file that crashes its worker every time stops the run
-            # with an error instead of looping (the rows written so far stay; the same command resumes).
-            max_restarts=-1, max_task_retries=MAX_RETRIES)
+            # long job on preemptible nodes survives, while a file that crashes its worker every time, or an actor
+            # that crashes while starting, stops the run with an error instead of looping (the rows written so far
+            # stay; the same command resumes).
+            max_restarts=MAX_RESTARTS, max_task_retries=MAX_RETRIES)
         # Absolute paths: the actors may run on other machines, in other working directories.
         remote_plan = dataclasses.replace(plan, root=plan.root.resolve(), engine=plan.engine.resolve())
         return [actor_class.remote(remote_plan) for _ in range(count)]
 
 
-def _cause(exc: BaseException) -> str:
-    """The first line of what went wrong inside Ray, without Ray's traceback."""
-    cause = getattr(exc, "cause", None) or exc
-    text = str(cause).strip().splitlines()
-    return text[-1] if text else type(cause).__name__
+def _worker_error(exc: BaseException) -> FathombatchError:
+    """What to raise for a Ray failure: a fathombatch error raised inside an actor as it is (its exit code and
+    message intact), anything else as an EngineError with the last line of Ray's report (the exception's own
+    message, after Ray's traceback)."""
+    cause = getattr(exc, "cause", None)
+    if isinstance(cause, FathombatchError):
+        return cause
+    text = [line for line in str(cause or exc).strip().splitlines() if line.strip()]
+    return EngineError(f"a Ray worker failed: {text[-1].strip() if text else type(cause or exc).__name__}")
