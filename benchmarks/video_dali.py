@@ -23,10 +23,8 @@ import statistics
 import sys
 import time
 from collections.abc import Callable, Iterator
-from fractions import Fraction
 from pathlib import Path
 
-import av
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
@@ -35,24 +33,13 @@ sys.path.insert(0, str(HERE))
 
 def clip(seconds: float) -> Path:
     from fathombatch.synth import SynthConfig, plan_image
-    from fathombatch.synth_video import render_frames
+    from fathombatch.synth_video import encode_video, render_frames
 
     path = HERE / "work" / f"dali-1080p-mjpeg-{seconds:g}s.mkv"
-    if path.is_file():
-        return path
-    path.parent.mkdir(parents=True, exist_ok=True)
-    plan = plan_image(SynthConfig(out=path.parent, images=1, seed=31, size=(1920, 1080)), 0, "clip", False)
-    tmp = path.with_suffix(".tmp.mkv")
-    with av.open(str(tmp), mode="w") as container:
-        stream = container.add_stream("mjpeg", rate=30)
-        stream.width, stream.height, stream.pix_fmt = 1920, 1080, "yuvj420p"
-        stream.time_base = stream.codec_context.time_base = Fraction(1, 30)
-        for i, pixels in enumerate(render_frames(plan, int(seconds * 30), 30, np.random.default_rng(31))):
-            frame = av.VideoFrame.from_ndarray(pixels, format="rgb24")
-            frame.pts = i
-            container.mux(stream.encode(frame))
-        container.mux(stream.encode(None))
-    os.replace(tmp, path)
+    if not path.is_file():
+        plan = plan_image(SynthConfig(out=path.parent, images=1, seed=31, size=(1920, 1080)), 0, "clip", False)
+        frames = render_frames(plan, int(seconds * 30), 30, np.random.default_rng(31))
+        encode_video(path, frames, 30, (1920, 1080), codec="mjpeg", pix_fmt="yuvj420p", container_format="matroska")
     return path
 
 

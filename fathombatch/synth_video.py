@@ -110,13 +110,30 @@ def encode_h264(dest: Path, frames: Iterator[np.ndarray], fps: int, size: tuple[
     Returns:
         number of frames written.
     """
+    return encode_video(dest, frames, fps, size, codec="libx264", pix_fmt="yuv420p", container_format="mp4",
+                        codec_options={"preset": "veryfast", **(options or {})},
+                        container_options={"movflags": "+faststart"})
+
+
+def encode_video(dest: Path, frames: Iterator[np.ndarray], fps: int, size: tuple[int, int], *, codec: str,
+                 pix_fmt: str, container_format: str, codec_options: dict[str, str] | None = None,
+                 container_options: dict[str, str] | None = None) -> int:
+    """Encode RGB frames with any FFmpeg ``codec`` into ``dest``, atomically, frame i at i / ``fps`` seconds.
+
+    Args:
+        frames: (height, width, 3) uint8 RGB, with (width, height) = ``size``.
+        pix_fmt / container_format: e.g. ``yuvj420p`` / ``matroska`` for MJPEG.
+
+    Returns:
+        number of frames written.
+    """
     n = 0
     # the container closes (and writes its index) before atomic_path fsyncs and renames the file
-    with atomic_path(dest) as tmp, av.open(str(tmp), mode="w", format="mp4",
-                                           options={"movflags": "+faststart"}) as container:
-        stream = container.add_stream("libx264", rate=fps, options={"preset": "veryfast", **(options or {})})
+    with atomic_path(dest) as tmp, av.open(str(tmp), mode="w", format=container_format,
+                                           options=container_options or {}) as container:
+        stream = container.add_stream(codec, rate=fps, options=codec_options or {})
         stream.width, stream.height = size
-        stream.pix_fmt = "yuv420p"
+        stream.pix_fmt = pix_fmt
         stream.time_base = Fraction(1, fps)
         for pixels in frames:
             frame = av.VideoFrame.from_ndarray(pixels, format="rgb24")
