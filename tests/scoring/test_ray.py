@@ -160,6 +160,21 @@ def test_without_ray_installed_the_error_names_the_extra(monkeypatch: pytest.Mon
         init_ray(RayOptions())
 
 
+def test_an_unreachable_cluster_address_is_refused_in_seconds_not_retried_for_minutes() -> None:
+    import socket
+
+    from fathombatch.errors import UsageError
+    from fathombatch.scoring.runners.ray import init_ray
+
+    with socket.socket() as listener:  # a port that is certainly closed: bound here, never listened on
+        listener.bind(("127.0.0.1", 0))
+        port = listener.getsockname()[1]
+        for address in (f"127.0.0.1:{port}", f"ray://127.0.0.1:{port}"):
+            with pytest.raises(UsageError, match=f"cannot reach the Ray cluster at '{address}'"):
+                init_ray(RayOptions(address=address))
+    assert not ray.is_initialized()
+
+
 def never_open(*args: object, **kwargs: object) -> None:
     raise AssertionError("the driver opened the engine")
 

@@ -26,6 +26,7 @@ import contextlib
 import dataclasses
 import logging
 import math
+import socket
 from collections.abc import Generator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -128,12 +129,38 @@ def init_ray(options: RayOptions) -> tuple[Any, bool]:
     if options.address is None:
         kwargs["num_cpus"] = options.num_cpus
     else:
+        check_reachable(options.address)
         kwargs["address"] = options.address
     try:
         ray.init(**kwargs)
     except ConnectionError as exc:
         raise UsageError(f"cannot reach the Ray cluster at {options.address!r}: {exc}") from None
     return ray, True
+
+
+#: Seconds to wait for a Ray cluster's port to accept a connection before giving up on it.
+CONNECT_TIMEOUT_S = 10.0
+
+
+def check_reachable(address: str) -> None:
+    """Refuse a ``HOST:PORT`` or ``ray://HOST:PORT`` address whose port does not accept a TCP connection within
+    :data:`CONNECT_TIMEOUT_S` (``auto`` and other forms are left to Ray).
+
+    Why: ``ray.init`` retries an unreachable address for minutes before it fails, silently; a typo in the address
+    should cost seconds and say so.
+
+    Raises:
+        UsageError: the port refused the connection, or nothing answered in time.
+    """
+    hostport = address.removeprefix("ray://")
+    host, sep, port = hostport.rpartition(":")
+    if not sep or not host or not port.isdigit():
+        return
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=CONNECT_TIMEOUT_S):
+            pass
+    except OSError as exc:
+        raise UsageError(f"cannot reach the Ray cluster at {address!r}: {exc.strerror or exc}") from None
 
 
 def _workers(resources: dict[str, float], options: RayOptions) -> int:
